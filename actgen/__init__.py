@@ -1,0 +1,32 @@
+"""actgen: a symbolic activation-function compiler.
+
+Write an activation once as a SymPy expression in a TOML spec; actgen derives its derivatives,
+rewrites them for numerical stability, generates C (OpenMP, SIMD) and NumPy kernels, compiles
+them into a content-keyed cache and verifies them against mpmath in ULPs.
+
+    import actgen, numpy as np
+    act = actgen.load("swish")                   # a built-in
+    act = actgen.load("serf", spec="serf.toml")  # a table of your own spec file
+    y = act(x, beta=1.5); dx = act.backward(x, dy); g = act.param_grads(x, dy)
+
+Importing actgen does not import SymPy; loading an unchanged spec from the cache does not either.
+"""
+
+from .build import ActgenWarning
+from .errors import (ActgenError, BuildError, DerivationError, KernelArgumentError, SpecError,
+                     ToolchainError, UnknownActivationError)
+from .runtime import Activation, load
+
+__version__ = "0.1.0"
+
+
+def builtins() -> list[str]:
+    """Names of the built-in activations."""
+    from . import library
+
+    return library.names()
+
+
+__all__ = ["load", "builtins", "Activation", "ActgenError", "ActgenWarning", "SpecError",
+           "UnknownActivationError", "DerivationError", "BuildError", "ToolchainError",
+           "KernelArgumentError", "__version__"]

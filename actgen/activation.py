@@ -1,0 +1,42 @@
+"""The Activation: what a spec table means, independent of any backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+#: The input variable of every activation.
+X = sp.Symbol("x", real=True)
+
+
+def param_symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One activation function: ``expr`` in ``X`` and the parameters ``params``.
+
+    ``params`` maps each parameter name to its default, in declaration order; ``learnable``
+    names those for which gradient kernels are generated. ``source`` is the spec file it came
+    from (a path, or ``<builtin>/name.toml``) and ``expr_text`` the expression as written there.
+    """
+
+    name: str
+    expr: sp.Expr
+    params: dict[str, float]
+    learnable: tuple[str, ...] = ()
+    description: str = ""
+    source: str = "<string>"
+    expr_text: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def x(self) -> sp.Symbol:
+        return X
+
+    @property
+    def symbols(self) -> dict[str, sp.Symbol]:
+        """Parameter symbols by name, in declaration order."""
+        return {p: param_symbol(p) for p in self.params}

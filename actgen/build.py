@@ -1,0 +1,339 @@
+"""Rendered sources -> built artifacts in a cache keyed by content.
+
+Layout under the cache root (``ACTGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/actgen``, else
+``~/.cache/actgen``)::
+
+    v1/artifacts/<key>/   one built module: the .so (C) or .py (NumPy), meta.json, sources
+    v1/index/<spec key>   which artifact a spec table builds to (lets load() skip SymPy)
+    v1/failed/<key>/      source, command and stderr of a failed compile
+    v1/locks/, v1/tmp/
+
+The artifact key is a SHA-256 of the rendered source, the cffi declarations, the compiler
+identity and flags, cffi's version and the Python ABI, so a changed template, printer, flag or
+compiler gives a new key and nothing else does. Artifacts are built in a temporary directory
+and renamed into place; a lock per key lets concurrent builders share one build; meta.json
+records the SHA-256 of the module file, checked on every load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ActgenError, BuildError, ToolchainError
+
+FORMAT = 1   # bump when the artifact layout or meta.json schema changes
+
+#: Flags that never change results: -fno-math-errno only stops libm from setting errno
+#: (which lets gcc inline sqrt and call SIMD variants). Never -ffast-math: it breaks NaN/Inf.
+BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11")
+
+
+class ActgenWarning(UserWarning):
+    """A visible fallback: no compiler, no OpenMP, a read-only cache."""
+
+
+def warn_once(message: str) -> None:
+    _warn_once(message)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message, ActgenWarning, stacklevel=4)
+
+
+# ---- cache location ---------------------------------------------------------------------
+
+def cache_root() -> Path:
+    """The cache directory (created on first use)."""
+    env = os.environ.get("ACTGEN_CACHE_DIR")
+    if env:
+        base = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "actgen"
+    root = base / f"v{FORMAT}"
+    for sub in ("artifacts", "index", "failed", "locks", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextlib.contextmanager
+def locked(root: Path, key: str):
+    """An exclusive lock on ``key`` across processes (released when the process dies)."""
+    import fcntl
+
+    with open(root / "locks" / f"{key}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---- toolchain ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Toolchain:
+    cc: tuple[str, ...]           # the compiler command (CC may carry arguments)
+    version: str                  # its --version banner, first line
+    flags: tuple[str, ...]        # every flag used for a kernel module
+    openmp: bool                  # threads available (else -fopenmp-simd: SIMD only)
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def identity(self) -> dict:
+        return {"cc": list(self.cc), "version": self.version, "flags": list(self.flags)}
+
+
+def _compiler_command() -> tuple[str, ...] | None:
+    env = os.environ.get("CC")
+    if env:
+        parts = shlex.split(env)
+        if parts and shutil.which(parts[0]):
+            return tuple(parts)
+        return None
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return (path,)
+    return None
+
+
+def quick_toolchain_id() -> dict:
+    """What identifies the toolchain without running it (for the spec index)."""
+    cc = _compiler_command()
+    ident = {"cc": list(cc) if cc else None, "march": os.environ.get("ACTGEN_MARCH", "native"),
+             "python": sysconfig.get_config_var("EXT_SUFFIX"), "machine": platform.machine()}
+    if cc:
+        with contextlib.suppress(OSError):
+            st = Path(shutil.which(cc[0])).resolve().stat()
+            ident["cc_stat"] = [st.st_size, int(st.st_mtime)]
+    return ident
+
+
+def _try_compile(cc, flags, source: str) -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory(prefix="actgen-probe-") as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text(source)
+        proc = subprocess.run([*cc, *flags, str(src), "-o", str(Path(tmp) / "probe.so")],
+                              capture_output=True, text=True)
+        return proc.returncode == 0, proc.stderr
+
+
+_PROBE = """#include <math.h>
+#include <stdint.h>
+void probe(const float *restrict x, float *restrict y, int64_t n) {
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= 1000)
+    for (int64_t i = 0; i < n; ++i) y[i] = expf(x[i]);
+}
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def toolchain() -> Toolchain:
+    """Find and probe the C compiler once per process. Raises ToolchainError if there is none."""
+    cc = _compiler_command()
+    if cc is None:
+        raise ToolchainError("no C compiler found (looked at $CC, cc, gcc, clang); "
+                             "install gcc, or use backend=\"numpy\"")
+    proc = subprocess.run([*cc, "--version"], capture_output=True, text=True)
+    version = (proc.stdout or proc.stderr).splitlines()[0] if (proc.stdout or proc.stderr) else "unknown"
+    flags = list(BASE_FLAGS)
+    notes = []
+    march = os.environ.get("ACTGEN_MARCH", "native")
+    if march and march != "none":
+        candidate = [f"-march={march}"]
+        if platform.machine() in ("x86_64", "AMD64") and march == "native":
+            candidate.append("-mprefer-vector-width=512")
+        ok, _ = _try_compile(cc, flags + candidate, _PROBE)
+        if ok:
+            flags += candidate
+        else:
+            notes.append(f"the compiler rejected -march={march}; building for its default target")
+    ok, err = _try_compile(cc, flags + ["-fopenmp"], _PROBE)
+    if ok:
+        flags.append("-fopenmp")
+        openmp = True
+    else:
+        flags.append("-fopenmp-simd")
+        openmp = False
+        notes.append("OpenMP is not available with this compiler (-fopenmp failed): kernels are "
+                     "built single-threaded (SIMD only). Install libgomp/libomp for threads.")
+    for note in notes:
+        warn_once(note)
+    return Toolchain(tuple(cc), version, tuple(flags), openmp, tuple(notes))
+
+
+# ---- keys and artifacts -----------------------------------------------------------------
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def generator_fingerprint() -> str:
+    """A hash of actgen's own code and templates: anything that could change what is rendered."""
+    from .render import templates_fingerprint
+
+    h = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(str(path.relative_to(package)).encode())
+        h.update(path.read_bytes())
+    h.update(templates_fingerprint().encode())
+    return h.hexdigest()
+
+
+def spec_key(name: str, table: dict, spec_display: str, backend: str) -> str:
+    """The key of the index entry for one spec table built with one backend."""
+    return digest({"name": name, "table": table, "spec": spec_display, "backend": backend,
+                   "generator": generator_fingerprint(), "toolchain": quick_toolchain_id()})
+
+
+@dataclass
+class Artifact:
+    key: str
+    path: Path          # the artifact directory
+    meta: dict
+    compiled: bool      # True if this call built it, False if it came from the cache
+    seconds: float = 0.0
+
+    @property
+    def module_file(self) -> Path:
+        return self.path / self.meta["file"]
+
+
+def _valid(path: Path) -> dict | None:
+    """meta.json of a complete, uncorrupted artifact, else None."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        if sha256_file(path / meta["file"]) != meta["sha256"]:
+            return None
+        return meta
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def lookup_artifact(key: str) -> Artifact | None:
+    path = cache_root() / "artifacts" / key
+    meta = _valid(path)
+    return Artifact(key, path, meta, compiled=False) if meta else None
+
+
+def _install(root: Path, key: str, tmp: Path) -> Path:
+    final = root / "artifacts" / key
+    if final.exists():           # a corrupt entry (a valid one was returned before): replace it
+        shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+    return final
+
+
+def build_artifact(key: str, backend: str, meta: dict, make) -> Artifact:
+    """Build the artifact ``key`` with ``make(tmpdir) -> file name`` unless the cache has it."""
+    root = cache_root()
+    existing = lookup_artifact(key)
+    if existing:
+        return existing
+    with locked(root, key):
+        existing = lookup_artifact(key)       # another process may have built it meanwhile
+        if existing:
+            return existing
+        started = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=f"{key[:12]}-", dir=root / "tmp"))
+        try:
+            filename = make(tmp)
+            meta = dict(meta, key=key, backend=backend, file=filename,
+                        sha256=sha256_file(tmp / filename), built=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            final = _install(root, key, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return Artifact(key, final, meta, compiled=True, seconds=time.perf_counter() - started)
+
+
+def compile_c(module_name: str, c_source: str, declarations: str, tmp: Path, tc: Toolchain) -> str:
+    """Compile one cffi API-mode extension in ``tmp``; return its file name."""
+    import cffi
+    from cffi.recompiler import make_c_source
+
+    ffi = cffi.FFI()
+    ffi.cdef(declarations)
+    wrapper = tmp / f"{module_name}.c"
+    make_c_source(ffi, module_name, c_source, str(wrapper), verbose=False)
+    output = f"{module_name}{sysconfig.get_config_var('EXT_SUFFIX')}"
+    command = [*tc.cc, *tc.flags, f"-I{sysconfig.get_paths()['include']}", str(wrapper),
+               "-o", str(tmp / output), "-lm"]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+    if proc.returncode != 0:
+        raise _compile_failure(module_name, c_source, command, proc)
+    return output
+
+
+def _compile_failure(module_name, c_source, command, proc) -> BuildError:
+    failed = cache_root() / "failed" / module_name
+    failed.mkdir(parents=True, exist_ok=True)
+    numbered = "\n".join(f"{i + 1:5d}  {line}" for i, line in enumerate(c_source.splitlines()))
+    log = failed / "build.log"
+    log.write_text(f"command: {shlex.join(command)}\nexit status: {proc.returncode}\n\n"
+                   f"---- stderr ----\n{proc.stderr}\n---- source ----\n{numbered}\n")
+    first = next((line for line in proc.stderr.splitlines() if "error" in line), proc.stderr[:200])
+    return BuildError(f"the C compiler failed building {module_name}: {first.strip()}\n"
+                      f"  the source, command and full stderr are in {log}")
+
+
+_MODULES: dict[str, object] = {}
+
+
+def import_module_file(module_name: str, path: Path):
+    """Import a built module (extension or .py) from its file, once per process."""
+    if module_name in _MODULES:
+        return _MODULES[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ActgenError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules.setdefault(module_name, module)
+    _MODULES[module_name] = module
+    return module
+
+
+# ---- the spec index ------------------------------------------------------------------------
+
+def read_index(key: str) -> str | None:
+    try:
+        return json.loads((cache_root() / "index" / key).read_text())["artifact"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def write_index(key: str, artifact_key: str) -> None:
+    write_atomic(cache_root() / "index" / key, json.dumps({"artifact": artifact_key}))

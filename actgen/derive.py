@@ -1,0 +1,97 @@
+"""Activation -> kernels: the exact per-element quantity each generated kernel computes.
+
+Kernels (per activation):
+  forward          y  = f(x)
+  backward         dx = dy * f'(x)           (the kernel expression is f'(x))
+  grad_<p>         dp = sum(dy * df/dp)      (for each learnable parameter p)
+
+Kink conventions (what a derivative is at a point where it jumps) follow PyTorch:
+
+* ``Max``/``Min``: at a tie, the derivative is that of the argument which does not depend on
+  the variable of differentiation. So relu = Max(0, x) has relu'(0) = 0 (PyTorch, JAX), and
+  relu6 = Min(Max(0, x), 6) has derivative 0 at 0 and at 6 (PyTorch's hardtanh_backward).
+  If both arguments depend on it, the two derivatives are averaged (SymPy's convention).
+  SymPy's own ``diff(Max(0, x), x)`` is ``Heaviside(x)`` with Heaviside(0) = 1/2, which no
+  framework uses, so Max/Min become explicit Piecewise expressions before differentiating.
+* ``Piecewise``: each branch is differentiated on its own; the branch that owns a boundary
+  point (by its condition, e.g. ``x > 0`` vs ``x >= 0``) gives the derivative there. This lets
+  a spec state its convention: ``Piecewise((x, x > 0), (a*x, True))`` has derivative ``a`` at 0
+  (PyTorch's leaky_relu and prelu).
+* ``Abs``: derivative sign(u) with sign(0) = 0 (PyTorch's abs backward).
+* ``DiracDelta`` terms (from derivatives of sign and Heaviside) are 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .activation import X, Activation, param_symbol
+from .errors import DerivationError
+
+MAX_DERIVATIVE_OPS = 20_000
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One generated kernel: ``exact`` is the per-element value it must reproduce."""
+
+    name: str                 # "forward", "backward" or "grad_<param>"
+    kind: str                 # "forward", "backward" or "param_grad"
+    exact: sp.Expr
+    param: str | None = None
+
+    @property
+    def description(self) -> str:
+        return {"forward": "y = f(x)", "backward": "dx = dy * f'(x)"}.get(
+            self.kind, f"d{self.param} = sum(dy * df/d{self.param})")
+
+
+def _tie(a, b, var, is_max: bool):
+    """Max(a, b) or Min(a, b) as a Piecewise whose derivative follows the tie convention."""
+    wins = (lambda p, q: p > q) if is_max else (lambda p, q: p < q)
+    a_dep, b_dep = a.has(var), b.has(var)
+    if not a_dep and not b_dep:
+        return (sp.Max if is_max else sp.Min)(a, b)
+    if a_dep and not b_dep:
+        return sp.Piecewise((a, wins(a, b)), (b, True))
+    if b_dep and not a_dep:
+        return sp.Piecewise((b, wins(b, a)), (a, True))
+    return sp.Piecewise((a, wins(a, b)), (b, wins(b, a)), ((a + b) / 2, True))
+
+
+def ties_to_piecewise(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """Replace every Max/Min by a Piecewise with the tie convention for d/d``var``."""
+    if not expr.args:
+        return expr
+    args = [ties_to_piecewise(a, var) for a in expr.args]
+    if isinstance(expr, (sp.Max, sp.Min)):
+        result = args[0]
+        for other in args[1:]:
+            result = _tie(result, other, var, isinstance(expr, sp.Max))
+        return result
+    return expr.func(*args)
+
+
+def differentiate(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """d expr / d var with actgen's kink conventions (see the module docstring)."""
+    prepared = ties_to_piecewise(expr, var)
+    result = sp.diff(prepared, var)
+    result = result.replace(sp.DiracDelta, lambda *args: sp.S.Zero)
+    if result.has(sp.Derivative, sp.Subs):
+        raise DerivationError(f"SymPy could not differentiate {expr} with respect to {var}: {result}")
+    if sp.count_ops(result) > MAX_DERIVATIVE_OPS:
+        raise DerivationError(
+            f"the derivative of {expr} with respect to {var} has more than {MAX_DERIVATIVE_OPS} "
+            "operations; simplify the expression (e.g. factor repeated subexpressions)")
+    return result
+
+
+def derive(act: Activation) -> list[Kernel]:
+    """The kernels of an activation: forward, backward, and one gradient per learnable parameter."""
+    kernels = [Kernel("forward", "forward", act.expr),
+               Kernel("backward", "backward", differentiate(act.expr, X))]
+    for p in act.learnable:
+        kernels.append(Kernel(f"grad_{p}", "param_grad", differentiate(act.expr, param_symbol(p)), p))
+    return kernels

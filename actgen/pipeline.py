@@ -1,0 +1,63 @@
+"""Activation -> built artifact: lower, render, compile (or write) into the cache."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+from .activation import Activation
+from .build import FORMAT, Artifact, build_artifact, compile_c, digest, toolchain
+from .render import Lowered, cdef, lower_activation, render
+
+
+def artifact_meta(lowered: Lowered, backend: str, spec_display: str, module: str) -> dict:
+    """What the runtime needs to wrap a built module, without SymPy."""
+    from .backends import BACKENDS, DTYPES
+
+    act = lowered.act
+    symbol = BACKENDS[backend].symbol
+    return {
+        "module": module, "name": act.name, "params": act.params, "learnable": list(act.learnable),
+        "expr_text": act.expr_text, "description": act.description, "spec": spec_display,
+        "kernels": [{"name": k.name, "kind": k.kind, "param": k.param,
+                     "symbols": {dtype: symbol(act.name, k.name, dtype) for dtype in DTYPES}}
+                    for k in lowered.kernels],
+    }
+
+
+def _write_sources(tmp: Path, sources: dict[str, str]) -> None:
+    for rel, text in sources.items():
+        target = tmp / "sources" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+
+
+def build(act: Activation, backend: str, spec_display: str, lowered: Lowered | None = None) -> Artifact:
+    """Build (or find in the cache) the module of ``act`` for ``backend`` ("c" or "numpy")."""
+    lowered = lowered or lower_activation(act)
+    sources = render(lowered, backend, spec_display)
+    if backend == "c":
+        import cffi
+
+        tc = toolchain()
+        c_text = sources[f"c/{act.name}.c"]
+        declarations = cdef(lowered, spec_display)
+        key = digest({"format": FORMAT, "backend": "c", "source": c_text, "cdef": declarations,
+                      "toolchain": tc.identity, "cffi": cffi.__version__,
+                      "abi": sysconfig.get_config_var("EXT_SUFFIX")})
+        module = f"_actgen_{act.name}_{key[:16]}"
+
+        def make(tmp: Path) -> str:
+            _write_sources(tmp, sources)
+            return compile_c(module, c_text, declarations, tmp, tc)
+    else:
+        py_text = sources[f"numpy/{act.name}.py"]
+        key = digest({"format": FORMAT, "backend": "numpy", "source": py_text})
+        module = f"_actgen_np_{act.name}_{key[:16]}"
+
+        def make(tmp: Path) -> str:
+            _write_sources(tmp, sources)
+            (tmp / f"{module}.py").write_text(py_text, encoding="utf-8")
+            return f"{module}.py"
+
+    return build_artifact(key, backend, artifact_meta(lowered, backend, spec_display, module), make)

@@ -1,0 +1,154 @@
+"""C99 printer for kernel expressions, for one compute type (float or double).
+
+Changes from SymPy's ``C99CodePrinter`` (each for a reason):
+* every number is a decimal literal of the compute type (no ``M_SQRT2`` in float code, no
+  ``const float pi`` declarations, no integer division);
+* small integer powers are multiplications, 1/2 powers are sqrt (``powf(x, 2)`` is slow);
+* Piecewise is one nested ternary: a select the vectoriser turns into a blend;
+* Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers from the prelude that
+  propagate NaN (``fmaxf`` drops NaN and blocks vectorisation);
+* the math functions and helpers used are recorded, so the template declares exactly those.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.codegen.ast import float32, real
+from sympy.printing.c import C99CodePrinter
+from sympy.printing.precedence import PRECEDENCE
+
+from . import decimal_literal
+
+#: Helpers of the C prelude, by the SymPy function they print.
+HELPERS = {"Max": "max", "Min": "min", "sign": "sign", "Heaviside": "heaviside",
+           "sigmoid": "sigmoid", "softplus": "softplus"}
+
+MAX_EXPANDED_POWER = 8
+
+
+class KernelCPrinter(C99CodePrinter):
+    """Prints kernel expressions for ``compute`` = "float" or "double"."""
+
+    def __init__(self, compute: str = "double"):
+        if compute not in ("float", "double"):
+            raise ValueError(compute)
+        settings = {"strict": True, "math_macros": {}}
+        if compute == "float":
+            settings["type_aliases"] = {real: float32}
+        super().__init__(settings)
+        self.compute = compute
+        self.tag = "f32" if compute == "float" else "f64"
+        self.literal_suffix = "F" if compute == "float" else ""
+        self.math_functions: set[str] = set()   # e.g. {"expf", "log1pf"}
+        self.helpers: set[str] = set()          # e.g. {"max", "sigmoid"}
+
+    # numbers -------------------------------------------------------------------------
+    def _literal(self, value) -> str:
+        return decimal_literal(value) + self.literal_suffix
+
+    def _print_Float(self, e):
+        return self._literal(e)
+
+    def _print_Rational(self, e):
+        return self._literal(e)
+
+    def _print_Integer(self, e):
+        return self._literal(e)
+
+    def _print_NumberSymbol(self, e):
+        return self._literal(e)
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Infinity(self, e):
+        return "INFINITY"
+
+    def _print_NegativeInfinity(self, e):
+        return "(-INFINITY)"
+
+    def _print_NaN(self, e):
+        return "NAN"
+
+    # arithmetic ----------------------------------------------------------------------
+    def _print_Pow(self, e):
+        base, exponent = e.args
+        b = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
+        one = self._literal(1)
+        if exponent.is_Integer and 0 < abs(int(exponent)) <= MAX_EXPANDED_POWER:
+            product = "*".join([b] * abs(int(exponent)))
+            # parenthesised: SymPy's Mul printer puts a Pow after "/" unparenthesised
+            return f"({product})" if exponent > 0 else f"({one}/({product}))"
+        if exponent.is_Rational and exponent.q == 2 and abs(exponent.p) <= 2 * MAX_EXPANDED_POWER + 1:
+            # x**(k + 1/2) = x**k * sqrt(x): exact powers and a correctly rounded sqrt, no powf
+            whole = [b] * ((abs(exponent.p) - 1) // 2)
+            product = "*".join(whole + [self._call("sqrt", base)])
+            return f"({product})" if exponent > 0 else f"({one}/({product}))"
+        return self._call("pow", base, exponent)
+
+    def _call(self, name: str, *args) -> str:
+        full = name + self._get_func_suffix(real)
+        self.math_functions.add(full)
+        return f"{full}({', '.join(self._print(a) for a in args)})"
+
+    def _print_math_func(self, expr, nest=False, known=None):
+        text = super()._print_math_func(expr, nest=nest, known=known)
+        self.math_functions.add(text.split("(", 1)[0])
+        return text
+
+    # selects and helpers ---------------------------------------------------------------
+    def _print_Piecewise(self, e):
+        *pieces, (last, _) = e.args
+        text = self._print(last)
+        for value, cond in reversed(pieces):
+            text = f"(({self._print(cond)}) ? ({self._print(value)}) : ({text}))"
+        return text
+
+    def _print_ITE(self, e):
+        return self._print(e.rewrite(sp.Piecewise))
+
+    def _helper(self, key: str, *args) -> str:
+        self.helpers.add(key)
+        return f"actgen_{key}_{self.tag}({', '.join(self._print(a) for a in args)})"
+
+    def _fold(self, e, key):
+        args = list(e.args)
+        text = self._print(args[-1])
+        for a in reversed(args[:-1]):
+            self.helpers.add(key)
+            text = f"actgen_{key}_{self.tag}({self._print(a)}, {text})"
+        return text
+
+    def _print_Max(self, e):
+        return self._fold(e, "max")
+
+    def _print_Min(self, e):
+        return self._fold(e, "min")
+
+    def _print_sign(self, e):
+        return self._helper("sign", e.args[0])
+
+    def _print_Heaviside(self, e):
+        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
+        return self._helper("heaviside", e.args[0], h0)
+
+    def _print_sigmoid(self, e):
+        return self._helper("sigmoid", e.args[0])
+
+    def _print_softplus(self, e):
+        return self._helper("softplus", e.args[0])
+
+    def _print_DiracDelta(self, e):
+        return self._literal(0)
+
+    def _print_BooleanTrue(self, e):
+        return "1"
+
+    def _print_BooleanFalse(self, e):
+        return "0"
+
+
+# SymPy binds its math-function printers to C89CodePrinter._print_math_func at import time;
+# rebind them so this printer records the functions it uses.
+for _name in ("Abs Sqrt exp exp2 expm1 log log10 log2 log1p Cbrt hypot fma loggamma sin cos tan asin "
+              "acos atan atan2 sinh cosh tanh asinh acosh atanh erf erfc gamma ceiling floor").split():
+    setattr(KernelCPrinter, "_print_" + _name, KernelCPrinter._print_math_func)

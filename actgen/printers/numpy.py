@@ -1,0 +1,109 @@
+"""NumPy printer for kernel expressions.
+
+Changes from SymPy's ``NumPyPrinter`` (each for a reason):
+* numbers are plain Python float literals: NumPy treats them as "weak" scalars, so float32
+  arrays stay float32 (``numpy.sqrt(2)`` or ``numpy.pi`` are float64 and would upcast);
+* Piecewise is ``rt.piecewise``, which evaluates each branch only on the elements that take
+  it (``numpy.select`` evaluates every branch everywhere: warnings, NaN, wasted work);
+* erf/erfc are vectorised ufuncs (``math.erf`` is not), sigmoid/softplus are the stable
+  implementations of ``actgen.numpy_runtime``; Max/Min are ``numpy.maximum``/``minimum``,
+  which propagate NaN.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from . import decimal_literal
+
+
+class KernelNumPyPrinter(NumPyPrinter):
+    """Prints kernel expressions as NumPy code; ``rt`` is ``actgen.numpy_runtime``."""
+
+    def __init__(self):
+        super().__init__({"strict": True, "fully_qualified_modules": True})
+
+    def _literal(self, value) -> str:
+        return decimal_literal(value, 17)
+
+    def _print_Float(self, e):
+        return self._literal(e)
+
+    def _print_Rational(self, e):
+        return self._literal(e)
+
+    def _print_Integer(self, e):
+        return self._literal(e)
+
+    def _print_NumberSymbol(self, e):
+        return self._literal(e)
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Infinity(self, e):
+        return "numpy.inf"
+
+    def _print_NegativeInfinity(self, e):
+        return "(-numpy.inf)"
+
+    def _print_NaN(self, e):
+        return "numpy.nan"
+
+    def _print_Pow(self, e, rational=False):
+        if e.exp.is_Integer:
+            return f"{self.parenthesize(e.base, 60, strict=True)}**{int(e.exp)}"
+        return super()._print_Pow(e, rational)
+
+    def _print_Piecewise(self, e):
+        names = sorted((s.name for s in e.free_symbols), key=str)
+        params = ", ".join(names)
+        arguments = "(" + "".join(n + ", " for n in names) + ")"
+        pieces = []
+        for value, cond in e.args:
+            test = "None" if cond is sp.true else f"lambda {params}: {self._print(cond)}"
+            pieces.append(f"({test}, lambda {params}: {self._print(value)})")
+        return f"rt.piecewise({arguments}, {', '.join(pieces)})"
+
+    def _fold(self, e, func):
+        text = self._print(e.args[-1])
+        for a in reversed(e.args[:-1]):
+            text = f"numpy.{func}({self._print(a)}, {text})"
+        return text
+
+    def _print_Max(self, e):
+        return self._fold(e, "maximum")
+
+    def _print_Min(self, e):
+        return self._fold(e, "minimum")
+
+    def _print_Heaviside(self, e):
+        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
+        return f"numpy.heaviside({self._print(e.args[0])}, {self._print(h0)})"
+
+    def _print_sign(self, e):
+        return f"numpy.sign({self._print(e.args[0])})"
+
+    def _rt(self, name, e):
+        return f"rt.{name}({self._print(e.args[0])})"
+
+    def _print_sigmoid(self, e):
+        return self._rt("sigmoid", e)
+
+    def _print_softplus(self, e):
+        return self._rt("softplus", e)
+
+    def _print_erf(self, e):
+        return self._rt("erf", e)
+
+    def _print_erfc(self, e):
+        return self._rt("erfc", e)
+
+    def _print_DiracDelta(self, e):
+        return "0.0"
+
+    def _print_BooleanTrue(self, e):
+        return "True"
+
+    def _print_BooleanFalse(self, e):
+        return "False"

@@ -1,0 +1,235 @@
+"""Independent high-precision evaluation of SymPy expressions with mpmath.
+
+This is the yardstick every kernel is measured against. It walks the SymPy tree itself (no
+code printers, no ``lambdify``), so a bug in the printers or rewrites cannot hide in the
+reference. Precision is raised until the result, rounded to the target format, is stable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+from .activation import X, param_symbol
+from .functions import sigmoid, softplus
+
+mp = mpmath.mp
+
+
+class Undefined(ArithmeticError):
+    """The expression has no real value at this point (a pole, or a complex result)."""
+
+
+def _mpf_of_number(e):
+    if e.is_Integer:
+        return mpmath.mpf(int(e))
+    if e.is_Rational:
+        return mpmath.mpf(int(e.p)) / int(e.q)
+    if e.is_Float:
+        return mpmath.mpf(e._mpf_)
+    if e is sp.pi:
+        return +mp.pi
+    if e is sp.E:
+        return +mp.e
+    if e is sp.S.Infinity:
+        return mpmath.inf
+    if e is sp.S.NegativeInfinity:
+        return -mpmath.inf
+    if e is sp.S.NaN:
+        return mpmath.nan
+    raise TypeError(f"no mpmath value for {e!r}")
+
+
+def _heaviside(z, h0=mpmath.mpf(0.5)):
+    if z > 0:
+        return mpmath.mpf(1)
+    if z < 0:
+        return mpmath.mpf(0)
+    if z == 0:
+        return h0
+    return mpmath.nan
+
+
+def _sign(z):
+    if mpmath.isnan(z):
+        return z
+    return mpmath.mpf(0) if z == 0 else mpmath.mpf(1 if z > 0 else -1)
+
+
+def _log(z):
+    if z == 0:
+        return -mpmath.inf
+    return mpmath.log(z)
+
+
+def _max(*args):
+    if any(mpmath.isnan(a) for a in args):
+        return mpmath.nan
+    return max(args)
+
+
+def _min(*args):
+    if any(mpmath.isnan(a) for a in args):
+        return mpmath.nan
+    return min(args)
+
+
+_FUNCS = {
+    sp.exp: mpmath.exp, sp.log: _log, sp.tanh: mpmath.tanh, sp.sinh: mpmath.sinh, sp.cosh: mpmath.cosh,
+    sp.atan: mpmath.atan, sp.sin: mpmath.sin, sp.cos: mpmath.cos, sp.erf: mpmath.erf, sp.erfc: mpmath.erfc,
+    sp.Abs: abs, sp.sign: _sign, sp.Heaviside: _heaviside, sp.Max: _max, sp.Min: _min,
+    sigmoid: lambda z: 1 / (1 + mpmath.exp(-z)),
+    softplus: lambda z: mpmath.log1p(mpmath.exp(z)) if z < 0 else z + mpmath.log1p(mpmath.exp(-z)),
+    log1p: lambda z: _log(1 + z) if z == -1 else mpmath.log1p(z), expm1: mpmath.expm1,
+    sp.DiracDelta: lambda *a: mpmath.mpf(0),
+}
+
+_RELATIONS = {sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b,
+              sp.StrictGreaterThan: lambda a, b: a > b, sp.GreaterThan: lambda a, b: a >= b,
+              sp.Equality: lambda a, b: a == b, sp.Unequality: lambda a, b: a != b}
+
+
+def _real(v):
+    if isinstance(v, mpmath.mpc):
+        if v.imag == 0:
+            return v.real
+        raise Undefined("complex value")
+    return v
+
+
+def _eval(e, env):
+    if e.is_Symbol:
+        return env[e]
+    if e.is_Number or e.is_NumberSymbol or e in (sp.S.Infinity, sp.S.NegativeInfinity, sp.S.NaN):
+        return _mpf_of_number(e)
+    if e.is_Add:
+        return _real(mpmath.fsum(_eval(a, env) for a in e.args))
+    if e.is_Mul:
+        return _real(mpmath.fprod(_eval(a, env) for a in e.args))
+    if e.is_Pow:
+        base, exponent = e.args
+        b = _eval(base, env)
+        if exponent.is_Integer:
+            n = int(exponent)
+            if b == 0 and n < 0:
+                raise Undefined("division by zero")
+            return b ** n
+        if exponent == sp.S.Half:
+            if b < 0:
+                raise Undefined("sqrt of a negative number")
+            return mpmath.sqrt(b)
+        x = _eval(exponent, env)
+        if b == 0 and x < 0:
+            raise Undefined("division by zero")
+        return _real(mpmath.power(b, x))
+    if isinstance(e, sp.Piecewise):
+        for value, cond in e.args:
+            if _cond(cond, env):
+                return _eval(value, env)
+        raise Undefined("no Piecewise condition holds")
+    func = _FUNCS.get(e.func)
+    if func is None:
+        raise TypeError(f"the reference cannot evaluate {e.func}")
+    try:
+        return _real(func(*[_eval(a, env) for a in e.args]))
+    except ZeroDivisionError:
+        raise Undefined("division by zero") from None
+    except ValueError as exc:  # mpmath: math domain error
+        raise Undefined(str(exc)) from None
+
+
+def _cond(c, env) -> bool:
+    if c is sp.true:
+        return True
+    if c is sp.false:
+        return False
+    if isinstance(c, sp.And):
+        return all(_cond(a, env) for a in c.args)
+    if isinstance(c, sp.Or):
+        return any(_cond(a, env) for a in c.args)
+    if isinstance(c, sp.Not):
+        return not _cond(c.args[0], env)
+    rel = _RELATIONS.get(type(c))
+    if rel is None:
+        raise TypeError(f"the reference cannot evaluate the condition {c}")
+    a, b = _eval(c.lhs, env), _eval(c.rhs, env)
+    if isinstance(a, mpmath.mpc) or isinstance(b, mpmath.mpc):
+        raise Undefined("complex value in a condition")
+    return bool(rel(a, b))
+
+
+def evaluate(expr: sp.Expr, values: dict, prec: int) -> mpmath.mpf:
+    """Evaluate ``expr`` at ``values`` ({Symbol: number}) with ``prec`` bits. May raise Undefined."""
+    with mpmath.workprec(prec):
+        env = {s: mpmath.mpf(v) for s, v in values.items()}
+        return _eval(expr, env)
+
+
+def round_to_format(v, mant_bits: int, min_exp: int, max_exp: int) -> float:
+    """Round an mpf to the nearest float of a binary format (ties to even), as a Python float.
+
+    ``mant_bits`` counts the implicit bit (24 for float32, 53 for float64); ``min_exp`` is the
+    exponent of the smallest normal (-126, -1022); ``max_exp`` that of the largest finite (127, 1023).
+    """
+    if mpmath.isnan(v):
+        return math.nan
+    if mpmath.isinf(v):
+        return math.inf if v > 0 else -math.inf
+    if v == 0:
+        return 0.0
+    man, exp = mpmath.frexp(v)  # v = man * 2**exp, 0.5 <= |man| < 1
+    # quantum: the value of the last mantissa bit, floored at the subnormal quantum
+    quantum = max(int(exp) - mant_bits, min_exp - mant_bits + 1)
+    scaled = mpmath.ldexp(v, -quantum)
+    integer = int(mpmath.nint(scaled))  # nint rounds half to even
+    result = math.ldexp(integer, quantum) if abs(integer).bit_length() <= 1100 else math.inf
+    if abs(result) >= 2.0 ** (max_exp + 1):
+        return math.copysign(math.inf, result)
+    return result
+
+
+FORMATS = {"float32": (24, -126, 127), "float64": (53, -1022, 1023)}
+
+
+def reference(expr: sp.Expr, values: dict, dtype: str = "float64", *, start_prec: int = 96,
+              max_prec: int = 8192) -> float:
+    """The correctly rounded value of ``expr`` at ``values`` in ``dtype`` (nan where undefined).
+
+    Evaluates at ``start_prec`` bits and doubles the precision until two successive results
+    round to the same float (and, for a zero, stay zero).
+    """
+    fmt = FORMATS[dtype]
+    previous = None
+    prec = start_prec
+    while prec <= max_prec:
+        try:
+            value = evaluate(expr, values, prec)
+        except Undefined:
+            return math.nan
+        rounded = round_to_format(value, *fmt)
+        if previous is not None and (rounded == previous or (math.isnan(rounded) and math.isnan(previous))):
+            return rounded
+        previous = rounded
+        prec *= 2
+    return previous
+
+
+SAMPLE_XS = (-1000, -100, -30, -10, -3, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 3, 10, 30, 100, 1000)
+
+
+def complex_sample_point(expr: sp.Expr, params: dict[str, float]):
+    """Return an x among SAMPLE_XS where ``expr`` (at default params) is complex, else None.
+
+    Poles and other undefined points are not complex; they are the spec author's business.
+    """
+    values = {param_symbol(p): v for p, v in params.items()}
+    for x in SAMPLE_XS:
+        try:
+            evaluate(expr, {**values, X: x}, 64)
+        except Undefined as exc:
+            if "complex" in str(exc) or "negative" in str(exc):
+                return x
+    return None

@@ -1,0 +1,179 @@
+"""Kernels -> rendered sources {relative path: text}, through Jinja templates and a small view model.
+
+Templates see only plain data (the dataclasses below): names, C types and printed code
+strings. They never receive SymPy objects, modules or functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+import jinja2
+
+from .activation import Activation
+from .backends import BACKENDS, DTYPES, Backend
+from .derive import Kernel, derive
+from .rewrite import Form, lower, stable_source
+
+#: libmvec (glibc >= 2.35, x86_64) has SIMD variants of these, for float and double.
+LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp exp10 exp2 expm1 "
+                    "log log10 log1p log2 sin sinh tan tanh".split())
+
+#: Math functions each prelude helper calls (so that their SIMD variants are declared).
+#: In definition order (a helper may call those before it).
+HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "sigmoid": ("exp",),
+                "softplus": ("exp", "log1p", "fabs")}
+#: Helpers that call other helpers.
+HELPER_USES = {"softplus": ("max",)}
+
+
+@dataclass(frozen=True)
+class KernelView:
+    name: str                 # forward, backward, grad_<p>
+    kind: str                 # forward, backward, param_grad
+    symbol: str               # function name in the generated source
+    description: str
+    temps: tuple[tuple[str, str], ...]
+    result: str
+    nan_guard: bool
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DtypeView:
+    dtype: str                # float32
+    tag: str                  # f32
+    ctype: str                # float: the element type in memory
+    compute: str              # the type arithmetic is done in
+    kernels: tuple[KernelView, ...]
+
+
+@dataclass(frozen=True)
+class HelperView:
+    name: str                 # sigmoid
+    compute: str              # float
+    tag: str                  # f32
+    suffix: str               # f ('' for double): libm name suffix
+    literal: str              # F ('' for double): literal suffix
+
+
+@dataclass(frozen=True)
+class ActivationView:
+    name: str
+    description: str
+    spec: str                 # the spec file, as shown in the banner
+    expr_text: str
+    params: tuple[tuple[str, float], ...]
+    learnable: tuple[str, ...]
+    dtypes: tuple[DtypeView, ...]
+    helpers: tuple[HelperView, ...]
+    simd_functions: tuple[tuple[str, str], ...]   # (compute type, libm name) to declare SIMD
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """An activation with its kernels and the printable form of each."""
+
+    act: Activation
+    kernels: tuple[Kernel, ...]
+    forms: dict[str, Form]
+
+
+def lower_activation(act: Activation) -> Lowered:
+    kernels = tuple(derive(act))
+    forms = {k.name: lower(*stable_source(k, act.expr)) for k in kernels}
+    return Lowered(act, kernels, forms)
+
+
+def _print_kernel(printer, form: Form) -> tuple[tuple[tuple[str, str], ...], str]:
+    temps = tuple((str(sym), printer.doprint(value)) for sym, value in form.temps)
+    return temps, printer.doprint(form.result)
+
+
+def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> ActivationView:
+    act = lowered.act
+    dtypes, helpers, simd = [], {}, set()
+    for dtype, (tag, ctype) in DTYPES.items():
+        compute = backend.compute(dtype)
+        printer = backend.printer(compute)
+        kernels = []
+        for k in lowered.kernels:
+            form = lowered.forms[k.name]
+            temps, result = _print_kernel(printer, form)
+            kernels.append(KernelView(k.name, k.kind, backend.symbol(act.name, k.name, dtype),
+                                      k.description, temps, result, form.needs_nan_guard, form.rules))
+        dtypes.append(DtypeView(dtype, tag, ctype, compute, tuple(kernels)))
+        if backend.name == "c":
+            suffix = "f" if compute == "float" else ""
+            used = set(getattr(printer, "helpers", ()))
+            for h in list(used):
+                used.update(HELPER_USES.get(h, ()))
+            for h in sorted(used):
+                helpers[(h, compute)] = HelperView(h, compute, "f32" if compute == "float" else "f64",
+                                                   suffix, "F" if compute == "float" else "")
+                simd.update((compute, f + suffix) for f in HELPER_NEEDS[h] if f in LIBMVEC)
+            simd.update((compute, f) for f in printer.math_functions
+                        if (f[:-1] if suffix else f) in LIBMVEC)
+    order = list(HELPER_NEEDS)
+    return ActivationView(
+        name=act.name, description=act.description, spec=spec_display, expr_text=act.expr_text,
+        params=tuple(act.params.items()), learnable=act.learnable, dtypes=tuple(dtypes),
+        helpers=tuple(sorted(helpers.values(), key=lambda h: (h.compute, order.index(h.name)))),
+        simd_functions=tuple(sorted(simd)))
+
+
+def _load_template(name: str) -> str:
+    return (resources.files("actgen.templates") / name).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(_load_template),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, autoescape=False)
+
+
+def banner(spec_display: str, template: str) -> str:
+    return f"generated by actgen from {spec_display} and templates/{template}; do not edit"
+
+
+def render_template(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def render(lowered: Lowered, backend: str | Backend, spec_display: str) -> dict[str, str]:
+    """Render every template of ``backend`` for one activation: {relative path: text}."""
+    backend = BACKENDS[backend] if isinstance(backend, str) else backend
+    view = view_model(lowered, backend, spec_display)
+    return {path: render_template(template, act=view, banner=banner(spec_display, template))
+            for template, path in backend.outputs(lowered.act.name)}
+
+
+def cdef(lowered: Lowered, spec_display: str) -> str:
+    """The C declarations cffi needs (the prototypes of the header, without preprocessor lines)."""
+    view = view_model(lowered, BACKENDS["c"], spec_display)
+    return render_template("c/cdef.jinja", act=view)
+
+
+@functools.lru_cache(maxsize=1)
+def templates_fingerprint() -> str:
+    """A hash of every template: part of the key of anything rendered from them."""
+    digest = hashlib.sha256()
+    root = resources.files("actgen.templates")
+    stack = [root]
+    files = []
+    while stack:
+        node = stack.pop()
+        for child in node.iterdir():
+            if child.is_dir():
+                stack.append(child)
+            elif child.name.endswith(".jinja"):
+                files.append(child)
+    for f in sorted(files, key=lambda p: str(p)):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,306 @@
+"""Stability rewrites and common-subexpression sharing: exact kernel expression -> Form.
+
+Rewrite rules are data: named, ordered ``Rule`` objects, each an exact identity that moves an
+expression to a form without overflow or cancellation. They are applied bottom-up until
+nothing changes. Then numeric subexpressions are folded to high-precision constants and
+``sympy.cse`` shares the common subexpressions of the kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+from .derive import Kernel, differentiate
+from .functions import erfc, sigmoid, softplus
+
+Boolean = sp.logic.boolalg.Boolean
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    doc: str
+    apply: Callable[[sp.Basic], sp.Basic | None]   # the rewritten node, or None if it does not match
+
+
+def _const_and_terms(add):
+    const, rest = add.as_coeff_Add()
+    return const, sp.Add.make_args(rest)
+
+
+def _add_pair_rule(match_term):
+    """A rule for Adds ``c + k*F(...)`` where ``match_term(c, coeff, factor)`` returns a replacement."""
+
+    def apply(e):
+        if not e.is_Add:
+            return None
+        const, terms = _const_and_terms(e)
+        if const == 0:
+            return None
+        for term in terms:
+            coeff, factor = term.as_coeff_Mul()
+            replacement = match_term(const, coeff, factor)
+            if replacement is not None:
+                others = [t for t in terms if t is not term]
+                return sp.Add(replacement, *others)
+        return None
+
+    return apply
+
+
+def _softplus(e):
+    # log(1 + exp(u)) and log1p(exp(u)) -> softplus(u)
+    if isinstance(e, sp.log) and e.args[0].is_Add:
+        const, terms = _const_and_terms(e.args[0])
+        if const == 1 and len(terms) == 1 and isinstance(terms[0], sp.exp):
+            return softplus(terms[0].args[0])
+    if isinstance(e, log1p) and isinstance(e.args[0], sp.exp):
+        return softplus(e.args[0].args[0])
+    return None
+
+
+def _log_sigmoid(e):
+    if isinstance(e, sp.log) and isinstance(e.args[0], sigmoid):
+        return -softplus(-e.args[0].args[0])
+    return None
+
+
+def _sigmoid(e):
+    # 1 / (1 + exp(-u)) -> sigmoid(u)
+    if e.is_Pow and e.exp == -1 and e.base.is_Add:
+        const, terms = _const_and_terms(e.base)
+        if const == 1 and len(terms) == 1 and isinstance(terms[0], sp.exp):
+            return sigmoid(-terms[0].args[0])
+    return None
+
+
+def _exp_sigmoid(e):
+    # exp(u) * sigmoid(-u) = exp(u) / (1 + exp(u)) -> sigmoid(u) (exp(u) overflows first)
+    if not e.is_Mul:
+        return None
+    factors = e.args
+    for f in factors:
+        if isinstance(f, sp.exp):
+            for g in factors:
+                if isinstance(g, sigmoid) and g.args[0] == -f.args[0]:
+                    rest = [h for h in factors if h is not f and h is not g]
+                    return sp.Mul(sigmoid(f.args[0]), *rest)
+    return None
+
+
+def _log1p(e):
+    if isinstance(e, sp.log) and e.args[0].is_Add:
+        const, terms = _const_and_terms(e.args[0])
+        if const == 1:
+            return log1p(sp.Add(*terms))
+    return None
+
+
+def _expm1(c, k, f):
+    # c + k*exp(u) with k == -c  ->  k*expm1(u)
+    if isinstance(f, sp.exp) and k == -c:
+        return k * expm1(f.args[0])
+    return None
+
+
+def _erfc(c, k, f):
+    # c + c*erf(u) -> c*erfc(-u);  c - c*erf(u) -> c*erfc(u)
+    if isinstance(f, sp.erf):
+        if k == c:
+            return c * erfc(-f.args[0])
+        if k == -c:
+            return c * erfc(f.args[0])
+    return None
+
+
+def _sech2(c, k, f):
+    # c - c*tanh(u)**2 -> c / cosh(u)**2 (1 - tanh^2 cancels to 0 once tanh rounds to 1)
+    if f.is_Pow and f.exp == 2 and isinstance(f.base, sp.tanh) and k == -c:
+        return c / sp.cosh(f.base.args[0]) ** 2
+    return None
+
+
+def _tanh_sigmoid(c, k, f):
+    # c + c*tanh(u) -> 2c*sigmoid(2u);  c - c*tanh(u) -> 2c*sigmoid(-2u)  (1 + tanh cancels at -inf)
+    if isinstance(f, sp.tanh):
+        if k == c:
+            return 2 * c * sigmoid(2 * f.args[0])
+        if k == -c:
+            return 2 * c * sigmoid(-2 * f.args[0])
+    return None
+
+
+def _sign_abs(e):
+    # u * sign(u) * rest -> Abs(u) * rest (lets 1 + |x| - x*sign(x) cancel symbolically)
+    if not e.is_Mul:
+        return None
+    factors = list(e.args)
+    for f in factors:
+        if isinstance(f, sp.sign) and f.args[0] in factors:
+            u = f.args[0]
+            rest = list(factors)
+            rest.remove(f)
+            rest.remove(u)
+            return sp.Mul(sp.Abs(u), *rest)
+    return None
+
+
+def _together(e):
+    # a/b + c/d -> (ad + bc)/bd, kept only when it is smaller (the terms cancelled)
+    def has_denominator(term):
+        factors = term.args if term.is_Mul else (term,)
+        return any(f.is_Pow and f.exp.is_negative and f.base.free_symbols for f in factors)
+
+    if not e.is_Add or not any(has_denominator(t) for t in e.args):
+        return None
+    combined = sp.together(e)
+    return combined if sp.count_ops(combined) < sp.count_ops(e) else None
+
+
+#: The rules, in the order they are tried at each node.
+RULES: tuple[Rule, ...] = (
+    Rule("softplus", "log(1 + exp(u)) -> softplus(u), computed as max(u, 0) + log1p(exp(-|u|))", _softplus),
+    Rule("log_sigmoid", "log(sigmoid(u)) -> -softplus(-u)", _log_sigmoid),
+    Rule("sigmoid", "1 / (1 + exp(-u)) -> sigmoid(u)", _sigmoid),
+    Rule("exp_sigmoid", "exp(u) * sigmoid(-u) -> sigmoid(u)", _exp_sigmoid),
+    Rule("log1p", "log(1 + u) -> log1p(u)", _log1p),
+    Rule("expm1", "c*exp(u) - c -> c*expm1(u)", _add_pair_rule(_expm1)),
+    Rule("erfc", "c + c*erf(u) -> c*erfc(-u) (GELU's lower tail)", _add_pair_rule(_erfc)),
+    Rule("sech2", "c - c*tanh(u)**2 -> c/cosh(u)**2", _add_pair_rule(_sech2)),
+    Rule("tanh_sigmoid", "c + c*tanh(u) -> 2c*sigmoid(2u) (GELU-tanh's lower tail)",
+         _add_pair_rule(_tanh_sigmoid)),
+    Rule("sign_abs", "u*sign(u) -> Abs(u)", _sign_abs),
+    Rule("together", "a/b + c/d -> (ad + bc)/bd when that is smaller (the terms cancel)", _together),
+)
+
+
+def _rewrite_node(e, applied):
+    for rule in RULES:
+        new = rule.apply(e)
+        if new is not None and new != e:
+            applied.append(rule.name)
+            return new
+    return e
+
+
+def stabilize(expr: sp.Expr, max_passes: int = 8) -> tuple[sp.Expr, list[str]]:
+    """Apply RULES bottom-up until a fixpoint; return the new expression and the rules used."""
+    applied: list[str] = []
+
+    def walk(e):
+        if not e.args or isinstance(e, Boolean) and not e.args:
+            return e
+        new_args = [walk(a) for a in e.args]
+        if any(n is not o for n, o in zip(new_args, e.args)):
+            e = e.func(*new_args)
+        return _rewrite_node(e, applied)
+
+    for _ in range(max_passes):
+        new = walk(expr)
+        if new == expr:
+            break
+        expr = new
+    return expr, applied
+
+
+def fold_constants(e: sp.Basic, digits: int = 40) -> sp.Basic:
+    """Replace numeric subexpressions (sqrt(2)/2, pi, ...) by Floats of ``digits`` digits.
+
+    Numbers that are already plain Integers or Rationals are kept (the printers print them
+    as literals of the kernel's type).
+    """
+    if not e.args or isinstance(e, sp.Number):
+        if e.is_NumberSymbol:
+            return sp.Float(e.evalf(digits), digits)
+        return e
+    if not isinstance(e, Boolean) and not isinstance(e, sp.Tuple) and e.is_number:
+        value = e.evalf(digits)
+        if value.is_real is not False and value.is_finite:
+            return sp.Float(value, digits)
+    if e.is_Add or e.is_Mul:
+        numeric = [a for a in e.args if a.is_number]
+        rest = [fold_constants(a, digits) for a in e.args if not a.is_number]
+        if len(numeric) > 1 or (numeric and not numeric[0].is_Rational):
+            folded = sp.Float(e.func(*numeric).evalf(digits), digits)
+            return e.func(folded, *rest)
+        return e.func(*numeric, *rest)
+    return e.func(*[fold_constants(a, digits) for a in e.args])
+
+
+@dataclass(frozen=True)
+class Form:
+    """A kernel expression ready to print: CSE temporaries, then the result."""
+
+    temps: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    result: sp.Expr
+    rules: tuple[str, ...] = field(default=())
+    stable: sp.Expr | None = None     # the rewritten expression before folding and CSE
+
+    @property
+    def needs_nan_guard(self) -> bool:
+        """True if a NaN input could come out as a number.
+
+        A Piecewise is a select whose otherwise-branch takes NaN (every comparison is false), and
+        a result that does not depend on x at all ignores it. The kernels then return NaN
+        explicitly, so that NaN in means NaN out in every kernel (Max, Min, sign and Heaviside
+        are printed as NaN-propagating helpers and need no guard).
+        """
+        exprs = [self.result] + [v for _, v in self.temps]
+        return any(e.has(sp.Piecewise) for e in exprs) or not self.result.free_symbols
+
+
+def _inline_boolean_temps(temps, result):
+    """CSE may name a condition (t0 = x > 0); put conditions back where they are used."""
+    kept, subs = [], {}
+    for sym, value in temps:
+        value = value.xreplace(subs)
+        if _is_condition(value):
+            subs[sym] = value
+        else:
+            kept.append((sym, value))
+    return kept, result.xreplace(subs)
+
+
+def _is_condition(value) -> bool:
+    return isinstance(value, (sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction))
+
+
+def tidy_piecewise(expr: sp.Expr) -> sp.Expr:
+    """Flatten nested Piecewise and turn ITE conditions into plain and/or."""
+    if not expr.has(sp.Piecewise):
+        return expr
+    expr = sp.piecewise_fold(expr)
+    expr = expr.replace(sp.ITE, lambda c, a, b: sp.Or(sp.And(c, a), sp.And(sp.Not(c), b)))
+
+    def simplify_conditions(pw):
+        return sp.Piecewise(*[(value, sp.simplify_logic(cond) if isinstance(cond, sp.logic.boolalg.BooleanFunction)
+                               else cond) for value, cond in pw.args])
+
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), simplify_conditions)
+
+
+def stable_source(kernel: Kernel, forward: sp.Expr) -> tuple[sp.Expr, list[str]]:
+    """The expression a kernel is generated from: the stabilised forward, or its derivative.
+
+    Differentiating the stable forward (softplus, sigmoid, ...) gives stable derivatives
+    (softplus' = sigmoid) where differentiating the user's form would not (exp(x)/(1 + exp(x))).
+    """
+    stable_forward, rules = stabilize(forward)
+    if kernel.kind == "forward":
+        return stable_forward, rules
+    var = sp.Symbol(kernel.param, real=True) if kernel.param else sp.Symbol("x", real=True)
+    return differentiate(stable_forward, var), rules
+
+
+def lower(expr: sp.Expr, rules_before: list[str] | tuple = ()) -> Form:
+    """kernel expression -> Form (stable rewrite, constant folding, CSE)."""
+    stable, rules = stabilize(tidy_piecewise(expr))
+    rules = list(dict.fromkeys([*rules_before, *rules]))
+    folded = fold_constants(stable)
+    temps, (result,) = sp.cse([folded], symbols=sp.numbered_symbols("t", real=True), order="none")
+    temps, result = _inline_boolean_temps(temps, result)
+    return Form(tuple(temps), result, tuple(rules), stable)

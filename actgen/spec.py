@@ -1,0 +1,399 @@
+"""Spec files: TOML in, validated ``Activation`` objects out. Never runs code from the file.
+
+SymPy's ``sympify``/``parse_expr`` call ``eval``, so expressions are parsed with Python's
+``ast`` and only whitelisted node types and names are turned into SymPy objects.
+
+Format (one table per activation)::
+
+    [swish]
+    expr = "x * sigmoid(beta * x)"     # SymPy syntax; the input is always x
+    params = { beta = 1.0 }            # named scalar parameters and their defaults
+    learnable = ["beta"]               # optional: also emit gradient kernels w.r.t. these
+    description = "Swish with a slope" # optional
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import keyword
+import math
+import re
+import tomllib
+from pathlib import Path
+
+import sympy as sp
+
+from .activation import X, Activation, param_symbol
+from .errors import SpecError
+from .functions import CONSTANTS, FUNCTIONS
+
+#: Keys a table may have. Anything else is a typo and rejected.
+KEYS = ("expr", "params", "learnable", "description")
+
+MAX_SPEC_BYTES = 1 << 20          # a spec file larger than this is refused unread
+MAX_EXPR_CHARS = 10_000           # an expression longer than this is refused unparsed
+MAX_EXPR_OPS = 2_000              # SymPy operation count of a parsed expression
+MAX_INT_EXPONENT = 1_000          # largest |n| in x**n
+MAX_CONSTANT_DIGITS = 400         # largest decimal exponent of a constant
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+PARAM_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+_C_KEYWORDS = set("""auto break case char const continue default do double else enum extern float
+for goto if inline int long register restrict return short signed sizeof static struct switch
+typedef union unsigned void volatile while _Bool _Complex _Imaginary bool complex""".split())
+#: Names the generated code uses for its own variables, plus anything a printer could emit.
+_KERNEL_NAMES = {"x", "y", "dx", "dy", "n", "i", "acc", "out", "np", "numpy", "math", "nan", "inf",
+                 "self", "float32", "float64", "kernels", "rt"}
+RESERVED = (_C_KEYWORDS | set(keyword.kwlist) | _KERNEL_NAMES | set(FUNCTIONS) | set(CONSTANTS)
+            | {"I", "S", "N", "O", "Q", "oo", "zoo", "nan", "True", "False", "None"})
+
+_NODE_NAMES = {
+    ast.Attribute: "attribute access (a.b)", ast.Subscript: "indexing (a[b])",
+    ast.Lambda: "lambda", ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension", ast.GeneratorExp: "a generator expression",
+    ast.JoinedStr: "an f-string", ast.FormattedValue: "an f-string", ast.Starred: "a starred argument",
+    ast.NamedExpr: "an assignment expression (:=)", ast.IfExp: "a conditional expression (a if c else b)",
+    ast.List: "a list", ast.Dict: "a dict", ast.Set: "a set", ast.Await: "await", ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+}
+
+_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+           ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b}
+_COMPARE = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge, ast.Eq: sp.Eq, ast.NotEq: sp.Ne}
+
+
+def _is_condition(value) -> bool:
+    """A comparison or a combination of them (SymPy's Symbol is also a Boolean, so be precise)."""
+    return isinstance(value, (sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction,
+                              sp.logic.boolalg.BooleanAtom))
+
+
+class _ExprError(Exception):
+    """Raised inside the expression builder; turned into a SpecError with the location."""
+
+    def __init__(self, problem: str, fix: str | None = None):
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
+
+
+def _suggest(name: str, candidates) -> str | None:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+class _Builder:
+    """Turns an ``ast`` expression tree into a SymPy expression, whitelisting as it goes."""
+
+    def __init__(self, source: str, params: dict[str, sp.Symbol]):
+        self.source = source
+        self.names: dict[str, sp.Basic] = {"x": X, **params, **CONSTANTS}
+        self.params = params
+
+    def build(self, node: ast.AST) -> sp.Basic:
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            what = _NODE_NAMES.get(type(node), f"Python syntax `{type(node).__name__}`")
+            raise _ExprError(f"{what} is not allowed in an expression",
+                             "use only arithmetic, comparisons and the listed functions")
+        return method(node)
+
+    def _Expression(self, node):
+        return self.build(node.body)
+
+    def _Constant(self, node):
+        value = node.value
+        if isinstance(value, bool):
+            return sp.true if value else sp.false
+        if isinstance(value, int):
+            if len(str(abs(value))) > MAX_CONSTANT_DIGITS:
+                raise _ExprError(f"integer literal with more than {MAX_CONSTANT_DIGITS} digits")
+            return sp.Integer(value)
+        if isinstance(value, float):
+            text = ast.get_source_segment(self.source, node) or repr(value)
+            exponent = re.search(r"[eE]([+-]?\d+)$", text)
+            if not math.isfinite(value) or (exponent and abs(int(exponent.group(1))) > MAX_CONSTANT_DIGITS):
+                raise _ExprError(f"float literal {text} is out of range")
+            # The decimal the user wrote, exactly (0.2 means 1/5, not the nearest double).
+            return sp.Rational(text.replace("_", ""))
+        raise _ExprError(f"literal {value!r} is not a number",
+                         "strings, bytes and complex numbers are not allowed")
+
+    def _Name(self, node):
+        name = node.id
+        if name in self.names:
+            return self.names[name]
+        if name in FUNCTIONS:
+            raise _ExprError(f"`{name}` is a function; call it as {name}(...)")
+        hint = _suggest(name, list(self.names) + list(FUNCTIONS))
+        fix = (f"did you mean `{hint}`? " if hint else "") + \
+            "the input is `x`; every other name must be declared in `params` or be a listed function"
+        raise _ExprError(f"unknown name `{name}` (a free symbol that is neither x nor a parameter)", fix)
+
+    def _BinOp(self, node):
+        op = type(node.op)
+        if op is ast.Pow:
+            return self._pow(self.build(node.left), self.build(node.right))
+        if op is ast.BitXor:
+            raise _ExprError("`^` is not a power in SymPy syntax", "write powers as x**2")
+        if op is ast.BitAnd or op is ast.BitOr:
+            left, right = self._cond(node.left), self._cond(node.right)
+            return sp.And(left, right) if op is ast.BitAnd else sp.Or(left, right)
+        if op not in _BINOPS:
+            raise _ExprError(f"operator `{ast.unparse(node)}` is not allowed", "use + - * / **")
+        left, right = self.build(node.left), self.build(node.right)
+        for side in (left, right):
+            if _is_condition(side):
+                raise _ExprError(f"a condition is used as a number in `{ast.unparse(node)}`",
+                                 "use Piecewise((value, condition), ...) or Heaviside(...)")
+        return _BINOPS[op](left, right)
+
+    def _pow(self, base, exponent):
+        for side in (base, exponent):
+            if _is_condition(side):
+                raise _ExprError("a condition is used as a number in a power")
+        if exponent.is_Integer and abs(int(exponent)) > MAX_INT_EXPONENT:
+            raise _ExprError(f"exponent {exponent} is too large (limit {MAX_INT_EXPONENT})",
+                             "an activation never needs such a power")
+        if base.is_Number and exponent.is_Number and not base.is_zero:
+            # SymPy evaluates number**number eagerly: 10**10**10 would never finish.
+            if abs(float(exponent)) * abs(math.log10(abs(float(base)))) > MAX_CONSTANT_DIGITS:
+                raise _ExprError(f"the constant {base}**{exponent} is out of range")
+        return sp.Pow(base, exponent)
+
+    def _UnaryOp(self, node):
+        op = type(node.op)
+        if op is ast.Not or op is ast.Invert:
+            return sp.Not(self._cond(node.operand))
+        operand = self.build(node.operand)
+        if _is_condition(operand):
+            raise _ExprError(f"a condition is used as a number in `{ast.unparse(node)}`")
+        return -operand if op is ast.USub else operand
+
+    def _cond(self, node):
+        value = self.build(node)
+        if not _is_condition(value):
+            raise _ExprError(f"`{ast.unparse(node)}` is not a condition",
+                             "conditions are comparisons such as x > 0, combined with & | ~")
+        return value
+
+    def _BoolOp(self, node):
+        parts = [self._cond(v) for v in node.values]
+        return sp.And(*parts) if isinstance(node.op, ast.And) else sp.Or(*parts)
+
+    def _Compare(self, node):
+        terms = [self.build(node.left)] + [self.build(c) for c in node.comparators]
+        for term in terms:
+            if _is_condition(term):
+                raise _ExprError(f"cannot compare a condition in `{ast.unparse(node)}`")
+        parts = [_COMPARE[type(op)](a, b) for op, a, b in zip(node.ops, terms, terms[1:])
+                 if type(op) in _COMPARE or self._bad_compare(op)]
+        return sp.And(*parts) if len(parts) > 1 else parts[0]
+
+    def _bad_compare(self, op):
+        raise _ExprError(f"comparison `{type(op).__name__}` is not allowed", "use < <= > >= == !=")
+
+    def _Tuple(self, node):
+        return sp.Tuple(*[self.build(e) for e in node.elts])
+
+    def _Call(self, node):
+        if not isinstance(node.func, ast.Name):
+            raise _ExprError(f"only the listed functions can be called, not `{ast.unparse(node.func)}`")
+        name = node.func.id
+        if name not in FUNCTIONS:
+            hint = _suggest(name, FUNCTIONS)
+            raise _ExprError(f"unknown function `{name}`",
+                             (f"did you mean `{hint}`? " if hint else "")
+                             + "allowed: " + ", ".join(sorted(FUNCTIONS)))
+        if node.keywords:
+            raise _ExprError(f"keyword arguments are not allowed in `{name}(...)`")
+        args = [self.build(a) for a in node.args]
+        if name == "Piecewise":
+            return self._piecewise(args, node)
+        try:
+            return FUNCTIONS[name](*args)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise _ExprError(f"invalid call `{ast.unparse(node)}`: {exc}") from None
+
+    def _piecewise(self, args, node):
+        pieces = []
+        for arg in args:
+            if not (isinstance(arg, sp.Tuple) and len(arg) == 2):
+                raise _ExprError("Piecewise takes (value, condition) pairs",
+                                 "write Piecewise((x, x > 0), (0, True))")
+            value, cond = arg
+            if not _is_condition(cond):
+                raise _ExprError(f"`{cond}` is not a condition in Piecewise")
+            if _is_condition(value):
+                raise _ExprError(f"a Piecewise value `{value}` is a condition, not a number")
+            pieces.append((value, cond))
+        if not pieces:
+            raise _ExprError("Piecewise needs at least one (value, condition) pair")
+        if pieces[-1][1] is not sp.true:
+            raise _ExprError("the last Piecewise pair must have the condition True (the otherwise case)",
+                             "end with (value, True) so every x has a value")
+        try:
+            return sp.Piecewise(*pieces)
+        except (TypeError, ValueError) as exc:
+            raise _ExprError(f"invalid Piecewise: {exc}") from None
+
+
+def parse_expression(text: str, params: dict[str, sp.Symbol] | None = None) -> sp.Expr:
+    """Parse ``text`` into a SymPy expression in ``X`` and ``params`` without eval.
+
+    Raises ``_ExprError`` (callers wrap it in a ``SpecError`` naming file and activation).
+    """
+    if len(text) > MAX_EXPR_CHARS:
+        raise _ExprError(f"the expression is {len(text):,} characters; the limit is {MAX_EXPR_CHARS:,}")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise _ExprError(f"syntax error: {exc.msg} (column {exc.offset})") from None
+    except (RecursionError, MemoryError):
+        raise _ExprError("the expression is nested too deeply to parse") from None
+    try:
+        expr = _Builder(text.strip(), params or {}).build(tree)
+    except RecursionError:
+        raise _ExprError("the expression is nested too deeply") from None
+    if _is_condition(expr) or isinstance(expr, sp.Tuple):
+        raise _ExprError("the expression is a condition or a tuple, not a number")
+    if sp.count_ops(expr) > MAX_EXPR_OPS:
+        raise _ExprError(f"the expression has more than {MAX_EXPR_OPS} operations")
+    return expr
+
+
+def _check_real(expr: sp.Expr, params: dict[str, float]) -> str | None:
+    """Return a description of where ``expr`` is not real-valued, or None if it looks real."""
+    if expr.is_extended_real is False:
+        return "SymPy proves it is not real"
+    from .reference import complex_sample_point
+
+    where = complex_sample_point(expr, params)
+    return None if where is None else f"it is complex at x = {where}"
+
+
+def parse_table(name: str, table, *, path: str) -> Activation:
+    """Validate one spec table and build its Activation."""
+
+    def fail(problem, key=None, fix=None):
+        raise SpecError(problem, path=path, activation=name, key=key, fix=fix)
+
+    if not NAME_RE.match(name):
+        fail(f"invalid activation name {name!r}",
+             fix="use lowercase letters, digits and _, starting with a letter (at most 64 characters)")
+    if not isinstance(table, dict):
+        fail("is a value, not a table", fix=f"write [{name}] followed by expr = \"...\"")
+    for key in table:
+        if key not in KEYS:
+            hint = _suggest(key, KEYS)
+            fail(f"unknown key {key!r}", key=key,
+                 fix=(f"did you mean {hint!r}? " if hint else "") + "allowed keys: " + ", ".join(KEYS))
+
+    expr_text = table.get("expr")
+    if expr_text is None:
+        fail("missing `expr`", key="expr", fix='add expr = "..." (a SymPy expression in x)')
+    if not isinstance(expr_text, str) or not expr_text.strip():
+        fail("`expr` must be a non-empty string", key="expr", fix='e.g. expr = "x * sigmoid(x)"')
+
+    params = table.get("params", {})
+    if not isinstance(params, dict):
+        fail("`params` must be a table of name = number", key="params", fix="params = { beta = 1.0 }")
+    defaults: dict[str, float] = {}
+    for pname, value in params.items():
+        if not PARAM_RE.match(pname):
+            fail(f"invalid parameter name {pname!r}", key=f"params.{pname}",
+                 fix="use letters, digits and _, starting with a letter")
+        if pname in RESERVED or re.fullmatch(r"t\d+", pname):
+            fail(f"parameter name {pname!r} is reserved (a function, constant, keyword or a name the "
+                 "generated code uses)", key=f"params.{pname}", fix="choose another name")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(f"default of {pname!r} is {value!r}, not a number", key=f"params.{pname}",
+                 fix=f"write {pname} = 1.0")
+        if isinstance(value, float) and math.isnan(value):
+            fail(f"default of {pname!r} is nan", key=f"params.{pname}", fix="give a number")
+        if isinstance(value, int) and abs(value) > 2**53:
+            fail(f"default of {pname!r} is too large to be exact in float64", key=f"params.{pname}")
+        defaults[pname] = float(value)
+
+    learnable = table.get("learnable", [])
+    if not isinstance(learnable, list) or not all(isinstance(p, str) for p in learnable):
+        fail("`learnable` must be a list of parameter names", key="learnable", fix='learnable = ["beta"]')
+    for pname in learnable:
+        if pname not in defaults:
+            fail(f"learnable {pname!r} is not in params", key="learnable",
+                 fix=f"add {pname} = <default> to params, or remove it from learnable")
+    if len(set(learnable)) != len(learnable):
+        fail("`learnable` lists a parameter twice", key="learnable")
+
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        fail("`description` must be a string", key="description")
+
+    symbols = {p: param_symbol(p) for p in defaults}
+    try:
+        expr = parse_expression(expr_text, symbols)
+    except _ExprError as exc:
+        raise SpecError(exc.problem, path=path, activation=name, key="expr", fix=exc.fix) from None
+    problem = _check_real(expr, defaults)
+    if problem:
+        fail(f"the expression is not real-valued: {problem}", key="expr",
+             fix="restrict it with Abs, Max or Piecewise so it is real for every real x")
+
+    return Activation(name=name, expr=expr, params=defaults, learnable=tuple(learnable),
+                      description=description.strip(), source=path, expr_text=expr_text.strip())
+
+
+def parse_spec_text(text: str, *, path: str = "<string>") -> list[Activation]:
+    """Parse the text of a spec file into its activations, in file order."""
+    return [parse_table(name, table, path=path) for name, table in read_tables(text, path=path).items()]
+
+
+def read_spec_text(path: str | Path) -> str:
+    """The text of a spec file, with errors that name it (missing, too large, not UTF-8)."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"the file is {size:,} bytes; a spec file may be at most {MAX_SPEC_BYTES:,}",
+                            path=shown)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file: {exc.strerror}", path=shown) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not valid UTF-8 (byte {exc.start})", path=shown,
+                        fix="save the file as UTF-8") from None
+
+
+def read_tables(text: str, *, path: str) -> dict:
+    """The TOML tables of a spec text, unvalidated (cheap: no SymPy)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"invalid TOML: {exc}", path=path,
+                        fix="check the TOML syntax (each activation is a [name] table)") from None
+    if not data:
+        raise SpecError("no activation tables", path=path,
+                        fix='add a table such as [myact] with expr = "x * sigmoid(x)"; '
+                            "`actgen new myact` prints a template")
+    return data
+
+
+def read_spec_file(path: str | Path) -> list[Activation]:
+    """Read and parse a spec file, with errors that name it."""
+    return parse_spec_text(read_spec_text(path), path=str(path))
+
+
+def find_table(tables: dict, name: str, path: str) -> dict:
+    """The table ``name`` of a spec, or an error listing the names it has."""
+    if name in tables:
+        return tables[name]
+    from .errors import UnknownActivationError
+
+    hint = _suggest(name, tables)
+    raise UnknownActivationError(f"{path}: no activation named {name!r}"
+                                 + (f"; did you mean {hint!r}?" if hint else "")
+                                 + f" (it has: {', '.join(tables)})")
