@@ -198,10 +198,27 @@ def digest(obj) -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def templates_fingerprint() -> str:
+    """A hash of every template: part of the key of anything rendered from them."""
+    from importlib import resources
+
+    digest_ = hashlib.sha256()
+    stack, files = [resources.files("actgen.templates")], []
+    while stack:
+        for child in stack.pop().iterdir():
+            if child.is_dir():
+                stack.append(child)
+            elif child.name.endswith(".jinja"):
+                files.append(child)
+    for f in sorted(files, key=str):
+        digest_.update(f.name.encode())
+        digest_.update(f.read_bytes())
+    return digest_.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
 def generator_fingerprint() -> str:
     """A hash of actgen's own code and templates: anything that could change what is rendered."""
-    from .render import templates_fingerprint
-
     h = hashlib.sha256()
     package = Path(__file__).parent
     for path in sorted(package.rglob("*.py")):

@@ -95,3 +95,35 @@ def derive(act: Activation) -> list[Kernel]:
     for p in act.learnable:
         kernels.append(Kernel(f"grad_{p}", "param_grad", differentiate(act.expr, param_symbol(p)), p))
     return kernels
+
+
+def kink_points(act: Activation) -> list[float]:
+    """The x where the activation (at default parameters) has a kink or a branch boundary.
+
+    Found from Piecewise conditions, Max/Min ties and the arguments of Abs/sign/Heaviside,
+    solved for x. Used for test points and for documenting the derivative there.
+    """
+    from itertools import combinations
+
+    subs = {param_symbol(p): sp.nsimplify(v) if abs(v) != float("inf") else sp.oo * (1 if v > 0 else -1)
+            for p, v in act.params.items()}
+    candidates = set()
+    for node in sp.preorder_traversal(act.expr):
+        if isinstance(node, sp.core.relational.Relational):
+            candidates.add(node.lhs - node.rhs)
+        elif isinstance(node, (sp.Max, sp.Min)):
+            candidates.update(a - b for a, b in combinations(node.args, 2))
+        elif isinstance(node, (sp.Abs, sp.sign, sp.Heaviside)):
+            candidates.add(node.args[0])
+    points = set()
+    for c in candidates:
+        c = c.xreplace(subs)
+        if X not in c.free_symbols or c.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+            continue
+        try:
+            solutions = sp.solveset(c, X, domain=sp.S.Reals)
+        except (NotImplementedError, ValueError, TypeError):
+            continue
+        if isinstance(solutions, sp.FiniteSet):
+            points.update(float(s) for s in solutions if s.is_real)
+    return sorted(points)

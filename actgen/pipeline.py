@@ -17,7 +17,9 @@ def artifact_meta(lowered: Lowered, backend: str, spec_display: str, module: str
     act = lowered.act
     symbol = BACKENDS[backend].symbol
     return {
-        "module": module, "name": act.name, "params": act.params, "learnable": list(act.learnable),
+        "module": module, "name": act.name,
+        "params": [[p, v] for p, v in act.params.items()],  # a list: meta.json sorts dict keys
+        "learnable": list(act.learnable),
         "expr_text": act.expr_text, "description": act.description, "spec": spec_display,
         "kernels": [{"name": k.name, "kind": k.kind, "param": k.param,
                      "symbols": {dtype: symbol(act.name, k.name, dtype) for dtype in DTYPES}}
@@ -36,13 +38,15 @@ def build(act: Activation, backend: str, spec_display: str, lowered: Lowered | N
     """Build (or find in the cache) the module of ``act`` for ``backend`` ("c" or "numpy")."""
     lowered = lowered or lower_activation(act)
     sources = render(lowered, backend, spec_display)
+    # the key covers the metadata too: it is what the runtime reads to call the module
+    meta = artifact_meta(lowered, backend, spec_display, module="")
     if backend == "c":
         import cffi
 
         tc = toolchain()
         c_text = sources[f"c/{act.name}.c"]
         declarations = cdef(lowered, spec_display)
-        key = digest({"format": FORMAT, "backend": "c", "source": c_text, "cdef": declarations,
+        key = digest({"format": FORMAT, "backend": "c", "source": c_text, "cdef": declarations, "meta": meta,
                       "toolchain": tc.identity, "cffi": cffi.__version__,
                       "abi": sysconfig.get_config_var("EXT_SUFFIX")})
         module = f"_actgen_{act.name}_{key[:16]}"
@@ -52,7 +56,7 @@ def build(act: Activation, backend: str, spec_display: str, lowered: Lowered | N
             return compile_c(module, c_text, declarations, tmp, tc)
     else:
         py_text = sources[f"numpy/{act.name}.py"]
-        key = digest({"format": FORMAT, "backend": "numpy", "source": py_text})
+        key = digest({"format": FORMAT, "backend": "numpy", "source": py_text, "meta": meta})
         module = f"_actgen_np_{act.name}_{key[:16]}"
 
         def make(tmp: Path) -> str:
@@ -60,4 +64,4 @@ def build(act: Activation, backend: str, spec_display: str, lowered: Lowered | N
             (tmp / f"{module}.py").write_text(py_text, encoding="utf-8")
             return f"{module}.py"
 
-    return build_artifact(key, backend, artifact_meta(lowered, backend, spec_display, module), make)
+    return build_artifact(key, backend, dict(meta, module=module), make)

@@ -23,6 +23,17 @@ class Undefined(ArithmeticError):
     """The expression has no real value at this point (a pole, or a complex result)."""
 
 
+class _Cancellation(Exception):
+    """An addition lost so many bits that the working precision cannot give the target."""
+
+    def __init__(self, lost_bits: int):
+        self.lost_bits = lost_bits
+
+
+#: Bits the result must keep after the worst cancellation (set by reference() per call).
+_NEEDED_BITS = [0]
+
+
 def _mpf_of_number(e):
     if e.is_Integer:
         return mpmath.mpf(int(e))
@@ -106,7 +117,16 @@ def _eval(e, env):
     if e.is_Number or e.is_NumberSymbol or e in (sp.S.Infinity, sp.S.NegativeInfinity, sp.S.NaN):
         return _mpf_of_number(e)
     if e.is_Add:
-        return _real(mpmath.fsum(_eval(a, env) for a in e.args))
+        terms = [_eval(a, env) for a in e.args]
+        total = _real(mpmath.fsum(terms))
+        if _NEEDED_BITS[0] and mpmath.isfinite(total):
+            big = max((abs(t) for t in terms if mpmath.isfinite(t)), default=0)
+            if big:
+                # bits lost to cancellation: from the largest term's magnitude to the sum's
+                lost = mp.prec if total == 0 else int(mpmath.mag(big) - mpmath.mag(total))
+                if mp.prec - lost < _NEEDED_BITS[0]:
+                    raise _Cancellation(max(lost, 1))
+        return total
     if e.is_Mul:
         return _real(mpmath.fprod(_eval(a, env) for a in e.args))
     if e.is_Pow:
@@ -130,7 +150,7 @@ def _eval(e, env):
             if _cond(cond, env):
                 return _eval(value, env)
         raise Undefined("no Piecewise condition holds")
-    func = _FUNCS.get(e.func)
+    func = next((_FUNCS[c] for c in type(e).__mro__ if c in _FUNCS), None)  # subclasses too
     if func is None:
         raise TypeError(f"the reference cannot evaluate {e.func}")
     try:
@@ -152,6 +172,8 @@ def _cond(c, env) -> bool:
         return any(_cond(a, env) for a in c.args)
     if isinstance(c, sp.Not):
         return not _cond(c.args[0], env)
+    if isinstance(c, sp.ITE):
+        return _cond(c.args[1], env) if _cond(c.args[0], env) else _cond(c.args[2], env)
     rel = _RELATIONS.get(type(c))
     if rel is None:
         raise TypeError(f"the reference cannot evaluate the condition {c}")
@@ -162,7 +184,7 @@ def _cond(c, env) -> bool:
 
 
 def evaluate(expr: sp.Expr, values: dict, prec: int) -> mpmath.mpf:
-    """Evaluate ``expr`` at ``values`` ({Symbol: number}) with ``prec`` bits. May raise Undefined."""
+    """Evaluate ``expr`` at ``values`` ({Symbol: float or mpf}) with ``prec`` bits. May raise Undefined."""
     with mpmath.workprec(prec):
         env = {s: mpmath.mpf(v) for s, v in values.items()}
         return _eval(expr, env)
@@ -183,38 +205,59 @@ def round_to_format(v, mant_bits: int, min_exp: int, max_exp: int) -> float:
     man, exp = mpmath.frexp(v)  # v = man * 2**exp, 0.5 <= |man| < 1
     # quantum: the value of the last mantissa bit, floored at the subnormal quantum
     quantum = max(int(exp) - mant_bits, min_exp - mant_bits + 1)
-    scaled = mpmath.ldexp(v, -quantum)
-    integer = int(mpmath.nint(scaled))  # nint rounds half to even
-    result = math.ldexp(integer, quantum) if abs(integer).bit_length() <= 1100 else math.inf
-    if abs(result) >= 2.0 ** (max_exp + 1):
-        return math.copysign(math.inf, result)
-    return result
+    integer = int(mpmath.nint(mpmath.ldexp(v, -quantum)))  # nint rounds half to even
+    if integer == 0:
+        return math.copysign(0.0, float(man))
+    if abs(integer).bit_length() + quantum - 1 > max_exp:   # rounds beyond the largest finite
+        return math.copysign(math.inf, integer)
+    return math.ldexp(integer, quantum)
 
 
 FORMATS = {"float32": (24, -126, 127), "float64": (53, -1022, 1023)}
 
 
-def reference(expr: sp.Expr, values: dict, dtype: str = "float64", *, start_prec: int = 96,
-              max_prec: int = 8192) -> float:
+def _start_precision(values: dict, target: int) -> int:
+    """Enough bits that Taylor-regime cancellations (exp(x) - 1 at tiny x, 1 + erf(x) at
+    large negative x) can resolve: the target plus guard bits plus the inputs' exponent range."""
+    spread = 0
+    for v in values.values():
+        v = mpmath.mpf(v)
+        if v != 0 and mpmath.isfinite(v):
+            spread = max(spread, abs(int(mpmath.mag(v))))
+    return target + 64 + spread
+
+
+def reference(expr: sp.Expr, values: dict, dtype: str = "float64", *, max_prec: int = 16384) -> float:
     """The correctly rounded value of ``expr`` at ``values`` in ``dtype`` (nan where undefined).
 
-    Evaluates at ``start_prec`` bits and doubles the precision until two successive results
-    round to the same float (and, for a zero, stay zero).
+    Starts with the target precision plus guard bits plus the inputs' exponent spread; an
+    addition that cancels more bits than the precision can spare restarts the evaluation with
+    more; then the precision is doubled until two successive results round to the same float.
+    An exact zero that survives ``max_prec`` bits is taken as zero.
     """
     fmt = FORMATS[dtype]
+    target = fmt[0]
+    prec = _start_precision(values, target)
     previous = None
-    prec = start_prec
-    while prec <= max_prec:
+    while True:
         try:
+            _NEEDED_BITS[0] = target + 24 if prec < max_prec else 0
             value = evaluate(expr, values, prec)
         except Undefined:
             return math.nan
+        except _Cancellation as exc:
+            prec = min(max_prec, max(2 * prec, prec + 2 * exc.lost_bits))
+            previous = None
+            continue
+        finally:
+            _NEEDED_BITS[0] = 0
         rounded = round_to_format(value, *fmt)
         if previous is not None and (rounded == previous or (math.isnan(rounded) and math.isnan(previous))):
             return rounded
+        if prec >= max_prec:
+            return rounded
         previous = rounded
-        prec *= 2
-    return previous
+        prec = min(max_prec, 2 * prec)
 
 
 SAMPLE_XS = (-1000, -100, -30, -10, -3, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 3, 10, 30, 100, 1000)

@@ -7,7 +7,6 @@ strings. They never receive SymPy objects, modules or functions.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
@@ -157,23 +156,3 @@ def cdef(lowered: Lowered, spec_display: str) -> str:
     """The C declarations cffi needs (the prototypes of the header, without preprocessor lines)."""
     view = view_model(lowered, BACKENDS["c"], spec_display)
     return render_template("c/cdef.jinja", act=view)
-
-
-@functools.lru_cache(maxsize=1)
-def templates_fingerprint() -> str:
-    """A hash of every template: part of the key of anything rendered from them."""
-    digest = hashlib.sha256()
-    root = resources.files("actgen.templates")
-    stack = [root]
-    files = []
-    while stack:
-        node = stack.pop()
-        for child in node.iterdir():
-            if child.is_dir():
-                stack.append(child)
-            elif child.name.endswith(".jinja"):
-                files.append(child)
-    for f in sorted(files, key=lambda p: str(p)):
-        digest.update(f.name.encode())
-        digest.update(f.read_bytes())
-    return digest.hexdigest()

@@ -25,6 +25,9 @@ class Rule:
     name: str
     doc: str
     apply: Callable[[sp.Basic], sp.Basic | None]   # the rewritten node, or None if it does not match
+    #: final rules produce forms SymPy cannot differentiate (UnevaluatedExpr); they run only
+    #: when a kernel expression is lowered, after differentiation
+    final: bool = False
 
 
 def _const_and_terms(add):
@@ -161,6 +164,24 @@ def _together(e):
     return combined if sp.count_ops(combined) < sp.count_ops(e) else None
 
 
+def _root_shift(e):
+    # k*u + b -> k*(u + b/k) when b/k is exact in binary: the sum is then exact near its root
+    # (0.2*x + 0.5 cancels at x = -2.5 with 0.2's rounding error; (x + 2.5)/5 does not)
+    if not e.is_Add or len(e.args) != 2:
+        return None
+    const, terms = _const_and_terms(e)
+    if not const.is_Rational or const == 0 or len(terms) != 1:
+        return None
+    k, u = terms[0].as_coeff_Mul()
+    if not k.is_Rational or k in (1, -1) or u.is_number:
+        return None
+    shift = const / k
+    if not (shift.is_Rational and int(shift.q) & (int(shift.q) - 1) == 0):
+        return None
+    # UnevaluatedExpr: SymPy would distribute k over the sum again
+    return k * sp.UnevaluatedExpr(u + shift)
+
+
 #: The rules, in the order they are tried at each node.
 RULES: tuple[Rule, ...] = (
     Rule("softplus", "log(1 + exp(u)) -> softplus(u), computed as max(u, 0) + log1p(exp(-|u|))", _softplus),
@@ -174,12 +195,15 @@ RULES: tuple[Rule, ...] = (
     Rule("tanh_sigmoid", "c + c*tanh(u) -> 2c*sigmoid(2u) (GELU-tanh's lower tail)",
          _add_pair_rule(_tanh_sigmoid)),
     Rule("sign_abs", "u*sign(u) -> Abs(u)", _sign_abs),
+    Rule("root_shift", "k*u + b -> k*(u + b/k) when b/k is exact in binary", _root_shift, final=True),
     Rule("together", "a/b + c/d -> (ad + bc)/bd when that is smaller (the terms cancel)", _together),
 )
 
 
-def _rewrite_node(e, applied):
+def _rewrite_node(e, applied, final):
     for rule in RULES:
+        if rule.final and not final:
+            continue
         new = rule.apply(e)
         if new is not None and new != e:
             applied.append(rule.name)
@@ -187,8 +211,10 @@ def _rewrite_node(e, applied):
     return e
 
 
-def stabilize(expr: sp.Expr, max_passes: int = 8) -> tuple[sp.Expr, list[str]]:
-    """Apply RULES bottom-up until a fixpoint; return the new expression and the rules used."""
+def stabilize(expr: sp.Expr, max_passes: int = 8, final: bool = False) -> tuple[sp.Expr, list[str]]:
+    """Apply RULES bottom-up until a fixpoint; return the new expression and the rules used.
+
+    ``final`` also applies the final rules (the result may then not be differentiable)."""
     applied: list[str] = []
 
     def walk(e):
@@ -197,7 +223,7 @@ def stabilize(expr: sp.Expr, max_passes: int = 8) -> tuple[sp.Expr, list[str]]:
         new_args = [walk(a) for a in e.args]
         if any(n is not o for n, o in zip(new_args, e.args)):
             e = e.func(*new_args)
-        return _rewrite_node(e, applied)
+        return _rewrite_node(e, applied, final)
 
     for _ in range(max_passes):
         new = walk(expr)
@@ -298,7 +324,7 @@ def stable_source(kernel: Kernel, forward: sp.Expr) -> tuple[sp.Expr, list[str]]
 
 def lower(expr: sp.Expr, rules_before: list[str] | tuple = ()) -> Form:
     """kernel expression -> Form (stable rewrite, constant folding, CSE)."""
-    stable, rules = stabilize(tidy_piecewise(expr))
+    stable, rules = stabilize(tidy_piecewise(expr), final=True)
     rules = list(dict.fromkeys([*rules_before, *rules]))
     folded = fold_constants(stable)
     temps, (result,) = sp.cse([folded], symbols=sp.numbered_symbols("t", real=True), order="none")

@@ -15,7 +15,7 @@ from . import library
 from .build import (ActgenWarning, import_module_file, lookup_artifact, read_index, spec_key, warn_once,
                     write_index)
 from .errors import KernelArgumentError, ToolchainError
-from .spec import find_table, read_spec_text, read_tables
+from .specfile import find_table, read_spec_text, read_tables
 
 BACKENDS = ("c", "numpy")
 _FLOAT_TAGS = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
@@ -90,7 +90,7 @@ class Activation:
 
     def __init__(self, meta: dict, module, backend: str, table: dict, spec_path: str):
         self.name: str = meta["name"]
-        self.params: dict[str, float] = dict(meta["params"])
+        self.params: dict[str, float] = {p: v for p, v in meta["params"]}
         self.learnable: tuple[str, ...] = tuple(meta["learnable"])
         self.description: str = meta["description"]
         self.expr_text: str = meta["expr_text"]
@@ -134,7 +134,7 @@ class Activation:
             raise KernelArgumentError(
                 f"{self.name}: {what} has dtype {a.dtype}, which has no kernel; pass float32 or "
                 "float64 (float16, integers and booleans are converted)")
-        return np.ascontiguousarray(a, dtype=dt), result
+        return np.asarray(a, dtype=dt, order="C"), result  # (ascontiguousarray makes 0-d 1-d)
 
     def _param_values(self, given: dict) -> tuple[float, ...]:
         if given:
@@ -214,7 +214,7 @@ class Activation:
                                       "they must match")
         if dya.dtype.kind not in "fiub":
             raise KernelArgumentError(f"{self.name}: dy has dtype {dya.dtype}; pass a real array")
-        return np.ascontiguousarray(dya, dtype=xa.dtype)
+        return np.asarray(dya, dtype=xa.dtype, order="C")
 
 
 def _find_table(name: str, spec) -> tuple[dict, str, str]:

@@ -19,7 +19,6 @@ import difflib
 import keyword
 import math
 import re
-import tomllib
 from pathlib import Path
 
 import sympy as sp
@@ -27,11 +26,11 @@ import sympy as sp
 from .activation import X, Activation, param_symbol
 from .errors import SpecError
 from .functions import CONSTANTS, FUNCTIONS
+from .specfile import MAX_SPEC_BYTES, find_table, read_spec_text, read_tables  # noqa: F401  (re-exported)
 
 #: Keys a table may have. Anything else is a typo and rejected.
 KEYS = ("expr", "params", "learnable", "description")
 
-MAX_SPEC_BYTES = 1 << 20          # a spec file larger than this is refused unread
 MAX_EXPR_CHARS = 10_000           # an expression longer than this is refused unparsed
 MAX_EXPR_OPS = 2_000              # SymPy operation count of a parsed expression
 MAX_INT_EXPONENT = 1_000          # largest |n| in x**n
@@ -349,51 +348,6 @@ def parse_spec_text(text: str, *, path: str = "<string>") -> list[Activation]:
     return [parse_table(name, table, path=path) for name, table in read_tables(text, path=path).items()]
 
 
-def read_spec_text(path: str | Path) -> str:
-    """The text of a spec file, with errors that name it (missing, too large, not UTF-8)."""
-    path = Path(path)
-    shown = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(f"the file is {size:,} bytes; a spec file may be at most {MAX_SPEC_BYTES:,}",
-                            path=shown)
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"cannot read spec file: {exc.strerror}", path=shown) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"not valid UTF-8 (byte {exc.start})", path=shown,
-                        fix="save the file as UTF-8") from None
-
-
-def read_tables(text: str, *, path: str) -> dict:
-    """The TOML tables of a spec text, unvalidated (cheap: no SymPy)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"invalid TOML: {exc}", path=path,
-                        fix="check the TOML syntax (each activation is a [name] table)") from None
-    if not data:
-        raise SpecError("no activation tables", path=path,
-                        fix='add a table such as [myact] with expr = "x * sigmoid(x)"; '
-                            "`actgen new myact` prints a template")
-    return data
-
-
 def read_spec_file(path: str | Path) -> list[Activation]:
     """Read and parse a spec file, with errors that name it."""
     return parse_spec_text(read_spec_text(path), path=str(path))
-
-
-def find_table(tables: dict, name: str, path: str) -> dict:
-    """The table ``name`` of a spec, or an error listing the names it has."""
-    if name in tables:
-        return tables[name]
-    from .errors import UnknownActivationError
-
-    hint = _suggest(name, tables)
-    raise UnknownActivationError(f"{path}: no activation named {name!r}"
-                                 + (f"; did you mean {hint!r}?" if hint else "")
-                                 + f" (it has: {', '.join(tables)})")

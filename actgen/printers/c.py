@@ -17,7 +17,7 @@ from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from . import decimal_literal
+from . import KernelNumbers
 
 #: Helpers of the C prelude, by the SymPy function they print.
 HELPERS = {"Max": "max", "Min": "min", "sign": "sign", "Heaviside": "heaviside",
@@ -26,7 +26,7 @@ HELPERS = {"Max": "max", "Min": "min", "sign": "sign", "Heaviside": "heaviside",
 MAX_EXPANDED_POWER = 8
 
 
-class KernelCPrinter(C99CodePrinter):
+class KernelCPrinter(KernelNumbers, C99CodePrinter):
     """Prints kernel expressions for ``compute`` = "float" or "double"."""
 
     def __init__(self, compute: str = "double"):
@@ -42,24 +42,7 @@ class KernelCPrinter(C99CodePrinter):
         self.math_functions: set[str] = set()   # e.g. {"expf", "log1pf"}
         self.helpers: set[str] = set()          # e.g. {"max", "sigmoid"}
 
-    # numbers -------------------------------------------------------------------------
-    def _literal(self, value) -> str:
-        return decimal_literal(value) + self.literal_suffix
-
-    def _print_Float(self, e):
-        return self._literal(e)
-
-    def _print_Rational(self, e):
-        return self._literal(e)
-
-    def _print_Integer(self, e):
-        return self._literal(e)
-
-    def _print_NumberSymbol(self, e):
-        return self._literal(e)
-
-    _print_Pi = _print_Exp1 = _print_NumberSymbol
-
+    # numbers: KernelNumbers prints literals with the suffix of the compute type ---------
     def _print_Infinity(self, e):
         return "INFINITY"
 
@@ -71,18 +54,25 @@ class KernelCPrinter(C99CodePrinter):
 
     # arithmetic ----------------------------------------------------------------------
     def _print_Pow(self, e):
+        if e.is_number:
+            return self._literal(e)
         base, exponent = e.args
         b = self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
         one = self._literal(1)
         if exponent.is_Integer and 0 < abs(int(exponent)) <= MAX_EXPANDED_POWER:
-            product = "*".join([b] * abs(int(exponent)))
-            # parenthesised: SymPy's Mul printer puts a Pow after "/" unparenthesised
-            return f"({product})" if exponent > 0 else f"({one}/({product}))"
+            # parenthesised: SymPy's Mul printer puts a Pow after "/" unparenthesised.
+            # Negative powers multiply reciprocals: 1/(t*t) would overflow where (1/t)^2 does not.
+            factor = b if exponent > 0 else f"({one}/{b})"
+            if abs(int(exponent)) == 1:
+                return factor
+            return "(" + "*".join([factor] * abs(int(exponent))) + ")"
         if exponent.is_Rational and exponent.q == 2 and abs(exponent.p) <= 2 * MAX_EXPANDED_POWER + 1:
             # x**(k + 1/2) = x**k * sqrt(x): exact powers and a correctly rounded sqrt, no powf
             whole = [b] * ((abs(exponent.p) - 1) // 2)
             product = "*".join(whole + [self._call("sqrt", base)])
-            return f"({product})" if exponent > 0 else f"({one}/({product}))"
+            if exponent > 0:
+                return f"({product})" if whole else product
+            return f"({one}/({product}))"
         return self._call("pow", base, exponent)
 
     def _call(self, name: str, *args) -> str:

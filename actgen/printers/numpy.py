@@ -15,31 +15,16 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from . import decimal_literal
+from . import KernelNumbers
 
 
-class KernelNumPyPrinter(NumPyPrinter):
+class KernelNumPyPrinter(KernelNumbers, NumPyPrinter):
     """Prints kernel expressions as NumPy code; ``rt`` is ``actgen.numpy_runtime``."""
 
     def __init__(self):
         super().__init__({"strict": True, "fully_qualified_modules": True})
 
-    def _literal(self, value) -> str:
-        return decimal_literal(value, 17)
-
-    def _print_Float(self, e):
-        return self._literal(e)
-
-    def _print_Rational(self, e):
-        return self._literal(e)
-
-    def _print_Integer(self, e):
-        return self._literal(e)
-
-    def _print_NumberSymbol(self, e):
-        return self._literal(e)
-
-    _print_Pi = _print_Exp1 = _print_NumberSymbol
+    literal_digits = None    # repr of the nearest double
 
     def _print_Infinity(self, e):
         return "numpy.inf"
@@ -51,6 +36,8 @@ class KernelNumPyPrinter(NumPyPrinter):
         return "numpy.nan"
 
     def _print_Pow(self, e, rational=False):
+        if e.is_number:
+            return self._literal(e)
         if e.exp.is_Integer:
             return f"{self.parenthesize(e.base, 60, strict=True)}**{int(e.exp)}"
         return super()._print_Pow(e, rational)

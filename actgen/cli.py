@@ -1,0 +1,235 @@
+"""The ``actgen`` command line. Every ActgenError becomes one message and exit status 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import library
+from .errors import ActgenError
+
+NEW_TEMPLATE = '''\
+# actgen spec file: one [table] per activation.
+#   actgen build {file}                   compile it (C with OpenMP, and NumPy)
+#   actgen show {name} --spec {file}      its derivatives and the generated C
+#   python -c "import actgen; print(actgen.load('{name}', spec='{file}')([-1.0, 0.0, 1.0]))"
+[{name}]
+# A SymPy expression in x. Allowed: + - * / **, numbers, pi, E, the parameters below, and
+#   exp log sqrt Abs sign Max Min Piecewise Heaviside tanh sinh cosh atan sin cos erf erfc
+#   sigmoid softplus log1p expm1
+# with comparisons (x > 0, combined with & | ~) inside Piecewise((value, condition), ..., (value, True)).
+expr = "x * erf(log(1 + exp(beta * x)))"
+# Named scalar parameters and their defaults (optional).
+params = {{ beta = 1.0 }}
+# Parameters that also get a gradient kernel, sum(dy * df/dp) (optional).
+learnable = ["beta"]
+description = "{name}: x * erf(softplus(beta * x)), a SERF-like activation (edit me)"
+'''
+
+
+def _print_err(message: str) -> None:
+    print(f"actgen: error: {message}", file=sys.stderr)
+
+
+def _spec_arguments(items: list[str]):
+    """Resolve each SPEC argument (a .toml file, or a built-in name) and parse all of it.
+
+    Returns [(display, path, [(activation, table), ...])]. Raises on the first invalid spec,
+    before anything is built or written.
+    """
+    from .spec import parse_table
+    from .specfile import read_spec_text, read_tables
+
+    resolved = []
+    for item in items:
+        if item.endswith(".toml") or Path(item).exists():
+            display, path, text = Path(item).name, item, read_spec_text(item)
+        else:
+            display = path = library.display_path(item)
+            text = library.read(item)
+        tables = read_tables(text, path=path)
+        resolved.append((display, path, [(parse_table(name, table, path=path), table)
+                                         for name, table in tables.items()]))
+    return resolved
+
+
+def cmd_build(args) -> int:
+    from .build import spec_key, write_index
+    from .errors import ToolchainError
+    from .pipeline import build
+    from .render import lower_activation
+
+    items = list(args.spec) + (library.names() if args.builtins else [])
+    if not items:
+        _print_err("nothing to build: name spec files or built-ins, or pass --builtins")
+        return 2
+    backends = ["c", "numpy"] if args.backend == "both" else [args.backend]
+    for display, _path, activations in _spec_arguments(items):
+        for act, table in activations:
+            lowered = lower_activation(act)
+            for backend in backends:
+                started = time.perf_counter()
+                try:
+                    artifact = build(act, backend, display, lowered)
+                except ToolchainError as exc:
+                    print(f"{act.name:22s} [{backend:5s}] skipped: {exc}", file=sys.stderr)
+                    continue
+                write_index(spec_key(act.name, table, display, backend), artifact.key)
+                status = (f"compiled in {artifact.seconds:.2f} s" if artifact.compiled
+                          else f"cached ({time.perf_counter() - started:.2f} s)")
+                print(f"{act.name:22s} [{backend:5s}] {status:22s} {artifact.module_file}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .specfile import read_tables
+
+    rows = []
+    for name in library.names():
+        display = library.display_path(name)
+        table = read_tables(library.read(name), path=display)[name]
+        params = ", ".join(f"{p}={v}" + ("*" if p in table.get("learnable", []) else "")
+                           for p, v in table.get("params", {}).items())
+        rows.append((name, params, table.get("description", "")))
+    width = max(len(r[0]) for r in rows)
+    pwidth = max(len(r[1]) for r in rows)
+    for name, params, description in rows:
+        print(f"{name:{width}s}  {params:{pwidth}s}  {description}")
+    print(f"\n{len(rows)} built-in activations; * marks a learnable parameter. "
+          "`actgen show NAME` prints one.")
+    return 0
+
+
+def cmd_show(args) -> int:
+    import sympy as sp
+
+    from .derive import kink_points
+    from .render import lower_activation, render
+    from .spec import parse_table
+    from .specfile import find_table, read_spec_text, read_tables
+
+    if args.spec:
+        display, path = Path(args.spec).name, args.spec
+        text = read_spec_text(args.spec)
+    else:
+        display = path = library.display_path(args.name)
+        text = library.read(args.name)
+    table = find_table(read_tables(text, path=path), args.name, path)
+    act = parse_table(args.name, table, path=path)
+    lowered = lower_activation(act)
+    print(f"{act.name}: {act.description}" if act.description else act.name)
+    print(f"  spec: {path}")
+    if act.params:
+        print("  params: " + ", ".join(f"{p} = {v}" + (" (learnable)" if p in act.learnable else "")
+                                       for p, v in act.params.items()))
+    print(f"\n  f(x) = {act.expr_text}")
+    print(f"       = {act.expr}")
+    for k in lowered.kernels:
+        form = lowered.forms[k.name]
+        label = {"forward": "f(x)", "backward": "f'(x)"}.get(k.kind, f"df/d{k.param}")
+        if k.kind != "forward":
+            print(f"\n  {label} = {k.exact}")
+        if form.rules:
+            print(f"  generated as {form.stable}  [rewrites: {', '.join(form.rules)}]")
+    kinks = kink_points(act)
+    if kinks:
+        from .derive import differentiate
+        from .activation import X
+
+        d = differentiate(act.expr, X)
+        values = ", ".join(f"f'({k:g}) = {sp.N(d.subs(X, sp.nsimplify(k)).subs({sp.Symbol(p, real=True): v for p, v in act.params.items()}), 6)}"
+                           for k in kinks)
+        print(f"\n  kinks (PyTorch's conventions): {values}")
+    backend = args.backend
+    sources = render(lowered, backend, display)
+    for rel, text in sources.items():
+        if rel.endswith(".h"):
+            continue
+        print(f"\n  ---- generated {backend} source ({rel}) ----\n")
+        print(text)
+    return 0
+
+
+def cmd_new(args) -> int:
+    from .spec import NAME_RE
+
+    if not NAME_RE.match(args.name):
+        _print_err(f"invalid activation name {args.name!r}: use lowercase letters, digits and _, "
+                   "starting with a letter")
+        return 2
+    sys.stdout.write(NEW_TEMPLATE.format(name=args.name, file=f"{args.name}.toml"))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .generate import check, write
+
+    out = Path(args.out)
+    if args.check:
+        problems = check(out)
+        for line in problems:
+            print(line)
+        return 1 if problems else 0
+    written = write(out)
+    print(f"wrote {len(written)} files under {out}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="actgen", description="Compile activation functions from TOML specs into verified "
+        "C (OpenMP) and NumPy kernels with symbolic derivatives.")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"actgen {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    b = sub.add_parser("build", help="parse, derive, generate and compile spec files or built-ins",
+                       description="Build every activation of each SPEC (a .toml file or a built-in "
+                       "name) into the cache; prints what it built and where.")
+    b.add_argument("spec", nargs="*", help="spec files or built-in names")
+    b.add_argument("--builtins", action="store_true", help="also build every built-in activation")
+    b.add_argument("--backend", choices=["c", "numpy", "both"], default="both",
+                   help="which kernels to build (default: both)")
+    b.set_defaults(func=cmd_build)
+
+    lst = sub.add_parser("list", help="the built-in activations and their parameters")
+    lst.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("show", help="an activation's formula, derivatives and generated code")
+    s.add_argument("name")
+    s.add_argument("--spec", help="the spec file (default: the built-in of that name)")
+    s.add_argument("--backend", choices=["c", "numpy"], default="c", help="which source to print")
+    s.set_defaults(func=cmd_show)
+
+    n = sub.add_parser("new", help="print a commented spec template for a new activation")
+    n.add_argument("name")
+    n.set_defaults(func=cmd_new)
+
+    g = sub.add_parser("generate", help="write the built-in library's sources (the generated/ folder)")
+    g.add_argument("out", nargs="?", default="generated", help="output folder (default: generated)")
+    g.add_argument("--check", action="store_true",
+                   help="compare instead of writing; exit 1 and print a diff if they differ")
+    g.set_defaults(func=cmd_generate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ActgenError as exc:
+        _print_err(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        print("actgen: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

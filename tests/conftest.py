@@ -1,0 +1,54 @@
+"""Shared fixtures. Every test session builds into its own cache directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """A cache directory for the whole session (the user's cache is never touched)."""
+    path = tmp_path_factory.mktemp("actgen-cache")
+    old = os.environ.get("ACTGEN_CACHE_DIR")
+    os.environ["ACTGEN_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("ACTGEN_CACHE_DIR", None)
+    else:
+        os.environ["ACTGEN_CACHE_DIR"] = old
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty cache directory for one test; forgets activations loaded earlier."""
+    from actgen import runtime
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ACTGEN_CACHE_DIR", str(cache))
+    monkeypatch.setattr(runtime, "_LOADED", {})
+    return cache / "v1"
+
+
+def run_cli(*args, cwd=None, env=None, input=None):
+    """Run the actgen CLI in a subprocess (as a user would) and return the CompletedProcess."""
+    exe = shutil.which("actgen")
+    command = [exe, *args] if exe else [sys.executable, "-m", "actgen.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, input=input, timeout=600)
+
+
+def have_compiler() -> bool:
+    from actgen.build import _compiler_command
+
+    return _compiler_command() is not None
+
+
+requires_cc = pytest.mark.skipif(not have_compiler(), reason="no C compiler on this machine")

@@ -1,0 +1,78 @@
+"""Printers: exact strings for the cases each override exists for."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from sympy.codegen.cfunctions import expm1
+
+from actgen.activation import X
+from actgen.functions import erfc, sigmoid, softplus
+from actgen.numpy_runtime import piecewise
+from actgen.printers.c import KernelCPrinter
+from actgen.printers.numpy import KernelNumPyPrinter
+
+B = sp.Symbol("beta", real=True)
+F32, F64 = KernelCPrinter("float"), KernelCPrinter("double")
+
+
+def test_float32_uses_float_functions_and_literals_and_no_double_macros():
+    p = KernelCPrinter("float")
+    assert p.doprint(sp.exp(X) + sp.sqrt(2) * X) == "1.4142135623730950488F*x + expf(x)"
+    assert p.doprint(sp.Float("0.70710678118654752440084436", 30) * X) == "0.707106781186547524401F*x"
+    assert p.doprint(sp.pi * X) == "3.14159265358979323846F*x"
+    assert "M_" not in p.doprint(sp.pi * sp.E * X)
+    assert p.math_functions == {"expf"}
+
+
+def test_powers():
+    assert F64.doprint(X**2) == "(x*x)"
+    assert F64.doprint(X**-2) == "((1.0/x)*(1.0/x))"          # no overflow of x*x
+    assert F64.doprint(sp.sqrt(X)) == "sqrt(x)"
+    assert F64.doprint(X**sp.Rational(3, 2)) == "(x*sqrt(x))"
+    assert F64.doprint(X**sp.Rational(-1, 2)) == "(1.0/(sqrt(x)))"
+    assert F64.doprint(X**20) == "pow(x, 20.0)"
+    assert F64.doprint(X / sp.cosh(X)**2) == "x/cosh(x)/cosh(x)"             # no overflow of cosh**2
+    assert F64.doprint(-X / (3 * (1 + X)**2)) == "(-x)/3.0/(x + 1.0)/(x + 1.0)"
+
+
+def test_rational_coefficients_divide():
+    assert F32.doprint(X / 6) == "x/6.0F"
+    assert F32.doprint(X / 4) == "0.25F*x"                   # dyadic: an exact multiplication
+    assert F64.doprint(2 * X / 3) == "(2.0*x)/3.0"
+
+
+def test_piecewise_is_a_single_select_and_helpers_propagate_nan():
+    pw = sp.Piecewise((X, X > 0), (B * expm1(X), True))
+    assert F32.doprint(pw) == "((x > 0.0F) ? (x) : (beta*expm1f(x)))"
+    assert F64.doprint(sp.Max(0, X)) == "actgen_max_f64(0.0, x)"
+    assert F32.doprint(sp.Min(1, X, B)) == "actgen_min_f32(1.0F, actgen_min_f32(beta, x))"
+    assert F64.doprint(sigmoid(X) + softplus(X)) == "actgen_sigmoid_f64(x) + actgen_softplus_f64(x)"
+    assert F64.doprint(sp.Heaviside(X)) == "actgen_heaviside_f64(x, 0.5)"
+    assert F64.doprint(erfc(-X)) == "erfc(-x)"
+
+
+def test_numpy_literals_are_weak_python_floats():
+    p = KernelNumPyPrinter()
+    assert p.doprint(sp.sqrt(2) * X) == "1.4142135623730951*x"   # the nearest double, not 1.414213562373095
+    assert p.doprint(X / 6) == "x/6.0"
+    assert p.doprint(sp.Max(0, X)) == "numpy.maximum(0.0, x)"
+    assert p.doprint(sp.erf(X)) == "rt.erf(x)"
+    x32 = np.linspace(-1, 1, 5, dtype=np.float32)
+    assert eval(p.doprint(sp.sqrt(2) * X), {"x": x32}).dtype == np.float32
+
+
+def test_numpy_piecewise_evaluates_each_branch_only_where_taken():
+    p = KernelNumPyPrinter()
+    text = p.doprint(sp.Piecewise((sp.log(X), X > 0), (0, True)))
+    assert text.startswith("rt.piecewise((x, ), (lambda x: numpy.greater(x, 0.0), lambda x: numpy.log(x))")
+    x = np.array([-1.0, 0.0, 2.0, np.nan])
+    with np.errstate(all="raise"):          # log(-1) would raise if evaluated
+        out = eval(text, {"rt": __import__("actgen.numpy_runtime", fromlist=["x"]), "numpy": np, "x": x})
+    assert out[0] == 0 and out[1] == 0 and out[2] == np.log(2.0)
+
+
+def test_piecewise_helper_broadcasts_scalars_and_keeps_dtype():
+    x = np.array([-2.0, 3.0], np.float32)
+    out = piecewise((x, np.float32(0.5)), (lambda x, a: x > 0, lambda x, a: x), (None, lambda x, a: a * x))
+    assert out.dtype == np.float32 and out.tolist() == [-1.0, 3.0]

@@ -1,0 +1,59 @@
+"""The mpmath reference and the ULP metric themselves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from actgen.activation import X
+from actgen.functions import sigmoid
+from actgen.reference import reference, round_to_format
+from actgen.verify import limit_at_infinity, ulp_distance
+
+
+def test_rounding_to_float32_and_float64_is_correct_including_subnormals_and_overflow():
+    import mpmath
+
+    assert round_to_format(mpmath.mpf(1) / 3, 24, -126, 127) == float(np.float32(1 / 3))
+    assert round_to_format(mpmath.mpf(1) / 3, 53, -1022, 1023) == 1 / 3
+    tiny = mpmath.mpf(2) ** -149 * mpmath.mpf("1.5")          # halfway between 1 and 2 quanta: even
+    assert round_to_format(tiny, 24, -126, 127) == 2 * 2.0**-149
+    assert round_to_format(mpmath.mpf(2) ** 128, 24, -126, 127) == math.inf
+    assert round_to_format(-mpmath.mpf(2) ** 2000, 53, -1022, 1023) == -math.inf
+    assert round_to_format(mpmath.mpf(2) ** -1080, 53, -1022, 1023) == 0.0
+
+
+@pytest.mark.parametrize("expr, x, expected", [
+    (sp.exp(X) - 1, -6.18874e-65, -6.18874e-65),                  # total cancellation at 96 bits
+    (sp.log(1 + X), 1e-200, 1e-200),
+    (X / 2 * (1 + sp.erf(X / sp.sqrt(2))), -30.0, -1.472014178144456e-196),
+    (sp.sqrt(X**2 + 1) - 1, 1e-10, 5e-21),
+])
+def test_reference_raises_precision_until_cancellation_resolves(expr, x, expected):
+    assert reference(expr, {X: x}) == pytest.approx(expected, rel=1e-15)
+
+
+def test_reference_of_an_exact_zero_is_zero():
+    assert reference(sp.sin(sp.pi * X), {X: 1.0}) == 0.0 or abs(reference(sp.sin(sp.pi * X), {X: 1.0})) < 1e-300
+
+
+def test_limits_at_infinity_see_through_max_min_and_piecewise():
+    hs = sp.Min(sp.Max(X + 3, 0), 6) / 6
+    assert limit_at_infinity(hs, {}, 1, "float64") == 1.0
+    assert limit_at_infinity(hs, {}, -1, "float64") == 0.0
+    assert limit_at_infinity(X * sigmoid(X), {}, -1, "float32") == 0.0
+    assert math.isnan(limit_at_infinity(sp.sin(X), {}, 1, "float64"))
+
+
+def test_ulp_distance():
+    a = np.array([1.0, 1.0, 0.0, -0.0, np.nan, np.nan, 1.0, np.inf])
+    b = np.array([np.nextafter(1.0, 2.0), 1.0, -0.0, 5e-324, np.nan, 1.0, np.inf, np.inf])
+    assert ulp_distance(a, b).tolist() == [1.0, 0.0, 0.0, 1.0, 0.0, math.inf, math.inf, 0.0]
+    c = np.array([1.0], np.float32)
+    assert ulp_distance(c, np.array([np.nextafter(np.float32(1), np.float32(0))])).tolist() == [1.0]
+    # across zero the distance counts the floats in between (no int64 overflow, no rounding)
+    assert ulp_distance(np.array([-5e-324]), np.array([5e-324])).tolist() == [2.0]
+    assert ulp_distance(np.array([1.0]), np.array([1.0 + 2**-52 * 3])).tolist() == [3.0]
