@@ -200,10 +200,10 @@ def digest(obj) -> str:
 @functools.lru_cache(maxsize=1)
 def templates_fingerprint() -> str:
     """A hash of every template: part of the key of anything rendered from them."""
-    from importlib import resources
+    from .resources import template_root
 
     digest_ = hashlib.sha256()
-    stack, files = [resources.files("actgen.templates")], []
+    stack, files = [template_root()], []
     while stack:
         for child in stack.pop().iterdir():
             if child.is_dir():

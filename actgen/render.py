@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib import resources
 
 import jinja2
 
 from .activation import Activation
 from .backends import BACKENDS, DTYPES, Backend
 from .derive import Kernel, derive
+from .resources import template_root
 from .rewrite import Form, lower, stable_source
 
 #: libmvec (glibc >= 2.35, x86_64) has SIMD variants of these, for float and double.
@@ -125,7 +125,7 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
 
 
 def _load_template(name: str) -> str:
-    return (resources.files("actgen.templates") / name).read_text(encoding="utf-8")
+    return (template_root() / name).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)

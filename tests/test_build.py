@@ -1,0 +1,102 @@
+"""The build cache: keyed by content, rebuilt only when the source changes, failures logged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import actgen
+from actgen.build import cache_root, toolchain
+from actgen.errors import BuildError
+from actgen.pipeline import build
+from actgen.spec import parse_spec_text
+
+from conftest import requires_cc
+
+SPEC = '[mine]\nexpr = "x * tanh(a * x)"\nparams = { a = 1.0 }\n'
+
+
+def _artifacts(cache):
+    return sorted(p.name for p in (cache / "artifacts").iterdir()) if (cache / "artifacts").exists() else []
+
+
+@requires_cc
+def test_cache_rebuilds_when_the_source_changes_and_not_otherwise(fresh_cache, tmp_path):
+    (act,) = parse_spec_text(SPEC, path="mine.toml")
+    first = build(act, "c", "mine.toml")
+    assert first.compiled and first.module_file.exists()
+    again = build(act, "c", "mine.toml")
+    assert not again.compiled and again.key == first.key
+    assert _artifacts(fresh_cache) == [first.key]
+    # the same content read from another directory: the same artifact
+    (same,) = parse_spec_text(SPEC, path="elsewhere/mine.toml")
+    assert build(same, "c", "mine.toml").key == first.key
+    (changed,) = parse_spec_text(SPEC.replace("tanh", "sinh"), path="mine.toml")
+    third = build(changed, "c", "mine.toml")
+    assert third.compiled and third.key != first.key
+    assert len(_artifacts(fresh_cache)) == 2
+
+
+def test_numpy_artifacts_are_cached_too(fresh_cache):
+    (act,) = parse_spec_text(SPEC, path="mine.toml")
+    first = build(act, "numpy", "mine.toml")
+    assert first.compiled and first.module_file.suffix == ".py"
+    assert not build(act, "numpy", "mine.toml").compiled
+
+
+@requires_cc
+def test_meta_records_the_module_hash_and_a_corrupted_module_is_rebuilt(fresh_cache):
+    (act,) = parse_spec_text(SPEC, path="mine.toml")
+    art = build(act, "c", "mine.toml")
+    meta = json.loads((art.path / "meta.json").read_text())
+    assert meta["file"] == art.module_file.name and len(meta["sha256"]) == 64
+    art.module_file.write_bytes(art.module_file.read_bytes()[:100])      # truncated
+    rebuilt = build(act, "c", "mine.toml")
+    assert rebuilt.compiled and rebuilt.key == art.key
+
+
+@requires_cc
+def test_load_uses_the_index_and_builds_on_first_use(fresh_cache, tmp_path):
+    spec = tmp_path / "mine.toml"
+    spec.write_text(SPEC)
+    act = actgen.load("mine", spec=spec)
+    assert np.allclose(act(np.array([1.0, -2.0])), [np.tanh(1.0), 2 * np.tanh(2.0)])
+    assert len(list((fresh_cache / "index").iterdir())) == 1
+    spec.write_text(SPEC.replace("tanh(a * x)", "tanh(2 * a * x)"))
+    act2 = actgen.load("mine", spec=spec)
+    assert np.allclose(act2(np.array([1.0])), [np.tanh(2.0)])
+    assert len(_artifacts(fresh_cache)) == 2
+
+
+@requires_cc
+def test_a_failing_compile_keeps_source_command_and_stderr(fresh_cache, monkeypatch):
+    from actgen import build as build_module
+
+    tc = toolchain()
+    broken = type(tc)(tc.cc, tc.version, tc.flags + ("-DACTGEN_OMP_MIN_ELEMENTS=(",), tc.openmp)
+    monkeypatch.setattr(build_module, "toolchain", lambda: broken)
+    monkeypatch.setattr("actgen.pipeline.toolchain", lambda: broken)
+    (act,) = parse_spec_text(SPEC, path="mine.toml")
+    with pytest.raises(BuildError) as info:
+        build(act, "c", "mine.toml")
+    message = str(info.value)
+    assert "the C compiler failed building _actgen_mine_" in message
+    log = message.split("are in ")[-1].strip()
+    text = open(log).read()
+    assert "command:" in text and "---- stderr ----" in text and "actgen_mine_forward_f32" in text
+    assert _artifacts(fresh_cache) == []                 # nothing half-built is trusted
+    assert list((fresh_cache / "tmp").iterdir()) == []
+
+
+def test_cache_dir_follows_the_environment(fresh_cache):
+    assert cache_root() == fresh_cache
+
+
+@requires_cc
+def test_toolchain_flags_never_trade_accuracy():
+    tc = toolchain()
+    assert "-O3" in tc.flags and "-fno-math-errno" in tc.flags
+    assert not any(f in tc.flags for f in ("-ffast-math", "-Ofast", "-funsafe-math-optimizations",
+                                            "-ffinite-math-only"))

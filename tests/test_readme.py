@@ -1,0 +1,41 @@
+"""The README's examples run, and its first command's steps work."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def test_readme_opens_with_exactly_two_commands():
+    first = re.search(r"```sh\n(.*?)```", README, re.S).group(1).strip().splitlines()
+    assert len(first) == 2
+    assert first[0].startswith("pip install . && actgen new serf")
+    assert first[1] == "pip install '.[test]' && python -m pytest -q"
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_python_examples_run(index, tmp_path):
+    assert BLOCKS, "the README has no python examples"
+    out = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=tmp_path, capture_output=True,
+                         text=True, env=dict(os.environ), timeout=300)
+    assert out.returncode == 0, out.stderr
+
+
+def test_readme_first_command_after_the_install(tmp_path):
+    """The first command, minus `pip install .` (the test environment has actgen installed)."""
+    steps = re.search(r"```sh\n(.*?)```", README, re.S).group(1).strip().splitlines()[0]
+    steps = steps.split("&&", 1)[1]
+    out = subprocess.run(steps, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                         env=dict(os.environ), timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "void actgen_serf_forward_f32(" in out.stdout
+    assert "gelu_tanh" in out.stdout               # the built-ins were built too
