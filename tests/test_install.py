@@ -28,7 +28,10 @@ def test_wheel_install_builds_from_another_directory(tmp_path):
     venv = tmp_path / "venv"
     assert run(sys.executable, "-m", "venv", "--system-site-packages", str(venv)).returncode == 0
     py = venv / "bin" / "python"
-    installed = run(str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel))
+    # --ignore-installed: the venv sees the system site-packages, where CI has already installed
+    # actgen itself; without it pip says "already satisfied" and installs nothing into the venv
+    installed = run(str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
+                    str(wheel))
     assert installed.returncode == 0, installed.stderr
 
     work = tmp_path / "elsewhere"
