@@ -30,7 +30,13 @@ class Activation:
     description: str = ""
     source: str = "<string>"
     expr_text: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
+    #: (kind, dtype) -> ULP budget declared by the spec, overriding verify.BUDGETS
+    budgets: dict = field(default_factory=dict, compare=False)
+
+    def budget(self, kind: str, dtype: str) -> float:
+        from .verify import BUDGETS
+
+        return self.budgets.get((kind, dtype), BUDGETS[kind, dtype])
 
     @property
     def x(self) -> sp.Symbol:

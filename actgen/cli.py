@@ -127,12 +127,15 @@ def cmd_show(args) -> int:
     print(f"\n  f(x) = {act.expr_text}")
     print(f"       = {act.expr}")
     for k in lowered.kernels:
-        form = lowered.forms[k.name]
         label = {"forward": "f(x)", "backward": "f'(x)"}.get(k.kind, f"df/d{k.param}")
         if k.kind != "forward":
             print(f"\n  {label} = {k.exact}")
-        if form.rules:
-            print(f"  generated as {form.stable}  [rewrites: {', '.join(form.rules)}]")
+        for dtype in ("float32", "float64"):
+            choice = lowered.choices[k.name, dtype]
+            form = choice.form
+            print(f"  {dtype}: {describe_choice(choice)}")
+            if form.rules and form.stable is not None:
+                print(f"           generated as {form.stable}  [rewrites: {', '.join(form.rules)}]")
     kinks = kink_points(act)
     if kinks:
         from .derive import differentiate
@@ -152,6 +155,23 @@ def cmd_show(args) -> int:
     return 0
 
 
+def describe_choice(choice) -> str:
+    """One line: which candidate form was chosen for a kernel and dtype, and how it measured
+    against the naive evaluation of the same expression (see actgen.select)."""
+    unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
+    text = f"{choice.label}"
+    if choice.dtype == "float32" and choice.compute == "double":
+        text += ", computed in double"
+    if choice.form.guards:
+        text += ", limits at infinity"
+    text += f": max {choice.error:.3g} {unit} on the selection sweep"
+    naive = choice.naive
+    if naive is not None:
+        bad = f", {naive.nonfinite} spurious NaN/inf" if naive.nonfinite else ""
+        text += f" (naive form: {naive.error:.3g}{bad})"
+    return text
+
+
 def cmd_new(args) -> int:
     from .spec import NAME_RE
 
@@ -161,6 +181,36 @@ def cmd_new(args) -> int:
         return 2
     sys.stdout.write(NEW_TEMPLATE.format(name=args.name, file=f"{args.name}.toml"))
     return 0
+
+
+def cmd_verify(args) -> int:
+    import json
+
+    from .verify import DTYPES, format_table, verify
+
+    items = list(args.spec) + (library.names() if args.all else [])
+    if not items:
+        _print_err("nothing to verify: name spec files or built-ins, or pass --all")
+        return 2
+    dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
+    backends = ("c", "numpy") if args.backend == "both" else (args.backend,)
+    results = []
+    for _display, path, activations in _spec_arguments(items):
+        spec = None if path.startswith("actgen/library/") else path
+        for act, _table in activations:
+            started = time.perf_counter()
+            found = verify(act, spec=spec, backends=backends, dtypes=dtypes, quick=args.quick)
+            results.extend(found)
+            if args.progress:
+                bad = sum(not r.passed for r in found)
+                print(f"  {act.name}: {len(found)} checks, {bad} over budget "
+                      f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    print(format_table(results))
+    if args.json:
+        from .build import write_atomic
+
+        write_atomic(Path(args.json), json.dumps([r.as_dict() for r in results], indent=1) + "\n")
+    return 0 if all(r.passed for r in results) else 1
 
 
 def cmd_generate(args) -> int:
@@ -208,6 +258,21 @@ def parser() -> argparse.ArgumentParser:
     n = sub.add_parser("new", help="print a commented spec template for a new activation")
     n.add_argument("name")
     n.set_defaults(func=cmd_new)
+
+    v = sub.add_parser("verify", help="measure every kernel against mpmath, in ULPs",
+                       description="Check forward, backward and parameter-gradient kernels of each "
+                       "activation, for each dtype and backend, against an mpmath reference at a dense "
+                       "grid, log-spaced magnitudes from the smallest subnormal to overflow, +-0, +-inf, "
+                       "nan, both sides of every branch boundary and random draws. Exits 1 if a kernel "
+                       "is over its budget.")
+    v.add_argument("spec", nargs="*", help="spec files or built-in names")
+    v.add_argument("--all", action="store_true", help="every built-in activation")
+    v.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    v.add_argument("--backend", choices=["c", "numpy", "both"], default="both")
+    v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    v.add_argument("--quick", action="store_true", help="fewer points (about a third)")
+    v.add_argument("--progress", action="store_true", help="a line per activation on stderr")
+    v.set_defaults(func=cmd_verify)
 
     g = sub.add_parser("generate", help="write the built-in library's sources (the generated/ folder)")
     g.add_argument("out", nargs="?", default="generated", help="output folder (default: generated)")

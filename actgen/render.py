@@ -15,7 +15,7 @@ from .activation import Activation
 from .backends import BACKENDS, DTYPES, Backend
 from .derive import Kernel, derive
 from .resources import template_root
-from .rewrite import Form, lower, stable_source
+from .rewrite import Form
 
 #: libmvec (glibc >= 2.35, x86_64) has SIMD variants of these, for float and double.
 LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp exp10 exp2 expm1 "
@@ -24,9 +24,9 @@ LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp
 #: Math functions each prelude helper calls (so that their SIMD variants are declared).
 #: In definition order (a helper may call those before it).
 HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "sigmoid": ("exp",),
-                "softplus": ("exp", "log1p", "fabs")}
+                "softplus": ("exp", "log1p", "fabs"), "dd": ()}
 #: Helpers that call other helpers.
-HELPER_USES = {"softplus": ("max",)}
+HELPER_USES = {"softplus": ("max",), "dd": ("max", "sigmoid", "softplus")}
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,12 @@ class KernelView:
     kind: str                 # forward, backward, param_grad
     symbol: str               # function name in the generated source
     description: str
-    temps: tuple[tuple[str, str], ...]
+    temps: tuple[tuple[str, str, str], ...]   # (name, code, "dd" for a double-double temporary or "")
     result: str
     nan_guard: bool
     rules: tuple[str, ...]
+    compute: str              # C: the type arithmetic is done in; NumPy: "dtype" or "double"
+    note: str                 # how the form was chosen (shown in a comment)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,6 @@ class DtypeView:
     dtype: str                # float32
     tag: str                  # f32
     ctype: str                # float: the element type in memory
-    compute: str              # the type arithmetic is done in
     kernels: tuple[KernelView, ...]
 
 
@@ -74,21 +75,40 @@ class ActivationView:
 
 @dataclass(frozen=True)
 class Lowered:
-    """An activation with its kernels and the printable form of each."""
+    """An activation with its kernels and the chosen form of each, per dtype."""
 
     act: Activation
     kernels: tuple[Kernel, ...]
-    forms: dict[str, Form]
+    choices: dict             # (kernel name, dtype) -> select.Choice
+
+    def form(self, kernel: str, dtype: str = "float64") -> Form:
+        return self.choices[kernel, dtype].form
 
 
 def lower_activation(act: Activation) -> Lowered:
+    from .select import choose_all
+
     kernels = tuple(derive(act))
-    forms = {k.name: lower(*stable_source(k, act.expr)) for k in kernels}
-    return Lowered(act, kernels, forms)
+    return Lowered(act, kernels, choose_all(act, list(kernels)))
 
 
-def _print_kernel(printer, form: Form) -> tuple[tuple[tuple[str, str], ...], str]:
-    temps = tuple((str(sym), printer.doprint(value)) for sym, value in form.temps)
+def _note(choice) -> str:
+    parts = [choice.label]
+    if choice.dtype == "float32" and choice.compute == "double":
+        parts.append("computed in double")
+    if choice.form.guards:
+        parts.append("limits at infinity")
+    unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
+    parts.append(f"measured {choice.error:.3g} {unit}")
+    if choice.naive is not None and choice.naive.label == "naive":
+        naive = "NaN/inf" if choice.naive.nonfinite else f"{choice.naive.error:.3g} {unit}"
+        parts.append(f"naive {naive}")
+    return ", ".join(parts)
+
+
+def _print_kernel(printer, form: Form) -> tuple[tuple[tuple[str, str, str], ...], str]:
+    temps = tuple((str(sym), printer._dd(value), "dd") if sym in form.dd_temps
+                  else (str(sym), printer.doprint(value), "") for sym, value in form.temps)
     return temps, printer.doprint(form.result)
 
 
@@ -96,32 +116,38 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
     act = lowered.act
     dtypes, helpers, simd = [], {}, set()
     for dtype, (tag, ctype) in DTYPES.items():
-        compute = backend.compute(dtype)
-        printer = backend.printer(compute)
         kernels = []
         for k in lowered.kernels:
-            form = lowered.forms[k.name]
+            choice = lowered.choices[k.name, dtype]
+            compute = choice.c_compute if backend.name == "c" else choice.compute
+            form = choice.form
+            printer = backend.printer(compute, form.dd_temps, form.compensated)
             temps, result = _print_kernel(printer, form)
             kernels.append(KernelView(k.name, k.kind, backend.symbol(act.name, k.name, dtype),
-                                      k.description, temps, result, form.needs_nan_guard, form.rules))
-        dtypes.append(DtypeView(dtype, tag, ctype, compute, tuple(kernels)))
-        if backend.name == "c":
-            suffix = "f" if compute == "float" else ""
-            used = set(getattr(printer, "helpers", ()))
-            for h in list(used):
-                used.update(HELPER_USES.get(h, ()))
-            for h in sorted(used):
-                helpers[(h, compute)] = HelperView(h, compute, "f32" if compute == "float" else "f64",
-                                                   suffix, "F" if compute == "float" else "")
-                simd.update((compute, f + suffix) for f in HELPER_NEEDS[h] if f in LIBMVEC)
-            simd.update((compute, f) for f in printer.math_functions
-                        if (f[:-1] if suffix else f) in LIBMVEC)
+                                      k.description, temps, result, form.needs_nan_guard, form.rules,
+                                      compute, _note(choice)))
+            if backend.name == "c":
+                _collect(printer, compute, helpers, simd)
+        dtypes.append(DtypeView(dtype, tag, ctype, tuple(kernels)))
     order = list(HELPER_NEEDS)
     return ActivationView(
         name=act.name, description=act.description, spec=spec_display, expr_text=act.expr_text,
         params=tuple(act.params.items()), learnable=act.learnable, dtypes=tuple(dtypes),
         helpers=tuple(sorted(helpers.values(), key=lambda h: (h.compute, order.index(h.name)))),
         simd_functions=tuple(sorted(simd)))
+
+
+def _collect(printer, compute: str, helpers: dict, simd: set) -> None:
+    """Record the helpers and SIMD-capable math functions a printer used."""
+    suffix = "f" if compute == "float" else ""
+    used = set(printer.helpers)
+    for h in list(used):
+        used.update(HELPER_USES.get(h, ()))
+    for h in sorted(used):
+        helpers[(h, compute)] = HelperView(h, compute, "f32" if compute == "float" else "f64",
+                                           suffix, "F" if compute == "float" else "")
+        simd.update((compute, f + suffix) for f in HELPER_NEEDS[h] if f in LIBMVEC)
+    simd.update((compute, f) for f in printer.math_functions if (f[:-1] if suffix else f) in LIBMVEC)
 
 
 def _load_template(name: str) -> str:

@@ -8,7 +8,7 @@ nothing changes. Then numeric subexpressions are folded to high-precision consta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import sympy as sp
@@ -265,6 +265,10 @@ class Form:
     result: sp.Expr
     rules: tuple[str, ...] = field(default=())
     stable: sp.Expr | None = None     # the rewritten expression before folding and CSE
+    guards: tuple = field(default=())  # limits returned at +-inf / beyond overflow (select.py)
+    #: temporaries evaluated in double-double (hi, lo), for arguments of sensitive functions
+    dd_temps: frozenset = field(default=frozenset())
+    compensated: bool = False
 
     @property
     def needs_nan_guard(self) -> bool:
@@ -330,3 +334,64 @@ def lower(expr: sp.Expr, rules_before: list[str] | tuple = ()) -> Form:
     temps, (result,) = sp.cse([folded], symbols=sp.numbered_symbols("t", real=True), order="none")
     temps, result = _inline_boolean_temps(temps, result)
     return Form(tuple(temps), result, tuple(rules), stable)
+
+
+# ---- compensated arguments ------------------------------------------------------------------
+
+#: Functions whose relative condition grows with the argument (exp: |u|; erfc: ~2u^2; sigmoid and
+#: softplus towards -inf: |u|; cosh, sinh: |u|). The rounding of their argument is magnified by
+#: that much; in float64 these get the argument in double-double and a first-order correction.
+SENSITIVE = (sp.exp, erfc, sp.erfc, sigmoid, softplus, sp.cosh, sp.sinh)
+
+
+def dd_printable(e) -> bool:
+    """An expression the printers can evaluate in double-double: +, *, integer powers up to 8,
+    numbers and symbols (anything else is evaluated in double and lifted)."""
+    if e.is_Symbol or e.is_Number:
+        return True
+    if isinstance(e, sp.UnevaluatedExpr):
+        return dd_printable(e.args[0])
+    if e.is_Add or e.is_Mul:
+        return all(dd_printable(a) or not a.free_symbols for a in e.args)
+    if e.is_Pow:
+        return e.exp.is_Integer and 1 <= int(e.exp) <= 8 and dd_printable(e.base)
+    return False
+
+
+def _rounds(e, dd_temps) -> bool:
+    """Whether evaluating e in double rounds (so that double-double gains something)."""
+    if e.is_Symbol:
+        return e in dd_temps
+    if e.is_Number or not e.free_symbols:
+        return False
+    if isinstance(e, sp.UnevaluatedExpr):
+        return _rounds(e.args[0], dd_temps)
+    if e.is_Mul:
+        coeff, rest = e.as_coeff_Mul()
+        exact_coeff = coeff.is_Rational and int(coeff.q) & (int(coeff.q) - 1) == 0 and abs(coeff.p) == 1
+        factors = sp.Mul.make_args(rest)
+        return (not exact_coeff) or len(factors) > 1 or any(_rounds(f, dd_temps) for f in factors)
+    return True
+
+
+def compensate(form: Form) -> Form | None:
+    """The form with double-double arguments for its sensitive functions, or None if no
+    sensitive function has an argument that rounds."""
+    definitions = dict(form.temps)
+    exprs = [v for _, v in form.temps] + [form.result]
+    calls = [node for e in exprs for node in sp.preorder_traversal(e)
+             if isinstance(node, SENSITIVE) and dd_printable(node.args[0])]
+    if not calls:
+        return None
+    dd_temps: set = set()
+    pending = [s for call in calls for s in call.args[0].free_symbols if s in definitions]
+    while pending:
+        sym = pending.pop()
+        if sym in dd_temps or not dd_printable(definitions[sym]):
+            continue
+        dd_temps.add(sym)
+        pending.extend(s for s in definitions[sym].free_symbols if s in definitions)
+    if not any(_rounds(call.args[0], dd_temps) for call in calls):
+        return None
+    return replace(form, dd_temps=frozenset(dd_temps), compensated=True,
+                   rules=(*form.rules, "compensated"))

@@ -29,7 +29,9 @@ from .functions import CONSTANTS, FUNCTIONS
 from .specfile import MAX_SPEC_BYTES, find_table, read_spec_text, read_tables  # noqa: F401  (re-exported)
 
 #: Keys a table may have. Anything else is a typo and rejected.
-KEYS = ("expr", "params", "learnable", "description")
+KEYS = ("expr", "params", "learnable", "description", "budgets")
+#: kernel kinds and dtypes a `budgets` entry may name, as "<kind>.<dtype>"
+BUDGET_KINDS = ("forward", "backward", "param_grad")
 
 MAX_EXPR_CHARS = 10_000           # an expression longer than this is refused unparsed
 MAX_EXPR_OPS = 2_000              # SymPy operation count of a parsed expression
@@ -329,6 +331,18 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     if not isinstance(description, str):
         fail("`description` must be a string", key="description")
 
+    budgets = table.get("budgets", {})
+    if not isinstance(budgets, dict):
+        fail("`budgets` must be a table", key="budgets",
+             fix='budgets = { "backward.float64" = 16 }  (ULPs; say why in a comment)')
+    for entry, value in budgets.items():
+        kind, _, dtype = entry.partition(".")
+        if kind not in BUDGET_KINDS or dtype not in ("float32", "float64"):
+            fail(f"unknown budget {entry!r}", key=f"budgets.{entry}",
+                 fix="name it <kind>.<dtype>, kind one of forward, backward, param_grad")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            fail(f"budget {entry!r} must be a positive number", key=f"budgets.{entry}")
+
     symbols = {p: param_symbol(p) for p in defaults}
     try:
         expr = parse_expression(expr_text, symbols)
@@ -340,7 +354,8 @@ def parse_table(name: str, table, *, path: str) -> Activation:
              fix="restrict it with Abs, Max or Piecewise so it is real for every real x")
 
     return Activation(name=name, expr=expr, params=defaults, learnable=tuple(learnable),
-                      description=description.strip(), source=path, expr_text=expr_text.strip())
+                      description=description.strip(), source=path, expr_text=expr_text.strip(),
+                      budgets={tuple(k.split(".")): float(v) for k, v in budgets.items()})
 
 
 def parse_spec_text(text: str, *, path: str = "<string>") -> list[Activation]:

@@ -21,8 +21,8 @@ class Backend:
     name: str
     #: (template, output path) pairs; the output path may use {name}
     templates: tuple[tuple[str, str], ...]
-    #: printer for the compute type of a dtype
-    printer: Callable[[str], object]
+    #: printer for a compute type (and the double-double temporaries of a compensated form)
+    printer: Callable[..., object]
     #: the compute type used for a dtype's arithmetic
     compute: Callable[[str], str]
     #: Python identifier of a kernel in the built module
@@ -35,7 +35,7 @@ class Backend:
 C = Backend(
     name="c",
     templates=(("c/activation.c.jinja", "c/{name}.c"), ("c/activation.h.jinja", "c/{name}.h")),
-    printer=lambda compute: KernelCPrinter(compute),
+    printer=lambda compute, dd_temps=frozenset(), compensate=False: KernelCPrinter(compute, dd_temps, compensate),
     compute=lambda dtype: DTYPES[dtype][1],
     symbol=lambda act, kernel, dtype: f"actgen_{act}_{kernel}_{DTYPES[dtype][0]}",
 )
@@ -43,7 +43,7 @@ C = Backend(
 NUMPY = Backend(
     name="numpy",
     templates=(("numpy/activation.py.jinja", "numpy/{name}.py"),),
-    printer=lambda compute: KernelNumPyPrinter(),
+    printer=lambda compute, dd_temps=frozenset(), compensate=False: KernelNumPyPrinter(dd_temps, compensate),
     compute=lambda dtype: dtype,
     symbol=lambda act, kernel, dtype: f"{kernel}_{DTYPES[dtype][0]}",
 )

@@ -83,3 +83,56 @@ class KernelNumbers:
 
 
 MAX_DIVISIONS = 4
+
+
+class DoubleDouble:
+    """Mixin: arguments of sensitive functions printed in double-double (rewrite.compensate).
+
+    Subclasses give the syntax: ``_dd_lift(text)`` (a double as (hi, 0)), ``_dd_const(hi, lo)``,
+    ``_dd_op(name, a, b)`` (name is add or mul), ``_dd_neg(a)``, ``_dd_call(function, dd)``,
+    ``_dd_hi(name)`` (the double value of a double-double temporary) and ``_dd_pair(name)``
+    (the temporary as a double-double).
+    """
+
+    dd_temps: frozenset = frozenset()
+    compensate: bool = False
+
+    def _dd_wanted(self, arg) -> bool:
+        from ..rewrite import _rounds, dd_printable
+
+        return self.compensate and dd_printable(arg) and _rounds(arg, self.dd_temps)
+
+    def _dd(self, e) -> str:
+        if e.is_Symbol:
+            return self._dd_pair(e.name) if e in self.dd_temps else self._dd_lift(self._print(e))
+        if not e.free_symbols:
+            exact = sp.N(e, 40)
+            hi = float(exact)
+            return self._dd_const(hi, float(sp.N(exact - sp.Float(hi, 40), 20)))
+        if isinstance(e, sp.UnevaluatedExpr):
+            return self._dd(e.args[0])
+        if e.is_Add or e.is_Mul:
+            if e.is_Mul and e.args[0] == -1:
+                return self._dd_neg(self._dd(sp.Mul(*e.args[1:])))
+            parts = [self._dd(a) for a in e.args]
+            text = parts[0]
+            for p in parts[1:]:
+                text = self._dd_op("add" if e.is_Add else "mul", text, p)
+            return text
+        if e.is_Pow and e.exp.is_Integer and 1 <= int(e.exp) <= 8:
+            base = self._dd(e.base)
+            text = base
+            for _ in range(int(e.exp) - 1):
+                text = self._dd_op("mul", text, base)
+            return text
+        return self._dd_lift(self._print(e))
+
+    def _sensitive(self, e, fallback):
+        if self._dd_wanted(e.args[0]):
+            return self._dd_call(type(e).__name__ if type(e).__name__ != "erfc" else "erfc", self._dd(e.args[0]))
+        return fallback(e)
+
+    def _print_Symbol(self, e):
+        if e in self.dd_temps:
+            return self._dd_hi(e.name)
+        return super()._print_Symbol(e)

@@ -17,7 +17,7 @@ from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from . import KernelNumbers
+from . import DoubleDouble, KernelNumbers
 
 #: Helpers of the C prelude, by the SymPy function they print.
 HELPERS = {"Max": "max", "Min": "min", "sign": "sign", "Heaviside": "heaviside",
@@ -25,11 +25,17 @@ HELPERS = {"Max": "max", "Min": "min", "sign": "sign", "Heaviside": "heaviside",
 
 MAX_EXPANDED_POWER = 8
 
+#: libm functions each double-double helper calls (declared SIMD-capable with the others)
+DD_NEEDS = {"exp": {"exp"}, "erfc": {"erfc", "exp"}, "sigmoid": {"exp"}, "softplus": {"exp", "log1p"},
+            "cosh": {"cosh", "sinh"}, "sinh": {"cosh", "sinh"}}
 
-class KernelCPrinter(KernelNumbers, C99CodePrinter):
-    """Prints kernel expressions for ``compute`` = "float" or "double"."""
 
-    def __init__(self, compute: str = "double"):
+class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
+    """Prints kernel expressions for ``compute`` = "float" or "double"; with ``compensate``
+    (double only), sensitive functions get double-double arguments (``dd_temps`` are the
+    temporaries held as ``actgen_dd``)."""
+
+    def __init__(self, compute: str = "double", dd_temps=frozenset(), compensate: bool = False):
         if compute not in ("float", "double"):
             raise ValueError(compute)
         settings = {"strict": True, "math_macros": {}}
@@ -41,6 +47,8 @@ class KernelCPrinter(KernelNumbers, C99CodePrinter):
         self.literal_suffix = "F" if compute == "float" else ""
         self.math_functions: set[str] = set()   # e.g. {"expf", "log1pf"}
         self.helpers: set[str] = set()          # e.g. {"max", "sigmoid"}
+        self.dd_temps = frozenset(dd_temps)
+        self.compensate = compensate and compute == "double"
 
     # numbers: KernelNumbers prints literals with the suffix of the compute type ---------
     def _print_Infinity(self, e):
@@ -122,10 +130,49 @@ class KernelCPrinter(KernelNumbers, C99CodePrinter):
         return self._helper("heaviside", e.args[0], h0)
 
     def _print_sigmoid(self, e):
-        return self._helper("sigmoid", e.args[0])
+        return self._sensitive(e, lambda e: self._helper("sigmoid", e.args[0]))
 
     def _print_softplus(self, e):
-        return self._helper("softplus", e.args[0])
+        return self._sensitive(e, lambda e: self._helper("softplus", e.args[0]))
+
+    # double-double (compensated arguments) --------------------------------------------------
+    def _dd_lift(self, text):
+        self.helpers.add("dd")
+        return f"actgen_dd_make({text}, 0.0)"
+
+    def _dd_const(self, hi, lo):
+        self.helpers.add("dd")
+        return f"actgen_dd_make({hi!r}, {lo!r})"
+
+    def _dd_op(self, name, a, b):
+        return f"actgen_dd_{name}({a}, {b})"
+
+    def _dd_neg(self, a):
+        return f"actgen_dd_neg({a})"
+
+    def _dd_hi(self, name):
+        return f"{name}.hi"
+
+    def _dd_pair(self, name):
+        return name
+
+    def _dd_call(self, function, dd):
+        self.helpers.add("dd")
+        self.helpers.update({"sigmoid": ("sigmoid",), "softplus": ("softplus",)}.get(function, ()))
+        self.math_functions.update(DD_NEEDS[function])
+        return f"actgen_{function}_dd({dd})"
+
+    def _print_exp(self, e):
+        return self._sensitive(e, self._print_math_func)
+
+    def _print_erfc(self, e):
+        return self._sensitive(e, self._print_math_func)
+
+    def _print_cosh(self, e):
+        return self._sensitive(e, self._print_math_func)
+
+    def _print_sinh(self, e):
+        return self._sensitive(e, self._print_math_func)
 
     def _print_DiracDelta(self, e):
         return self._literal(0)
@@ -139,6 +186,6 @@ class KernelCPrinter(KernelNumbers, C99CodePrinter):
 
 # SymPy binds its math-function printers to C89CodePrinter._print_math_func at import time;
 # rebind them so this printer records the functions it uses.
-for _name in ("Abs Sqrt exp exp2 expm1 log log10 log2 log1p Cbrt hypot fma loggamma sin cos tan asin "
-              "acos atan atan2 sinh cosh tanh asinh acosh atanh erf erfc gamma ceiling floor").split():
+for _name in ("Abs Sqrt exp2 expm1 log log10 log2 log1p Cbrt hypot fma loggamma sin cos tan asin "
+              "acos atan atan2 tanh asinh acosh atanh erf gamma ceiling floor").split():
     setattr(KernelCPrinter, "_print_" + _name, KernelCPrinter._print_math_func)

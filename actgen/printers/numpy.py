@@ -15,14 +15,17 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from . import KernelNumbers
+from . import DoubleDouble, KernelNumbers
 
 
-class KernelNumPyPrinter(KernelNumbers, NumPyPrinter):
-    """Prints kernel expressions as NumPy code; ``rt`` is ``actgen.numpy_runtime``."""
+class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
+    """Prints kernel expressions as NumPy code; ``rt`` is ``actgen.numpy_runtime``. With
+    ``compensate``, sensitive functions get double-double arguments ((hi, lo) tuples)."""
 
-    def __init__(self):
+    def __init__(self, dd_temps=frozenset(), compensate: bool = False):
         super().__init__({"strict": True, "fully_qualified_modules": True})
+        self.dd_temps = frozenset(dd_temps)
+        self.compensate = compensate
 
     literal_digits = None    # repr of the nearest double
 
@@ -43,13 +46,27 @@ class KernelNumPyPrinter(KernelNumbers, NumPyPrinter):
         return super()._print_Pow(e, rational)
 
     def _print_Piecewise(self, e):
-        names = sorted((s.name for s in e.free_symbols), key=str)
+        # rt.piecewise masks its array arguments; a double-double temporary t goes in as two
+        # arrays, t_hi and t_lo, and is (t_hi, t_lo) inside the lambdas
+        names, values, inner = [], [], {}
+        for s in sorted(e.free_symbols, key=str):
+            if s in self.dd_temps:
+                names += [f"{s.name}_hi", f"{s.name}_lo"]
+                values += [f"{self._dd_hi(s.name)}", f"{self._dd_pair(s.name)}[1]"]
+                inner[s.name] = (f"{s.name}_hi", f"({s.name}_hi, {s.name}_lo)")
+            else:
+                names.append(s.name)
+                values.append(self._print(s))
         params = ", ".join(names)
-        arguments = "(" + "".join(n + ", " for n in names) + ")"
-        pieces = []
-        for value, cond in e.args:
-            test = "None" if cond is sp.true else f"lambda {params}: {self._print(cond)}"
-            pieces.append(f"({test}, lambda {params}: {self._print(value)})")
+        arguments = "(" + "".join(v + ", " for v in values) + ")"
+        saved, self._dd_names = self._dd_names, {**self._dd_names, **inner}
+        try:
+            pieces = []
+            for value, cond in e.args:
+                test = "None" if cond is sp.true else f"lambda {params}: {self._print(cond)}"
+                pieces.append(f"({test}, lambda {params}: {self._print(value)})")
+        finally:
+            self._dd_names = saved
         return f"rt.piecewise({arguments}, {', '.join(pieces)})"
 
     def _fold(self, e, func):
@@ -75,16 +92,49 @@ class KernelNumPyPrinter(KernelNumbers, NumPyPrinter):
         return f"rt.{name}({self._print(e.args[0])})"
 
     def _print_sigmoid(self, e):
-        return self._rt("sigmoid", e)
+        return self._sensitive(e, lambda e: self._rt("sigmoid", e))
 
     def _print_softplus(self, e):
-        return self._rt("softplus", e)
+        return self._sensitive(e, lambda e: self._rt("softplus", e))
 
     def _print_erf(self, e):
         return self._rt("erf", e)
 
     def _print_erfc(self, e):
-        return self._rt("erfc", e)
+        return self._sensitive(e, lambda e: self._rt("erfc", e))
+
+    def _print_exp(self, e):
+        return self._sensitive(e, lambda e: f"numpy.exp({self._print(e.args[0])})")
+
+    def _print_cosh(self, e):
+        return self._sensitive(e, lambda e: f"numpy.cosh({self._print(e.args[0])})")
+
+    def _print_sinh(self, e):
+        return self._sensitive(e, lambda e: f"numpy.sinh({self._print(e.args[0])})")
+
+    # double-double (compensated arguments) --------------------------------------------------
+    def _dd_lift(self, text):
+        return f"rt.dd({text})"
+
+    def _dd_const(self, hi, lo):
+        return f"({hi!r}, {lo!r})"
+
+    def _dd_op(self, name, a, b):
+        return f"rt.dd_{name}({a}, {b})"
+
+    def _dd_neg(self, a):
+        return f"rt.dd_neg({a})"
+
+    _dd_names: dict = {}     # inside rt.piecewise lambdas: name -> (hi text, pair text)
+
+    def _dd_hi(self, name):
+        return self._dd_names[name][0] if name in self._dd_names else f"{name}[0]"
+
+    def _dd_pair(self, name):
+        return self._dd_names[name][1] if name in self._dd_names else name
+
+    def _dd_call(self, function, dd):
+        return f"rt.{function}_dd({dd})"
 
     def _print_DiracDelta(self, e):
         return "0.0"

@@ -23,9 +23,9 @@ float expf(float);
 float expm1f(float);
 #endif
 
-/* ---- float32 (arithmetic in float) ---- */
+/* ---- float32 ---- */
 
-/* y = f(x); rewritten: expm1 */
+/* y = f(x): rewritten, measured 1 ULP, naive 8.25e+08 ULP; rewrites: expm1 */
 void actgen_elu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float alpha)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -35,7 +35,7 @@ void actgen_elu_forward_f32(const float *restrict in, float *restrict out, int64
     }
 }
 
-/* dx = dy * f'(x); rewritten: expm1 */
+/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1 */
 void actgen_elu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float alpha)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -45,9 +45,9 @@ void actgen_elu_backward_f32(const float *restrict in, const float *restrict gra
     }
 }
 
-/* ---- float64 (arithmetic in double) ---- */
+/* ---- float64 ---- */
 
-/* y = f(x); rewritten: expm1 */
+/* y = f(x): rewritten, measured 0 ULP, naive 4.29e+18 ULP; rewrites: expm1 */
 void actgen_elu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double alpha)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -57,7 +57,7 @@ void actgen_elu_forward_f64(const double *restrict in, double *restrict out, int
     }
 }
 
-/* dx = dy * f'(x); rewritten: expm1 */
+/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1 */
 void actgen_elu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double alpha)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)

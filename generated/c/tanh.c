@@ -18,14 +18,12 @@ double cosh(double);
 #pragma omp declare simd notinbranch
 double tanh(double);
 #pragma omp declare simd notinbranch
-float coshf(float);
-#pragma omp declare simd notinbranch
 float tanhf(float);
 #endif
 
-/* ---- float32 (arithmetic in float) ---- */
+/* ---- float32 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
 void actgen_tanh_forward_f32(const float *restrict in, float *restrict out, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -35,19 +33,19 @@ void actgen_tanh_forward_f32(const float *restrict in, float *restrict out, int6
     }
 }
 
-/* dx = dy * f'(x); rewritten: sech2 */
+/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 2.66e+07 ULP (conditioned); rewrites: sech2 */
 void actgen_tanh_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        grad_in[i] = (grad_out[i] * (((1.0F/coshf(x))*(1.0F/coshf(x)))));
+        const double x = in[i];
+        grad_in[i] = (float)(grad_out[i] * (((1.0/cosh(x))*(1.0/cosh(x)))));
     }
 }
 
-/* ---- float64 (arithmetic in double) ---- */
+/* ---- float64 ---- */
 
-/* y = f(x) */
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
 void actgen_tanh_forward_f64(const double *restrict in, double *restrict out, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
@@ -57,7 +55,7 @@ void actgen_tanh_forward_f64(const double *restrict in, double *restrict out, in
     }
 }
 
-/* dx = dy * f'(x); rewritten: sech2 */
+/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive 8.58e+15 ULP (conditioned); rewrites: sech2 */
 void actgen_tanh_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n)
 {
     #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)

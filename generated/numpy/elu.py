@@ -12,24 +12,24 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x, alpha):
-    """y = f(x) (float32); rewritten: expm1"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 8.25e+08 ULP; rewrites: expm1"""
     value = rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: x), (None, lambda alpha, x: alpha*numpy.expm1(x))))
     return value
 
 
 def backward_f32(x, dy, alpha):
-    """dx = dy * f'(x) (float32); rewritten: expm1"""
+    """dx = dy * f'(x) (float32): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1"""
     value = rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: alpha*numpy.exp(x))))
     return dy * value
 
 
 def forward_f64(x, alpha):
-    """y = f(x) (float64); rewritten: expm1"""
+    """y = f(x) (float64): rewritten, measured 0 ULP, naive 4.29e+18 ULP; rewrites: expm1"""
     value = rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: x), (None, lambda alpha, x: alpha*numpy.expm1(x))))
     return value
 
 
 def backward_f64(x, dy, alpha):
-    """dx = dy * f'(x) (float64); rewritten: expm1"""
+    """dx = dy * f'(x) (float64): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1"""
     value = rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: alpha*numpy.exp(x))))
     return dy * value

@@ -12,24 +12,26 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x):
-    """y = f(x) (float32); rewritten: erfc"""
-    value = 0.5*x*rt.erfc(-0.7071067811865476*x)
+    """y = f(x) (float32): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: erfc"""
+    x = x.astype(numpy.float64)
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: 0.5*x*rt.erfc(-0.7071067811865476*x))))
     return value
 
 
 def backward_f32(x, dy):
-    """dx = dy * f'(x) (float32); rewritten: erfc"""
-    value = 0.3989422804014327*x*numpy.exp(-0.5*x**2) + 0.5*rt.erfc(-0.7071067811865476*x)
+    """dx = dy * f'(x) (float32): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: erfc"""
+    x = x.astype(numpy.float64)
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 3.4028234663852886e+38), lambda x: 1.0), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: 0.3989422804014327*x*numpy.exp(-0.5*x**2) + 0.5*rt.erfc(-0.7071067811865476*x))))
     return dy * value
 
 
 def forward_f64(x):
-    """y = f(x) (float64); rewritten: erfc"""
-    value = 0.5*x*rt.erfc(-0.7071067811865476*x)
+    """y = f(x) (float64): compensated, limits at infinity, measured 3 ULP, naive NaN/inf; rewrites: erfc, compensated"""
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 1.7976931348623157e+308), lambda x: numpy.inf), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: 0.0), (None, lambda x: 0.5*x*rt.erfc_dd(rt.dd_mul((-0.7071067811865476, 4.833646656726457e-17), rt.dd(x))))))
     return value
 
 
 def backward_f64(x, dy):
-    """dx = dy * f'(x) (float64); rewritten: erfc"""
-    value = 0.3989422804014327*x*numpy.exp(-0.5*x**2) + 0.5*rt.erfc(-0.7071067811865476*x)
+    """dx = dy * f'(x) (float64): compensated, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc, compensated"""
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater_equal(x, 1.3407807830046643e+154), lambda x: 1.0), (lambda x: numpy.less_equal(x, -1.3407807830046643e+154), lambda x: 0.0), (None, lambda x: 0.3989422804014327*x*rt.exp_dd(rt.dd_mul((-0.5, 0.0), rt.dd_mul(rt.dd(x), rt.dd(x)))) + 0.5*rt.erfc_dd(rt.dd_mul((-0.7071067811865476, 4.833646656726457e-17), rt.dd(x))))))
     return dy * value

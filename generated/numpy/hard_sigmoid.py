@@ -12,24 +12,24 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x):
-    """y = f(x) (float32)"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
     value = numpy.minimum(6.0, numpy.maximum(0.0, x + 3.0))/6.0
     return value
 
 
 def backward_f32(x, dy):
-    """dx = dy * f'(x) (float32)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.logical_and.reduce((numpy.greater(x, -3.0),numpy.less(x, 3.0))), lambda x: 0.16666666666666666), (None, lambda x: 0.0)))
     return dy * value
 
 
 def forward_f64(x):
-    """y = f(x) (float64)"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
     value = numpy.minimum(6.0, numpy.maximum(0.0, x + 3.0))/6.0
     return value
 
 
 def backward_f64(x, dy):
-    """dx = dy * f'(x) (float64)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.logical_and.reduce((numpy.greater(x, -3.0),numpy.less(x, 3.0))), lambda x: 0.16666666666666666), (None, lambda x: 0.0)))
     return dy * value

@@ -12,24 +12,24 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x):
-    """y = f(x) (float32); rewritten: root_shift"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 3.36e+06 ULP; rewrites: root_shift"""
     value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -2.5), lambda x: 0.0), (lambda x: numpy.greater(x, 2.5), lambda x: 1.0), (None, lambda x: (x + 2.5)/5.0)))
     return value
 
 
 def backward_f32(x, dy):
-    """dx = dy * f'(x) (float32)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.logical_or.reduce((numpy.greater(x, 2.5),numpy.less(x, -2.5))), lambda x: 0.0), (None, lambda x: 0.2)))
     return dy * value
 
 
 def forward_f64(x):
-    """y = f(x) (float64); rewritten: root_shift"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1.8e+15 ULP; rewrites: root_shift"""
     value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -2.5), lambda x: 0.0), (lambda x: numpy.greater(x, 2.5), lambda x: 1.0), (None, lambda x: (x + 2.5)/5.0)))
     return value
 
 
 def backward_f64(x, dy):
-    """dx = dy * f'(x) (float64)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.logical_or.reduce((numpy.greater(x, 2.5),numpy.less(x, -2.5))), lambda x: 0.0), (None, lambda x: 0.2)))
     return dy * value

@@ -12,24 +12,24 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x, negative_slope):
-    """y = f(x) (float32)"""
+    """y = f(x) (float32): rewritten, measured 0 ULP, naive 0 ULP"""
     value = rt.nan_guard(x, rt.piecewise((negative_slope, x, ), (lambda negative_slope, x: numpy.greater(x, 0.0), lambda negative_slope, x: x), (None, lambda negative_slope, x: negative_slope*x)))
     return value
 
 
 def backward_f32(x, dy, negative_slope):
-    """dx = dy * f'(x) (float32)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((negative_slope, x, ), (lambda negative_slope, x: numpy.greater(x, 0.0), lambda negative_slope, x: 1.0), (None, lambda negative_slope, x: negative_slope)))
     return dy * value
 
 
 def forward_f64(x, negative_slope):
-    """y = f(x) (float64)"""
+    """y = f(x) (float64): rewritten, measured 0 ULP, naive 0 ULP"""
     value = rt.nan_guard(x, rt.piecewise((negative_slope, x, ), (lambda negative_slope, x: numpy.greater(x, 0.0), lambda negative_slope, x: x), (None, lambda negative_slope, x: negative_slope*x)))
     return value
 
 
 def backward_f64(x, dy, negative_slope):
-    """dx = dy * f'(x) (float64)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((negative_slope, x, ), (lambda negative_slope, x: numpy.greater(x, 0.0), lambda negative_slope, x: 1.0), (None, lambda negative_slope, x: negative_slope)))
     return dy * value

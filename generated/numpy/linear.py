@@ -12,24 +12,24 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x):
-    """y = f(x) (float32)"""
+    """y = f(x) (float32): rewritten, measured 0 ULP, naive 0 ULP"""
     value = x
     return value
 
 
 def backward_f32(x, dy):
-    """dx = dy * f'(x) (float32)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, 1.0)
     return dy * value
 
 
 def forward_f64(x):
-    """y = f(x) (float64)"""
+    """y = f(x) (float64): rewritten, measured 0 ULP, naive 0 ULP"""
     value = x
     return value
 
 
 def backward_f64(x, dy):
-    """dx = dy * f'(x) (float64)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, 1.0)
     return dy * value

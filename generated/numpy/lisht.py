@@ -12,24 +12,24 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x):
-    """y = f(x) (float32)"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
     value = x*numpy.tanh(x)
     return value
 
 
 def backward_f32(x, dy):
-    """dx = dy * f'(x) (float32); rewritten: sech2"""
-    value = x/numpy.cosh(x)/numpy.cosh(x) + numpy.tanh(x)
+    """dx = dy * f'(x) (float32): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sech2"""
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 3.4028234663852886e+38), lambda x: 1.0), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: -1.0), (None, lambda x: x/numpy.cosh(x)/numpy.cosh(x) + numpy.tanh(x))))
     return dy * value
 
 
 def forward_f64(x):
-    """y = f(x) (float64)"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
     value = x*numpy.tanh(x)
     return value
 
 
 def backward_f64(x, dy):
-    """dx = dy * f'(x) (float64); rewritten: sech2"""
-    value = x/numpy.cosh(x)/numpy.cosh(x) + numpy.tanh(x)
+    """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf; rewrites: sech2"""
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 1.7976931348623157e+308), lambda x: 1.0), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: -1.0), (None, lambda x: x/numpy.cosh(x)/numpy.cosh(x) + numpy.tanh(x))))
     return dy * value

@@ -12,26 +12,27 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x):
-    """y = f(x) (float32)"""
-    value = x*numpy.tanh(rt.softplus(x))
+    """y = f(x) (float32): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: x*numpy.tanh(rt.softplus(x)))))
     return value
 
 
 def backward_f32(x, dy):
-    """dx = dy * f'(x) (float32); rewritten: sech2"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2"""
+    x = x.astype(numpy.float64)
     t0 = rt.softplus(x)
-    value = (x*rt.sigmoid(x))/numpy.cosh(t0)/numpy.cosh(t0) + numpy.tanh(t0)
+    value = rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, x: 0.0), (None, lambda t0, x: (x*rt.sigmoid(x))/numpy.cosh(t0)/numpy.cosh(t0) + numpy.tanh(t0))))
     return dy * value
 
 
 def forward_f64(x):
-    """y = f(x) (float64)"""
-    value = x*numpy.tanh(rt.softplus(x))
+    """y = f(x) (float64): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: 0.0), (None, lambda x: x*numpy.tanh(rt.softplus(x)))))
     return value
 
 
 def backward_f64(x, dy):
-    """dx = dy * f'(x) (float64); rewritten: sech2"""
+    """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sech2"""
     t0 = rt.softplus(x)
-    value = (x*rt.sigmoid(x))/numpy.cosh(t0)/numpy.cosh(t0) + numpy.tanh(t0)
+    value = rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 1.7976931348623157e+308), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -1.7976931348623157e+308), lambda t0, x: 0.0), (None, lambda t0, x: (x*rt.sigmoid(x))/numpy.cosh(t0)/numpy.cosh(t0) + numpy.tanh(t0))))
     return dy * value

@@ -12,36 +12,36 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x, alpha):
-    """y = f(x) (float32)"""
+    """y = f(x) (float32): rewritten, measured 0 ULP, naive 0 ULP"""
     value = rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: x), (None, lambda alpha, x: alpha*x)))
     return value
 
 
 def backward_f32(x, dy, alpha):
-    """dx = dy * f'(x) (float32)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: alpha)))
     return dy * value
 
 
 def grad_alpha_f32(x, dy, alpha):
-    """dalpha = sum(dy * df/dalpha) (float32)"""
+    """dalpha = sum(dy * df/dalpha) (float32): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 0.0), lambda x: 0.0), (None, lambda x: x)))
     return numpy.multiply(dy, value, dtype=numpy.float64).sum()
 
 
 def forward_f64(x, alpha):
-    """y = f(x) (float64)"""
+    """y = f(x) (float64): rewritten, measured 0 ULP, naive 0 ULP"""
     value = rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: x), (None, lambda alpha, x: alpha*x)))
     return value
 
 
 def backward_f64(x, dy, alpha):
-    """dx = dy * f'(x) (float64)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: alpha)))
     return dy * value
 
 
 def grad_alpha_f64(x, dy, alpha):
-    """dalpha = sum(dy * df/dalpha) (float64)"""
+    """dalpha = sum(dy * df/dalpha) (float64): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 0.0), lambda x: 0.0), (None, lambda x: x)))
     return numpy.multiply(dy, value, dtype=numpy.float64).sum()

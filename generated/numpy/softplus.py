@@ -12,28 +12,28 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x, beta, threshold):
-    """y = f(x) (float32)"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
     t0 = beta*x
     value = rt.nan_guard(x, rt.piecewise((beta, t0, threshold, x, ), (lambda beta, t0, threshold, x: numpy.greater(t0, threshold), lambda beta, t0, threshold, x: x), (None, lambda beta, t0, threshold, x: rt.softplus(t0)/beta)))
     return value
 
 
 def backward_f32(x, dy, beta, threshold):
-    """dx = dy * f'(x) (float32)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned)"""
     t0 = beta*x
     value = rt.nan_guard(x, rt.piecewise((t0, threshold, ), (lambda t0, threshold: numpy.greater(t0, threshold), lambda t0, threshold: 1.0), (None, lambda t0, threshold: rt.sigmoid(t0))))
     return dy * value
 
 
 def forward_f64(x, beta, threshold):
-    """y = f(x) (float64)"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
     t0 = beta*x
     value = rt.nan_guard(x, rt.piecewise((beta, t0, threshold, x, ), (lambda beta, t0, threshold, x: numpy.greater(t0, threshold), lambda beta, t0, threshold, x: x), (None, lambda beta, t0, threshold, x: rt.softplus(t0)/beta)))
     return value
 
 
 def backward_f64(x, dy, beta, threshold):
-    """dx = dy * f'(x) (float64)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned)"""
     t0 = beta*x
     value = rt.nan_guard(x, rt.piecewise((t0, threshold, ), (lambda t0, threshold: numpy.greater(t0, threshold), lambda t0, threshold: 1.0), (None, lambda t0, threshold: rt.sigmoid(t0))))
     return dy * value

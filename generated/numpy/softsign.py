@@ -12,24 +12,24 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x):
-    """y = f(x) (float32)"""
-    value = x/(abs(x) + 1.0)
+    """y = f(x) (float32): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 3.4028234663852886e+38), lambda x: 1.0), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: -1.0), (None, lambda x: x/(abs(x) + 1.0))))
     return value
 
 
 def backward_f32(x, dy):
-    """dx = dy * f'(x) (float32); rewritten: sign_abs, together"""
+    """dx = dy * f'(x) (float32): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together"""
     value = (abs(x) + 1.0)**-2
     return dy * value
 
 
 def forward_f64(x):
-    """y = f(x) (float64)"""
-    value = x/(abs(x) + 1.0)
+    """y = f(x) (float64): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
+    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 1.7976931348623157e+308), lambda x: 1.0), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: -1.0), (None, lambda x: x/(abs(x) + 1.0))))
     return value
 
 
 def backward_f64(x, dy):
-    """dx = dy * f'(x) (float64); rewritten: sign_abs, together"""
+    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together"""
     value = (abs(x) + 1.0)**-2
     return dy * value

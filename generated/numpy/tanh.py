@@ -12,24 +12,25 @@ from actgen import numpy_runtime as rt
 
 
 def forward_f32(x):
-    """y = f(x) (float32)"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
     value = numpy.tanh(x)
     return value
 
 
 def backward_f32(x, dy):
-    """dx = dy * f'(x) (float32); rewritten: sech2"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 2.66e+07 ULP (conditioned); rewrites: sech2"""
+    x = x.astype(numpy.float64)
     value = numpy.cosh(x)**-2
     return dy * value
 
 
 def forward_f64(x):
-    """y = f(x) (float64)"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
     value = numpy.tanh(x)
     return value
 
 
 def backward_f64(x, dy):
-    """dx = dy * f'(x) (float64); rewritten: sech2"""
+    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), naive 8.58e+15 ULP (conditioned); rewrites: sech2"""
     value = numpy.cosh(x)**-2
     return dy * value

@@ -1,0 +1,444 @@
+"""Choose, per kernel and dtype, the form to generate, by measurement (the approach of Herbie).
+
+Candidates differ in formula (the stable rewrite, the rewrite plus optional rules such as
+rationalising sqrt(a) - b, the expression as written) and, for float32, in the type the
+arithmetic is done in (float, or double rounded once at the end). Each candidate gets the
+guards it needs (the limit at +-inf where IEEE arithmetic gives inf*0 or inf/inf; the limit
+beyond the magnitude where an intermediate overflows, if the function has saturated there),
+and is evaluated with NumPy on the verification sweep against the mpmath reference.
+
+Policy: the first candidate, in order of cost, that is within the ULP budget (with a margin,
+so that libm differences between NumPy and C cannot flip the choice) and has no spurious
+NaN/inf; if none is, the most accurate one. The naive candidate (the expression as written,
+computed in the dtype: what lambdify would give) is measured too, to show what was gained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import sympy as sp
+
+from .activation import X, Activation, param_symbol
+from .derive import Kernel, derive, differentiate, ties_to_piecewise
+from .functions import erfc, sigmoid, softplus
+from .rewrite import Form, compensate, lower, stabilize, stable_source
+
+MARGIN = 0.5      # a float candidate must be within MARGIN * budget to be preferred
+
+
+@dataclass(frozen=True)
+class Measured:
+    label: str
+    compute: str          # "dtype" (the kernel's own type) or "double"
+    error: float          # max error on the sweep (ULPs; conditioned for derivatives)
+    nonfinite: int        # spurious NaN/inf (or missing ones)
+
+
+@dataclass(frozen=True)
+class Choice:
+    kernel: Kernel
+    dtype: str
+    form: Form
+    compute: str                      # "dtype" or "double"
+    label: str
+    error: float
+    naive: Measured | None
+    measured: tuple[Measured, ...] = field(default=())
+
+    @property
+    def c_compute(self) -> str:
+        return "double" if self.compute == "double" or self.dtype == "float64" else "float"
+
+
+# ---- numeric evaluation of forms ----------------------------------------------------------------
+
+def numpy_function(form: Form, params: list[str]):
+    """A Python function (x, *params) -> values, from the NumPy printer (our own code, no user code)."""
+    from . import numpy_runtime
+    from .printers.numpy import KernelNumPyPrinter
+
+    printer = KernelNumPyPrinter(form.dd_temps, form.compensated)
+    lines = [f"def kernel(x{''.join(', ' + p for p in params)}):"]
+    lines += [f"    {sym} = {printer._dd(value) if sym in form.dd_temps else printer.doprint(value)}"
+              for sym, value in form.temps]
+    lines.append(f"    return {printer.doprint(form.result)}")
+    namespace = {"numpy": np, "rt": numpy_runtime}
+    exec(compile("\n".join(lines), "<actgen candidate>", "exec"), namespace)  # noqa: S102
+    return namespace["kernel"]
+
+
+def evaluate_form(form: Form, xs: np.ndarray, params: dict, dtype: str, compute: str) -> np.ndarray:
+    """The form at xs, computed in ``dtype`` (or in float64 when compute == "double"), as dtype."""
+    work = np.float64 if compute == "double" else np.dtype(dtype).type
+    fn = numpy_function(form, list(params))
+    with np.errstate(all="ignore"):
+        value = fn(xs.astype(work), *[work(v) for v in params.values()])
+        value = np.broadcast_to(np.asarray(value, dtype=work), xs.shape)
+        if form.needs_nan_guard:
+            value = np.where(np.isnan(xs), xs.astype(work), value)
+        return value.astype(dtype)
+
+
+# ---- limits at infinity and overflow regimes ---------------------------------------------------------
+
+def _eventual(expr: sp.Expr, sign: int) -> sp.Expr:
+    """Resolve every Piecewise whose conditions are decided for all large sign*x."""
+    big = sp.oo if sign > 0 else -sp.oo
+
+    def decide(cond):
+        try:
+            value = cond.subs(X, big)
+        except (TypeError, ValueError):
+            return None
+        return value if value in (sp.true, sp.false) else None
+
+    def pick(pw):
+        kept = []
+        for value, cond in pw.args:
+            decided = decide(cond)
+            if decided is sp.true and not kept:
+                return value
+            if decided is not sp.false:
+                kept.append((value, cond if decided is None else sp.true))
+                if decided is sp.true:
+                    break
+        return sp.Piecewise(*kept) if kept else pw
+
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), pick)
+
+
+def _to_elementary(expr: sp.Expr) -> sp.Expr:
+    expr = expr.replace(lambda e: isinstance(e, (sigmoid, softplus)), lambda e: e.rewrite(sp.exp))
+    expr = expr.replace(lambda e: isinstance(e, erfc), lambda e: sp.erfc(e.args[0]))
+    return expr.replace(sp.UnevaluatedExpr, lambda e: e)
+
+
+def limit_at(expr: sp.Expr, params: list[str], sign: int) -> tuple[sp.Expr, sp.Basic] | None:
+    """(lim expr as x -> sign*inf, the condition on the parameters under which it holds), or None.
+
+    Tries the parameters as real symbols, then as positive ones (the limit then holds for
+    positive parameter values only, and the guard says so)."""
+    e = _eventual(ties_to_piecewise(expr, X), sign)
+    if isinstance(e, sp.Piecewise):          # branches decided by the parameters only
+        pieces = []
+        for value, cond in e.args:
+            found = limit_at(value, params, sign)
+            if found is None or found[1] is not sp.true:
+                return None
+            pieces.append((found[0], cond))
+        return sp.Piecewise(*pieces), sp.true
+    e = _to_elementary(e)
+    if not e.has(X):
+        return e, sp.true
+    used = [p for p in params if e.has(param_symbol(p))]
+    for positive in (False, True):
+        if positive and not used:
+            break
+        forward = {param_symbol(p): sp.Symbol(p, positive=True) for p in used} if positive else {}
+        try:
+            value = sp.limit(e.xreplace(forward), X, sp.oo if sign > 0 else -sp.oo)
+        except (NotImplementedError, ValueError, TypeError, AttributeError, RecursionError, KeyError):
+            continue
+        if value.has(sp.Limit, sp.nan, sp.zoo, sp.AccumBounds) or value is sp.nan:
+            continue
+        value = value.xreplace({v: k for k, v in forward.items()})
+        condition = sp.And(*[param_symbol(p) > 0 for p in used]) if positive else sp.true
+        return value, condition
+    return None
+
+
+def _largest(dtype: str) -> float:
+    return float(np.finfo(dtype).max)
+
+
+def _finite_threshold(fn_values, dtype: str, sign: int) -> float | None:
+    """The smallest |x| (as sign*|x|) from which the form's value is NaN, searching powers of
+    two and then bisecting in float order; None if it stays a number up to the largest float."""
+    t = np.dtype(dtype).type
+    info = np.finfo(dtype)
+    top = int(info.maxexp) - 1          # (log2 of the largest double rounds to 1024.0)
+    with np.errstate(over="ignore"):
+        powers = [t(sign) * np.ldexp(t(1.0), k) for k in range(0, top + 1)] + [t(sign) * info.max]
+    values = fn_values(np.array(powers, dtype=dtype))
+    bad = np.flatnonzero(np.isnan(values))
+    if not bad.size:
+        return None
+    i = int(bad[0])
+    if i == 0:
+        return None                         # NaN near 1: not an overflow regime
+    lo, hi = np.array(powers[i - 1], dtype), np.array(powers[i], dtype)
+    # bisect on the integer codes of positive floats
+    code = np.int32 if dtype == "float32" else np.int64
+    a, b = int(abs(lo).view(code)), int(abs(hi).view(code))
+    while b - a > 1:
+        m = (a + b) // 2
+        v = np.array(m, code).view(dtype) * t(sign)
+        if np.isnan(fn_values(np.array([v], dtype=dtype)))[0]:
+            b = m
+        else:
+            a = m
+    return float(np.array(b, code).view(dtype)) * sign
+
+
+#: saturating functions and their values at +-inf
+_SATURATING = (sigmoid, softplus, erfc, sp.erfc, sp.erf, sp.exp, sp.tanh, sp.atan)
+
+
+def asymptote(expr: sp.Expr, params: list[str], sign: int) -> tuple[sp.Expr, sp.Basic] | None:
+    """expr with every saturating call whose argument tends to +-inf (as x -> sign*inf)
+    replaced by its limit, and decided branches resolved: what expr equals, to the last bit,
+    once those calls have saturated (gelu_tanh -> x for x -> +inf; x**2*sigmoid(-b*x) -> 0).
+    Returns (asymptote, condition on the parameters), or None if nothing saturates."""
+    e = _eventual(ties_to_piecewise(expr, X), sign)
+    conditions = []
+
+    def argument_limit(u):
+        for positive in (False, True):
+            used = [p for p in params if u.has(param_symbol(p))]
+            if positive and not used:
+                return None
+            forward = {param_symbol(p): sp.Symbol(p, positive=True) for p in used} if positive else {}
+            try:
+                value = sp.limit(_to_elementary(u).xreplace(forward), X, sp.oo if sign > 0 else -sp.oo)
+            except (NotImplementedError, ValueError, TypeError, AttributeError, RecursionError, KeyError):
+                continue
+            if value in (sp.oo, -sp.oo):
+                if positive:
+                    conditions.extend(param_symbol(p) > 0 for p in used)
+                return value
+        return None
+
+    def saturated(node):
+        if isinstance(node, _SATURATING) and node.args[0].has(X):
+            u_limit = argument_limit(node.args[0])
+            if u_limit is not None:
+                value = node.func(u_limit)
+                if value.is_finite:
+                    return value
+        return None
+
+    replaced = e.replace(lambda n: saturated(n) is not None, saturated)
+    if replaced == e:
+        return None
+    return replaced, sp.And(*conditions)
+
+
+def add_guards(form: Form, limits: dict, act: Activation, dtype: str, compute: str) -> Form:
+    """Wrap the form so that where it yields NaN at large |x| (an intermediate overflowed)
+    and at +-inf, it returns its asymptote (its saturated calls replaced by their limits) or
+    its limit at infinity, provided the form equals that asymptote where it still works."""
+    params = {p: float(np.dtype(dtype).type(v)) for p, v in act.params.items()}
+    names = list(act.params)
+    pieces = []
+    source = form.stable if form.stable is not None else form.result
+
+    def values(f, xs):
+        return evaluate_form(f, xs, params, dtype, compute)
+
+    for sign in (1, -1):
+        at_inf = values(form, np.array([sign * np.inf], dtype=dtype))[0]
+        if not np.isnan(at_inf):
+            continue
+        threshold = _finite_threshold(lambda xs: values(form, xs), dtype, sign)
+        found = asymptote(source, names, sign)
+        replacement = None
+        if found is not None and threshold is not None:
+            asym_form = lower(found[0])
+            before = np.nextafter(np.array(threshold, dtype), np.array(0, dtype))
+            here = np.array([before], dtype=dtype)
+            a, f = values(asym_form, here)[0], values(form, here)[0]
+            if a == f or (np.isinf(a) and a == f):
+                replacement, condition = found[0], found[1]
+                edge = sp.Float(abs(threshold), 30)
+                test = (X >= edge) if sign > 0 else (X <= -edge)
+                # the asymptote itself may be NaN at +-inf (x * 0): the limit takes over there
+                if np.isnan(values(asym_form, np.array([sign * np.inf], dtype=dtype))[0]):
+                    replacement = None
+                else:
+                    pieces.append((replacement, sp.And(test, condition)))
+                    continue
+        if limits.get(sign) is None:
+            continue
+        limit, condition = limits[sign]
+        edge = sp.Float(_largest(dtype), 30)
+        test = (X > edge) if sign > 0 else (X < -edge)      # +-inf itself
+        pieces.append((limit, sp.And(test, condition)))
+        if found is not None and threshold is not None and replacement is None:
+            edge = sp.Float(abs(threshold), 30)
+            test = (X >= edge) if sign > 0 else (X <= -edge)
+            asym_form = lower(found[0])
+            before = np.nextafter(np.array(threshold, dtype), np.array(0, dtype))
+            here = np.array([before], dtype=dtype)
+            if values(asym_form, here)[0] == values(form, here)[0]:
+                pieces.append((found[0], sp.And(test, found[1])))
+    if not pieces:
+        return form
+    guarded = sp.Piecewise(*pieces, (form.result, True))
+    return replace(form, result=guarded, guards=tuple(p[0] for p in pieces))
+
+
+def _numeric(expr: sp.Expr, params: dict, dtype: str) -> float:
+    value = expr.xreplace({param_symbol(p): sp.Float(v, 30) for p, v in params.items()})
+    value = complex(sp.N(value)) if value.is_number else math.nan
+    return float(np.dtype(dtype).type(value.real))
+
+
+# ---- the measurement -----------------------------------------------------------------------------
+
+def term_scale(form_expr: sp.Expr, xs: np.ndarray, params: dict) -> np.ndarray:
+    """sum |terms| of the top-level sum of an expression, in float64: the magnitude the result
+    is computed from (its rounding errors are relative to this, not to the possibly tiny sum)."""
+    terms = sp.Add.make_args(form_expr)
+    total = np.zeros(xs.shape)
+    for term in terms:
+        f = numpy_function(Form((), term), list(params))
+        with np.errstate(all="ignore"):
+            v = np.broadcast_to(np.asarray(f(xs.astype(np.float64), *params.values()), float), xs.shape)
+        total = total + np.abs(v)
+    return total
+
+
+def conditioned_distance(got: np.ndarray, ref: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """ULP distance; for derivatives measured in ULPs of max(|ref|, scale) where finite."""
+    from .verify import ulp_distance
+
+    dist = ulp_distance(got, ref)
+    if scale is None:
+        return dist
+    dtype = got.dtype
+    big = np.maximum(np.abs(ref.astype(np.float64)), scale)
+    with np.errstate(all="ignore"):
+        unit = np.spacing(big.astype(dtype)).astype(np.float64)
+        cond = np.abs(got.astype(np.float64) - ref.astype(np.float64)) / unit
+    usable = np.isfinite(cond) & np.isfinite(ref) & np.isfinite(got) & (unit > 0)
+    return np.where(usable, np.minimum(dist, cond), dist)
+
+
+def measure(form: Form, sweep_xs, ref, params, dtype, compute, scale) -> tuple[float, int]:
+    got = evaluate_form(form, sweep_xs, params, dtype, compute)
+    finite_ref = np.isfinite(ref)
+    nonfinite = int(np.sum(np.isfinite(got) != finite_ref) + np.sum(np.isnan(got) & ~np.isnan(ref)))
+    dist = conditioned_distance(got, ref, scale)
+    comparable = np.isfinite(got) == finite_ref
+    err = float(np.max(dist[comparable])) if comparable.any() else math.inf
+    return err, nonfinite
+
+
+# ---- candidates and the choice ----------------------------------------------------------------------
+
+def _rationalize(e):
+    """sqrt(a) + b -> (a - b**2) / (sqrt(a) - b): no cancellation where sqrt(a) ~ -b."""
+    if not e.is_Add:
+        return None
+    roots = [t for t in e.args if t.is_Pow and t.exp == sp.S.Half]
+    if len(roots) != 1:
+        return None
+    root = roots[0]
+    rest = sp.Add(*[t for t in e.args if t is not root])
+    return (root.base - rest**2) / (root - rest)
+
+
+def _user_form(act: Activation) -> sp.Expr | None:
+    """The expression as written (SymPy's canonical grouping undone: evaluate=False)."""
+    from .spec import parse_expression
+
+    try:
+        with sp.evaluate(False):
+            return parse_expression(act.expr_text, act.symbols)
+    except Exception:  # noqa: BLE001 - an unevaluated form is only a candidate
+        return None
+
+
+def candidates(act: Activation, kernel: Kernel) -> list[tuple[str, Form]]:
+    """(label, form) pairs, cheapest first (the stable rewrite is always first)."""
+    source, rules = stable_source(kernel, act.expr)
+    rewritten = lower(source, rules)
+    out = [("rewritten", rewritten)]
+    compensated = compensate(rewritten)
+    if compensated is not None:
+        out.append(("compensated", compensated))
+    rational = source.replace(lambda e: _rationalize(e) is not None, _rationalize)
+    if rational != source:
+        out.append(("rationalized", lower(rational, [*rules, "rationalize"])))
+    if kernel.kind == "forward":
+        written = _user_form(act)
+        if written is not None and written != source:
+            out.append(("as written", Form((), written, ("as written",), written)))
+    return out
+
+
+def naive_form(act: Activation, kernel: Kernel) -> Form:
+    """What a user would get without actgen: the expression (or its plain SymPy derivative)
+    evaluated as is."""
+    if kernel.kind == "forward":
+        expr = _user_form(act) or act.expr
+    else:
+        var = X if kernel.kind == "backward" else param_symbol(kernel.param)
+        expr = differentiate(act.expr, var)
+    return Form((), expr, ("naive",), expr)
+
+
+def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
+    """The form of ``kernel`` for ``sweep.dtype``."""
+    dtype = sweep.dtype
+    params = sweep.params
+    ref = sweep.kernel_refs[kernel.name]
+    budget = act.budget(kernel.kind, dtype)
+    if limits is None:
+        limits = kernel_limits(act, kernel)
+    computes = ["dtype", "double"] if dtype == "float32" else ["dtype"]
+    options = candidates(act, kernel)
+    scale = None if kernel.kind == "forward" else term_scale(options[0][1].stable, sweep.xs, params)
+    measured, best = [], None
+    for compute in computes:
+        for label, form in options:
+            if form.compensated and not (compute == "double" or dtype == "float64"):
+                continue                    # double-double arguments only where double is used
+            if form.compensated and dtype == "float32":
+                continue                    # float32 computed in double needs no compensation
+            guarded = add_guards(form, limits, act, dtype, compute)
+            err, nonfinite = measure(guarded, sweep.xs, ref, params, dtype, compute, scale)
+            measured.append(Measured(label, compute, err, nonfinite))
+            entry = (guarded, compute, label, err, nonfinite)
+            if best is None or (nonfinite, err) < (best[4], best[3]):
+                best = entry
+            limit = budget * (MARGIN if compute == "dtype" and dtype == "float32" else 1.0)
+            if nonfinite == 0 and err <= limit:
+                return Choice(kernel, dtype, guarded, compute, label, err,
+                              _naive(act, kernel, sweep, scale), tuple(measured))
+    guarded, compute, label, err, _ = best
+    return Choice(kernel, dtype, guarded, compute, label, err, _naive(act, kernel, sweep, scale),
+                  tuple(measured))
+
+
+def _naive(act, kernel, sweep, scale) -> Measured:
+    form = naive_form(act, kernel)
+    err, nonfinite = measure(form, sweep.xs, sweep.kernel_refs[kernel.name], sweep.params, sweep.dtype,
+                             "dtype", scale)
+    return Measured("naive", "dtype", err, nonfinite)
+
+
+def kernel_limits(act: Activation, kernel: Kernel) -> dict:
+    source, _ = stable_source(kernel, act.expr)
+    return {sign: limit_at(source, list(act.params), sign) for sign in (1, -1)}
+
+
+def choose_all(act: Activation, kernels: list[Kernel] | None = None, *, quick: bool = True) -> dict:
+    """{(kernel name, dtype): Choice} for every kernel of ``act`` and both dtypes."""
+    from .verify import DTYPES, make_sweep
+
+    kernels = kernels or derive(act)
+    limits = {k.name: kernel_limits(act, k) for k in kernels}
+    choices = {}
+    for dtype in DTYPES:
+        sweep = make_sweep(act, dtype, quick=quick, kernels=kernels)
+        for k in kernels:
+            choices[k.name, dtype] = choose(act, k, sweep, limits[k.name])
+    return choices
+
+
+__all__ = ["Choice", "Measured", "choose", "choose_all", "candidates", "evaluate_form", "limit_at",
+           "stabilize"]
