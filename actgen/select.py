@@ -15,6 +15,7 @@ computed in the dtype: what lambdify would give) is measured too, to show what w
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -57,6 +58,11 @@ class Choice:
 
 def numpy_function(form: Form, params: list[str]):
     """A Python function (x, *params) -> values, from the NumPy printer (our own code, no user code)."""
+    return _numpy_function(form, tuple(params))
+
+
+@functools.lru_cache(maxsize=512)
+def _numpy_function(form: Form, params: tuple[str, ...]):
     from . import numpy_runtime
     from .printers.numpy import KernelNumPyPrinter
 
@@ -116,16 +122,94 @@ def _to_elementary(expr: sp.Expr) -> sp.Expr:
     return expr.replace(sp.UnevaluatedExpr, lambda e: e)
 
 
-def limit_at(expr: sp.Expr, params: list[str], sign: int) -> tuple[sp.Expr, sp.Basic] | None:
+def _perturbations(defaults: dict, used: list[str]):
+    """Parameter sets near the defaults: each used parameter halved and doubled (a zero default
+    tried at +-1/2), the others at their defaults. A limit that is the same at all of them is
+    taken not to depend on the parameters (for parameters of the defaults' signs)."""
+    for p in used:
+        d = defaults[p]
+        for v in ((d / 2, 2 * d) if d != 0 else (0.5, -0.5)):
+            yield dict(defaults, **{p: v})
+
+
+def _sign_condition(defaults: dict, used: list[str]) -> sp.Basic:
+    """The parameters keep the signs of their defaults (a zero default: no condition)."""
+    parts = [param_symbol(p) > 0 if defaults[p] > 0 else param_symbol(p) < 0
+             for p in used if defaults[p] != 0]
+    return sp.And(*parts)
+
+
+def _plain(expr: sp.Expr) -> sp.Expr:
+    return expr.replace(sp.UnevaluatedExpr, lambda e: e)
+
+
+def _numeric_limit(expr: sp.Expr, defaults: dict, sign: int) -> tuple[sp.Expr, sp.Basic] | None:
+    """lim expr as x -> sign*inf by evaluation at x = sign * 2**k (k = 64 ... 16384, mpmath),
+    at the default parameters and at perturbed ones; None if it does not settle or depends on
+    the parameters. Fast where SymPy's gruntz takes seconds, and it sees through Piecewise."""
+    from .verify import limit_at_infinity
+
+    expr = _plain(expr)
+    used = [p for p in defaults if expr.has(param_symbol(p))]
+    value = limit_at_infinity(expr, defaults, sign, "float64")
+    if math.isnan(value):
+        return None
+    for values in _perturbations(defaults, used):
+        other = limit_at_infinity(expr, values, sign, "float64")
+        if not (other == value or (math.isinf(value) and other == value)):
+            return None
+    limit = sp.oo if value == math.inf else -sp.oo if value == -math.inf else sp.Float(value, 17)
+    return limit, _sign_condition(defaults, used)
+
+
+def _tends_to_infinity(u: sp.Expr, defaults: dict, sign: int) -> tuple[sp.Expr, sp.Basic] | None:
+    """(+oo or -oo, condition) if u(x) grows without bound as x -> sign*inf, judged from its values
+    at x = sign * 2**64, 2**256, 2**1024 (mpmath) at the default and perturbed parameters."""
+    from .reference import Undefined, evaluate
+
+    import mpmath
+
+    u = _plain(u)
+    used = [p for p in defaults if u.has(param_symbol(p))]
+
+    def direction(values):
+        env = {param_symbol(p): v for p, v in values.items()}
+        seen = []
+        for k in (64, 256, 1024):
+            try:
+                v = evaluate(u, {**env, X: mpmath.ldexp(mpmath.mpf(sign), k)}, 128)
+            except (Undefined, TypeError, ValueError, ZeroDivisionError):
+                return None
+            if not mpmath.isfinite(v) and not mpmath.isinf(v):
+                return None
+            seen.append(v)
+        if all(abs(v) > mpmath.mpf(2) ** 60 for v in seen) and abs(seen[2]) > abs(seen[1]) > abs(seen[0]) \
+                and len({v > 0 for v in seen}) == 1:
+            return 1 if seen[0] > 0 else -1
+        return None
+
+    found = direction(defaults)
+    if found is None or any(direction(v) != found for v in _perturbations(defaults, used)):
+        return None
+    return (sp.oo if found > 0 else -sp.oo), _sign_condition(defaults, used)
+
+
+def limit_at(expr: sp.Expr, params: list[str], sign: int,
+             defaults: dict | None = None) -> tuple[sp.Expr, sp.Basic] | None:
     """(lim expr as x -> sign*inf, the condition on the parameters under which it holds), or None.
 
-    Tries the parameters as real symbols, then as positive ones (the limit then holds for
-    positive parameter values only, and the guard says so)."""
+    With ``defaults`` (the parameters' default values), first numerically (_numeric_limit);
+    then symbolically with SymPy, the parameters as real symbols, then as positive ones (the
+    limit then holds for positive parameter values only, and the guard says so)."""
+    if defaults is not None:
+        found = _numeric_limit(expr, defaults, sign)
+        if found is not None:
+            return found
     e = _eventual(ties_to_piecewise(expr, X), sign)
     if isinstance(e, sp.Piecewise):          # branches decided by the parameters only
         pieces = []
         for value, cond in e.args:
-            found = limit_at(value, params, sign)
+            found = limit_at(value, params, sign, defaults)
             if found is None or found[1] is not sp.true:
                 return None
             pieces.append((found[0], cond))
@@ -187,7 +271,8 @@ def _finite_threshold(fn_values, dtype: str, sign: int) -> float | None:
 _SATURATING = (sigmoid, softplus, erfc, sp.erfc, sp.erf, sp.exp, sp.tanh, sp.atan)
 
 
-def asymptote(expr: sp.Expr, params: list[str], sign: int) -> tuple[sp.Expr, sp.Basic] | None:
+def asymptote(expr: sp.Expr, params: list[str], sign: int,
+              defaults: dict | None = None) -> tuple[sp.Expr, sp.Basic] | None:
     """expr with every saturating call whose argument tends to +-inf (as x -> sign*inf)
     replaced by its limit, and decided branches resolved: what expr equals, to the last bit,
     once those calls have saturated (gelu_tanh -> x for x -> +inf; x**2*sigmoid(-b*x) -> 0).
@@ -196,6 +281,11 @@ def asymptote(expr: sp.Expr, params: list[str], sign: int) -> tuple[sp.Expr, sp.
     conditions = []
 
     def argument_limit(u):
+        if defaults is not None:
+            found = _tends_to_infinity(u, defaults, sign)
+            if found is not None:
+                conditions.append(found[1])
+                return found[0]
         for positive in (False, True):
             used = [p for p in params if u.has(param_symbol(p))]
             if positive and not used:
@@ -243,7 +333,7 @@ def add_guards(form: Form, limits: dict, act: Activation, dtype: str, compute: s
         if not np.isnan(at_inf):
             continue
         threshold = _finite_threshold(lambda xs: values(form, xs), dtype, sign)
-        found = asymptote(source, names, sign)
+        found = asymptote(source, names, sign, dict(act.params))
         replacement = None
         if found is not None and threshold is not None:
             asym_form = lower(found[0])
@@ -421,9 +511,25 @@ def _naive(act, kernel, sweep, scale) -> Measured:
     return Measured("naive", "dtype", err, nonfinite)
 
 
+class _Limits(dict):
+    """{sign: limit_at(...)} of one kernel, each computed on first use (only kernels whose form
+    is NaN at +-inf need one)."""
+
+    def __init__(self, act: Activation, kernel: Kernel):
+        super().__init__()
+        self.act, self.kernel = act, kernel
+
+    def __missing__(self, sign):
+        source, _ = stable_source(self.kernel, self.act.expr)
+        self[sign] = limit_at(source, list(self.act.params), sign, dict(self.act.params))
+        return self[sign]
+
+    def get(self, sign, default=None):
+        return self[sign]
+
+
 def kernel_limits(act: Activation, kernel: Kernel) -> dict:
-    source, _ = stable_source(kernel, act.expr)
-    return {sign: limit_at(source, list(act.params), sign) for sign in (1, -1)}
+    return _Limits(act, kernel)
 
 
 def choose_all(act: Activation, kernels: list[Kernel] | None = None, *, quick: bool = True) -> dict:
@@ -434,7 +540,7 @@ def choose_all(act: Activation, kernels: list[Kernel] | None = None, *, quick: b
     limits = {k.name: kernel_limits(act, k) for k in kernels}
     choices = {}
     for dtype in DTYPES:
-        sweep = make_sweep(act, dtype, quick=quick, kernels=kernels)
+        sweep = make_sweep(act, dtype, quick=quick, kernels=kernels, selection_only=True)
         for k in kernels:
             choices[k.name, dtype] = choose(act, k, sweep, limits[k.name])
     return choices

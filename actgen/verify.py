@@ -200,8 +200,12 @@ def _memoised_reference(expr, xs, dtype, params, dys=None) -> np.ndarray:
 
 
 def make_sweep(act: Activation, dtype: str, *, quick: bool = False, max_magnitude=None,
-               specials: bool = True, kernels: list[Kernel] | None = None, seed: int = 1) -> Sweep:
-    """Inputs (sample_points) and references for every kernel of ``act`` in ``dtype``."""
+               specials: bool = True, kernels: list[Kernel] | None = None, seed: int = 1,
+               selection_only: bool = False) -> Sweep:
+    """Inputs (sample_points) and references for every kernel of ``act`` in ``dtype``.
+
+    ``selection_only``: only the per-element references of the kernel expressions
+    (``kernel_refs``), which is all choosing a form needs; not the dy-weighted ones or the sums."""
     import mpmath
 
     from .reference import evaluate
@@ -218,6 +222,8 @@ def make_sweep(act: Activation, dtype: str, *, quick: bool = False, max_magnitud
     symbols = {param_symbol(p): v for p, v in params.items()}
     for k in kernels or derive(act):
         kernel_refs[k.name] = _memoised_reference(k.exact, xs, dtype, params)
+        if selection_only:
+            continue
         if k.kind == "forward":
             refs[k.name] = kernel_refs[k.name]
         elif k.kind == "backward":
