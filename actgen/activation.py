@@ -32,6 +32,9 @@ class Activation:
     expr_text: str = ""
     #: (kind, dtype) -> ULP budget declared by the spec, overriding verify.BUDGETS
     budgets: dict = field(default_factory=dict, compare=False)
+    #: documentation only: "kink" (the derivative's convention at kinks), "reference" (paper),
+    #: "frameworks" ({framework: its name for it and how it differs})
+    info: dict = field(default_factory=dict, compare=False)
 
     def budget(self, kind: str, dtype: str) -> float:
         from .verify import BUDGETS

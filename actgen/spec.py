@@ -29,7 +29,7 @@ from .functions import CONSTANTS, FUNCTIONS
 from .specfile import MAX_SPEC_BYTES, find_table, read_spec_text, read_tables  # noqa: F401  (re-exported)
 
 #: Keys a table may have. Anything else is a typo and rejected.
-KEYS = ("expr", "params", "learnable", "description", "budgets")
+KEYS = ("expr", "params", "learnable", "description", "budgets", "kink", "frameworks", "reference")
 #: kernel kinds and dtypes a `budgets` entry may name, as "<kind>.<dtype>"
 BUDGET_KINDS = ("forward", "backward", "param_grad")
 
@@ -331,6 +331,20 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     if not isinstance(description, str):
         fail("`description` must be a string", key="description")
 
+    info = {}
+    for key in ("kink", "reference"):
+        value = table.get(key, "")
+        if not isinstance(value, str):
+            fail(f"`{key}` must be a string", key=key)
+        if value:
+            info[key] = value.strip()
+    frameworks = table.get("frameworks", {})
+    if not isinstance(frameworks, dict) or not all(isinstance(v, str) for v in frameworks.values()):
+        fail("`frameworks` must be a table of strings", key="frameworks",
+             fix='frameworks = { pytorch = "torch.nn.SiLU", keras = "keras.activations.silu" }')
+    if frameworks:
+        info["frameworks"] = {k: v.strip() for k, v in frameworks.items()}
+
     budgets = table.get("budgets", {})
     if not isinstance(budgets, dict):
         fail("`budgets` must be a table", key="budgets",
@@ -355,7 +369,7 @@ def parse_table(name: str, table, *, path: str) -> Activation:
 
     return Activation(name=name, expr=expr, params=defaults, learnable=tuple(learnable),
                       description=description.strip(), source=path, expr_text=expr_text.strip(),
-                      budgets={tuple(k.split(".")): float(v) for k, v in budgets.items()})
+                      budgets={tuple(k.split(".")): float(v) for k, v in budgets.items()}, info=info)
 
 
 def parse_spec_text(text: str, *, path: str = "<string>") -> list[Activation]:
