@@ -15,7 +15,8 @@ Importing actgen does not import SymPy; loading an unchanged spec from the cache
 from .build import ActgenWarning
 from .errors import (ActgenError, BuildError, DerivationError, KernelArgumentError, SpecError,
                      ToolchainError, UnknownActivationError)
-from .runtime import Activation, load
+from .runtime import (Activation, GatedActivation, RowwiseActivation, get_num_threads, load,
+                      set_num_threads)
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ def builtins() -> list[str]:
     return library.names()
 
 
-__all__ = ["load", "builtins", "Activation", "ActgenError", "ActgenWarning", "SpecError",
+__all__ = ["load", "builtins", "set_num_threads", "get_num_threads", "Activation", "GatedActivation",
+           "RowwiseActivation", "ActgenError", "ActgenWarning", "SpecError",
            "UnknownActivationError", "DerivationError", "BuildError", "ToolchainError",
            "KernelArgumentError", "__version__"]

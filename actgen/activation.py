@@ -8,6 +8,16 @@ import sympy as sp
 
 #: The input variable of every activation.
 X = sp.Symbol("x", real=True)
+#: The output y = f(x), the variable of an output-form derivative (``output_derivative``).
+Y = sp.Symbol("y", real=True)
+
+#: What an activation's expression is, and how its kernels loop over an array:
+#:   elementwise  y = f(x) element by element (the default)
+#:   gated        the input splits in two halves (a, b) along an axis; y = a * f(b) (the GLU family)
+#:   rowwise      along an axis, s = f(x) is a score and each row is normalised: softmax(s) or
+#:                log_softmax(s) (softmax, log_softmax, softmin, a temperature softmax...)
+KINDS = ("elementwise", "gated", "rowwise")
+NORMALIZERS = ("softmax", "log_softmax")
 
 
 def param_symbol(name: str) -> sp.Symbol:
@@ -21,6 +31,9 @@ class Activation:
     ``params`` maps each parameter name to its default, in declaration order; ``learnable``
     names those for which gradient kernels are generated. ``source`` is the spec file it came
     from (a path, or ``<builtin>/name.toml``) and ``expr_text`` the expression as written there.
+    ``kind`` says what ``expr`` is (the activation, a gate, a row score: see KINDS);
+    ``output_derivative``, if given, is f'(x) written with the output ``Y`` = f(x) (valid where
+    ``output_derivative_valid``, a condition on the parameters, holds).
     """
 
     name: str
@@ -30,6 +43,11 @@ class Activation:
     description: str = ""
     source: str = "<string>"
     expr_text: str = ""
+    kind: str = "elementwise"
+    normalizer: str = ""                      # rowwise: "softmax" or "log_softmax"
+    gate: str = ""                            # gated: the activation used as the gate, if named
+    output_derivative: sp.Expr | None = None  # f'(x) as an expression in Y and the parameters
+    output_derivative_valid: sp.Basic = sp.true
     #: (kind, dtype) -> ULP budget declared by the spec, overriding verify.BUDGETS
     budgets: dict = field(default_factory=dict, compare=False)
     #: documentation only: "kink" (the derivative's convention at kinks), "reference" (paper),

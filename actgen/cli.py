@@ -40,7 +40,7 @@ def _spec_arguments(items: list[str]):
     before anything is built or written.
     """
     from .spec import parse_table
-    from .specfile import read_spec_text, read_tables
+    from .specfile import read_spec_text, read_tables, resolve_table
 
     resolved = []
     for item in items:
@@ -50,8 +50,8 @@ def _spec_arguments(items: list[str]):
             display = path = library.display_path(item)
             text = library.read(item)
         tables = read_tables(text, path=path)
-        resolved.append((display, path, [(parse_table(name, table, path=path), table)
-                                         for name, table in tables.items()]))
+        resolved.append((display, path, [(parse_table(name, resolve_table(tables, name, path), path=path),
+                                          resolve_table(tables, name, path)) for name in tables]))
     return resolved
 
 
@@ -108,7 +108,7 @@ def cmd_show(args) -> int:
     from .derive import kink_points
     from .render import lower_activation, render
     from .spec import parse_table
-    from .specfile import find_table, read_spec_text, read_tables
+    from .specfile import find_table, read_spec_text, read_tables, resolve_table
 
     if args.spec:
         display, path = Path(args.spec).name, args.spec
@@ -116,8 +116,9 @@ def cmd_show(args) -> int:
     else:
         display = path = library.display_path(args.name)
         text = library.read(args.name)
-    table = find_table(read_tables(text, path=path), args.name, path)
-    act = parse_table(args.name, table, path=path)
+    tables = read_tables(text, path=path)
+    find_table(tables, args.name, path)
+    act = parse_table(args.name, resolve_table(tables, args.name, path), path=path)
     lowered = lower_activation(act)
     print(f"{act.name}: {act.description}" if act.description else act.name)
     print(f"  spec: {path}")
@@ -162,6 +163,8 @@ def describe_choice(choice) -> str:
     text = f"{choice.label}"
     if choice.dtype == "float32" and choice.compute == "double":
         text += ", computed in double"
+    elif choice.dtype == "float32" and choice.c_compute == "double":
+        text += ", computed in double in C (libmvec's float functions are less accurate)"
     if choice.form.guards:
         text += ", limits at infinity"
     text += f": max {choice.error:.3g} {unit} on the selection sweep"

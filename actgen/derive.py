@@ -1,9 +1,11 @@
 """Activation -> kernels: the exact per-element quantity each generated kernel computes.
 
-Kernels (per activation):
+Kernels (per activation): the per-element expressions every backend builds its loops from.
   forward          y  = f(x)
   backward         dx = dy * f'(x)           (the kernel expression is f'(x))
+  backward_y       dx = dy * g(y)            (g(f(x)) = f'(x): the spec's output_derivative, if any)
   grad_<p>         dp = sum(dy * df/dp)      (for each learnable parameter p)
+For a gated activation f is the gate, for a rowwise one the score; the loops differ, not these.
 
 Kink conventions (what a derivative is at a point where it jumps) follow PyTorch:
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .activation import X, Activation, param_symbol
+from .activation import X, Y, Activation, param_symbol
 from .errors import DerivationError
 
 MAX_DERIVATIVE_OPS = 20_000
@@ -37,15 +39,21 @@ MAX_DERIVATIVE_OPS = 20_000
 class Kernel:
     """One generated kernel: ``exact`` is the per-element value it must reproduce."""
 
-    name: str                 # "forward", "backward" or "grad_<param>"
-    kind: str                 # "forward", "backward" or "param_grad"
+    name: str                 # "forward", "backward", "backward_y" or "grad_<param>"
+    kind: str                 # "forward", "backward", "backward_y" or "param_grad"
     exact: sp.Expr
     param: str | None = None
 
     @property
     def description(self) -> str:
-        return {"forward": "y = f(x)", "backward": "dx = dy * f'(x)"}.get(
+        return {"forward": "y = f(x)", "backward": "dx = dy * f'(x)",
+                "backward_y": "dx = dy * f'(x), written with y = f(x)"}.get(
             self.kind, f"d{self.param} = sum(dy * df/d{self.param})")
+
+    @property
+    def variable(self) -> sp.Symbol:
+        """The per-element input of the kernel expression: x, or y for backward_y."""
+        return Y if self.kind == "backward_y" else X
 
 
 def _tie(a, b, var, is_max: bool):
@@ -92,6 +100,12 @@ def derive(act: Activation) -> list[Kernel]:
     """The kernels of an activation: forward, backward, and one gradient per learnable parameter."""
     kernels = [Kernel("forward", "forward", act.expr),
                Kernel("backward", "backward", differentiate(act.expr, X))]
+    if act.output_derivative is not None:
+        kernels.append(Kernel("backward_y", "backward_y", act.output_derivative))
+    elif act.kind == "rowwise" and not kernels[1].exact.has(X):
+        # the score's derivative is a constant (x, -x, x/T): the row's backward can start from
+        # the saved output, as PyTorch's softmax backward does
+        kernels.append(Kernel("backward_y", "backward_y", kernels[1].exact))
     for p in act.learnable:
         kernels.append(Kernel(f"grad_{p}", "param_grad", differentiate(act.expr, param_symbol(p)), p))
     return kernels
@@ -127,3 +141,43 @@ def kink_points(act: Activation) -> list[float]:
         if isinstance(solutions, sp.FiniteSet):
             points.update(float(s) for s in solutions if s.is_real)
     return sorted(points)
+
+
+def check_output_derivative(act: Activation) -> str | None:
+    """Check g(f(x)) == f'(x) for the spec's output_derivative g, at x on [-20, 20], at the
+    kinks and next to them, for the default parameters and perturbed ones (those where
+    output_derivative_valid holds), in 300-bit arithmetic. A description of the first
+    mismatch, or None."""
+    import mpmath
+
+    from .reference import Undefined, evaluate
+
+    derivative = differentiate(act.expr, X)
+    kinks = kink_points(act)
+    xs = [k / 4 + 0.0371 for k in range(-80, 81)] + [v + d for v in kinks for d in (0.0, 1e-9, -1e-9, 0.25, -0.25)]
+    param_sets = [dict(act.params)]
+    for p, d in act.params.items():
+        for v in ((d * 1.25, d * 0.8, -d) if d not in (0.0, float("inf"), float("-inf")) else (0.25, -0.25)):
+            param_sets.append(dict(act.params, **{p: v}))
+    checked = 0
+    for values in param_sets:
+        env = {param_symbol(p): v for p, v in values.items()}
+        if act.output_derivative_valid.xreplace(env) is not sp.true:
+            continue
+        for x in xs:
+            try:
+                y = evaluate(act.expr, {**env, X: x}, 300)
+                want = evaluate(derivative, {**env, X: x}, 300)
+                with mpmath.workprec(300):
+                    got = evaluate(act.output_derivative, {**env, Y: y}, 300)
+            except (Undefined, ValueError, ZeroDivisionError):
+                continue
+            checked += 1
+            scale = max(mpmath.mpf(1), abs(want))
+            if not (mpmath.isfinite(got) and abs(got - want) <= mpmath.mpf(10) ** -30 * scale):
+                shown = ", ".join(f"{p} = {v:g}" for p, v in values.items())
+                return (f"at x = {x:g}{' (' + shown + ')' if shown else ''}: y = {mpmath.nstr(y, 8)}, "
+                        f"f'(x) = {mpmath.nstr(want, 8)} but output_derivative(y) = {mpmath.nstr(got, 8)}")
+    if not checked:
+        return "it could not be evaluated at any point for the default parameters"
+    return None

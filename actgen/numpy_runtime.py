@@ -144,3 +144,66 @@ def cosh_dd(u):
 
 def sinh_dd(u):
     return numpy.sinh(u[0]) + numpy.cosh(u[0]) * u[1]
+
+
+# ---- rowwise normalisation (softmax, log_softmax) along an axis, in float64 --------------------------
+# As the C row loops: the maximum m of the row's scores s, s - m carried as hi + lo (its
+# rounding error), exp(s - m) = exp(hi) * (1 + lo), the elements equal to m counted exactly so
+# that log(sum) = log(ties) + log1p(rest / ties) does not cancel. NaN or an infinite maximum
+# makes the row NaN (as PyTorch's softmax).
+
+def _row_terms(s, axis):
+    s = numpy.asarray(s, numpy.float64)
+    m = numpy.max(s, axis=axis, keepdims=True) if s.size else numpy.zeros_like(s)
+    hi = s - m
+    bb = hi - s
+    lo = numpy.where(numpy.isfinite(hi), (s - (hi - bb)) + (-m - bb), 0.0)
+    tie = s == m
+    e = numpy.exp(hi) * (1.0 + lo)
+    ties = numpy.sum(tie, axis=axis, keepdims=True, dtype=numpy.float64)
+    rest = numpy.sum(numpy.where(tie, 0.0, e), axis=axis, keepdims=True)
+    ties = numpy.where(numpy.isfinite(m), ties, numpy.nan)   # an infinite maximum: a NaN row
+    return hi, lo, e, ties, rest
+
+
+def _softmax(s, axis):
+    hi, lo, e, ties, rest = _row_terms(s, axis)
+    return e / (ties + rest)
+
+
+def row_forward(s, axis, normalizer):
+    hi, lo, e, ties, rest = _row_terms(s, axis)
+    if normalizer == "softmax":
+        return e / (ties + rest)
+    return (hi - (numpy.log(ties) + numpy.log1p(rest / ties))) + lo
+
+
+def _dl_ds(s, dy, axis, normalizer):
+    """dL/ds given dL/dy: p * (dy - sum(dy * p)) for softmax, dy - p * sum(dy) for log_softmax."""
+    p = _softmax(s, axis)
+    dy = numpy.asarray(dy, numpy.float64)
+    if normalizer == "softmax":
+        return p * (dy - numpy.sum(dy * p, axis=axis, keepdims=True))
+    return dy - p * numpy.sum(dy, axis=axis, keepdims=True)
+
+
+def row_backward(s, ds_dx, dy, axis, normalizer):
+    return numpy.asarray(ds_dx, numpy.float64) * _dl_ds(s, dy, axis, normalizer)
+
+
+def row_backward_y(y, ds_dx, dy, axis, normalizer):
+    """From the saved output y (softmax or log_softmax values); ds/dx is a constant."""
+    y = numpy.asarray(y, numpy.float64)
+    dy = numpy.asarray(dy, numpy.float64)
+    if normalizer == "softmax":
+        g = y * (dy - numpy.sum(dy * y, axis=axis, keepdims=True))
+    else:
+        g = dy - numpy.exp(y) * numpy.sum(dy, axis=axis, keepdims=True)
+    return numpy.asarray(ds_dx, numpy.float64) * g
+
+
+def row_grad_terms(s, ds_dp, dy, axis, normalizer):
+    """Per-element terms of dL/dp = sum(ds/dp * dL/ds)."""
+    dl = _dl_ds(s, dy, axis, normalizer)
+    # a term whose dL/ds is 0 is 0 (an x = -inf has probability 0 and ds/dp = inf)
+    return numpy.where(dl == 0, 0.0, numpy.asarray(ds_dp, numpy.float64) * dl)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .activation import Activation
 from .build import FORMAT, Artifact, build_artifact, compile_c, digest, toolchain
-from .render import Lowered, cdef, lower_activation, render
+from .render import Lowered, cdef, exported_roles, lower_activation, render
 
 
 def artifact_meta(lowered: Lowered, backend: str, spec_display: str, module: str) -> dict:
@@ -21,9 +21,10 @@ def artifact_meta(lowered: Lowered, backend: str, spec_display: str, module: str
         "params": [[p, v] for p, v in act.params.items()],  # a list: meta.json sorts dict keys
         "learnable": list(act.learnable),
         "expr_text": act.expr_text, "description": act.description, "spec": spec_display,
-        "kernels": [{"name": k.name, "kind": k.kind, "param": k.param,
-                     "symbols": {dtype: symbol(act.name, k.name, dtype) for dtype in DTYPES}}
-                    for k in lowered.kernels],
+        "kind": act.kind, "normalizer": act.normalizer,
+        # role -> {dtype: symbol}; the NumPy backend has no _pc functions (its kernels broadcast)
+        "functions": {r.name: {dtype: symbol(act.name, r.name, dtype) for dtype in DTYPES}
+                      for r in exported_roles(lowered) if backend == "c" or not r.channels},
     }
 
 

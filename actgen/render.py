@@ -16,6 +16,7 @@ from .backends import BACKENDS, DTYPES, Backend
 from .derive import Kernel, derive
 from .resources import template_root
 from .rewrite import Form
+from .roles import Role, roles
 
 #: libmvec (glibc >= 2.35, x86_64) has SIMD variants of these, for float and double.
 LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp exp10 exp2 expm1 "
@@ -31,9 +32,12 @@ HELPER_USES = {"softplus": ("max",), "dd": ("max", "sigmoid", "softplus")}
 
 @dataclass(frozen=True)
 class KernelView:
-    name: str                 # forward, backward, grad_<p>
-    kind: str                 # forward, backward, param_grad
-    symbol: str               # function name in the generated source
+    """One per-element kernel (derive.Kernel) for one dtype, printed."""
+
+    name: str                 # forward, backward, backward_y, grad_<p>
+    kind: str                 # forward, backward, backward_y, param_grad
+    elem: str                 # C: the name of its static inline element function
+    variable: str             # x, or y for backward_y
     description: str
     temps: tuple[tuple[str, str, str], ...]   # (name, code, "dd" for a double-double temporary or "")
     result: str
@@ -44,11 +48,25 @@ class KernelView:
 
 
 @dataclass(frozen=True)
+class RoleView:
+    """One exported function (roles.Role) for one dtype."""
+
+    name: str                 # forward, grad_alpha_pc, ...
+    loop: str                 # forward, backward, backward_y, forward_deriv, grad, valid
+    symbol: str               # its name in the built module
+    kernel: str               # the element kernel it evaluates
+    param: str
+    channels: bool
+
+
+@dataclass(frozen=True)
 class DtypeView:
     dtype: str                # float32
     tag: str                  # f32
     ctype: str                # float: the element type in memory
-    kernels: tuple[KernelView, ...]
+    kernels: dict             # kernel name -> KernelView
+    roles: tuple[RoleView, ...]
+    valid: str                # backward_y_valid's condition, printed ("1" if none)
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,8 @@ class HelperView:
 @dataclass(frozen=True)
 class ActivationView:
     name: str
+    kind: str                 # elementwise, gated, rowwise
+    normalizer: str           # rowwise: softmax, log_softmax
     description: str
     spec: str                 # the spec file, as shown in the banner
     expr_text: str
@@ -92,9 +112,9 @@ def lower_activation(act: Activation) -> Lowered:
     return Lowered(act, kernels, choose_all(act, list(kernels)))
 
 
-def _note(choice) -> str:
+def _note(choice, compute: str) -> str:
     parts = [choice.label]
-    if choice.dtype == "float32" and choice.compute == "double":
+    if choice.dtype == "float32" and compute == "double":
         parts.append("computed in double")
     if choice.form.guards:
         parts.append("limits at infinity")
@@ -112,26 +132,42 @@ def _print_kernel(printer, form: Form) -> tuple[tuple[tuple[str, str, str], ...]
     return temps, printer.doprint(form.result)
 
 
+def exported_roles(lowered: Lowered) -> list[Role]:
+    act = lowered.act
+    return roles(act.kind, [k.name for k in lowered.kernels], list(act.params), list(act.learnable))
+
+
 def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> ActivationView:
     act = lowered.act
     dtypes, helpers, simd = [], {}, set()
+    role_list = exported_roles(lowered)
     for dtype, (tag, ctype) in DTYPES.items():
-        kernels = []
+        kernels = {}
         for k in lowered.kernels:
             choice = lowered.choices[k.name, dtype]
             compute = choice.c_compute if backend.name == "c" else choice.compute
             form = choice.form
             printer = backend.printer(compute, form.dd_temps, form.compensated)
             temps, result = _print_kernel(printer, form)
-            kernels.append(KernelView(k.name, k.kind, backend.symbol(act.name, k.name, dtype),
-                                      k.description, temps, result, form.needs_nan_guard, form.rules,
-                                      compute, _note(choice)))
+            kernels[k.name] = KernelView(
+                k.name, k.kind, f"actgen_{act.name}_{k.name}_elem_{tag}", str(k.variable), k.description,
+                temps, result, form.needs_nan_guard, form.rules, compute, _note(choice, compute))
             if backend.name == "c":
                 _collect(printer, compute, helpers, simd)
-        dtypes.append(DtypeView(dtype, tag, ctype, tuple(kernels)))
+        printer = backend.printer(ctype if backend.name == "c" else dtype)
+        valid = printer.doprint(act.output_derivative_valid)
+        if backend.name == "c":
+            _collect(printer, ctype, helpers, simd)
+        if act.kind == "rowwise":
+            # the row loops compute in double: exp, log and log1p of the normalisation
+            simd.update(("double", f) for f in ("exp", "log", "log1p"))
+        views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
+                               r.channels) for r in role_list)
+        dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))
     order = list(HELPER_NEEDS)
     return ActivationView(
-        name=act.name, description=act.description, spec=spec_display, expr_text=act.expr_text,
+        name=act.name, kind=act.kind, normalizer=act.normalizer, description=act.description,
+        spec=spec_display, expr_text=act.expr_text,
         params=tuple(act.params.items()), learnable=act.learnable, dtypes=tuple(dtypes),
         helpers=tuple(sorted(helpers.values(), key=lambda h: (h.compute, order.index(h.name)))),
         simd_functions=tuple(sorted(simd)))

@@ -319,6 +319,8 @@ def stable_source(kernel: Kernel, forward: sp.Expr) -> tuple[sp.Expr, list[str]]
     Differentiating the stable forward (softplus, sigmoid, ...) gives stable derivatives
     (softplus' = sigmoid) where differentiating the user's form would not (exp(x)/(1 + exp(x))).
     """
+    if kernel.kind == "backward_y":          # written by the spec with y: rewrite it as it is
+        return stabilize(kernel.exact)
     stable_forward, rules = stabilize(forward)
     if kernel.kind == "forward":
         return stable_forward, rules

@@ -1,12 +1,19 @@
-"""Loaded callables: ``actgen.load(...)`` and the activation object it returns.
+"""Loaded callables: ``actgen.load(...)`` and the activation objects it returns.
 
 Loading an unchanged spec does not import SymPy: the spec table's key (its content, actgen's
 own code and templates, the toolchain) is looked up in the cache index, and the built module
 is wrapped using the metadata stored beside it.
+
+Every call brings its arrays to the layout of the exported functions (actgen/roles.py):
+contiguous, of a kernel dtype, seen as (n,), (outer, channels, inner), (outer, 2, half) or
+(rows, n); both backends get the same layouts.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,45 +22,152 @@ from . import library
 from .build import (ActgenWarning, import_module_file, lookup_artifact, read_index, spec_key, warn_once,
                     write_index)
 from .errors import KernelArgumentError, ToolchainError
-from .specfile import find_table, read_spec_text, read_tables
+from .specfile import find_table, read_spec_text, read_tables, resolve_table
 
 BACKENDS = ("c", "numpy")
 _FLOAT_TAGS = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 _LOADED: dict[str, "Activation"] = {}
+_LOCK = threading.RLock()
 
+
+# ---- threads -----------------------------------------------------------------------------------
+
+def _default_threads() -> int:
+    for var in ("ACTGEN_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_THREADS = [_default_threads()]
+_FORKED = [False]
+
+
+def set_num_threads(n: int) -> None:
+    """The number of OpenMP threads the C kernels use (default: ACTGEN_NUM_THREADS, else
+    OMP_NUM_THREADS, else the CPUs this process may run on). Small arrays use one thread
+    whatever this says. In a child process created by fork it is 1: GNU OpenMP's thread pool
+    does not survive fork, so a child that asks for more threads gets a warning and one thread."""
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"the number of threads must be at least 1, not {n}")
+    if _FORKED[0] and n > 1:
+        warn_once("this process was forked from one that may have used OpenMP threads; GNU OpenMP "
+                  "cannot start threads after fork, so actgen's kernels run on one thread here "
+                  "(start worker processes with the 'spawn' or 'forkserver' method to use threads)")
+        n = 1
+    _THREADS[0] = n
+
+
+def get_num_threads() -> int:
+    return _THREADS[0]
+
+
+def _after_fork_in_child() -> None:
+    _FORKED[0] = True
+    _THREADS[0] = 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ---- backends: one interface over the C module and the NumPy module ------------------------------------
 
 class _CKernels:
-    """Calls into a cffi module: arrays become pointers, parameters C scalars."""
+    """Calls into a cffi module: arrays become pointers, parameters C scalars or arrays."""
 
     def __init__(self, module, meta):
         self.ffi, lib = module.ffi, module.lib
-        self.fn = {(k["name"], dtype): getattr(lib, symbol)
-                   for k in meta["kernels"] for dtype, symbol in k["symbols"].items()}
+        self.fn = {(role, dtype): getattr(lib, symbol)
+                   for role, symbols in meta["functions"].items() for dtype, symbol in symbols.items()}
+        self.buf = self.ffi.from_buffer
         self.ctype = {"float32": "float[]", "float64": "double[]"}
 
+    def _in(self, dtype, a):
+        return self.buf(self.ctype[dtype], a)
+
+    def _out(self, dtype, a):
+        return self.buf(self.ctype[dtype], a, require_writable=True)
+
+    # elementwise, scalar parameters
     def forward(self, dtype, x, y, params):
-        buf = self.ffi.from_buffer
-        ct = self.ctype[dtype]
-        self.fn["forward", dtype](buf(ct, x), buf(ct, y, require_writable=True), x.size, *params)
+        self.fn["forward", dtype](self._in(dtype, x), self._out(dtype, y), x.size, *params, _THREADS[0])
 
     def backward(self, dtype, x, dy, dx, params):
-        buf = self.ffi.from_buffer
-        ct = self.ctype[dtype]
-        self.fn["backward", dtype](buf(ct, x), buf(ct, dy), buf(ct, dx, require_writable=True),
-                                   x.size, *params)
+        self.fn["backward", dtype](self._in(dtype, x), self._in(dtype, dy), self._out(dtype, dx), x.size,
+                                   *params, _THREADS[0])
 
-    def grad(self, dtype, name, x, dy, params) -> float:
-        buf = self.ffi.from_buffer
-        ct = self.ctype[dtype]
-        return self.fn[name, dtype](buf(ct, x), buf(ct, dy), x.size, *params)
+    def backward_y(self, dtype, y, dy, dx, params):
+        self.fn["backward_y", dtype](self._in(dtype, y), self._in(dtype, dy), self._out(dtype, dx), y.size,
+                                     *params, _THREADS[0])
+
+    def valid(self, dtype, params) -> bool:
+        return bool(self.fn["backward_y_valid", dtype](*params))
+
+    def forward_deriv(self, dtype, x, y, d, params):
+        self.fn["forward_deriv", dtype](self._in(dtype, x), self._out(dtype, y), self._out(dtype, d), x.size,
+                                        *params, _THREADS[0])
+
+    def grad(self, dtype, param, x, dy, params) -> float:
+        return self.fn[f"grad_{param}", dtype](self._in(dtype, x), self._in(dtype, dy), x.size, *params,
+                                                _THREADS[0])
+
+    # elementwise, per-channel parameters (arrays of `channels` values)
+    def forward_pc(self, dtype, x, y, layout, vectors):
+        self.fn["forward_pc", dtype](self._in(dtype, x), self._out(dtype, y), *layout,
+                                     *[self._in(dtype, v) for v in vectors], _THREADS[0])
+
+    def backward_pc(self, dtype, x, dy, dx, layout, vectors):
+        self.fn["backward_pc", dtype](self._in(dtype, x), self._in(dtype, dy), self._out(dtype, dx), *layout,
+                                      *[self._in(dtype, v) for v in vectors], _THREADS[0])
+
+    def grad_pc(self, dtype, param, x, dy, layout, vectors) -> np.ndarray:
+        acc = np.empty(layout[1], np.float64)
+        self.fn[f"grad_{param}_pc", dtype](self._in(dtype, x), self._in(dtype, dy), *layout,
+                                           *[self._in(dtype, v) for v in vectors],
+                                           self.buf("double[]", acc, require_writable=True), _THREADS[0])
+        return acc
+
+    # gated: x is (outer, 2, half)
+    def gated_forward(self, dtype, x, y, outer, half, params):
+        self.fn["forward", dtype](self._in(dtype, x), self._out(dtype, y), outer, half, *params, _THREADS[0])
+
+    def gated_backward(self, dtype, x, dy, dx, outer, half, params):
+        self.fn["backward", dtype](self._in(dtype, x), self._in(dtype, dy), self._out(dtype, dx), outer, half,
+                                   *params, _THREADS[0])
+
+    def gated_grad(self, dtype, param, x, dy, outer, half, params) -> float:
+        return self.fn[f"grad_{param}", dtype](self._in(dtype, x), self._in(dtype, dy), outer, half, *params,
+                                                _THREADS[0])
+
+    # rowwise: x is (rows, n)
+    def row_forward(self, dtype, x, y, rows, n, params):
+        self.fn["forward", dtype](self._in(dtype, x), self._out(dtype, y), rows, n, *params, _THREADS[0])
+
+    def row_backward(self, dtype, x, dy, dx, rows, n, params):
+        self.fn["backward", dtype](self._in(dtype, x), self._in(dtype, dy), self._out(dtype, dx), rows, n,
+                                   *params, _THREADS[0])
+
+    def row_backward_y(self, dtype, y, dy, dx, rows, n, params):
+        self.fn["backward_y", dtype](self._in(dtype, y), self._in(dtype, dy), self._out(dtype, dx), rows, n,
+                                     *params, _THREADS[0])
+
+    def row_grad(self, dtype, param, x, dy, rows, n, params) -> float:
+        return self.fn[f"grad_{param}", dtype](self._in(dtype, x), self._in(dtype, dy), rows, n, *params,
+                                                _THREADS[0])
 
 
 class _NumPyKernels:
-    """Calls the generated NumPy module; IEEE results without warnings, like the C kernels."""
+    """Calls the generated NumPy module on the same layouts; IEEE results without warnings."""
 
     def __init__(self, module, meta):
-        self.fn = {(k["name"], dtype): getattr(module, symbol)
-                   for k in meta["kernels"] for dtype, symbol in k["symbols"].items()}
+        self.fn = {(role, dtype): getattr(module, symbol)
+                   for role, symbols in meta["functions"].items() for dtype, symbol in symbols.items()}
 
     @staticmethod
     def _scalars(dtype, params):
@@ -68,28 +182,117 @@ class _NumPyKernels:
         with np.errstate(all="ignore"):
             dx[...] = self.fn["backward", dtype](x, dy, *self._scalars(dtype, params))
 
-    def grad(self, dtype, name, x, dy, params) -> float:
+    def backward_y(self, dtype, y, dy, dx, params):
         with np.errstate(all="ignore"):
-            return float(self.fn[name, dtype](x, dy, *self._scalars(dtype, params)))
+            dx[...] = self.fn["backward_y", dtype](y, dy, *self._scalars(dtype, params))
 
+    def valid(self, dtype, params) -> bool:
+        with np.errstate(all="ignore"):
+            return bool(self.fn["backward_y_valid", dtype](*self._scalars(dtype, params)))
+
+    def forward_deriv(self, dtype, x, y, d, params):
+        with np.errstate(all="ignore"):
+            y[...], d[...] = self.fn["forward_deriv", dtype](x, *self._scalars(dtype, params))
+
+    def grad(self, dtype, param, x, dy, params) -> float:
+        with np.errstate(all="ignore"):
+            return float(np.sum(self.fn[f"grad_{param}", dtype](x, dy, *self._scalars(dtype, params))))
+
+    @staticmethod
+    def _channels(layout, vectors):
+        outer, channels, inner = layout
+        return [v.reshape(1, channels, 1) for v in vectors], (outer, channels, inner)
+
+    def forward_pc(self, dtype, x, y, layout, vectors):
+        ps, shape = self._channels(layout, vectors)
+        with np.errstate(all="ignore"):
+            y.reshape(shape)[...] = self.fn["forward", dtype](x.reshape(shape), *ps)
+
+    def backward_pc(self, dtype, x, dy, dx, layout, vectors):
+        ps, shape = self._channels(layout, vectors)
+        with np.errstate(all="ignore"):
+            dx.reshape(shape)[...] = self.fn["backward", dtype](x.reshape(shape), dy.reshape(shape), *ps)
+
+    def grad_pc(self, dtype, param, x, dy, layout, vectors) -> np.ndarray:
+        ps, shape = self._channels(layout, vectors)
+        with np.errstate(all="ignore"):
+            terms = self.fn[f"grad_{param}", dtype](x.reshape(shape), dy.reshape(shape), *ps)
+            return np.sum(np.broadcast_to(terms, shape), axis=(0, 2))
+
+    def gated_forward(self, dtype, x, y, outer, half, params):
+        x3 = x.reshape(outer, 2, half)
+        with np.errstate(all="ignore"):
+            y.reshape(outer, half)[...] = self.fn["forward", dtype](x3[:, 0], x3[:, 1],
+                                                                    *self._scalars(dtype, params))
+
+    def gated_backward(self, dtype, x, dy, dx, outer, half, params):
+        x3, d3 = x.reshape(outer, 2, half), dx.reshape(outer, 2, half)
+        with np.errstate(all="ignore"):
+            d3[:, 0], d3[:, 1] = self.fn["backward", dtype](x3[:, 0], x3[:, 1], dy.reshape(outer, half),
+                                                            *self._scalars(dtype, params))
+
+    def gated_grad(self, dtype, param, x, dy, outer, half, params) -> float:
+        x3 = x.reshape(outer, 2, half)
+        with np.errstate(all="ignore"):
+            return float(np.sum(self.fn[f"grad_{param}", dtype](x3[:, 0], x3[:, 1], dy.reshape(outer, half),
+                                                                *self._scalars(dtype, params))))
+
+    def row_forward(self, dtype, x, y, rows, n, params):
+        with np.errstate(all="ignore"):
+            y.reshape(rows, n)[...] = self.fn["forward", dtype](x.reshape(rows, n), -1,
+                                                                *self._scalars(dtype, params))
+
+    def row_backward(self, dtype, x, dy, dx, rows, n, params):
+        with np.errstate(all="ignore"):
+            dx.reshape(rows, n)[...] = self.fn["backward", dtype](x.reshape(rows, n), dy.reshape(rows, n), -1,
+                                                                  *self._scalars(dtype, params))
+
+    def row_backward_y(self, dtype, y, dy, dx, rows, n, params):
+        with np.errstate(all="ignore"):
+            dx.reshape(rows, n)[...] = self.fn["backward_y", dtype](y.reshape(rows, n), dy.reshape(rows, n), -1,
+                                                                    *self._scalars(dtype, params))
+
+    def row_grad(self, dtype, param, x, dy, rows, n, params) -> float:
+        with np.errstate(all="ignore"):
+            return float(np.sum(self.fn[f"grad_{param}", dtype](x.reshape(rows, n), dy.reshape(rows, n), -1,
+                                                                *self._scalars(dtype, params))))
+
+
+# ---- argument handling ----------------------------------------------------------------------------
 
 def _exact_alias(a: np.ndarray, b: np.ndarray) -> bool:
     return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
             and a.shape == b.shape and a.strides == b.strides)
 
 
+def _normalize_axis(axis, ndim: int, name: str, what: str) -> int:
+    try:
+        axis = int(axis)
+    except (TypeError, ValueError):
+        raise KernelArgumentError(f"{name}: {what} must be an integer, got {axis!r}") from None
+    if not -ndim <= axis < ndim:
+        raise KernelArgumentError(f"{name}: {what}={axis} is out of range for an array of {ndim} dimension(s)")
+    return axis % ndim
+
+
 class Activation:
-    """A compiled activation: ``act(x, **params)``, ``act.backward(x, dy, **params)``,
-    ``act.param_grads(x, dy, **params)``.
+    """An elementwise activation: ``act(x, **params)``, ``act.backward(x, dy, **params)``,
+    ``act.param_grads(x, dy, **params)``, and, for training loops,
+    ``act.forward_with_derivative(x)`` (y and f'(x) in one pass) and, where the spec gives
+    f' in terms of y, ``act.backward_from_output(y, dy)``.
 
     Inputs of any shape; float32 and float64 keep their dtype, float16 is computed in float32,
     integers and booleans are converted to float64 (as NumPy's ufuncs do); anything else is
     rejected. Non-contiguous inputs are copied. ``out=`` may be the input itself (in place).
-    Parameters left out take their defaults.
+    Parameters left out take their defaults. A parameter may be an array: per channel along
+    ``param_axis`` (a 1-d array of x.shape[param_axis] values, as PyTorch's PReLU on axis 1), or
+    without ``param_axis`` any array that broadcasts against x (as Keras' PReLU with shared
+    axes); ``param_grads`` then reduces each gradient to its parameter's shape.
     """
 
     def __init__(self, meta: dict, module, backend: str, table: dict, spec_path: str):
         self.name: str = meta["name"]
+        self.kind: str = meta.get("kind", "elementwise")
         self.params: dict[str, float] = {p: v for p, v in meta["params"]}
         self.learnable: tuple[str, ...] = tuple(meta["learnable"])
         self.description: str = meta["description"]
@@ -98,11 +301,18 @@ class Activation:
         self.meta = meta
         self._table, self._spec_path = table, spec_path
         self._kernels = (_CKernels if backend == "c" else _NumPyKernels)(module, meta)
+        self._defaults = tuple(self.params.values())
         self._activation = None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"<actgen activation {self.name}({params}) = {self.expr_text} [{self.backend}]>"
+        kind = "" if self.kind == "elementwise" else f" {self.kind}"
+        return f"<actgen{kind} activation {self.name}({params}) = {self.expr_text} [{self.backend}]>"
+
+    @property
+    def has_output_derivative(self) -> bool:
+        """True if ``backward_from_output`` exists (the spec gives f' in terms of y = f(x))."""
+        return "backward_y" in self.meta["functions"]
 
     # symbolic view (imports SymPy on first use) -------------------------------------------
     @property
@@ -116,11 +326,13 @@ class Activation:
 
     @property
     def expr(self):
-        """The activation as a SymPy expression in ``x`` and the parameter symbols."""
+        """The activation (the gate, the score) as a SymPy expression in ``x`` and the parameters."""
         return self.activation.expr
 
     # argument handling -------------------------------------------------------------------
     def _array(self, value, what: str):
+        if type(value) is np.ndarray and value.dtype in _FLOAT_TAGS and value.flags.c_contiguous:
+            return value, value.dtype                               # the fast path
         a = np.asarray(value)
         dt = a.dtype
         if dt in _FLOAT_TAGS:
@@ -134,39 +346,56 @@ class Activation:
             raise KernelArgumentError(
                 f"{self.name}: {what} has dtype {a.dtype}, which has no kernel; pass float32 or "
                 "float64 (float16, integers and booleans are converted)")
-        return np.asarray(a, dtype=dt, order="C"), result  # (ascontiguousarray makes 0-d 1-d)
+        return np.asarray(a, dtype=dt, order="C"), result
 
-    def _param_values(self, given: dict) -> tuple[float, ...]:
-        if given:
-            unknown = [k for k in given if k not in self.params]
-            if unknown:
-                names = ", ".join(self.params) or "none"
-                raise KernelArgumentError(f"{self.name}() got unknown parameter(s) {', '.join(unknown)}; "
-                                          f"its parameters are: {names}")
-        values = []
+    def _params(self, given: dict):
+        """(scalar values, per-channel arrays or None)."""
+        if not given:
+            return self._defaults, None
+        unknown = [k for k in given if k not in self.params]
+        if unknown:
+            names = ", ".join(self.params) or "none"
+            raise KernelArgumentError(f"{self.name}() got unknown parameter(s) {', '.join(unknown)}; "
+                                      f"its parameters are: {names}")
+        values, arrays = [], None
         for p, default in self.params.items():
             v = given.get(p, default)
+            if isinstance(v, (float, int)) and not isinstance(v, bool):
+                values.append(float(v))
+                continue
             if np.ndim(v) != 0:
-                raise KernelArgumentError(f"{self.name}: parameter {p} must be a scalar, got shape "
-                                          f"{np.shape(v)}")
+                a = np.asarray(v)
+                if a.dtype.kind not in "fiu":
+                    raise KernelArgumentError(f"{self.name}: parameter {p} must be real numbers, got dtype "
+                                              f"{a.dtype}")
+                arrays = arrays or {}
+                arrays[p] = a
+                values.append(math.nan)
+                continue
             try:
                 values.append(float(v))
             except (TypeError, ValueError):
                 raise KernelArgumentError(f"{self.name}: parameter {p} must be a real number, got {v!r}") from None
-        return tuple(values)
+        return tuple(values), arrays
 
-    def _target(self, out, shape, compute, result, inputs):
+    def _scalar_only(self, arrays, what: str):
+        if arrays:
+            raise KernelArgumentError(f"{self.name}.{what} takes scalar parameters only; "
+                                      f"{', '.join(arrays)} is an array (per-channel parameters work with "
+                                      "the call, backward and param_grads)")
+
+    def _target(self, out, shape, compute, result, inputs, what="out"):
         """(array the kernel writes, array to copy it into afterwards or None)."""
         if out is None:
             return np.empty(shape, compute), None
         if not isinstance(out, np.ndarray):
-            raise KernelArgumentError(f"{self.name}: out= must be a numpy array, got {type(out).__name__}")
+            raise KernelArgumentError(f"{self.name}: {what}= must be a numpy array, got {type(out).__name__}")
         if out.shape != shape:
-            raise KernelArgumentError(f"{self.name}: out= has shape {out.shape}, expected {shape}")
+            raise KernelArgumentError(f"{self.name}: {what}= has shape {out.shape}, expected {shape}")
         if out.dtype != result:
-            raise KernelArgumentError(f"{self.name}: out= has dtype {out.dtype}, expected {result}")
+            raise KernelArgumentError(f"{self.name}: {what}= has dtype {out.dtype}, expected {result}")
         if not out.flags.writeable:
-            raise KernelArgumentError(f"{self.name}: out= is read-only")
+            raise KernelArgumentError(f"{self.name}: {what}= is read-only")
         direct = out.dtype == compute and out.flags.c_contiguous and not any(
             np.may_share_memory(out, a) and not _exact_alias(out, a) for a in inputs)
         return (out, None) if direct else (np.empty(shape, compute), out)
@@ -180,51 +409,304 @@ class Activation:
             y = y.astype(result)
         return y[()] if scalar else y
 
+    def _dy(self, dy, shape, dtype, what="dy"):
+        dya = np.asarray(dy)
+        if dya.shape != shape:
+            raise KernelArgumentError(f"{self.name}: {what} has shape {dya.shape}, expected {shape}")
+        if dya.dtype.kind not in "fiub":
+            raise KernelArgumentError(f"{self.name}: {what} has dtype {dya.dtype}; pass a real array")
+        return np.asarray(dya, dtype=dtype, order="C")
+
+    def _layout(self, shape, arrays: dict, param_axis, dtype):
+        """Per-channel parameters: ((outer, channels, inner), [one contiguous vector per parameter],
+        {param: (block shape, its shape aligned to the block, its own shape)}) for the kernel."""
+        ndim = len(shape)
+        aligned = {}
+        if param_axis is not None:
+            if ndim == 0:
+                raise KernelArgumentError(f"{self.name}: param_axis needs an array with dimensions")
+            ax = _normalize_axis(param_axis, ndim, self.name, "param_axis")
+            lo = hi = ax
+            for p, a in arrays.items():
+                if a.ndim != 1 or a.size not in (1, shape[ax]):
+                    raise KernelArgumentError(
+                        f"{self.name}: parameter {p} has shape {a.shape}; with param_axis={param_axis} it must "
+                        f"have shape ({shape[ax]},) (one value per channel) or (1,)")
+                aligned[p] = (a.size,)
+        else:
+            for p, a in arrays.items():
+                if a.ndim > ndim or any(s not in (1, t) for s, t in zip(a.shape[::-1], shape[::-1])):
+                    raise KernelArgumentError(
+                        f"{self.name}: parameter {p} of shape {a.shape} does not broadcast against x of shape "
+                        f"{shape}; give one value per channel with param_axis (e.g. param_axis=1 for NCHW), "
+                        "or an array that broadcasts (e.g. shape (C,) for channels last)")
+                aligned[p] = (1,) * (ndim - a.ndim) + a.shape
+            varying = [i for i in range(ndim) if any(al[i] != 1 for al in aligned.values())]
+            lo, hi = (min(varying), max(varying)) if varying else (max(ndim - 1, 0), max(ndim - 1, 0))
+            aligned = {p: al[lo:hi + 1] if ndim else () for p, al in aligned.items()}
+        block = tuple(shape[lo:hi + 1]) if ndim else ()
+        outer = math.prod(shape[:lo]) if ndim else 1
+        channels = math.prod(block)
+        inner = math.prod(shape[hi + 1:]) if ndim else 1
+        return (outer, channels, inner), block, aligned
+
+    def _vectors(self, values, arrays, block, aligned, dtype):
+        vectors = []
+        channels = math.prod(block)
+        for (p, v) in zip(self.params, values):
+            if p in arrays:
+                a = arrays[p].reshape(aligned[p])
+                vectors.append(np.ascontiguousarray(np.broadcast_to(a, block).reshape(channels), dtype=dtype))
+            else:
+                vectors.append(np.full(channels, v, dtype=dtype))
+        return vectors
+
     # the kernels -------------------------------------------------------------------------
-    def __call__(self, x, out=None, **params):
+    def __call__(self, x, out=None, *, param_axis=None, **params):
         """y = f(x) elementwise."""
         xa, result = self._array(x, "x")
-        p = self._param_values(params)
+        values, arrays = self._params(params)
         y, copy_to = self._target(out, xa.shape, xa.dtype, result, (xa,))
-        self._kernels.forward(_FLOAT_TAGS[xa.dtype], xa, y, p)
+        tag = _FLOAT_TAGS[xa.dtype]
+        if arrays is None:
+            self._kernels.forward(tag, xa, y, values)
+        else:
+            layout, block, aligned = self._layout(xa.shape, arrays, param_axis, xa.dtype)
+            self._kernels.forward_pc(tag, xa, y, layout, self._vectors(values, arrays, block, aligned, xa.dtype))
         return self._finish(y, copy_to, result, out is None and np.ndim(x) == 0)
 
-    def backward(self, x, dy, out=None, **params):
+    def backward(self, x, dy, out=None, *, param_axis=None, **params):
         """dL/dx = dy * f'(x) elementwise, given dL/dy = dy (same shape as x)."""
         xa, result = self._array(x, "x")
-        dya = self._dy(dy, xa)
-        p = self._param_values(params)
+        dya = self._dy(dy, xa.shape, xa.dtype)
+        values, arrays = self._params(params)
         dx, copy_to = self._target(out, xa.shape, xa.dtype, result, (xa, dya))
-        self._kernels.backward(_FLOAT_TAGS[xa.dtype], xa, dya, dx, p)
+        tag = _FLOAT_TAGS[xa.dtype]
+        if arrays is None:
+            self._kernels.backward(tag, xa, dya, dx, values)
+        else:
+            layout, block, aligned = self._layout(xa.shape, arrays, param_axis, xa.dtype)
+            self._kernels.backward_pc(tag, xa, dya, dx, layout,
+                                      self._vectors(values, arrays, block, aligned, xa.dtype))
         return self._finish(dx, copy_to, result, out is None and np.ndim(x) == 0)
 
-    def param_grads(self, x, dy, **params) -> dict:
-        """{p: dL/dp} for every learnable parameter: sum(dy * df/dp), accumulated in float64."""
-        xa, result = self._array(x, "x")
-        dya = self._dy(dy, xa)
-        p = self._param_values(params)
-        tag = _FLOAT_TAGS[xa.dtype]
-        return {name: result.type(self._kernels.grad(tag, f"grad_{name}", xa, dya, p))
-                for name in self.learnable}
+    def backward_from_output(self, y, dy, out=None, **params):
+        """dL/dx from the saved output y = f(x) instead of x (no transcendental function for
+        sigmoid, tanh, elu...; PyTorch's backward does the same). Only where the spec gives
+        ``output_derivative`` and its ``output_derivative_valid`` condition holds."""
+        if not self.has_output_derivative:
+            raise KernelArgumentError(
+                f"{self.name} has no backward_from_output: f'(x) is not written in terms of y = f(x) in its "
+                "spec (key output_derivative); use backward(x, dy)")
+        ya, result = self._array(y, "y")
+        dya = self._dy(dy, ya.shape, ya.dtype)
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "backward_from_output")
+        tag = _FLOAT_TAGS[ya.dtype]
+        if not self._kernels.valid(tag, values):
+            raise KernelArgumentError(
+                f"{self.name}: backward_from_output does not hold for these parameters "
+                f"({', '.join(f'{p}={v:g}' for p, v in zip(self.params, values))}): y does not determine "
+                "f'(x) there; use backward(x, dy)")
+        dx, copy_to = self._target(out, ya.shape, ya.dtype, result, (ya, dya))
+        self._kernels.backward_y(tag, ya, dya, dx, values)
+        return self._finish(dx, copy_to, result, out is None and np.ndim(y) == 0)
 
-    def _dy(self, dy, xa):
-        dya = np.asarray(dy)
-        if dya.shape != xa.shape:
-            raise KernelArgumentError(f"{self.name}: dy has shape {dya.shape}, x has {xa.shape}; "
-                                      "they must match")
-        if dya.dtype.kind not in "fiub":
-            raise KernelArgumentError(f"{self.name}: dy has dtype {dya.dtype}; pass a real array")
-        return np.asarray(dya, dtype=xa.dtype, order="C")
+    def forward_with_derivative(self, x, out=None, deriv_out=None, **params):
+        """(y, f'(x)) in one pass over x: a training loop keeps f'(x) and later computes
+        dx = dy * f'(x) without recomputing anything."""
+        xa, result = self._array(x, "x")
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "forward_with_derivative")
+        y, copy_y = self._target(out, xa.shape, xa.dtype, result, (xa,))
+        d, copy_d = self._target(deriv_out, xa.shape, xa.dtype, result, (xa, y), "deriv_out")
+        self._kernels.forward_deriv(_FLOAT_TAGS[xa.dtype], xa, y, d, values)
+        scalar = np.ndim(x) == 0
+        return (self._finish(y, copy_y, result, out is None and scalar),
+                self._finish(d, copy_d, result, deriv_out is None and scalar))
+
+    def param_grads(self, x, dy, *, param_axis=None, **params) -> dict:
+        """{p: dL/dp} for every learnable parameter: sum(dy * df/dp), accumulated in float64,
+        reduced to the shape of p (a scalar, or the array given for p)."""
+        xa, result = self._array(x, "x")
+        dya = self._dy(dy, xa.shape, xa.dtype)
+        values, arrays = self._params(params)
+        tag = _FLOAT_TAGS[xa.dtype]
+        if arrays is None:
+            with np.errstate(over="ignore"):      # a float64 sum beyond float32's range is inf
+                return {p: result.type(self._kernels.grad(tag, p, xa, dya, values)) for p in self.learnable}
+        layout, block, aligned = self._layout(xa.shape, arrays, param_axis, xa.dtype)
+        vectors = self._vectors(values, arrays, block, aligned, xa.dtype)
+        grads = {}
+        for p in self.learnable:
+            acc = self._kernels.grad_pc(tag, p, xa, dya, layout, vectors)
+            if p not in arrays:
+                grads[p] = result.type(np.sum(acc))
+                continue
+            full = acc.reshape(block)
+            axes = tuple(i for i, s in enumerate(aligned[p]) if s == 1 and block[i] != 1)
+            reduced = np.sum(full, axis=axes, keepdims=True) if axes else full
+            grads[p] = reduced.reshape(arrays[p].shape).astype(result)
+        return grads
+
+
+class GatedActivation(Activation):
+    """A gated activation (the GLU family): x splits in two halves a, b along ``axis``
+    (default the last); ``act(x) = a * f(b)``, whose ``axis`` is half as long.
+    ``backward(x, dy)`` returns dL/dx for both halves in one pass."""
+
+    def _split(self, shape, axis):
+        if len(shape) == 0:
+            raise KernelArgumentError(f"{self.name}: a gated activation needs an array with an axis to split")
+        ax = _normalize_axis(axis, len(shape), self.name, "axis")
+        if shape[ax] % 2:
+            raise KernelArgumentError(f"{self.name}: axis {axis} has length {shape[ax]}; a gated activation "
+                                      "splits it in two halves, so it must be even")
+        outer = math.prod(shape[:ax])
+        half = shape[ax] // 2 * math.prod(shape[ax + 1:])
+        return outer, half, shape[:ax] + (shape[ax] // 2,) + shape[ax + 1:]
+
+    def __call__(self, x, out=None, *, axis=-1, **params):
+        xa, result = self._array(x, "x")
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "__call__")
+        outer, half, yshape = self._split(xa.shape, axis)
+        y, copy_to = self._target(out, yshape, xa.dtype, result, (xa,))
+        self._kernels.gated_forward(_FLOAT_TAGS[xa.dtype], xa, y, outer, half, values)
+        return self._finish(y, copy_to, result, False)
+
+    def backward(self, x, dy, out=None, *, axis=-1, **params):
+        xa, result = self._array(x, "x")
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "backward")
+        outer, half, yshape = self._split(xa.shape, axis)
+        dya = self._dy(dy, yshape, xa.dtype)
+        dx, copy_to = self._target(out, xa.shape, xa.dtype, result, (xa, dya))
+        self._kernels.gated_backward(_FLOAT_TAGS[xa.dtype], xa, dya, dx, outer, half, values)
+        return self._finish(dx, copy_to, result, False)
+
+    def param_grads(self, x, dy, *, axis=-1, **params) -> dict:
+        xa, result = self._array(x, "x")
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "param_grads")
+        outer, half, yshape = self._split(xa.shape, axis)
+        dya = self._dy(dy, yshape, xa.dtype)
+        tag = _FLOAT_TAGS[xa.dtype]
+        return {p: result.type(self._kernels.gated_grad(tag, p, xa, dya, outer, half, values))
+                for p in self.learnable}
+
+    @property
+    def has_output_derivative(self) -> bool:
+        return False
+
+    def backward_from_output(self, *args, **kwargs):
+        raise KernelArgumentError(f"{self.name} is gated: its backward needs x (both halves); use backward(x, dy)")
+
+    def forward_with_derivative(self, *args, **kwargs):
+        raise KernelArgumentError(f"{self.name} is gated: use {self.name}(x) and backward(x, dy)")
+
+
+class RowwiseActivation(Activation):
+    """A rowwise activation (softmax, log_softmax, softmin, ...): along ``axis`` (default the
+    last) the scores s = f(x) are normalised. ``backward(x, dy)`` is the Jacobian-vector
+    product; ``backward_from_output(y, dy)`` starts from the saved output where f' is constant."""
+
+    def _rows(self, a, axis):
+        """(a as a C-contiguous (rows, n) array, rows, n, whether the axis was moved)."""
+        if a.ndim == 0:
+            raise KernelArgumentError(f"{self.name}: a rowwise activation needs an array with an axis")
+        ax = _normalize_axis(axis, a.ndim, self.name, "axis")
+        moved = ax != a.ndim - 1
+        if moved:
+            a = np.ascontiguousarray(np.moveaxis(a, ax, -1))
+        n = a.shape[-1]
+        return a, (a.size // n if n else 0), n, moved, ax
+
+    def _run(self, run, inputs, out, result, axis, what="out"):
+        """Call ``run(arrays as rows, target, rows, n)`` on the inputs moved so that the axis is
+        last, and put the result back in the caller's layout."""
+        prepared = [self._rows(a, axis) for a in inputs]
+        a0, rows, n, moved, ax = prepared[0]
+        shape = inputs[0].shape
+        if not moved:
+            target, copy_to = self._target(out, shape, a0.dtype, result, tuple(inputs), what)
+            if rows and n:
+                run(*[p[0] for p in prepared], target, rows, n)
+            return self._finish(target, copy_to, result, False)
+        target = np.empty(a0.shape, a0.dtype)
+        if rows and n:
+            run(*[p[0] for p in prepared], target, rows, n)
+        value = np.moveaxis(target, -1, ax)
+        if out is not None:
+            self._target(out, shape, a0.dtype, result, (), what)      # validates out
+            out[...] = value
+            return out
+        return np.ascontiguousarray(value, dtype=result)
+
+    def __call__(self, x, out=None, *, axis=-1, **params):
+        xa, result = self._array(x, "x")
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "__call__")
+        tag = _FLOAT_TAGS[xa.dtype]
+        return self._run(lambda a, t, rows, n: self._kernels.row_forward(tag, a, t, rows, n, values),
+                         [xa], out, result, axis)
+
+    def backward(self, x, dy, out=None, *, axis=-1, **params):
+        xa, result = self._array(x, "x")
+        dya = self._dy(dy, xa.shape, xa.dtype)
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "backward")
+        tag = _FLOAT_TAGS[xa.dtype]
+        return self._run(lambda a, g, t, rows, n: self._kernels.row_backward(tag, a, g, t, rows, n, values),
+                         [xa, dya], out, result, axis)
+
+    @property
+    def has_output_derivative(self) -> bool:
+        return "backward_y" in self.meta["functions"]
+
+    def backward_from_output(self, y, dy, out=None, *, axis=-1, **params):
+        if not self.has_output_derivative:
+            raise KernelArgumentError(f"{self.name}: the score's derivative depends on x, so the backward "
+                                      "needs x; use backward(x, dy)")
+        ya, result = self._array(y, "y")
+        dya = self._dy(dy, ya.shape, ya.dtype)
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "backward_from_output")
+        tag = _FLOAT_TAGS[ya.dtype]
+        return self._run(lambda a, g, t, rows, n: self._kernels.row_backward_y(tag, a, g, t, rows, n, values),
+                         [ya, dya], out, result, axis)
+
+    def forward_with_derivative(self, *args, **kwargs):
+        raise KernelArgumentError(f"{self.name} is rowwise: its derivative is a Jacobian, not elementwise; "
+                                  "use backward(x, dy) or backward_from_output(y, dy)")
+
+    def param_grads(self, x, dy, *, axis=-1, **params) -> dict:
+        xa, result = self._array(x, "x")
+        dya = self._dy(dy, xa.shape, xa.dtype)
+        values, arrays = self._params(params)
+        self._scalar_only(arrays, "param_grads")
+        tag = _FLOAT_TAGS[xa.dtype]
+        a, rows, n, _, _ = self._rows(xa, axis)
+        g, _, _, _, _ = self._rows(dya, axis)
+        return {p: result.type(self._kernels.row_grad(tag, p, a, g, rows, n, values) if rows and n else 0.0)
+                for p in self.learnable}
+
+
+_CLASSES = {"elementwise": Activation, "gated": GatedActivation, "rowwise": RowwiseActivation}
 
 
 def _find_table(name: str, spec) -> tuple[dict, str, str]:
-    """(table, display path for generated files, path for messages)."""
+    """(the table, self-contained (a gate named by a gated table resolved), display path for
+    generated files, path for messages)."""
     if spec is None:
         display = library.display_path(name)
-        return find_table(read_tables(library.read(name), path=display), name, display), display, display
+        tables = read_tables(library.read(name), path=display)
+        find_table(tables, name, display)
+        return resolve_table(tables, name, display), display, display
     path = str(spec)
     tables = read_tables(read_spec_text(path), path=path)
-    return find_table(tables, name, path), Path(path).name, path
+    find_table(tables, name, path)
+    return resolve_table(tables, name, path), Path(path).name, path
 
 
 def load(name: str, spec=None, backend: str = "c") -> Activation:
@@ -240,25 +722,29 @@ def load(name: str, spec=None, backend: str = "c") -> Activation:
     key = spec_key(name, table, display, backend)
     if key in _LOADED:
         return _LOADED[key]
-    artifact_key = read_index(key)
-    artifact = lookup_artifact(artifact_key) if artifact_key else None
-    if artifact is None:
-        from .pipeline import build
-        from .spec import parse_table
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        artifact_key = read_index(key)
+        artifact = lookup_artifact(artifact_key) if artifact_key else None
+        if artifact is None:
+            from .pipeline import build
+            from .spec import parse_table
 
-        act = parse_table(name, table, path=path)
-        try:
-            artifact = build(act, backend, display)
-        except ToolchainError as exc:
-            if backend != "c":
-                raise
-            warn_once(f"{exc}. Using the NumPy backend instead.")
-            return load(name, spec, backend="numpy")
-        write_index(key, artifact.key)
-    module = import_module_file(artifact.meta["module"], artifact.module_file)
-    loaded = Activation(artifact.meta, module, backend, table, path)
-    _LOADED[key] = loaded
+            act = parse_table(name, table, path=path)
+            try:
+                artifact = build(act, backend, display)
+            except ToolchainError as exc:
+                if backend != "c":
+                    raise
+                warn_once(f"{exc}. Using the NumPy backend instead.")
+                return load(name, spec, backend="numpy")
+            write_index(key, artifact.key)
+        module = import_module_file(artifact.meta["module"], artifact.module_file)
+        loaded = _CLASSES[artifact.meta.get("kind", "elementwise")](artifact.meta, module, backend, table, path)
+        _LOADED[key] = loaded
     return loaded
 
 
-__all__ = ["Activation", "ActgenWarning", "load"]
+__all__ = ["Activation", "GatedActivation", "RowwiseActivation", "ActgenWarning", "load",
+           "set_num_threads", "get_num_threads"]

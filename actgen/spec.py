@@ -23,13 +23,15 @@ from pathlib import Path
 
 import sympy as sp
 
-from .activation import X, Activation, param_symbol
+from .activation import KINDS, NORMALIZERS, X, Y, Activation, param_symbol
 from .errors import SpecError
 from .functions import CONSTANTS, FUNCTIONS
-from .specfile import MAX_SPEC_BYTES, find_table, read_spec_text, read_tables  # noqa: F401  (re-exported)
+from .specfile import (MAX_SPEC_BYTES, find_table, read_spec_text, read_tables,  # noqa: F401  (re-exported)
+                       resolve_table)
 
 #: Keys a table may have. Anything else is a typo and rejected.
-KEYS = ("expr", "params", "learnable", "description", "budgets", "kink", "frameworks", "reference")
+KEYS = ("expr", "params", "learnable", "description", "budgets", "kink", "frameworks", "reference",
+        "kind", "normalizer", "gate", "output_derivative", "output_derivative_valid")
 #: kernel kinds and dtypes a `budgets` entry may name, as "<kind>.<dtype>"
 BUDGET_KINDS = ("forward", "backward", "param_grad")
 
@@ -46,9 +48,17 @@ for goto if inline int long register restrict return short signed sizeof static 
 typedef union unsigned void volatile while _Bool _Complex _Imaginary bool complex""".split())
 #: Names the generated code uses for its own variables, plus anything a printer could emit.
 _KERNEL_NAMES = {"x", "y", "dx", "dy", "n", "i", "acc", "out", "np", "numpy", "math", "nan", "inf",
-                 "self", "float32", "float64", "kernels", "rt"}
+                 "self", "float32", "float64", "kernels", "rt",
+                 # keyword arguments of the Python API
+                 "axis", "param_axis", "deriv_out"}
 RESERVED = (_C_KEYWORDS | set(keyword.kwlist) | _KERNEL_NAMES | set(FUNCTIONS) | set(CONSTANTS)
             | {"I", "S", "N", "O", "Q", "oo", "zoo", "nan", "True", "False", "None"})
+#: C library names an element function may call (a parameter named so would shadow them)
+_LIBM = {f + suffix for f in ("exp", "expm1", "exp2", "log", "log1p", "log2", "log10", "pow", "sqrt", "cbrt",
+                              "fabs", "fma", "fmax", "fmin", "erf", "erfc", "tanh", "sinh", "cosh", "atan",
+                              "sin", "cos", "tan", "asin", "acos", "hypot", "copysign", "floor", "ceil")
+         for suffix in ("", "f")} | {"isfinite", "isnan", "isinf", "INFINITY", "NAN", "HUGE_VAL"}
+RESERVED = RESERVED | _LIBM
 
 _NODE_NAMES = {
     ast.Attribute: "attribute access (a.b)", ast.Subscript: "indexing (a[b])",
@@ -305,7 +315,7 @@ def parse_table(name: str, table, *, path: str) -> Activation:
         if not PARAM_RE.match(pname):
             fail(f"invalid parameter name {pname!r}", key=f"params.{pname}",
                  fix="use letters, digits and _, starting with a letter")
-        if pname in RESERVED or re.fullmatch(r"t\d+", pname):
+        if pname in RESERVED or re.fullmatch(r"t\d+", pname) or pname.startswith("actgen"):
             fail(f"parameter name {pname!r} is reserved (a function, constant, keyword or a name the "
                  "generated code uses)", key=f"params.{pname}", fix="choose another name")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -357,6 +367,29 @@ def parse_table(name: str, table, *, path: str) -> Activation:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             fail(f"budget {entry!r} must be a positive number", key=f"budgets.{entry}")
 
+    kind = table.get("kind", "gated" if "gate" in table else "elementwise")
+    if kind not in KINDS:
+        fail(f"unknown kind {kind!r}", key="kind", fix="kind is one of " + ", ".join(KINDS))
+    normalizer = table.get("normalizer", "")
+    if kind == "rowwise":
+        if normalizer not in NORMALIZERS:
+            fail(f"a rowwise activation needs normalizer = {' or '.join(map(repr, NORMALIZERS))}"
+                 + (f", not {normalizer!r}" if normalizer else ""), key="normalizer",
+                 fix='normalizer = "softmax" (expr is then the score of each element, e.g. "x / T")')
+    elif "normalizer" in table:
+        fail("`normalizer` is only for kind = \"rowwise\"", key="normalizer")
+    gate = table.get("gate", "")
+    if "gate" in table and (kind != "gated" or not isinstance(gate, str)):
+        fail("`gate` names the elementwise activation of a gated one", key="gate",
+             fix='gate = "gelu" (a built-in or another table of this file)')
+    for key in ("output_derivative", "output_derivative_valid"):
+        if key in table and kind != "elementwise":
+            fail(f"`{key}` is only for elementwise activations", key=key)
+        if key in table and not isinstance(table[key], str):
+            fail(f"`{key}` must be a string", key=key)
+    if "output_derivative_valid" in table and "output_derivative" not in table:
+        fail("`output_derivative_valid` without `output_derivative`", key="output_derivative_valid")
+
     symbols = {p: param_symbol(p) for p in defaults}
     try:
         expr = parse_expression(expr_text, symbols)
@@ -367,14 +400,63 @@ def parse_table(name: str, table, *, path: str) -> Activation:
         fail(f"the expression is not real-valued: {problem}", key="expr",
              fix="restrict it with Abs, Max or Piecewise so it is real for every real x")
 
-    return Activation(name=name, expr=expr, params=defaults, learnable=tuple(learnable),
-                      description=description.strip(), source=path, expr_text=expr_text.strip(),
-                      budgets={tuple(k.split(".")): float(v) for k, v in budgets.items()}, info=info)
+    output_derivative, valid = None, sp.true
+    if "output_derivative" in table:
+        output_derivative, valid = _output_derivative(table, symbols, fail)
+
+    act = Activation(name=name, expr=expr, params=defaults, learnable=tuple(learnable),
+                     description=description.strip(), source=path, expr_text=expr_text.strip(),
+                     kind=kind, normalizer=normalizer, gate=gate, output_derivative=output_derivative,
+                     output_derivative_valid=valid,
+                     budgets={tuple(k.split(".")): float(v) for k, v in budgets.items()}, info=info)
+    if output_derivative is not None:
+        from .derive import check_output_derivative
+
+        problem = check_output_derivative(act)
+        if problem:
+            fail(f"`output_derivative` is not f'(x) written with y = f(x): {problem}",
+                 key="output_derivative",
+                 fix="write f' in terms of y (e.g. y * (1 - y) for sigmoid), restrict it with "
+                     "output_derivative_valid, or remove it (backward then always uses x)")
+    return act
+
+
+def _output_derivative(table: dict, symbols: dict, fail):
+    """Parse output_derivative (an expression in y and the parameters) and its validity
+    condition (on the parameters only)."""
+    text = table["output_derivative"]
+    try:
+        expr = parse_expression(text, {**symbols, "y": Y})
+    except _ExprError as exc:
+        fail(exc.problem, key="output_derivative", fix=exc.fix)
+    if X in expr.free_symbols:
+        fail("`output_derivative` uses x; it must be written with y = f(x) and the parameters",
+             key="output_derivative", fix="e.g. output_derivative = \"y * (1 - y)\"")
+    valid = sp.true
+    if "output_derivative_valid" in table:
+        cond_text = table["output_derivative_valid"]
+        try:
+            # the safe parser reads conditions inside a Piecewise only
+            wrapped = parse_expression(f"Piecewise((1, {cond_text}), (0, True))", symbols)
+        except _ExprError as exc:
+            fail(exc.problem, key="output_derivative_valid", fix=exc.fix)
+        if wrapped == 1:
+            valid = sp.true
+        elif isinstance(wrapped, sp.Piecewise) and len(wrapped.args) == 2 and wrapped.args[1] == (0, True):
+            valid = wrapped.args[0][1]
+        else:
+            fail(f"`output_derivative_valid` is not a condition: {cond_text!r}", key="output_derivative_valid",
+                 fix='a condition on the parameters, e.g. "alpha >= 0"')
+        if X in valid.free_symbols or Y in valid.free_symbols:
+            fail("`output_derivative_valid` is a condition on the parameters only",
+                 key="output_derivative_valid", fix='e.g. "alpha >= 0"')
+    return expr, valid
 
 
 def parse_spec_text(text: str, *, path: str = "<string>") -> list[Activation]:
     """Parse the text of a spec file into its activations, in file order."""
-    return [parse_table(name, table, path=path) for name, table in read_tables(text, path=path).items()]
+    tables = read_tables(text, path=path)
+    return [parse_table(name, resolve_table(tables, name, path), path=path) for name in tables]
 
 
 def read_spec_file(path: str | Path) -> list[Activation]:

@@ -58,3 +58,42 @@ def find_table(tables: dict, name: str, path: str) -> dict:
     raise UnknownActivationError(f"{path}: no activation named {name!r}"
                                  + (f"; did you mean {hint!r}?" if hint else "")
                                  + f" (it has: {', '.join(tables)})")
+
+
+#: Keys a gated table takes from the activation it names as its gate.
+GATE_KEYS = ("expr", "params", "learnable", "budgets", "output_derivative", "output_derivative_valid")
+
+
+def resolve_table(tables: dict, name: str, path: str) -> dict:
+    """The table ``name``, self-contained: a gated table that names its gate (gate = "gelu")
+    gets the gate's expression, parameters, learnable list and budgets (its own keys win),
+    from a table of the same file or else a built-in. The result is what the cache keys on,
+    so a change to the gate's table rebuilds the gated activation."""
+    table = tables[name]
+    if not isinstance(table, dict) or not isinstance(table.get("gate"), str):
+        return table
+    gate = table["gate"]
+    if "expr" in table:
+        raise SpecError("a gated table gives either `gate` (an activation's name) or `expr`, not both",
+                        path=path, activation=name, key="gate")
+    if gate == name:
+        raise SpecError("a gated activation cannot be its own gate", path=path, activation=name, key="gate")
+    if gate in tables:
+        base, where = tables[gate], path
+    else:
+        from . import library
+
+        if gate not in library.names():
+            raise SpecError(f"gate {gate!r} is neither a table of this file nor a built-in activation",
+                            path=path, activation=name, key="gate",
+                            fix="name a built-in (`actgen list`) or another table of this file")
+        where = library.display_path(gate)
+        base = read_tables(library.read(gate), path=where)[gate]
+    if not isinstance(base, dict) or base.get("kind", "elementwise") != "elementwise" or "gate" in base:
+        raise SpecError(f"gate {gate!r} ({where}) is not an elementwise activation", path=path,
+                        activation=name, key="gate")
+    merged = {k: v for k, v in base.items() if k in GATE_KEYS and k not in ("output_derivative",
+                                                                         "output_derivative_valid")}
+    merged.update({k: v for k, v in table.items()})
+    merged["kind"] = "gated"
+    return merged

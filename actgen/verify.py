@@ -68,7 +68,7 @@ def param_values(act: Activation, dtype: str, overrides: dict | None = None) -> 
     return {p: float(t(v)) for p, v in values.items()}
 
 
-def limit_at_infinity(expr: sp.Expr, params: dict, sign: int, dtype: str) -> float:
+def limit_at_infinity(expr: sp.Expr, params: dict, sign: int, dtype: str, *, variable: sp.Symbol = X) -> float:
     """lim expr as x -> sign*inf, rounded to ``dtype``; nan if it does not settle.
 
     Evaluated numerically: at x = sign * 2**k for k = 64, 256, 1024, 4096, 16384, until two
@@ -80,7 +80,7 @@ def limit_at_infinity(expr: sp.Expr, params: dict, sign: int, dtype: str) -> flo
     values = {param_symbol(p): v for p, v in params.items()}
     previous = None
     for k in (64, 256, 1024, 4096, 16384):
-        value = reference(expr, {**values, X: mpmath.ldexp(mpmath.mpf(sign), k)}, dtype)
+        value = reference(expr, {**values, variable: mpmath.ldexp(mpmath.mpf(sign), k)}, dtype)
         if previous is not None and (value == previous or (math.isnan(value) and math.isnan(previous))):
             return value
         previous = value
@@ -88,25 +88,26 @@ def limit_at_infinity(expr: sp.Expr, params: dict, sign: int, dtype: str) -> flo
 
 
 def reference_values(expr: sp.Expr, xs: np.ndarray, dtype: str, params: dict,
-                     dys: np.ndarray | None = None) -> np.ndarray:
-    """Correctly rounded values of ``expr`` (times dy if given) at each x, in ``dtype``."""
+                     dys: np.ndarray | None = None, *, weights: tuple = (), variable: sp.Symbol = X) -> np.ndarray:
+    """Correctly rounded values of ``expr`` (times dy, and times each array of ``weights``, if
+    given) at each x (the values of ``variable``), in ``dtype``."""
     symbols = {param_symbol(p): v for p, v in params.items()}
-    target = expr * DY if dys is not None else expr
+    arrays = ([dys] if dys is not None else []) + list(weights)
+    names = [DY] + [sp.Symbol(f"w{i}", real=True) for i in range(1, len(arrays))]
+    target = expr * sp.Mul(*names[:len(arrays)])
     limits = {}
     out = np.empty(len(xs), dtype=np.float64)
     for i, x in enumerate(xs.astype(np.float64)):
-        dy = float(dys[i]) if dys is not None else None
-        if math.isnan(x) or (dy is not None and math.isnan(dy)):
+        ws = [float(a[i]) for a in arrays]
+        if math.isnan(x) or any(math.isnan(w) for w in ws):
             out[i] = math.nan
         elif math.isinf(x):
             if x not in limits:
-                limits[x] = limit_at_infinity(expr, params, 1 if x > 0 else -1, dtype)
-            value = limits[x] * (dy if dy is not None else 1.0)
+                limits[x] = limit_at_infinity(expr, params, 1 if x > 0 else -1, dtype, variable=variable)
+            value = limits[x] * math.prod(ws)
             out[i] = float(np.dtype(dtype).type(value)) if not math.isnan(value) else math.nan
         else:
-            values = {**symbols, X: x}
-            if dy is not None:
-                values[DY] = dy
+            values = {**symbols, variable: x, **dict(zip(names, ws))}
             out[i] = reference(target, values, dtype)
     return out.astype(dtype)
 
@@ -175,25 +176,26 @@ def _memo_path(key: str):
     return cache_root() / "refs" / f"{key}.npy"
 
 
-def _memoised_reference(expr, xs, dtype, params, dys=None) -> np.ndarray:
+def _memoised_reference(expr, xs, dtype, params, dys=None, *, weights=(), variable=X) -> np.ndarray:
     """reference_values, kept on disk by content (the sweeps of unchanged specs are reused)."""
     import hashlib
+    import os
 
     h = hashlib.sha256(sp.srepr(expr).encode())
-    h.update(repr(sorted(params.items())).encode() + dtype.encode() + xs.tobytes())
-    if dys is not None:
-        h.update(dys.tobytes())
+    h.update(repr(sorted(params.items())).encode() + dtype.encode() + xs.tobytes() + str(variable).encode())
+    for a in ([dys] if dys is not None else []) + list(weights):
+        h.update(b"|" + np.asarray(a).tobytes())
     path = _memo_path(h.hexdigest())
     try:
         return np.load(path)
     except (OSError, ValueError):
         pass
-    values = reference_values(expr, xs, dtype, params, dys=dys)
+    values = reference_values(expr, xs, dtype, params, dys=dys, weights=weights, variable=variable)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{__import__('os').getpid()}.tmp.npy")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
         np.save(tmp, values)
-        __import__("os").replace(tmp, path)
+        os.replace(tmp, path)
     except OSError:
         pass
     return values
@@ -212,15 +214,19 @@ def make_sweep(act: Activation, dtype: str, *, quick: bool = False, max_magnitud
 
     if quick:
         xs = sample_points(act, dtype, dense=81, magnitudes=24, randoms=20, max_magnitude=max_magnitude,
-                           specials=specials)
+                           specials=specials, seed=seed - 1)
     else:
-        xs = sample_points(act, dtype, max_magnitude=max_magnitude, specials=specials)
+        xs = sample_points(act, dtype, max_magnitude=max_magnitude, specials=specials, seed=seed - 1)
     dys = np.random.default_rng(seed).uniform(-2.0, 2.0, xs.size).astype(dtype)
     params = param_values(act, dtype)
     refs, grad_refs, kernel_refs = {}, {}, {}
     finite = np.isfinite(xs)
     symbols = {param_symbol(p): v for p, v in params.items()}
     for k in kernels or derive(act):
+        if k.kind == "backward_y":       # a function of y, measured at y = f(x) by check_output_form
+            continue
+        if not selection_only and act.kind != "elementwise":
+            continue                     # gated and rowwise checks compute their own references
         kernel_refs[k.name] = _memoised_reference(k.exact, xs, dtype, params)
         if selection_only:
             continue
@@ -270,7 +276,7 @@ class Result:
         return dict(asdict(self), passed=self.passed)
 
 
-def _ulp_result(act_name, backend, sweep, kernel, kind, got, ref, scale=None) -> Result:
+def _ulp_result(act_name, backend, sweep, kernel, kind, got, ref, scale=None, extra_ulps=0.0) -> Result:
     from .select import conditioned_distance
 
     xs = sweep.xs
@@ -286,41 +292,248 @@ def _ulp_result(act_name, backend, sweep, kernel, kind, got, ref, scale=None) ->
     worst = int(np.flatnonzero(comparable)[np.argmax(c)]) if comparable.any() else 0
     return Result(act_name, backend, sweep.dtype, kernel, kind, int(xs.size), float(np.max(d)),
                   float(np.percentile(d, 99)), float(xs[worst]), float(got[worst]), float(ref[worst]),
-                  extra, missing, sweep.act.budget(kind, sweep.dtype), float(np.max(c)))
+                  extra, missing, sweep.act.budget(kind, sweep.dtype) + extra_ulps, float(np.max(c)))
 
 
 def check(loaded, sweep: Sweep) -> list[Result]:
-    """Every kernel of a loaded activation against the sweep's references."""
+    """Every exported function of a loaded activation against the sweep's references."""
+    kind = sweep.act.kind
+    if kind == "gated":
+        return _check_gated(loaded, sweep)
+    if kind == "rowwise":
+        return _check_rowwise(loaded, sweep)
+    return _check_elementwise(loaded, sweep)
+
+
+def _grad_result(act, loaded, sweep, p, got, exact, scale, points) -> Result:
+    """A parameter gradient (a sum) in units of eps * sum |terms|."""
     import mpmath
 
+    eps = float(np.finfo(sweep.dtype).eps)
+    limit = float(np.finfo(sweep.dtype).max)
+    if mpmath.isnan(exact) or abs(exact) > limit:
+        err = 0.0 if (np.isinf(got) and abs(exact) > limit and (got > 0) == (exact > 0)) \
+            or (np.isnan(got) and mpmath.isnan(exact)) else np.inf
+    else:
+        err = float(abs(mpmath.mpf(got) - exact) / scale) / eps if scale else (0.0 if got == 0 else np.inf)
+    return Result(act.name, loaded.backend, sweep.dtype, f"grad_{p}", "param_grad", points, err, err,
+                  float("nan"), got, float(exact), 0, 0, act.budget("param_grad", sweep.dtype), err,
+                  unit="eps*sum|terms|")
+
+
+def _exact_sum(expr, xs, weights, params) -> tuple:
+    """(sum of expr(x) * prod(weights), sum of |terms|) at 200 bits over the finite x."""
+    import mpmath
+
+    from .reference import evaluate
+
+    symbols = {param_symbol(p): v for p, v in params.items()}
+    terms = []
+    for i, x in enumerate(xs):
+        w = math.prod(float(a[i]) for a in weights)
+        try:
+            terms.append(evaluate(expr, {**symbols, X: float(x)}, 200) * w)
+        except ArithmeticError:
+            terms.append(mpmath.nan)
+    with mpmath.workprec(200):
+        return mpmath.fsum(terms), mpmath.fsum(abs(t) for t in terms)
+
+
+def _identical(act, loaded, sweep, name, kind, got, want) -> Result:
+    """A function that must reproduce another bit for bit (the fused and per-channel loops
+    call the same element functions as the plain ones)."""
+    got, want = np.asarray(got).ravel(), np.asarray(want).ravel()
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    dist = ulp_distance(got, want)
+    worst = int(np.argmax(np.where(same, 0, dist))) if got.size else 0
+    err = 0.0 if same.all() else float(np.max(np.where(same, 0, dist)))
+    return Result(act.name, loaded.backend, sweep.dtype, name, kind, int(got.size), err, err,
+                  float(sweep.xs.ravel()[worst % sweep.xs.size]) if got.size else math.nan,
+                  float(got[worst]) if got.size else math.nan, float(want[worst]) if got.size else math.nan,
+                  0, 0, 0.0, err, unit="ulp vs the plain kernel")
+
+
+def _check_elementwise(loaded, sweep: Sweep) -> list[Result]:
+    from .activation import Y
     from .select import candidates, term_scale
 
     act, out = sweep.act, []
     params = sweep.params
-    for k in derive(act):
-        if k.kind == "forward":
-            got = np.asarray(loaded(sweep.xs, **params))
-            out.append(_ulp_result(act.name, loaded.backend, sweep, k.name, k.kind, got, sweep.refs[k.name]))
-        elif k.kind == "backward":
-            got = np.asarray(loaded.backward(sweep.xs, sweep.dys, **params))
-            scale = term_scale(candidates(act, k)[0][1].stable, sweep.xs, params) * np.abs(sweep.dys)
-            out.append(_ulp_result(act.name, loaded.backend, sweep, k.name, k.kind, got, sweep.refs[k.name],
-                                   scale))
-    finite = np.isfinite(sweep.xs)
+    xs, dys = sweep.xs, sweep.dys
+    kernels = {k.name: k for k in derive(act)}
+    y = np.asarray(loaded(xs, **params))
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "forward", "forward", y, sweep.refs["forward"]))
+    dx = np.asarray(loaded.backward(xs, dys, **params))
+    back = kernels["backward"]
+    scale = term_scale(candidates(act, back)[0][1].stable, xs, params) * np.abs(dys)
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "backward", "backward", dx, sweep.refs["backward"],
+                           scale))
+    # the fused forward and derivative (its loop may vectorise differently: measured on its own)
+    fy, fd = loaded.forward_with_derivative(xs, **params)
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "fused_y", "forward", fy, sweep.refs["forward"]))
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "fused_dydx", "backward", fd,
+                           sweep.kernel_refs["backward"], scale / np.where(dys == 0, 1, np.abs(dys))))
+    # per-channel parameters (here equal to the scalars)
+    if act.params:
+        arrays = {p: np.full(xs.shape, v, dtype=xs.dtype) for p, v in params.items()}
+        out.append(_ulp_result(act.name, loaded.backend, sweep, "forward_pc", "forward",
+                               np.asarray(loaded(xs, **arrays)), sweep.refs["forward"]))
+        out.append(_ulp_result(act.name, loaded.backend, sweep, "backward_pc", "backward",
+                               np.asarray(loaded.backward(xs, dys, **arrays)), sweep.refs["backward"], scale))
+    # from the saved output: at the correctly rounded y = f(x), against g(y) exactly
+    if "backward_y" in kernels and loaded._kernels.valid(sweep.dtype, tuple(params.values())):
+        ys = sweep.refs["forward"]
+        g = kernels["backward_y"].exact
+        ref = _memoised_reference(g, ys, sweep.dtype, params, dys=dys, variable=Y)
+        got = np.asarray(loaded.backward_from_output(ys, dys, **params))
+        out.append(_ulp_result(act.name, loaded.backend, sweep, "backward_y", "backward", got, ref))
+    finite = np.isfinite(xs)
     if sweep.grad_refs:
-        grads = loaded.param_grads(sweep.xs[finite], sweep.dys[finite], **params)
-        eps = float(np.finfo(sweep.dtype).eps)
+        grads = loaded.param_grads(xs[finite], dys[finite], **params)
         for p, (exact, scale) in sweep.grad_refs.items():
-            got = float(grads[p])
-            limit = float(np.finfo(sweep.dtype).max)
-            if mpmath.isnan(exact) or abs(exact) > limit:
-                err = 0.0 if (np.isinf(got) and abs(exact) > limit and (got > 0) == (exact > 0)) \
-                    or (np.isnan(got) and mpmath.isnan(exact)) else np.inf
+            out.append(_grad_result(act, loaded, sweep, p, float(grads[p]), exact, scale, int(finite.sum())))
+    return out
+
+
+def _check_gated(loaded, sweep: Sweep) -> list[Result]:
+    """y = a * f(b) with b the sweep's points and a random (both halves along axis 0)."""
+    from .select import candidates, term_scale
+
+    act, out = sweep.act, []
+    params, dtype = sweep.params, sweep.dtype
+    b, dy = sweep.xs, sweep.dys
+    a = np.random.default_rng(5).uniform(-2.0, 2.0, b.size).astype(dtype)
+    x = np.stack([a, b])
+    kernels = {k.name: k for k in derive(act)}
+    f, fprime = kernels["forward"].exact, kernels["backward"].exact
+    # a * f(b): the gate's budget plus the product's rounding
+    y = np.asarray(loaded(x, axis=0, **params))[0]
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "forward", "forward", y,
+                           _memoised_reference(f, b, dtype, params, weights=(a,)), extra_ulps=1))
+    dx = np.asarray(loaded.backward(x, dy[None, :], axis=0, **params))
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "backward_a", "backward", dx[0],
+                           _memoised_reference(f, b, dtype, params, dys=dy)))
+    scale = term_scale(candidates(act, kernels["backward"])[0][1].stable, b, params) * np.abs(dy * a)
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "backward_b", "backward", dx[1],
+                           _memoised_reference(fprime, b, dtype, params, dys=dy, weights=(a,)), scale,
+                           extra_ulps=1))
+    finite = np.isfinite(b)
+    if act.learnable:
+        grads = loaded.param_grads(x[:, finite], dy[None, finite], axis=0, **params)
+        for p in act.learnable:
+            exact, total = _exact_sum(kernels[f"grad_{p}"].exact, b[finite], (dy[finite], a[finite]), params)
+            out.append(_grad_result(act, loaded, sweep, p, float(grads[p]), exact, total, int(finite.sum())))
+    return out
+
+
+ROW = 8
+
+
+def _rows_of(xs: np.ndarray) -> np.ndarray:
+    """Rows of ROW elements from the sweep: its points in their order (neighbouring magnitudes)
+    and shuffled, padded with zeros."""
+    shuffled = xs[np.random.default_rng(11).permutation(xs.size)]
+    pts = np.concatenate([xs, shuffled])
+    pad = (-pts.size) % ROW
+    return np.concatenate([pts, np.zeros(pad, xs.dtype)]).reshape(-1, ROW)
+
+
+def row_reference(act: Activation, rows: np.ndarray, dys: np.ndarray, params: dict, dtype: str, prec: int = 320):
+    """Correctly rounded (at ``prec`` bits) softmax/log_softmax of each row and its backward
+    dy -> dx, the backward's conditioning scale, and the exact parameter gradients (sum, sum of
+    |terms|), with the row conventions of the kernels (a NaN, or an infinite maximum, makes the
+    row NaN)."""
+    import mpmath
+
+    from .reference import FORMATS, Undefined, _exp, evaluate, round_to_format
+
+    kernels = {k.name: k for k in derive(act)}
+    score, ds = kernels["forward"].exact, kernels["backward"].exact
+    grads = {p: kernels[f"grad_{p}"].exact for p in act.learnable}
+    symbols = {param_symbol(p): v for p, v in params.items()}
+    fmt = FORMATS[dtype]
+    y = np.empty(rows.shape)
+    dx = np.empty(rows.shape)
+    scale = np.empty(rows.shape)
+    sums = {p: [] for p in grads}
+    softmax = act.normalizer == "softmax"
+
+    def ev(e, x):
+        try:
+            return evaluate(e, {**symbols, X: x}, prec)
+        except (Undefined, ZeroDivisionError, ValueError):
+            return mpmath.nan
+
+    with mpmath.workprec(prec):
+        for r in range(rows.shape[0]):
+            xr = [mpmath.mpf(float(v)) if math.isfinite(v) else mpmath.mpf(float(v)) for v in rows[r]]
+            s = [ev(score, v) for v in xr]
+            bad = any(mpmath.isnan(v) for v in s)
+            m = max(s) if not bad else mpmath.nan
+            if bad or mpmath.isinf(m):
+                y[r] = dx[r] = math.nan
+                scale[r] = math.nan
+                for p in grads:
+                    sums[p].append((mpmath.nan, mpmath.mpf(0)))
+                continue
+            e = [_exp(v - m) for v in s]
+            total = mpmath.fsum(e)
+            prob = [v / total for v in e]
+            logs = [(v - m) - mpmath.log(total) for v in s]
+            d = [mpmath.mpf(float(v)) for v in dys[r]]
+            if softmax:
+                a = mpmath.fsum(dd * pp for dd, pp in zip(d, prob))
+                a_abs = mpmath.fsum(abs(dd * pp) for dd, pp in zip(d, prob))
+                g = [pp * (dd - a) for dd, pp in zip(d, prob)]
+                g_scale = [pp * (abs(dd) + a_abs) for dd, pp in zip(d, prob)]
             else:
-                err = float(abs(mpmath.mpf(got) - exact) / scale) / eps if scale else 0.0
-            out.append(Result(act.name, loaded.backend, sweep.dtype, f"grad_{p}", "param_grad",
-                              int(finite.sum()), err, err, float("nan"), got, float(exact), 0, 0,
-                              act.budget("param_grad", sweep.dtype), err, unit="eps*sum|terms|"))
+                a = mpmath.fsum(d)
+                a_abs = mpmath.fsum(abs(dd) for dd in d)
+                g = [dd - pp * a for dd, pp in zip(d, prob)]
+                g_scale = [abs(dd) + pp * a_abs for dd, pp in zip(d, prob)]
+            for j, v in enumerate(xr):
+                y[r, j] = round_to_format(prob[j] if softmax else logs[j], *fmt)
+                dsj = ev(ds, v)
+                dx[r, j] = round_to_format(dsj * g[j], *fmt)
+                scale[r, j] = float(abs(dsj) * g_scale[j])
+            for p, e_p in grads.items():
+                # a term whose dL/ds is 0 is 0 (an x = -inf: probability 0, ds/dp = inf)
+                terms = [mpmath.mpf(0) if g[j] == 0 else ev(e_p, v) * g[j] for j, v in enumerate(xr)]
+                sums[p].append((mpmath.fsum(terms), mpmath.fsum(abs(t) for t in terms)))
+    totals = {}
+    for p, parts in sums.items():
+        finite = [t for t in parts if not mpmath.isnan(t[0])]
+        totals[p] = (mpmath.fsum(t[0] for t in finite), mpmath.fsum(t[1] for t in finite))
+    return y.astype(dtype), dx.astype(dtype), scale, totals
+
+
+def _check_rowwise(loaded, sweep: Sweep) -> list[Result]:
+    act, out = sweep.act, []
+    params, dtype = sweep.params, sweep.dtype
+    rows = _rows_of(sweep.xs)
+    dys = np.random.default_rng(13).uniform(-2.0, 2.0, rows.shape).astype(dtype)
+    ref_y, ref_dx, scale, totals = row_reference(act, rows.astype(np.float64), dys, params, dtype)
+    row_sweep = Sweep(act, dtype, rows.ravel(), dys.ravel(), params, {}, {}, {})
+    y = np.asarray(loaded(rows, **params))
+    out.append(_ulp_result(act.name, loaded.backend, row_sweep, "forward", "forward", y.ravel(), ref_y.ravel()))
+    dx = np.asarray(loaded.backward(rows, dys, **params))
+    out.append(_ulp_result(act.name, loaded.backend, row_sweep, "backward", "backward", dx.ravel(),
+                           ref_dx.ravel(), scale.ravel()))
+    # along another axis: the same values (the rows are moved, not recomputed differently)
+    along0 = np.asarray(loaded(np.ascontiguousarray(rows.T), axis=0, **params)).T
+    out.append(_identical(act, loaded, row_sweep, "forward_axis0", "forward", along0, y))
+    if loaded.has_output_derivative:
+        ok = np.isfinite(y).all(axis=1)
+        got = np.asarray(loaded.backward_from_output(y[ok], dys[ok], **params))
+        out.append(_ulp_result(act.name, loaded.backend, Sweep(act, dtype, rows[ok].ravel(), dys[ok].ravel(),
+                                                               params, {}, {}, {}),
+                               "backward_y", "backward", got.ravel(), ref_dx[ok].ravel(), scale[ok].ravel()))
+    if act.learnable:
+        ok = np.isfinite(ref_y).all(axis=1)
+        grads = loaded.param_grads(rows[ok], dys[ok], **params)
+        for p in act.learnable:
+            exact, total = totals[p]
+            out.append(_grad_result(act, loaded, row_sweep, p, float(grads[p]), exact, total, int(ok.sum())))
     return out
 
 

@@ -119,8 +119,12 @@ def test_read_only_out_is_rejected_read_only_input_is_fine(swish):
 def test_unknown_and_bad_parameters(swish):
     with pytest.raises(KernelArgumentError, match=r"unknown parameter\(s\) alpha; its parameters are: beta"):
         swish(np.ones(3), alpha=2.0)
-    with pytest.raises(KernelArgumentError, match="beta must be a scalar"):
-        swish(np.ones(3), beta=np.ones(3))
+    with pytest.raises(KernelArgumentError, match=r"parameter beta of shape \(4,\) does not broadcast"):
+        swish(np.ones(3), beta=np.ones(4))
+    with pytest.raises(KernelArgumentError, match=r"with param_axis=0 it must have shape \(3,\)"):
+        swish(np.ones((3, 2)), beta=np.ones(2), param_axis=0)
+    with pytest.raises(KernelArgumentError, match="param_axis=2 is out of range"):
+        swish(np.ones((3, 2)), beta=np.ones(3), param_axis=2)
     with pytest.raises(KernelArgumentError, match="must be a real number"):
         swish(np.ones(3), beta="big")
 

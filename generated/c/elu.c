@@ -8,6 +8,14 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
  * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
@@ -17,52 +25,238 @@
 double exp(double);
 #pragma omp declare simd notinbranch
 double expm1(double);
-#pragma omp declare simd notinbranch
-float expf(float);
-#pragma omp declare simd notinbranch
-float expm1f(float);
 #endif
 
-/* ---- float32 ---- */
+/* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, measured 1 ULP, naive 8.25e+08 ULP; rewrites: expm1 */
-void actgen_elu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float alpha)
+/* y = f(x): rewritten, computed in double, measured 1 ULP, naive 8.25e+08 ULP; rewrites: expm1 */
+static inline ACTGEN_INLINE double actgen_elu_forward_elem_f32(const double x, float alpha)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0) ? (x) : (alpha*expm1(x))));
+}
+
+/* dx = dy * f'(x): rewritten, computed in double, measured 2 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1 */
+static inline ACTGEN_INLINE double actgen_elu_backward_elem_f32(const double x, float alpha)
+{
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0) ? (1.0) : (alpha*exp(x))));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_elu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        out[i] = (x != x ? x : (((x > 0.0F) ? (x) : (alpha*expm1f(x)))));
+        out[i] = (float)actgen_elu_forward_elem_f32(in[i], p_alpha);
     }
 }
 
-/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1 */
-void actgen_elu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float alpha)
+
+void actgen_elu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > 0.0F) ? (1.0F) : (alpha*expf(x))))));
+        grad_in[i] = (float)(grad_out[i] * actgen_elu_backward_elem_f32(in[i], p_alpha));
     }
 }
 
-/* ---- float64 ---- */
+
+void actgen_elu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_elu_forward_elem_f32(in[i], p_alpha); deriv[i] = (float)actgen_elu_backward_elem_f32(in[i], p_alpha);
+    }
+}
+
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_elu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (float)actgen_elu_forward_elem_f32(in[i], p_alpha);
+    }
+}
+
+void actgen_elu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_alpha = pv_alpha[c];
+                out[i] = (float)actgen_elu_forward_elem_f32(in[i], p_alpha);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_alpha = pv_alpha[c];
+            actgen_elu_forward_pc_f32_segment(in, out, row * inner, j0, j1, p_alpha);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_elu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (float)(grad_out[i] * actgen_elu_backward_elem_f32(in[i], p_alpha));
+    }
+}
+
+void actgen_elu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_alpha = pv_alpha[c];
+                grad_in[i] = (float)(grad_out[i] * actgen_elu_backward_elem_f32(in[i], p_alpha));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_alpha = pv_alpha[c];
+            actgen_elu_backward_pc_f32_segment(in, grad_out, grad_in, row * inner, j0, j1, p_alpha);
+        }
+    }
+}
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 4.29e+18 ULP; rewrites: expm1 */
-void actgen_elu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double alpha)
+static inline ACTGEN_INLINE double actgen_elu_forward_elem_f64(const double x, double alpha)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (x != x ? x : (((x > 0.0) ? (x) : (alpha*expm1(x)))));
-    }
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0) ? (x) : (alpha*expm1(x))));
 }
 
 /* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1 */
-void actgen_elu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double alpha)
+static inline ACTGEN_INLINE double actgen_elu_backward_elem_f64(const double x, double alpha)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0) ? (1.0) : (alpha*exp(x))));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_elu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > 0.0) ? (1.0) : (alpha*exp(x))))));
+        out[i] = (double)actgen_elu_forward_elem_f64(in[i], p_alpha);
+    }
+}
+
+
+void actgen_elu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_elu_backward_elem_f64(in[i], p_alpha));
+    }
+}
+
+
+void actgen_elu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_elu_forward_elem_f64(in[i], p_alpha); deriv[i] = (double)actgen_elu_backward_elem_f64(in[i], p_alpha);
+    }
+}
+
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_elu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (double)actgen_elu_forward_elem_f64(in[i], p_alpha);
+    }
+}
+
+void actgen_elu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_alpha = pv_alpha[c];
+                out[i] = (double)actgen_elu_forward_elem_f64(in[i], p_alpha);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_alpha = pv_alpha[c];
+            actgen_elu_forward_pc_f64_segment(in, out, row * inner, j0, j1, p_alpha);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_elu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (double)(grad_out[i] * actgen_elu_backward_elem_f64(in[i], p_alpha));
+    }
+}
+
+void actgen_elu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_alpha = pv_alpha[c];
+                grad_in[i] = (double)(grad_out[i] * actgen_elu_backward_elem_f64(in[i], p_alpha));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_alpha = pv_alpha[c];
+            actgen_elu_backward_pc_f64_segment(in, grad_out, grad_in, row * inner, j0, j1, p_alpha);
+        }
     }
 }

@@ -8,6 +8,14 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
  * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
@@ -43,52 +51,98 @@ static inline double actgen_softplus_dd(actgen_dd u) { return actgen_softplus_f6
 static inline double actgen_cosh_dd(actgen_dd u) { return cosh(u.hi) + sinh(u.hi) * u.lo; }
 static inline double actgen_sinh_dd(actgen_dd u) { return sinh(u.hi) + cosh(u.hi) * u.lo; }
 
-/* ---- float32 ---- */
+/* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: tanh_sigmoid */
-void actgen_gelu_tanh_forward_f32(const float *restrict in, float *restrict out, int64_t n)
+static inline ACTGEN_INLINE double actgen_gelu_tanh_forward_elem_f32(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (float)(x != x ? x : (((x < -3.40282346638528859812e+38) ? (0.0) : (x*actgen_sigmoid_f64(0.0713548162726002487763*(x*x*x) + 1.59576912160573071176*x)))));
-    }
+    (void)x;
+    return x != x ? x : (((x < -3.40282346638528859812e+38) ? (0.0) : (x*actgen_sigmoid_f64(0.0713548162726002487763*(x*x*x) + 1.59576912160573071176*x))));
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: tanh_sigmoid */
-void actgen_gelu_tanh_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n)
+static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f32(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x;
+    const double t0 = 1.59576912160573071176*x;
+    const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
+    const double t2 = actgen_sigmoid_f64(t1);
+    return x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2)))));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_gelu_tanh_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        const double t0 = 1.59576912160573071176*x;
-        const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
-        const double t2 = actgen_sigmoid_f64(t1);
-        grad_in[i] = (float)(grad_out[i] * (x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2)))))));
+        out[i] = (float)actgen_gelu_tanh_forward_elem_f32(in[i]);
     }
 }
 
-/* ---- float64 ---- */
+
+void actgen_gelu_tanh_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (float)(grad_out[i] * actgen_gelu_tanh_backward_elem_f32(in[i]));
+    }
+}
+
+
+void actgen_gelu_tanh_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_gelu_tanh_forward_elem_f32(in[i]); deriv[i] = (float)actgen_gelu_tanh_backward_elem_f32(in[i]);
+    }
+}
+
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): compensated, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: tanh_sigmoid, compensated */
-void actgen_gelu_tanh_forward_f64(const double *restrict in, double *restrict out, int64_t n)
+static inline ACTGEN_INLINE double actgen_gelu_tanh_forward_elem_f64(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (x != x ? x : (((x >= 5.64380308591083156263e+102) ? (x) : (((x <= -5.64380308591083156263e+102) ? (0.0) : (x*actgen_sigmoid_dd(actgen_dd_add(actgen_dd_mul(actgen_dd_make(0.07135481627260025, -6.175149918155315e-19), actgen_dd_mul(actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)), actgen_dd_make(x, 0.0))), actgen_dd_mul(actgen_dd_make(1.5957691216057308, -9.96930880911092e-17), actgen_dd_make(x, 0.0))))))))));
-    }
+    (void)x;
+    return x != x ? x : (((x >= 5.64380308591083156263e+102) ? (x) : (((x <= -5.64380308591083156263e+102) ? (0.0) : (x*actgen_sigmoid_dd(actgen_dd_add(actgen_dd_mul(actgen_dd_make(0.07135481627260025, -6.175149918155315e-19), actgen_dd_mul(actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)), actgen_dd_make(x, 0.0))), actgen_dd_mul(actgen_dd_make(1.5957691216057308, -9.96930880911092e-17), actgen_dd_make(x, 0.0)))))))));
 }
 
 /* dx = dy * f'(x): rewritten, limits at infinity, measured 315 ULP (conditioned), naive NaN/inf; rewrites: tanh_sigmoid */
-void actgen_gelu_tanh_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n)
+static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f64(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x;
+    const double t0 = 1.59576912160573071176*x;
+    const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
+    const double t2 = actgen_sigmoid_f64(t1);
+    return x != x ? x : (((x >= 9.4346038872157722235e+102) ? (1.0) : (((x <= -8.18569459433572720954e+151) ? (0.0) : (t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2)))));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_gelu_tanh_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        const double t0 = 1.59576912160573071176*x;
-        const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
-        const double t2 = actgen_sigmoid_f64(t1);
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((x >= 9.4346038872157722235e+102) ? (1.0) : (((x <= -8.18569459433572720954e+151) ? (0.0) : (t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2)))))));
+        out[i] = (double)actgen_gelu_tanh_forward_elem_f64(in[i]);
     }
 }
+
+
+void actgen_gelu_tanh_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_gelu_tanh_backward_elem_f64(in[i]));
+    }
+}
+
+
+void actgen_gelu_tanh_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_gelu_tanh_forward_elem_f64(in[i]); deriv[i] = (double)actgen_gelu_tanh_backward_elem_f64(in[i]);
+    }
+}
+

@@ -8,6 +8,14 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
 static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
@@ -21,46 +29,92 @@ static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) 
 /* min that propagates NaN */
 static inline float actgen_min_f32(float a, float b) { return (a < b || a != a) ? a : b; }
 
-/* ---- float32 ---- */
+/* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
-void actgen_hard_sigmoid_forward_f32(const float *restrict in, float *restrict out, int64_t n)
+static inline ACTGEN_INLINE float actgen_hard_sigmoid_forward_elem_f32(const float x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        out[i] = (actgen_min_f32(6.0F, actgen_max_f32(0.0F, x + 3.0F))/6.0F);
-    }
+    (void)x;
+    return actgen_min_f32(6.0F, actgen_max_f32(0.0F, x + 3.0F))/6.0F;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
-void actgen_hard_sigmoid_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n)
+static inline ACTGEN_INLINE float actgen_hard_sigmoid_backward_elem_f32(const float x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x;
+    return x != x ? x : (((x > -3.0F && x < 3.0F) ? (0.166666666666666666667F) : (0.0F)));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_hard_sigmoid_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > -3.0F && x < 3.0F) ? (0.166666666666666666667F) : (0.0F)))));
+        out[i] = (float)actgen_hard_sigmoid_forward_elem_f32(in[i]);
     }
 }
 
-/* ---- float64 ---- */
+
+void actgen_hard_sigmoid_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (float)(grad_out[i] * actgen_hard_sigmoid_backward_elem_f32(in[i]));
+    }
+}
+
+
+void actgen_hard_sigmoid_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_hard_sigmoid_forward_elem_f32(in[i]); deriv[i] = (float)actgen_hard_sigmoid_backward_elem_f32(in[i]);
+    }
+}
+
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
-void actgen_hard_sigmoid_forward_f64(const double *restrict in, double *restrict out, int64_t n)
+static inline ACTGEN_INLINE double actgen_hard_sigmoid_forward_elem_f64(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (actgen_min_f64(6.0, actgen_max_f64(0.0, x + 3.0))/6.0);
-    }
+    (void)x;
+    return actgen_min_f64(6.0, actgen_max_f64(0.0, x + 3.0))/6.0;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
-void actgen_hard_sigmoid_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n)
+static inline ACTGEN_INLINE double actgen_hard_sigmoid_backward_elem_f64(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x;
+    return x != x ? x : (((x > -3.0 && x < 3.0) ? (0.166666666666666666667) : (0.0)));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_hard_sigmoid_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > -3.0 && x < 3.0) ? (0.166666666666666666667) : (0.0)))));
+        out[i] = (double)actgen_hard_sigmoid_forward_elem_f64(in[i]);
     }
 }
+
+
+void actgen_hard_sigmoid_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_hard_sigmoid_backward_elem_f64(in[i]));
+    }
+}
+
+
+void actgen_hard_sigmoid_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_hard_sigmoid_forward_elem_f64(in[i]); deriv[i] = (double)actgen_hard_sigmoid_backward_elem_f64(in[i]);
+    }
+}
+

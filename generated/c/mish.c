@@ -8,6 +8,14 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
  * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
@@ -21,12 +29,6 @@ double exp(double);
 double log1p(double);
 #pragma omp declare simd notinbranch
 double tanh(double);
-#pragma omp declare simd notinbranch
-float expf(float);
-#pragma omp declare simd notinbranch
-float log1pf(float);
-#pragma omp declare simd notinbranch
-float tanhf(float);
 #endif
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
@@ -38,54 +40,94 @@ static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z
 /* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow */
 static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(exp(-fabs(z))); }
 
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
+/* ---- float32: element functions ---- */
 
-/* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow */
-static inline float actgen_softplus_f32(float z) { return actgen_max_f32(z, 0.0F) + log1pf(expf(-fabsf(z))); }
-
-/* ---- float32 ---- */
-
-/* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
-void actgen_mish_forward_f32(const float *restrict in, float *restrict out, int64_t n)
+/* y = f(x): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+static inline ACTGEN_INLINE double actgen_mish_forward_elem_f32(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        out[i] = (x != x ? x : (((x < -3.40282346638528859812e+38F) ? (0.0F) : (x*tanhf(actgen_softplus_f32(x))))));
-    }
+    (void)x;
+    return x != x ? x : (((x < -3.40282346638528859812e+38) ? (0.0) : (x*tanh(actgen_softplus_f64(x)))));
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
-void actgen_mish_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n)
+static inline ACTGEN_INLINE double actgen_mish_backward_elem_f32(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x;
+    const double t0 = actgen_softplus_f64(x);
+    return x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : ((x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0))))));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_mish_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        const double t0 = actgen_softplus_f64(x);
-        grad_in[i] = (float)(grad_out[i] * (x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : ((x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0))))))));
+        out[i] = (float)actgen_mish_forward_elem_f32(in[i]);
     }
 }
 
-/* ---- float64 ---- */
+
+void actgen_mish_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (float)(grad_out[i] * actgen_mish_backward_elem_f32(in[i]));
+    }
+}
+
+
+void actgen_mish_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_mish_forward_elem_f32(in[i]); deriv[i] = (float)actgen_mish_backward_elem_f32(in[i]);
+    }
+}
+
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
-void actgen_mish_forward_f64(const double *restrict in, double *restrict out, int64_t n)
+static inline ACTGEN_INLINE double actgen_mish_forward_elem_f64(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (x != x ? x : (((x < -1.79769313486231570815e+308) ? (0.0) : (x*tanh(actgen_softplus_f64(x))))));
-    }
+    (void)x;
+    return x != x ? x : (((x < -1.79769313486231570815e+308) ? (0.0) : (x*tanh(actgen_softplus_f64(x)))));
 }
 
 /* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
-void actgen_mish_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n)
+static inline ACTGEN_INLINE double actgen_mish_backward_elem_f64(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x;
+    const double t0 = actgen_softplus_f64(x);
+    return x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (0.0) : ((x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0))))));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_mish_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        const double t0 = actgen_softplus_f64(x);
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (0.0) : ((x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0))))))));
+        out[i] = (double)actgen_mish_forward_elem_f64(in[i]);
     }
 }
+
+
+void actgen_mish_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_mish_backward_elem_f64(in[i]));
+    }
+}
+
+
+void actgen_mish_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_mish_forward_elem_f64(in[i]); deriv[i] = (double)actgen_mish_backward_elem_f64(in[i]);
+    }
+}
+

@@ -8,71 +8,357 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
-/* ---- float32 ---- */
+/* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
-void actgen_prelu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float alpha)
+static inline ACTGEN_INLINE float actgen_prelu_forward_elem_f32(const float x, float alpha)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        out[i] = (x != x ? x : (((x > 0.0F) ? (x) : (alpha*x))));
-    }
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0F) ? (x) : (alpha*x)));
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
-void actgen_prelu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float alpha)
+static inline ACTGEN_INLINE float actgen_prelu_backward_elem_f32(const float x, float alpha)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > 0.0F) ? (1.0F) : (alpha)))));
-    }
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0F) ? (1.0F) : (alpha)));
 }
 
 /* dalpha = sum(dy * df/dalpha): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
-double actgen_prelu_grad_alpha_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float alpha)
+static inline ACTGEN_INLINE float actgen_prelu_grad_alpha_elem_f32(const float x, float alpha)
+{
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0F) ? (0.0F) : (x)));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_prelu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_prelu_forward_elem_f32(in[i], p_alpha);
+    }
+}
+
+
+void actgen_prelu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_elem_f32(in[i], p_alpha));
+    }
+}
+
+
+void actgen_prelu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_prelu_forward_elem_f32(in[i], p_alpha); deriv[i] = (float)actgen_prelu_backward_elem_f32(in[i], p_alpha);
+    }
+}
+
+
+double actgen_prelu_grad_alpha_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float p_alpha, int nthreads)
 {
     double acc = 0.0;
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        acc += (double)grad_out[i] * (double)(x != x ? x : (((x > 0.0F) ? (0.0F) : (x))));
-    }
+    #pragma omp parallel for simd schedule(static) reduction(+:acc) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i)
+        acc += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f32(in[i], p_alpha);
     return acc;
 }
 
-/* ---- float64 ---- */
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_prelu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (float)actgen_prelu_forward_elem_f32(in[i], p_alpha);
+    }
+}
+
+void actgen_prelu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_alpha = pv_alpha[c];
+                out[i] = (float)actgen_prelu_forward_elem_f32(in[i], p_alpha);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_alpha = pv_alpha[c];
+            actgen_prelu_forward_pc_f32_segment(in, out, row * inner, j0, j1, p_alpha);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_prelu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_elem_f32(in[i], p_alpha));
+    }
+}
+
+void actgen_prelu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_alpha = pv_alpha[c];
+                grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_elem_f32(in[i], p_alpha));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_alpha = pv_alpha[c];
+            actgen_prelu_backward_pc_f32_segment(in, grad_out, grad_in, row * inner, j0, j1, p_alpha);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): grad_alpha_pc */
+static double actgen_prelu_grad_alpha_pc_f32_segment(const float *restrict in, const float *restrict grad_out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+{
+    double s = 0.0;
+    #pragma omp simd reduction(+:s)
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        s += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f32(in[i], p_alpha);
+    }
+    return s;
+}
+
+void actgen_prelu_grad_alpha_pc_f32(const float *restrict in, const float *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, double *restrict acc, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    for (int64_t c = 0; c < channels; ++c) acc[c] = 0.0;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_alpha = pv_alpha[c];
+                acc[c] += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f32(in[i], p_alpha);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_alpha = pv_alpha[c];
+            acc[c] += actgen_prelu_grad_alpha_pc_f32_segment(in, grad_out, row * inner, j0, j1, p_alpha);
+        }
+    }
+}
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
-void actgen_prelu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double alpha)
+static inline ACTGEN_INLINE double actgen_prelu_forward_elem_f64(const double x, double alpha)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (x != x ? x : (((x > 0.0) ? (x) : (alpha*x))));
-    }
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0) ? (x) : (alpha*x)));
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
-void actgen_prelu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double alpha)
+static inline ACTGEN_INLINE double actgen_prelu_backward_elem_f64(const double x, double alpha)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((x > 0.0) ? (1.0) : (alpha)))));
-    }
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0) ? (1.0) : (alpha)));
 }
 
 /* dalpha = sum(dy * df/dalpha): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
-double actgen_prelu_grad_alpha_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double alpha)
+static inline ACTGEN_INLINE double actgen_prelu_grad_alpha_elem_f64(const double x, double alpha)
+{
+    (void)x; (void)alpha;
+    return x != x ? x : (((x > 0.0) ? (0.0) : (x)));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_prelu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_prelu_forward_elem_f64(in[i], p_alpha);
+    }
+}
+
+
+void actgen_prelu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_elem_f64(in[i], p_alpha));
+    }
+}
+
+
+void actgen_prelu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_prelu_forward_elem_f64(in[i], p_alpha); deriv[i] = (double)actgen_prelu_backward_elem_f64(in[i], p_alpha);
+    }
+}
+
+
+double actgen_prelu_grad_alpha_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double p_alpha, int nthreads)
 {
     double acc = 0.0;
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        acc += (double)grad_out[i] * (double)(x != x ? x : (((x > 0.0) ? (0.0) : (x))));
-    }
+    #pragma omp parallel for simd schedule(static) reduction(+:acc) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i)
+        acc += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f64(in[i], p_alpha);
     return acc;
+}
+
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_prelu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (double)actgen_prelu_forward_elem_f64(in[i], p_alpha);
+    }
+}
+
+void actgen_prelu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_alpha = pv_alpha[c];
+                out[i] = (double)actgen_prelu_forward_elem_f64(in[i], p_alpha);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_alpha = pv_alpha[c];
+            actgen_prelu_forward_pc_f64_segment(in, out, row * inner, j0, j1, p_alpha);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_prelu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_elem_f64(in[i], p_alpha));
+    }
+}
+
+void actgen_prelu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_alpha = pv_alpha[c];
+                grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_elem_f64(in[i], p_alpha));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_alpha = pv_alpha[c];
+            actgen_prelu_backward_pc_f64_segment(in, grad_out, grad_in, row * inner, j0, j1, p_alpha);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): grad_alpha_pc */
+static double actgen_prelu_grad_alpha_pc_f64_segment(const double *restrict in, const double *restrict grad_out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+{
+    double s = 0.0;
+    #pragma omp simd reduction(+:s)
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        s += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f64(in[i], p_alpha);
+    }
+    return s;
+}
+
+void actgen_prelu_grad_alpha_pc_f64(const double *restrict in, const double *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, double *restrict acc, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    for (int64_t c = 0; c < channels; ++c) acc[c] = 0.0;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_alpha = pv_alpha[c];
+                acc[c] += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f64(in[i], p_alpha);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_alpha = pv_alpha[c];
+            acc[c] += actgen_prelu_grad_alpha_pc_f64_segment(in, grad_out, row * inner, j0, j1, p_alpha);
+        }
+    }
 }

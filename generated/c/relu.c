@@ -10,47 +10,245 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
-/* ---- float32 ---- */
+/* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
-void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float negative_slope, float max_value, float threshold)
+static inline ACTGEN_INLINE float actgen_relu_forward_elem_f32(const float x, float negative_slope, float max_value, float threshold)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        out[i] = (x != x ? x : (((max_value <= 3.4028234663852886e+38F && max_value <= x) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope*(-threshold + x)))))))));
-    }
+    (void)x; (void)negative_slope; (void)max_value; (void)threshold;
+    return x != x ? x : (((max_value <= 3.4028234663852886e+38F && max_value <= x) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope*(-threshold + x))))))));
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
-void actgen_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float negative_slope, float max_value, float threshold)
+static inline ACTGEN_INLINE float actgen_relu_backward_elem_f32(const float x, float negative_slope, float max_value, float threshold)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x; (void)negative_slope; (void)max_value; (void)threshold;
+    return x != x ? x : (((max_value <= 3.4028234663852886e+38F && max_value <= x) ? (0.0F) : (((threshold < x) ? (1.0F) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope)))))));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((max_value <= 3.4028234663852886e+38F && max_value <= x) ? (0.0F) : (((threshold < x) ? (1.0F) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope)))))))));
+        out[i] = (float)actgen_relu_forward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold);
     }
 }
 
-/* ---- float64 ---- */
+
+void actgen_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (float)(grad_out[i] * actgen_relu_backward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold));
+    }
+}
+
+
+void actgen_relu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_relu_forward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold); deriv[i] = (float)actgen_relu_backward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold);
+    }
+}
+
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_relu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_negative_slope, float p_max_value, float p_threshold)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (float)actgen_relu_forward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold);
+    }
+}
+
+void actgen_relu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, const float *restrict pv_max_value, const float *restrict pv_threshold, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_negative_slope = pv_negative_slope[c]; const float p_max_value = pv_max_value[c]; const float p_threshold = pv_threshold[c];
+                out[i] = (float)actgen_relu_forward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_negative_slope = pv_negative_slope[c]; const float p_max_value = pv_max_value[c]; const float p_threshold = pv_threshold[c];
+            actgen_relu_forward_pc_f32_segment(in, out, row * inner, j0, j1, p_negative_slope, p_max_value, p_threshold);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_relu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_negative_slope, float p_max_value, float p_threshold)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (float)(grad_out[i] * actgen_relu_backward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold));
+    }
+}
+
+void actgen_relu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, const float *restrict pv_max_value, const float *restrict pv_threshold, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_negative_slope = pv_negative_slope[c]; const float p_max_value = pv_max_value[c]; const float p_threshold = pv_threshold[c];
+                grad_in[i] = (float)(grad_out[i] * actgen_relu_backward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_negative_slope = pv_negative_slope[c]; const float p_max_value = pv_max_value[c]; const float p_threshold = pv_threshold[c];
+            actgen_relu_backward_pc_f32_segment(in, grad_out, grad_in, row * inner, j0, j1, p_negative_slope, p_max_value, p_threshold);
+        }
+    }
+}
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
-void actgen_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double negative_slope, double max_value, double threshold)
+static inline ACTGEN_INLINE double actgen_relu_forward_elem_f64(const double x, double negative_slope, double max_value, double threshold)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (x != x ? x : (((max_value <= 3.4028234663852886e+38 && max_value <= x) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0) ? (0.0) : (negative_slope*(-threshold + x)))))))));
-    }
+    (void)x; (void)negative_slope; (void)max_value; (void)threshold;
+    return x != x ? x : (((max_value <= 3.4028234663852886e+38 && max_value <= x) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0) ? (0.0) : (negative_slope*(-threshold + x))))))));
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
-void actgen_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double negative_slope, double max_value, double threshold)
+static inline ACTGEN_INLINE double actgen_relu_backward_elem_f64(const double x, double negative_slope, double max_value, double threshold)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x; (void)negative_slope; (void)max_value; (void)threshold;
+    return x != x ? x : (((max_value <= 3.4028234663852886e+38 && max_value <= x) ? (0.0) : (((threshold < x) ? (1.0) : (((negative_slope == 0.0) ? (0.0) : (negative_slope)))))));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((max_value <= 3.4028234663852886e+38 && max_value <= x) ? (0.0) : (((threshold < x) ? (1.0) : (((negative_slope == 0.0) ? (0.0) : (negative_slope)))))))));
+        out[i] = (double)actgen_relu_forward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold);
+    }
+}
+
+
+void actgen_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_relu_backward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold));
+    }
+}
+
+
+void actgen_relu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_relu_forward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold); deriv[i] = (double)actgen_relu_backward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold);
+    }
+}
+
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_relu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_negative_slope, double p_max_value, double p_threshold)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (double)actgen_relu_forward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold);
+    }
+}
+
+void actgen_relu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, const double *restrict pv_max_value, const double *restrict pv_threshold, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_negative_slope = pv_negative_slope[c]; const double p_max_value = pv_max_value[c]; const double p_threshold = pv_threshold[c];
+                out[i] = (double)actgen_relu_forward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_negative_slope = pv_negative_slope[c]; const double p_max_value = pv_max_value[c]; const double p_threshold = pv_threshold[c];
+            actgen_relu_forward_pc_f64_segment(in, out, row * inner, j0, j1, p_negative_slope, p_max_value, p_threshold);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_relu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_negative_slope, double p_max_value, double p_threshold)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (double)(grad_out[i] * actgen_relu_backward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold));
+    }
+}
+
+void actgen_relu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, const double *restrict pv_max_value, const double *restrict pv_threshold, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_negative_slope = pv_negative_slope[c]; const double p_max_value = pv_max_value[c]; const double p_threshold = pv_threshold[c];
+                grad_in[i] = (double)(grad_out[i] * actgen_relu_backward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_negative_slope = pv_negative_slope[c]; const double p_max_value = pv_max_value[c]; const double p_threshold = pv_threshold[c];
+            actgen_relu_backward_pc_f64_segment(in, grad_out, grad_in, row * inner, j0, j1, p_negative_slope, p_max_value, p_threshold);
+        }
     }
 }

@@ -3,17 +3,26 @@
  * relu(x) = Piecewise((max_value, (x >= max_value) & (max_value <= 3.4028234663852886e38)),
                     (x, x > threshold), (0, Eq(negative_slope, 0)),
                     (negative_slope * (x - threshold), True))
- * Arrays are contiguous; n is the element count. Parameter gradients return the sum over
- * all elements, accumulated in double.
+ * Arrays are contiguous (C order). Elementwise functions take n elements; per-channel ones
+ * (_pc) see x as (outer, channels, inner) with one parameter value per channel; gated ones
+ * see x as (outer, 2, half) and split it into a = x[:, 0], b = x[:, 1]; rowwise ones see x as
+ * (rows, n). Parameter gradients are sums over all elements (per channel for _pc),
+ * accumulated in double. nthreads: the OpenMP threads to use (1: serial).
  */
 #ifndef ACTGEN_RELU_H
 #define ACTGEN_RELU_H
 
 #include <stdint.h>
 
-void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float negative_slope, float max_value, float threshold);
-void actgen_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float negative_slope, float max_value, float threshold);
-void actgen_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double negative_slope, double max_value, double threshold);
-void actgen_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double negative_slope, double max_value, double threshold);
+void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
+void actgen_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
+void actgen_relu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
+void actgen_relu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, const float *restrict pv_max_value, const float *restrict pv_threshold, int nthreads);
+void actgen_relu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, const float *restrict pv_max_value, const float *restrict pv_threshold, int nthreads);
+void actgen_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
+void actgen_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
+void actgen_relu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
+void actgen_relu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, const double *restrict pv_max_value, const double *restrict pv_threshold, int nthreads);
+void actgen_relu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, const double *restrict pv_max_value, const double *restrict pv_threshold, int nthreads);
 
 #endif

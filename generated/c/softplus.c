@@ -8,6 +8,14 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
  * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
@@ -17,10 +25,6 @@
 double exp(double);
 #pragma omp declare simd notinbranch
 double log1p(double);
-#pragma omp declare simd notinbranch
-float expf(float);
-#pragma omp declare simd notinbranch
-float log1pf(float);
 #endif
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
@@ -32,59 +36,240 @@ static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z
 /* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow */
 static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(exp(-fabs(z))); }
 
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
+/* ---- float32: element functions ---- */
 
-/* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
-static inline float actgen_sigmoid_f32(float z) { const float e = expf(-fabsf(z)); const float r = 1.0F / (1.0F + e); return z >= 0 ? r : e * r; }
-
-/* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow */
-static inline float actgen_softplus_f32(float z) { return actgen_max_f32(z, 0.0F) + log1pf(expf(-fabsf(z))); }
-
-/* ---- float32 ---- */
-
-/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
-void actgen_softplus_forward_f32(const float *restrict in, float *restrict out, int64_t n, float beta, float threshold)
+/* y = f(x): rewritten, computed in double, measured 1 ULP, naive 1 ULP */
+static inline ACTGEN_INLINE double actgen_softplus_forward_elem_f32(const double x, float beta, float threshold)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x; (void)beta; (void)threshold;
+    const double t0 = beta*x;
+    return x != x ? x : (((t0 > threshold) ? (x) : (actgen_softplus_f64(t0)/beta)));
+}
+
+/* dx = dy * f'(x): rewritten, computed in double, measured 1 ULP (conditioned), naive 1 ULP (conditioned) */
+static inline ACTGEN_INLINE double actgen_softplus_backward_elem_f32(const double x, float beta, float threshold)
+{
+    (void)x; (void)beta; (void)threshold;
+    const double t0 = beta*x;
+    return x != x ? x : (((t0 > threshold) ? (1.0) : (actgen_sigmoid_f64(t0))));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_softplus_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_beta, float p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        const float t0 = beta*x;
-        out[i] = (x != x ? x : (((t0 > threshold) ? (x) : (actgen_softplus_f32(t0)/beta))));
+        out[i] = (float)actgen_softplus_forward_elem_f32(in[i], p_beta, p_threshold);
     }
 }
 
-/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned) */
-void actgen_softplus_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float beta, float threshold)
+
+void actgen_softplus_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_beta, float p_threshold, int nthreads)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        const float t0 = beta*x;
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((t0 > threshold) ? (1.0F) : (actgen_sigmoid_f32(t0))))));
+        grad_in[i] = (float)(grad_out[i] * actgen_softplus_backward_elem_f32(in[i], p_beta, p_threshold));
     }
 }
 
-/* ---- float64 ---- */
+
+void actgen_softplus_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_beta, float p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_softplus_forward_elem_f32(in[i], p_beta, p_threshold); deriv[i] = (float)actgen_softplus_backward_elem_f32(in[i], p_beta, p_threshold);
+    }
+}
+
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_softplus_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_beta, float p_threshold)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (float)actgen_softplus_forward_elem_f32(in[i], p_beta, p_threshold);
+    }
+}
+
+void actgen_softplus_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, const float *restrict pv_threshold, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_beta = pv_beta[c]; const float p_threshold = pv_threshold[c];
+                out[i] = (float)actgen_softplus_forward_elem_f32(in[i], p_beta, p_threshold);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_beta = pv_beta[c]; const float p_threshold = pv_threshold[c];
+            actgen_softplus_forward_pc_f32_segment(in, out, row * inner, j0, j1, p_beta, p_threshold);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_softplus_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_beta, float p_threshold)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (float)(grad_out[i] * actgen_softplus_backward_elem_f32(in[i], p_beta, p_threshold));
+    }
+}
+
+void actgen_softplus_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, const float *restrict pv_threshold, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_beta = pv_beta[c]; const float p_threshold = pv_threshold[c];
+                grad_in[i] = (float)(grad_out[i] * actgen_softplus_backward_elem_f32(in[i], p_beta, p_threshold));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_beta = pv_beta[c]; const float p_threshold = pv_threshold[c];
+            actgen_softplus_backward_pc_f32_segment(in, grad_out, grad_in, row * inner, j0, j1, p_beta, p_threshold);
+        }
+    }
+}
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
-void actgen_softplus_forward_f64(const double *restrict in, double *restrict out, int64_t n, double beta, double threshold)
+static inline ACTGEN_INLINE double actgen_softplus_forward_elem_f64(const double x, double beta, double threshold)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        const double t0 = beta*x;
-        out[i] = (x != x ? x : (((t0 > threshold) ? (x) : (actgen_softplus_f64(t0)/beta))));
-    }
+    (void)x; (void)beta; (void)threshold;
+    const double t0 = beta*x;
+    return x != x ? x : (((t0 > threshold) ? (x) : (actgen_softplus_f64(t0)/beta)));
 }
 
 /* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned) */
-void actgen_softplus_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double beta, double threshold)
+static inline ACTGEN_INLINE double actgen_softplus_backward_elem_f64(const double x, double beta, double threshold)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x; (void)beta; (void)threshold;
+    const double t0 = beta*x;
+    return x != x ? x : (((t0 > threshold) ? (1.0) : (actgen_sigmoid_f64(t0))));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_softplus_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_beta, double p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        const double t0 = beta*x;
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((t0 > threshold) ? (1.0) : (actgen_sigmoid_f64(t0))))));
+        out[i] = (double)actgen_softplus_forward_elem_f64(in[i], p_beta, p_threshold);
+    }
+}
+
+
+void actgen_softplus_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_beta, double p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_softplus_backward_elem_f64(in[i], p_beta, p_threshold));
+    }
+}
+
+
+void actgen_softplus_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_beta, double p_threshold, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_softplus_forward_elem_f64(in[i], p_beta, p_threshold); deriv[i] = (double)actgen_softplus_backward_elem_f64(in[i], p_beta, p_threshold);
+    }
+}
+
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_softplus_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_beta, double p_threshold)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (double)actgen_softplus_forward_elem_f64(in[i], p_beta, p_threshold);
+    }
+}
+
+void actgen_softplus_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, const double *restrict pv_threshold, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_beta = pv_beta[c]; const double p_threshold = pv_threshold[c];
+                out[i] = (double)actgen_softplus_forward_elem_f64(in[i], p_beta, p_threshold);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_beta = pv_beta[c]; const double p_threshold = pv_threshold[c];
+            actgen_softplus_forward_pc_f64_segment(in, out, row * inner, j0, j1, p_beta, p_threshold);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_softplus_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_beta, double p_threshold)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (double)(grad_out[i] * actgen_softplus_backward_elem_f64(in[i], p_beta, p_threshold));
+    }
+}
+
+void actgen_softplus_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, const double *restrict pv_threshold, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_beta = pv_beta[c]; const double p_threshold = pv_threshold[c];
+                grad_in[i] = (double)(grad_out[i] * actgen_softplus_backward_elem_f64(in[i], p_beta, p_threshold));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_beta = pv_beta[c]; const double p_threshold = pv_threshold[c];
+            actgen_softplus_backward_pc_f64_segment(in, grad_out, grad_in, row * inner, j0, j1, p_beta, p_threshold);
+        }
     }
 }

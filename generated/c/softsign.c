@@ -8,47 +8,101 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
-/* ---- float32 ---- */
+/* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
-void actgen_softsign_forward_f32(const float *restrict in, float *restrict out, int64_t n)
+static inline ACTGEN_INLINE float actgen_softsign_forward_elem_f32(const float x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        out[i] = (x != x ? x : (((x > 3.40282346638528859812e+38F) ? (1.0F) : (((x < -3.40282346638528859812e+38F) ? (-1.0F) : (x/(fabsf(x) + 1.0F)))))));
-    }
+    (void)x;
+    return x != x ? x : (((x > 3.40282346638528859812e+38F) ? (1.0F) : (((x < -3.40282346638528859812e+38F) ? (-1.0F) : (x/(fabsf(x) + 1.0F))))));
 }
 
 /* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
-void actgen_softsign_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n)
+static inline ACTGEN_INLINE float actgen_softsign_backward_elem_f32(const float x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x;
+    return ((1.0F/(fabsf(x) + 1.0F))*(1.0F/(fabsf(x) + 1.0F)));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_softsign_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        grad_in[i] = (grad_out[i] * (((1.0F/(fabsf(x) + 1.0F))*(1.0F/(fabsf(x) + 1.0F)))));
+        out[i] = (float)actgen_softsign_forward_elem_f32(in[i]);
     }
 }
 
-/* ---- float64 ---- */
+
+void actgen_softsign_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (float)(grad_out[i] * actgen_softsign_backward_elem_f32(in[i]));
+    }
+}
+
+
+void actgen_softsign_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_softsign_forward_elem_f32(in[i]); deriv[i] = (float)actgen_softsign_backward_elem_f32(in[i]);
+    }
+}
+
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
-void actgen_softsign_forward_f64(const double *restrict in, double *restrict out, int64_t n)
+static inline ACTGEN_INLINE double actgen_softsign_forward_elem_f64(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (x/(fabs(x) + 1.0)))))));
-    }
+    (void)x;
+    return x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (x/(fabs(x) + 1.0))))));
 }
 
 /* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
-void actgen_softsign_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n)
+static inline ACTGEN_INLINE double actgen_softsign_backward_elem_f64(const double x)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x;
+    return ((1.0/(fabs(x) + 1.0))*(1.0/(fabs(x) + 1.0)));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_softsign_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        grad_in[i] = (grad_out[i] * (((1.0/(fabs(x) + 1.0))*(1.0/(fabs(x) + 1.0)))));
+        out[i] = (double)actgen_softsign_forward_elem_f64(in[i]);
     }
 }
+
+
+void actgen_softsign_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_softsign_backward_elem_f64(in[i]));
+    }
+}
+
+
+void actgen_softsign_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_softsign_forward_elem_f64(in[i]); deriv[i] = (double)actgen_softsign_backward_elem_f64(in[i]);
+    }
+}
+

@@ -8,6 +8,14 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_CHUNK
+#define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
+#endif
+#if defined(__GNUC__)
+#define ACTGEN_INLINE __attribute__((always_inline))
+#else
+#define ACTGEN_INLINE
+#endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
  * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
@@ -15,86 +23,359 @@
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
 double exp(double);
-#pragma omp declare simd notinbranch
-float expf(float);
 #endif
 
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
 static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z)); const double r = 1.0 / (1.0 + e); return z >= 0 ? r : e * r; }
 
-/* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
-static inline float actgen_sigmoid_f32(float z) { const float e = expf(-fabsf(z)); const float r = 1.0F / (1.0F + e); return z >= 0 ? r : e * r; }
+/* ---- float32: element functions ---- */
 
-/* ---- float32 ---- */
-
-/* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
-void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int64_t n, float beta)
+/* y = f(x): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x, float beta)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    (void)x; (void)beta;
+    return x != x ? x : (((beta > 0.0 && x < -3.40282346638528859812e+38) ? (0.0) : (x*actgen_sigmoid_f64(beta*x))));
+}
+
+/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
+static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x, float beta)
+{
+    (void)x; (void)beta;
+    const double t0 = beta*x;
+    const double t1 = actgen_sigmoid_f64(t0);
+    return x != x ? x : (((beta > 0.0 && x > 3.40282346638528859812e+38) ? (1.0) : (((beta > 0.0 && x < -3.40282346638528859812e+38) ? (0.0) : (t0*t1*actgen_sigmoid_f64(-t0) + t1)))));
+}
+
+/* dbeta = sum(dy * df/dbeta): rewritten, computed in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
+static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f32(const double x, float beta)
+{
+    (void)x; (void)beta;
+    const double t0 = beta*x;
+    return x != x ? x : ((((x >= 18446744073709551616.0 || x <= -18446744073709551616.0) && (x >= 18446744073709551616.0 || beta > 0.0) && (x <= -18446744073709551616.0 || beta > 0.0) && beta > 0.0) ? (0.0) : ((x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0))));
+}
+
+/* ---- float32: exported functions ---- */
+
+void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_beta, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        out[i] = (x != x ? x : (((beta > 0.0F && x < -3.40282346638528859812e+38F) ? (0.0F) : (x*actgen_sigmoid_f32(beta*x)))));
+        out[i] = (float)actgen_swish_forward_elem_f32(in[i], p_beta);
     }
 }
 
-/* dx = dy * f'(x): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
-void actgen_swish_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float beta)
+
+void actgen_swish_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_beta, int nthreads)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        const float t0 = beta*x;
-        const float t1 = actgen_sigmoid_f32(t0);
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((beta > 0.0F && x > 3.40282346638528859812e+38F) ? (1.0F) : (((beta > 0.0F && x < -3.40282346638528859812e+38F) ? (0.0F) : (t0*t1*actgen_sigmoid_f32(-t0) + t1)))))));
+        grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32(in[i], p_beta));
     }
 }
 
-/* dbeta = sum(dy * df/dbeta): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
-double actgen_swish_grad_beta_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float beta)
+
+void actgen_swish_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_beta, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (float)actgen_swish_forward_elem_f32(in[i], p_beta); deriv[i] = (float)actgen_swish_backward_elem_f32(in[i], p_beta);
+    }
+}
+
+
+double actgen_swish_grad_beta_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float p_beta, int nthreads)
 {
     double acc = 0.0;
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const float x = in[i];
-        const float t0 = beta*x;
-        acc += (double)grad_out[i] * (double)(x != x ? x : ((((x >= 18446744073709551616.0F || x <= -18446744073709551616.0F) && (x >= 18446744073709551616.0F || beta > 0.0F) && (x <= -18446744073709551616.0F || beta > 0.0F) && beta > 0.0F) ? (0.0F) : ((x*x)*actgen_sigmoid_f32(-t0)*actgen_sigmoid_f32(t0)))));
-    }
+    #pragma omp parallel for simd schedule(static) reduction(+:acc) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i)
+        acc += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f32(in[i], p_beta);
     return acc;
 }
 
-/* ---- float64 ---- */
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_swish_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_beta)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (float)actgen_swish_forward_elem_f32(in[i], p_beta);
+    }
+}
+
+void actgen_swish_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_beta = pv_beta[c];
+                out[i] = (float)actgen_swish_forward_elem_f32(in[i], p_beta);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_beta = pv_beta[c];
+            actgen_swish_forward_pc_f32_segment(in, out, row * inner, j0, j1, p_beta);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_swish_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_beta)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32(in[i], p_beta));
+    }
+}
+
+void actgen_swish_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_beta = pv_beta[c];
+                grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32(in[i], p_beta));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_beta = pv_beta[c];
+            actgen_swish_backward_pc_f32_segment(in, grad_out, grad_in, row * inner, j0, j1, p_beta);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): grad_beta_pc */
+static double actgen_swish_grad_beta_pc_f32_segment(const float *restrict in, const float *restrict grad_out, int64_t base, int64_t j0, int64_t j1, float p_beta)
+{
+    double s = 0.0;
+    #pragma omp simd reduction(+:s)
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        s += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f32(in[i], p_beta);
+    }
+    return s;
+}
+
+void actgen_swish_grad_beta_pc_f32(const float *restrict in, const float *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, double *restrict acc, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    for (int64_t c = 0; c < channels; ++c) acc[c] = 0.0;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const float p_beta = pv_beta[c];
+                acc[c] += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f32(in[i], p_beta);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const float p_beta = pv_beta[c];
+            acc[c] += actgen_swish_grad_beta_pc_f32_segment(in, grad_out, row * inner, j0, j1, p_beta);
+        }
+    }
+}
+
+/* ---- float64: element functions ---- */
 
 /* y = f(x): rewritten, limits at infinity, measured 2 ULP, naive NaN/inf */
-void actgen_swish_forward_f64(const double *restrict in, double *restrict out, int64_t n, double beta)
+static inline ACTGEN_INLINE double actgen_swish_forward_elem_f64(const double x, double beta)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        out[i] = (x != x ? x : (((beta > 0.0 && x < -1.79769313486231570815e+308) ? (0.0) : (x*actgen_sigmoid_f64(beta*x)))));
-    }
+    (void)x; (void)beta;
+    return x != x ? x : (((beta > 0.0 && x < -1.79769313486231570815e+308) ? (0.0) : (x*actgen_sigmoid_f64(beta*x))));
 }
 
 /* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf */
-void actgen_swish_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double beta)
+static inline ACTGEN_INLINE double actgen_swish_backward_elem_f64(const double x, double beta)
 {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        const double t0 = beta*x;
-        const double t1 = actgen_sigmoid_f64(t0);
-        grad_in[i] = (grad_out[i] * (x != x ? x : (((beta > 0.0 && x > 1.79769313486231570815e+308) ? (1.0) : (((beta > 0.0 && x < -1.79769313486231570815e+308) ? (0.0) : (t0*t1*actgen_sigmoid_f64(-t0) + t1)))))));
-    }
+    (void)x; (void)beta;
+    const double t0 = beta*x;
+    const double t1 = actgen_sigmoid_f64(t0);
+    return x != x ? x : (((beta > 0.0 && x > 1.79769313486231570815e+308) ? (1.0) : (((beta > 0.0 && x < -1.79769313486231570815e+308) ? (0.0) : (t0*t1*actgen_sigmoid_f64(-t0) + t1)))));
 }
 
 /* dbeta = sum(dy * df/dbeta): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
-double actgen_swish_grad_beta_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double beta)
+static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f64(const double x, double beta)
+{
+    (void)x; (void)beta;
+    const double t0 = beta*x;
+    return x != x ? x : ((((x >= 1.34078079299425970996e+154 || x <= -1.34078079299425970996e+154) && (x >= 1.34078079299425970996e+154 || beta > 0.0) && (x <= -1.34078079299425970996e+154 || beta > 0.0) && beta > 0.0) ? (0.0) : ((x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0))));
+}
+
+/* ---- float64: exported functions ---- */
+
+void actgen_swish_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_beta, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_swish_forward_elem_f64(in[i], p_beta);
+    }
+}
+
+
+void actgen_swish_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_beta, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_swish_backward_elem_f64(in[i], p_beta));
+    }
+}
+
+
+void actgen_swish_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_beta, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        out[i] = (double)actgen_swish_forward_elem_f64(in[i], p_beta); deriv[i] = (double)actgen_swish_backward_elem_f64(in[i], p_beta);
+    }
+}
+
+
+double actgen_swish_grad_beta_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double p_beta, int nthreads)
 {
     double acc = 0.0;
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS)
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = in[i];
-        const double t0 = beta*x;
-        acc += (double)grad_out[i] * (double)(x != x ? x : ((((x >= 1.34078079299425970996e+154 || x <= -1.34078079299425970996e+154) && (x >= 1.34078079299425970996e+154 || beta > 0.0) && (x <= -1.34078079299425970996e+154 || beta > 0.0) && beta > 0.0) ? (0.0) : ((x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0)))));
-    }
+    #pragma omp parallel for simd schedule(static) reduction(+:acc) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i)
+        acc += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f64(in[i], p_beta);
     return acc;
+}
+
+
+/* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
+static void actgen_swish_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_beta)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        out[i] = (double)actgen_swish_forward_elem_f64(in[i], p_beta);
+    }
+}
+
+void actgen_swish_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_beta = pv_beta[c];
+                out[i] = (double)actgen_swish_forward_elem_f64(in[i], p_beta);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_beta = pv_beta[c];
+            actgen_swish_forward_pc_f64_segment(in, out, row * inner, j0, j1, p_beta);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
+static void actgen_swish_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_beta)
+{
+    #pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        grad_in[i] = (double)(grad_out[i] * actgen_swish_backward_elem_f64(in[i], p_beta));
+    }
+}
+
+void actgen_swish_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_beta = pv_beta[c];
+                grad_in[i] = (double)(grad_out[i] * actgen_swish_backward_elem_f64(in[i], p_beta));
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_beta = pv_beta[c];
+            actgen_swish_backward_pc_f64_segment(in, grad_out, grad_in, row * inner, j0, j1, p_beta);
+        }
+    }
+}
+
+/* one row segment [j0, j1) of row r (channel r % channels): grad_beta_pc */
+static double actgen_swish_grad_beta_pc_f64_segment(const double *restrict in, const double *restrict grad_out, int64_t base, int64_t j0, int64_t j1, double p_beta)
+{
+    double s = 0.0;
+    #pragma omp simd reduction(+:s)
+    for (int64_t j = j0; j < j1; ++j) {
+        const int64_t i = base + j;
+        s += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f64(in[i], p_beta);
+    }
+    return s;
+}
+
+void actgen_swish_grad_beta_pc_f64(const double *restrict in, const double *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, double *restrict acc, int nthreads)
+{
+    const int64_t rows = outer * channels;
+    for (int64_t c = 0; c < channels; ++c) acc[c] = 0.0;
+    if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
+        #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t o = 0; o < outer; ++o) {
+            #pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) {
+                const int64_t i = o * channels + c;
+                const double p_beta = pv_beta[c];
+                acc[c] += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f64(in[i], p_beta);
+            }
+        }
+    } else {                    /* rows of inner elements, cut into chunks: parallel at any shape */
+        const int64_t chunks = (inner + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+        #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows * inner >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+        for (int64_t t = 0; t < rows * chunks; ++t) {
+            const int64_t row = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
+            const int64_t j1 = j0 + ACTGEN_CHUNK < inner ? j0 + ACTGEN_CHUNK : inner;
+            const int64_t c = row % channels;
+            const double p_beta = pv_beta[c];
+            acc[c] += actgen_swish_grad_beta_pc_f64_segment(in, grad_out, row * inner, j0, j1, p_beta);
+        }
+    }
 }

@@ -2,36 +2,61 @@
 
 gelu(x) = x / 2 * (1 + erf(x / sqrt(2)))
 
-Each kernel takes arrays (x, dy) of one dtype and parameters as scalars of that dtype.
-The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+The element kernels (_forward_f32, ...) take an array and the parameters (scalars or arrays
+that broadcast against it); the exported functions below them are the loops of
+actgen/roles.py. The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+Parameter gradients are returned per element (float64); the caller sums them.
 """
 
 import numpy
 
 from actgen import numpy_runtime as rt
 
+KIND = "elementwise"
+NORMALIZER = ""
 
-def forward_f32(x):
+
+def _forward_f32(x):
     """y = f(x) (float32): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: erfc"""
-    x = x.astype(numpy.float64)
-    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: 0.5*x*rt.erfc(-0.7071067811865476*x))))
-    return value
+    x = numpy.asarray(x, numpy.float64)
+    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: 0.5*x*rt.erfc(-0.7071067811865476*x))))
 
 
-def backward_f32(x, dy):
+def _backward_f32(x):
     """dx = dy * f'(x) (float32): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: erfc"""
-    x = x.astype(numpy.float64)
-    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 3.4028234663852886e+38), lambda x: 1.0), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: 0.3989422804014327*x*numpy.exp(-0.5*x**2) + 0.5*rt.erfc(-0.7071067811865476*x))))
-    return dy * value
+    x = numpy.asarray(x, numpy.float64)
+    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 3.4028234663852886e+38), lambda x: 1.0), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: 0.3989422804014327*x*numpy.exp(-0.5*x**2) + 0.5*rt.erfc(-0.7071067811865476*x))))
 
 
-def forward_f64(x):
+def forward_f32(_x):
+    return _forward_f32(_x)
+
+
+def backward_f32(_x, _dy):
+    return _dy * _backward_f32(_x)
+
+
+def forward_deriv_f32(_x):
+    return _forward_f32(_x), _backward_f32(_x)
+
+
+def _forward_f64(x):
     """y = f(x) (float64): compensated, limits at infinity, measured 3 ULP, naive NaN/inf; rewrites: erfc, compensated"""
-    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 1.7976931348623157e+308), lambda x: numpy.inf), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: 0.0), (None, lambda x: 0.5*x*rt.erfc_dd(rt.dd_mul((-0.7071067811865476, 4.833646656726457e-17), rt.dd(x))))))
-    return value
+    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 1.7976931348623157e+308), lambda x: numpy.inf), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: 0.0), (None, lambda x: 0.5*x*rt.erfc_dd(rt.dd_mul((-0.7071067811865476, 4.833646656726457e-17), rt.dd(x))))))
 
 
-def backward_f64(x, dy):
+def _backward_f64(x):
     """dx = dy * f'(x) (float64): compensated, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc, compensated"""
-    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater_equal(x, 1.3407807830046643e+154), lambda x: 1.0), (lambda x: numpy.less_equal(x, -1.3407807830046643e+154), lambda x: 0.0), (None, lambda x: 0.3989422804014327*x*rt.exp_dd(rt.dd_mul((-0.5, 0.0), rt.dd_mul(rt.dd(x), rt.dd(x)))) + 0.5*rt.erfc_dd(rt.dd_mul((-0.7071067811865476, 4.833646656726457e-17), rt.dd(x))))))
-    return dy * value
+    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater_equal(x, 1.3407807830046643e+154), lambda x: 1.0), (lambda x: numpy.less_equal(x, -1.3407807830046643e+154), lambda x: 0.0), (None, lambda x: 0.3989422804014327*x*rt.exp_dd(rt.dd_mul((-0.5, 0.0), rt.dd_mul(rt.dd(x), rt.dd(x)))) + 0.5*rt.erfc_dd(rt.dd_mul((-0.7071067811865476, 4.833646656726457e-17), rt.dd(x))))))
+
+
+def forward_f64(_x):
+    return _forward_f64(_x)
+
+
+def backward_f64(_x, _dy):
+    return _dy * _backward_f64(_x)
+
+
+def forward_deriv_f64(_x):
+    return _forward_f64(_x), _backward_f64(_x)

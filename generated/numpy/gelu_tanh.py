@@ -2,42 +2,67 @@
 
 gelu_tanh(x) = x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))
 
-Each kernel takes arrays (x, dy) of one dtype and parameters as scalars of that dtype.
-The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+The element kernels (_forward_f32, ...) take an array and the parameters (scalars or arrays
+that broadcast against it); the exported functions below them are the loops of
+actgen/roles.py. The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+Parameter gradients are returned per element (float64); the caller sums them.
 """
 
 import numpy
 
 from actgen import numpy_runtime as rt
 
+KIND = "elementwise"
+NORMALIZER = ""
 
-def forward_f32(x):
+
+def _forward_f32(x):
     """y = f(x) (float32): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: tanh_sigmoid"""
-    x = x.astype(numpy.float64)
-    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: x*rt.sigmoid(0.07135481627260025*x**3 + 1.5957691216057308*x))))
-    return value
+    x = numpy.asarray(x, numpy.float64)
+    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: x*rt.sigmoid(0.07135481627260025*x**3 + 1.5957691216057308*x))))
 
 
-def backward_f32(x, dy):
+def _backward_f32(x):
     """dx = dy * f'(x) (float32): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: tanh_sigmoid"""
-    x = x.astype(numpy.float64)
+    x = numpy.asarray(x, numpy.float64)
     t0 = 1.5957691216057308*x
     t1 = t0 + 0.07135481627260025*x**3
     t2 = rt.sigmoid(t1)
-    value = rt.nan_guard(x, rt.piecewise((t0, t1, t2, x, ), (lambda t0, t1, t2, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, t1, t2, x: 1.0), (lambda t0, t1, t2, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, t1, t2, x: 0.0), (None, lambda t0, t1, t2, x: t0*t2*((26829.0*x**2)/200000.0 + 1.0)*rt.sigmoid(-t1) + t2)))
-    return dy * value
+    return rt.nan_guard(x, rt.piecewise((t0, t1, t2, x, ), (lambda t0, t1, t2, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, t1, t2, x: 1.0), (lambda t0, t1, t2, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, t1, t2, x: 0.0), (None, lambda t0, t1, t2, x: t0*t2*((26829.0*x**2)/200000.0 + 1.0)*rt.sigmoid(-t1) + t2)))
 
 
-def forward_f64(x):
+def forward_f32(_x):
+    return _forward_f32(_x)
+
+
+def backward_f32(_x, _dy):
+    return _dy * _backward_f32(_x)
+
+
+def forward_deriv_f32(_x):
+    return _forward_f32(_x), _backward_f32(_x)
+
+
+def _forward_f64(x):
     """y = f(x) (float64): compensated, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: tanh_sigmoid, compensated"""
-    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater_equal(x, 5.643803085910832e+102), lambda x: x), (lambda x: numpy.less_equal(x, -5.643803085910832e+102), lambda x: 0.0), (None, lambda x: x*rt.sigmoid_dd(rt.dd_add(rt.dd_mul((0.07135481627260025, -6.175149918155315e-19), rt.dd_mul(rt.dd_mul(rt.dd(x), rt.dd(x)), rt.dd(x))), rt.dd_mul((1.5957691216057308, -9.96930880911092e-17), rt.dd(x)))))))
-    return value
+    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater_equal(x, 5.643803085910832e+102), lambda x: x), (lambda x: numpy.less_equal(x, -5.643803085910832e+102), lambda x: 0.0), (None, lambda x: x*rt.sigmoid_dd(rt.dd_add(rt.dd_mul((0.07135481627260025, -6.175149918155315e-19), rt.dd_mul(rt.dd_mul(rt.dd(x), rt.dd(x)), rt.dd(x))), rt.dd_mul((1.5957691216057308, -9.96930880911092e-17), rt.dd(x)))))))
 
 
-def backward_f64(x, dy):
+def _backward_f64(x):
     """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 315 ULP (conditioned), naive NaN/inf; rewrites: tanh_sigmoid"""
     t0 = 1.5957691216057308*x
     t1 = t0 + 0.07135481627260025*x**3
     t2 = rt.sigmoid(t1)
-    value = rt.nan_guard(x, rt.piecewise((t0, t1, t2, x, ), (lambda t0, t1, t2, x: numpy.greater_equal(x, 9.434603887215772e+102), lambda t0, t1, t2, x: 1.0), (lambda t0, t1, t2, x: numpy.less_equal(x, -8.185694594335727e+151), lambda t0, t1, t2, x: 0.0), (None, lambda t0, t1, t2, x: t0*t2*((26829.0*x**2)/200000.0 + 1.0)*rt.sigmoid(-t1) + t2)))
-    return dy * value
+    return rt.nan_guard(x, rt.piecewise((t0, t1, t2, x, ), (lambda t0, t1, t2, x: numpy.greater_equal(x, 9.434603887215772e+102), lambda t0, t1, t2, x: 1.0), (lambda t0, t1, t2, x: numpy.less_equal(x, -8.185694594335727e+151), lambda t0, t1, t2, x: 0.0), (None, lambda t0, t1, t2, x: t0*t2*((26829.0*x**2)/200000.0 + 1.0)*rt.sigmoid(-t1) + t2)))
+
+
+def forward_f64(_x):
+    return _forward_f64(_x)
+
+
+def backward_f64(_x, _dy):
+    return _dy * _backward_f64(_x)
+
+
+def forward_deriv_f64(_x):
+    return _forward_f64(_x), _backward_f64(_x)

@@ -2,34 +2,59 @@
 
 linear(x) = x
 
-Each kernel takes arrays (x, dy) of one dtype and parameters as scalars of that dtype.
-The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+The element kernels (_forward_f32, ...) take an array and the parameters (scalars or arrays
+that broadcast against it); the exported functions below them are the loops of
+actgen/roles.py. The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+Parameter gradients are returned per element (float64); the caller sums them.
 """
 
 import numpy
 
 from actgen import numpy_runtime as rt
 
+KIND = "elementwise"
+NORMALIZER = ""
 
-def forward_f32(x):
+
+def _forward_f32(x):
     """y = f(x) (float32): rewritten, measured 0 ULP, naive 0 ULP"""
-    value = x
-    return value
+    return x
 
 
-def backward_f32(x, dy):
+def _backward_f32(x):
     """dx = dy * f'(x) (float32): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
-    value = rt.nan_guard(x, 1.0)
-    return dy * value
+    return rt.nan_guard(x, 1.0)
 
 
-def forward_f64(x):
+def forward_f32(_x):
+    return _forward_f32(_x)
+
+
+def backward_f32(_x, _dy):
+    return _dy * _backward_f32(_x)
+
+
+def forward_deriv_f32(_x):
+    return _forward_f32(_x), _backward_f32(_x)
+
+
+def _forward_f64(x):
     """y = f(x) (float64): rewritten, measured 0 ULP, naive 0 ULP"""
-    value = x
-    return value
+    return x
 
 
-def backward_f64(x, dy):
+def _backward_f64(x):
     """dx = dy * f'(x) (float64): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
-    value = rt.nan_guard(x, 1.0)
-    return dy * value
+    return rt.nan_guard(x, 1.0)
+
+
+def forward_f64(_x):
+    return _forward_f64(_x)
+
+
+def backward_f64(_x, _dy):
+    return _dy * _backward_f64(_x)
+
+
+def forward_deriv_f64(_x):
+    return _forward_f64(_x), _backward_f64(_x)

@@ -2,36 +2,61 @@
 
 silu(x) = x * sigmoid(x)
 
-Each kernel takes arrays (x, dy) of one dtype and parameters as scalars of that dtype.
-The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+The element kernels (_forward_f32, ...) take an array and the parameters (scalars or arrays
+that broadcast against it); the exported functions below them are the loops of
+actgen/roles.py. The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+Parameter gradients are returned per element (float64); the caller sums them.
 """
 
 import numpy
 
 from actgen import numpy_runtime as rt
 
+KIND = "elementwise"
+NORMALIZER = ""
 
-def forward_f32(x):
+
+def _forward_f32(x):
     """y = f(x) (float32): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
-    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: x*rt.sigmoid(x))))
-    return value
+    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: x*rt.sigmoid(x))))
 
 
-def backward_f32(x, dy):
+def _backward_f32(x):
     """dx = dy * f'(x) (float32): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf"""
     t0 = rt.sigmoid(x)
-    value = rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, x: 0.0), (None, lambda t0, x: t0*x*rt.sigmoid(-x) + t0)))
-    return dy * value
+    return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, x: 0.0), (None, lambda t0, x: t0*x*rt.sigmoid(-x) + t0)))
 
 
-def forward_f64(x):
+def forward_f32(_x):
+    return _forward_f32(_x)
+
+
+def backward_f32(_x, _dy):
+    return _dy * _backward_f32(_x)
+
+
+def forward_deriv_f32(_x):
+    return _forward_f32(_x), _backward_f32(_x)
+
+
+def _forward_f64(x):
     """y = f(x) (float64): rewritten, limits at infinity, measured 2 ULP, naive NaN/inf"""
-    value = rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: 0.0), (None, lambda x: x*rt.sigmoid(x))))
-    return value
+    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: 0.0), (None, lambda x: x*rt.sigmoid(x))))
 
 
-def backward_f64(x, dy):
+def _backward_f64(x):
     """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf"""
     t0 = rt.sigmoid(x)
-    value = rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 1.7976931348623157e+308), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -1.7976931348623157e+308), lambda t0, x: 0.0), (None, lambda t0, x: t0*x*rt.sigmoid(-x) + t0)))
-    return dy * value
+    return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 1.7976931348623157e+308), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -1.7976931348623157e+308), lambda t0, x: 0.0), (None, lambda t0, x: t0*x*rt.sigmoid(-x) + t0)))
+
+
+def forward_f64(_x):
+    return _forward_f64(_x)
+
+
+def backward_f64(_x, _dy):
+    return _dy * _backward_f64(_x)
+
+
+def forward_deriv_f64(_x):
+    return _forward_f64(_x), _backward_f64(_x)

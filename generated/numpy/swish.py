@@ -2,52 +2,83 @@
 
 swish(x) = x * sigmoid(beta * x)
 
-Each kernel takes arrays (x, dy) of one dtype and parameters as scalars of that dtype.
-The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+The element kernels (_forward_f32, ...) take an array and the parameters (scalars or arrays
+that broadcast against it); the exported functions below them are the loops of
+actgen/roles.py. The caller runs them under numpy.errstate(all="ignore"): IEEE results, as in C.
+Parameter gradients are returned per element (float64); the caller sums them.
 """
 
 import numpy
 
 from actgen import numpy_runtime as rt
 
+KIND = "elementwise"
+NORMALIZER = ""
 
-def forward_f32(x, beta):
+
+def _forward_f32(x, beta):
     """y = f(x) (float32): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
-    value = rt.nan_guard(x, rt.piecewise((beta, x, ), (lambda beta, x: numpy.logical_and.reduce((numpy.less(x, -3.4028234663852886e+38),numpy.greater(beta, 0.0))), lambda beta, x: 0.0), (None, lambda beta, x: x*rt.sigmoid(beta*x))))
-    return value
+    return rt.nan_guard(x, rt.piecewise((beta, x, ), (lambda beta, x: numpy.logical_and.reduce((numpy.less(x, -3.4028234663852886e+38),numpy.greater(beta, 0.0))), lambda beta, x: 0.0), (None, lambda beta, x: x*rt.sigmoid(beta*x))))
 
 
-def backward_f32(x, dy, beta):
+def _backward_f32(x, beta):
     """dx = dy * f'(x) (float32): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf"""
     t0 = beta*x
     t1 = rt.sigmoid(t0)
-    value = rt.nan_guard(x, rt.piecewise((beta, t0, t1, x, ), (lambda beta, t0, t1, x: numpy.logical_and.reduce((numpy.greater(x, 3.4028234663852886e+38),numpy.greater(beta, 0.0))), lambda beta, t0, t1, x: 1.0), (lambda beta, t0, t1, x: numpy.logical_and.reduce((numpy.less(x, -3.4028234663852886e+38),numpy.greater(beta, 0.0))), lambda beta, t0, t1, x: 0.0), (None, lambda beta, t0, t1, x: t0*t1*rt.sigmoid(-t0) + t1)))
-    return dy * value
+    return rt.nan_guard(x, rt.piecewise((beta, t0, t1, x, ), (lambda beta, t0, t1, x: numpy.logical_and.reduce((numpy.greater(x, 3.4028234663852886e+38),numpy.greater(beta, 0.0))), lambda beta, t0, t1, x: 1.0), (lambda beta, t0, t1, x: numpy.logical_and.reduce((numpy.less(x, -3.4028234663852886e+38),numpy.greater(beta, 0.0))), lambda beta, t0, t1, x: 0.0), (None, lambda beta, t0, t1, x: t0*t1*rt.sigmoid(-t0) + t1)))
 
 
-def grad_beta_f32(x, dy, beta):
+def _grad_beta_f32(x, beta):
     """dbeta = sum(dy * df/dbeta) (float32): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf"""
     t0 = beta*x
-    value = rt.nan_guard(x, rt.piecewise((beta, t0, x, ), (lambda beta, t0, x: numpy.logical_and.reduce((numpy.greater(beta, 0.0),numpy.logical_or.reduce((numpy.greater_equal(x, 1.8446744073709552e+19),numpy.less_equal(x, -1.8446744073709552e+19))),numpy.logical_or.reduce((numpy.greater_equal(x, 1.8446744073709552e+19),numpy.greater(beta, 0.0))),numpy.logical_or.reduce((numpy.less_equal(x, -1.8446744073709552e+19),numpy.greater(beta, 0.0))))), lambda beta, t0, x: 0.0), (None, lambda beta, t0, x: x**2*rt.sigmoid(-t0)*rt.sigmoid(t0))))
-    return numpy.multiply(dy, value, dtype=numpy.float64).sum()
+    return rt.nan_guard(x, rt.piecewise((beta, t0, x, ), (lambda beta, t0, x: numpy.logical_and.reduce((numpy.greater(beta, 0.0),numpy.logical_or.reduce((numpy.greater_equal(x, 1.8446744073709552e+19),numpy.less_equal(x, -1.8446744073709552e+19))),numpy.logical_or.reduce((numpy.greater_equal(x, 1.8446744073709552e+19),numpy.greater(beta, 0.0))),numpy.logical_or.reduce((numpy.less_equal(x, -1.8446744073709552e+19),numpy.greater(beta, 0.0))))), lambda beta, t0, x: 0.0), (None, lambda beta, t0, x: x**2*rt.sigmoid(-t0)*rt.sigmoid(t0))))
 
 
-def forward_f64(x, beta):
+def forward_f32(_x, beta):
+    return _forward_f32(_x, beta)
+
+
+def backward_f32(_x, _dy, beta):
+    return _dy * _backward_f32(_x, beta)
+
+
+def forward_deriv_f32(_x, beta):
+    return _forward_f32(_x, beta), _backward_f32(_x, beta)
+
+
+def grad_beta_f32(_x, _dy, beta):
+    return numpy.multiply(_dy, _grad_beta_f32(_x, beta), dtype=numpy.float64)
+
+
+def _forward_f64(x, beta):
     """y = f(x) (float64): rewritten, limits at infinity, measured 2 ULP, naive NaN/inf"""
-    value = rt.nan_guard(x, rt.piecewise((beta, x, ), (lambda beta, x: numpy.logical_and.reduce((numpy.less(x, -1.7976931348623157e+308),numpy.greater(beta, 0.0))), lambda beta, x: 0.0), (None, lambda beta, x: x*rt.sigmoid(beta*x))))
-    return value
+    return rt.nan_guard(x, rt.piecewise((beta, x, ), (lambda beta, x: numpy.logical_and.reduce((numpy.less(x, -1.7976931348623157e+308),numpy.greater(beta, 0.0))), lambda beta, x: 0.0), (None, lambda beta, x: x*rt.sigmoid(beta*x))))
 
 
-def backward_f64(x, dy, beta):
+def _backward_f64(x, beta):
     """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf"""
     t0 = beta*x
     t1 = rt.sigmoid(t0)
-    value = rt.nan_guard(x, rt.piecewise((beta, t0, t1, x, ), (lambda beta, t0, t1, x: numpy.logical_and.reduce((numpy.greater(x, 1.7976931348623157e+308),numpy.greater(beta, 0.0))), lambda beta, t0, t1, x: 1.0), (lambda beta, t0, t1, x: numpy.logical_and.reduce((numpy.less(x, -1.7976931348623157e+308),numpy.greater(beta, 0.0))), lambda beta, t0, t1, x: 0.0), (None, lambda beta, t0, t1, x: t0*t1*rt.sigmoid(-t0) + t1)))
-    return dy * value
+    return rt.nan_guard(x, rt.piecewise((beta, t0, t1, x, ), (lambda beta, t0, t1, x: numpy.logical_and.reduce((numpy.greater(x, 1.7976931348623157e+308),numpy.greater(beta, 0.0))), lambda beta, t0, t1, x: 1.0), (lambda beta, t0, t1, x: numpy.logical_and.reduce((numpy.less(x, -1.7976931348623157e+308),numpy.greater(beta, 0.0))), lambda beta, t0, t1, x: 0.0), (None, lambda beta, t0, t1, x: t0*t1*rt.sigmoid(-t0) + t1)))
 
 
-def grad_beta_f64(x, dy, beta):
+def _grad_beta_f64(x, beta):
     """dbeta = sum(dy * df/dbeta) (float64): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf"""
     t0 = beta*x
-    value = rt.nan_guard(x, rt.piecewise((beta, t0, x, ), (lambda beta, t0, x: numpy.logical_and.reduce((numpy.greater(beta, 0.0),numpy.logical_or.reduce((numpy.greater_equal(x, 1.3407807929942597e+154),numpy.less_equal(x, -1.3407807929942597e+154))),numpy.logical_or.reduce((numpy.greater_equal(x, 1.3407807929942597e+154),numpy.greater(beta, 0.0))),numpy.logical_or.reduce((numpy.less_equal(x, -1.3407807929942597e+154),numpy.greater(beta, 0.0))))), lambda beta, t0, x: 0.0), (None, lambda beta, t0, x: x**2*rt.sigmoid(-t0)*rt.sigmoid(t0))))
-    return numpy.multiply(dy, value, dtype=numpy.float64).sum()
+    return rt.nan_guard(x, rt.piecewise((beta, t0, x, ), (lambda beta, t0, x: numpy.logical_and.reduce((numpy.greater(beta, 0.0),numpy.logical_or.reduce((numpy.greater_equal(x, 1.3407807929942597e+154),numpy.less_equal(x, -1.3407807929942597e+154))),numpy.logical_or.reduce((numpy.greater_equal(x, 1.3407807929942597e+154),numpy.greater(beta, 0.0))),numpy.logical_or.reduce((numpy.less_equal(x, -1.3407807929942597e+154),numpy.greater(beta, 0.0))))), lambda beta, t0, x: 0.0), (None, lambda beta, t0, x: x**2*rt.sigmoid(-t0)*rt.sigmoid(t0))))
+
+
+def forward_f64(_x, beta):
+    return _forward_f64(_x, beta)
+
+
+def backward_f64(_x, _dy, beta):
+    return _dy * _backward_f64(_x, beta)
+
+
+def forward_deriv_f64(_x, beta):
+    return _forward_f64(_x, beta), _backward_f64(_x, beta)
+
+
+def grad_beta_f64(_x, _dy, beta):
+    return numpy.multiply(_dy, _grad_beta_f64(_x, beta), dtype=numpy.float64)
