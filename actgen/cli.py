@@ -55,32 +55,75 @@ def _spec_arguments(items: list[str]):
     return resolved
 
 
-def cmd_build(args) -> int:
-    from .build import spec_key, write_index
-    from .errors import ToolchainError
+def _build_activation(job) -> list[tuple[str, str, str]]:
+    """Build one activation with each backend: [(backend, status, module file)]. Lowering
+    (derivation and the measured choice of forms) is skipped when the cache index already
+    knows the artifact of this exact table. Runs in a worker process for parallel builds."""
+    from .build import lookup_artifact, read_index, spec_key, write_index
+    from .errors import ActgenError, ToolchainError
     from .pipeline import build
     from .render import lower_activation
+
+    act, table, display, backends = job
+    lines, lowered = [], None
+    for backend in backends:
+        started = time.perf_counter()
+        key = spec_key(act.name, table, display, backend)
+        known = read_index(key)
+        artifact = lookup_artifact(known) if known else None
+        if artifact is not None:
+            lines.append((backend, f"cached ({time.perf_counter() - started:.2f} s)", str(artifact.module_file)))
+            continue
+        try:
+            lowered = lowered or lower_activation(act)
+            artifact = build(act, backend, display, lowered)
+        except ToolchainError as exc:
+            lines.append((backend, "skipped", str(exc)))
+            continue
+        except ActgenError as exc:
+            lines.append((backend, "error", str(exc)))
+            continue
+        write_index(key, artifact.key)
+        status = (f"compiled in {time.perf_counter() - started:.2f} s" if artifact.compiled
+                  else f"cached ({time.perf_counter() - started:.2f} s)")
+        lines.append((backend, status, str(artifact.module_file)))
+    return lines
+
+
+def cmd_build(args) -> int:
+    import concurrent.futures
+    import multiprocessing
+    import os
 
     items = list(args.spec) + (library.names() if args.builtins else [])
     if not items:
         _print_err("nothing to build: name spec files or built-ins, or pass --builtins")
         return 2
     backends = ["c", "numpy"] if args.backend == "both" else [args.backend]
-    for display, _path, activations in _spec_arguments(items):
-        for act, table in activations:
-            lowered = lower_activation(act)
-            for backend in backends:
-                started = time.perf_counter()
-                try:
-                    artifact = build(act, backend, display, lowered)
-                except ToolchainError as exc:
-                    print(f"{act.name:22s} [{backend:5s}] skipped: {exc}", file=sys.stderr)
-                    continue
-                write_index(spec_key(act.name, table, display, backend), artifact.key)
-                status = (f"compiled in {artifact.seconds:.2f} s" if artifact.compiled
-                          else f"cached ({time.perf_counter() - started:.2f} s)")
-                print(f"{act.name:22s} [{backend:5s}] {status:22s} {artifact.module_file}")
-    return 0
+    jobs = [(act, table, display, backends)
+            for display, _path, activations in _spec_arguments(items) for act, table in activations]
+    workers = max(1, min(args.jobs or os.cpu_count() or 1, len(jobs)))
+    if workers == 1:
+        results = map(_build_activation, jobs)
+    else:
+        # fork: the workers inherit SymPy and the parsed activations (no re-import)
+        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        results = pool.map(_build_activation, jobs)
+    failed = False
+    try:
+        for (act, _table, _display, _backends), lines in zip(jobs, results):
+            for backend, status, where in lines:
+                if status == "error":
+                    failed = True
+                    _print_err(where)
+                elif status == "skipped":
+                    print(f"{act.name:22s} [{backend:5s}] skipped: {where}", file=sys.stderr)
+                else:
+                    print(f"{act.name:22s} [{backend:5s}] {status:22s} {where}", flush=True)
+    finally:
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
+    return 1 if failed else 0
 
 
 def cmd_list(args) -> int:
@@ -247,6 +290,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--builtins", action="store_true", help="also build every built-in activation")
     b.add_argument("--backend", choices=["c", "numpy", "both"], default="both",
                    help="which kernels to build (default: both)")
+    b.add_argument("--jobs", "-j", type=int, default=0,
+                   help="activations built in parallel (default: the number of CPUs)")
     b.set_defaults(func=cmd_build)
 
     lst = sub.add_parser("list", help="the built-in activations and their parameters")
