@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -273,6 +275,15 @@ def cmd_generate(args) -> int:
     return 0
 
 
+EXTENSION_VERBS = [
+    ("bench", "actgen.bench"),
+    ("compare", "actgen.compare"),
+    ("emit", "actgen.emit"),
+]
+EXTENSION_VERBS = [(verb, module) for verb, module in EXTENSION_VERBS
+                   if importlib.util.find_spec(module) is not None]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="actgen", description="Compile activation functions from TOML specs into verified "
@@ -327,6 +338,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--check", action="store_true",
                    help="compare instead of writing; exit 1 and print a diff if they differ")
     g.set_defaults(func=cmd_generate)
+
+    # Verbs that live in their own modules (each has HELP, DESCRIPTION, add_arguments(parser) and
+    # run(args) -> exit status); imported only when that verb runs, so `actgen build` stays fast.
+    for verb, module in EXTENSION_VERBS:
+        mod = importlib.import_module(module)
+        e = sub.add_parser(verb, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(e)
+        e.set_defaults(func=mod.run)
     return p
 
 
