@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,11 +37,15 @@ def fresh_cache(tmp_path, monkeypatch):
 
 
 def run_cli(*args, cwd=None, env=None, input=None):
-    """Run the actgen CLI in a subprocess (as a user would) and return the CompletedProcess."""
-    exe = shutil.which("actgen")
-    command = [exe, *args] if exe else [sys.executable, "-m", "actgen.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, input=input, timeout=600)
+    """Run the actgen CLI in a subprocess, as a user would, and return the CompletedProcess.
+
+    It runs this checkout's actgen (``python -m actgen.cli`` with the checkout first on the
+    path), not whatever ``actgen`` console script is installed; tests/test_install.py tests the
+    console script of the installed wheel."""
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-m", "actgen.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, input=input, timeout=600)
 
 
 def have_compiler() -> bool:
