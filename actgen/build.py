@@ -369,8 +369,7 @@ def lookup_artifact(key: str, *, warn: bool = True) -> Artifact | None:
         if meta:
             return Artifact(key, path, meta, compiled=False)
         if problem and warn:
-            warnings.warn(f"actgen: the cache entry {path} is corrupt ({problem}); rebuilding it",
-                          ActgenWarning, stacklevel=2)
+            warn_once(f"the cache entry {path} is corrupt ({problem}); rebuilding it")
     return None
 
 

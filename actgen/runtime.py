@@ -728,16 +728,16 @@ def load(name: str, spec=None, backend: str = "c") -> Activation:
         artifact_key = read_index(key)
         artifact = lookup_artifact(artifact_key) if artifact_key else None
         if artifact is None:
+            from .pipeline import build
+            from .spec import parse_table
+
+            act = parse_table(name, table, path=path)     # an invalid spec fails here, before any lock
             # processes loading the same spec at once take turns: one lowers and builds it, the
             # others then find it in the index (no SymPy), instead of all lowering it in parallel
             with locked(cache_root(), key):
                 artifact_key = read_index(key)
                 artifact = lookup_artifact(artifact_key, warn=False) if artifact_key else None
                 if artifact is None:
-                    from .pipeline import build
-                    from .spec import parse_table
-
-                    act = parse_table(name, table, path=path)
                     try:
                         artifact = build(act, backend, display)
                     except ToolchainError as exc:

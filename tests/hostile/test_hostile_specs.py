@@ -300,7 +300,12 @@ def materialize(case: Case, where: Path) -> Path:
 
 
 def files_under(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+    """The files under ``path``, except empty lock files (a lock is a file that flock holds; a
+    spec refused while it is lowered, e.g. for its derivative, was lowered under its lock)."""
+    if not path.exists():
+        return []
+    return sorted(p for p in path.rglob("*")
+                  if p.is_file() and not (p.parent.name == "locks" and p.stat().st_size == 0))
 
 
 def check_error(case: Case, error: BaseException, path: Path) -> None:
