@@ -59,23 +59,87 @@ def _warn_once(message: str) -> None:
 
 # ---- cache location ---------------------------------------------------------------------
 
-def cache_root() -> Path:
-    """The cache directory (created on first use)."""
+_SUBDIRS = ("artifacts", "index", "failed", "locks", "tmp")
+#: configured root -> (the root written to, the roots read from, in order)
+_ROOTS: dict[Path, tuple[Path, tuple[Path, ...]]] = {}
+
+
+def configured_root() -> Path:
+    """The cache directory asked for: ``ACTGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/actgen``,
+    else ``~/.cache/actgen`` (with the format version appended)."""
     env = os.environ.get("ACTGEN_CACHE_DIR")
     if env:
         base = Path(env)
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = (Path(xdg) if xdg else Path.home() / ".cache") / "actgen"
-    root = base / f"v{FORMAT}"
-    for sub in ("artifacts", "index", "failed", "locks", "tmp"):
+    return base / f"v{FORMAT}"
+
+
+def _make_writable(root: Path) -> None:
+    """Create the cache layout under ``root`` and prove a file can be written there (raises OSError)."""
+    for sub in _SUBDIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
-    return root
+    fd, probe = tempfile.mkstemp(prefix="write-probe-", dir=root / "tmp")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _private_temporary_root() -> Path:
+    """``$TMPDIR/actgen-<uid>`` if it is this user's private directory, else a fresh one: a cache
+    holds shared libraries that get loaded, so never one another user could have written."""
+    uid = os.getuid()
+    shared = Path(tempfile.gettempdir()) / f"actgen-{uid}"
+    with contextlib.suppress(OSError):
+        shared.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(shared)
+        import stat
+
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
+            return shared / f"v{FORMAT}"
+    return Path(tempfile.mkdtemp(prefix="actgen-")) / f"v{FORMAT}"
+
+
+def _roots() -> tuple[Path, tuple[Path, ...]]:
+    root = configured_root()
+    known = _ROOTS.get(root)
+    if known is not None and all((known[0] / sub).is_dir() for sub in _SUBDIRS):
+        return known
+    try:
+        _make_writable(root)
+        result = (root, (root,))
+    except OSError as exc:
+        fallback = _private_temporary_root()
+        try:
+            _make_writable(fallback)
+        except OSError as exc2:
+            raise ActgenError(f"the cache directory {root} is not writable ({exc.strerror or exc}) and "
+                              f"neither is {fallback} ({exc2.strerror or exc2}); set ACTGEN_CACHE_DIR "
+                              "to a writable directory") from None
+        warn_once(f"the cache directory {root} is not writable ({exc.strerror or exc}); building into "
+                  f"{fallback} instead (artifacts already in {root} are still used). Set "
+                  "ACTGEN_CACHE_DIR to a writable directory to keep what is built.")
+        # read the configured cache too: a read-only shared cache still serves what it has
+        result = (fallback, (fallback, root))
+    _ROOTS[root] = result
+    return result
+
+
+def cache_root() -> Path:
+    """The cache directory built into (created on first use). If the configured one cannot be
+    written, a private temporary directory, with a warning (once)."""
+    return _roots()[0]
+
+
+def cache_roots() -> tuple[Path, ...]:
+    """The cache directories looked up, the written one first."""
+    return _roots()[1]
 
 
 @contextlib.contextmanager
 def locked(root: Path, key: str):
-    """An exclusive lock on ``key`` across processes (released when the process dies)."""
+    """An exclusive lock on ``key`` across processes: flock on ``locks/<key>.lock``, released
+    by the kernel when the process dies, so a killed builder never leaves a lock behind."""
     import fcntl
 
     with open(root / "locks" / f"{key}.lock", "a+") as handle:
@@ -86,15 +150,41 @@ def locked(root: Path, key: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _is_unlocked(root: Path, key: str) -> bool:
+    """True if no process holds the lock of ``key`` now (tried without waiting)."""
+    import fcntl
+
+    try:
+        with open(root / "locks" / f"{key}.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return True
+    except OSError:
+        return False
+
+
 def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through a uniquely named temporary file in the same directory,
+    flushed to disk, and a rename: a reader sees the old content or the new, never a part."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 # ---- toolchain ---------------------------------------------------------------------------
@@ -247,48 +337,105 @@ class Artifact:
         return self.path / self.meta["file"]
 
 
+def _check(path: Path) -> tuple[dict | None, str | None]:
+    """(meta.json of a complete, uncorrupted artifact, None) or (None, what is wrong with it)."""
+    if not path.exists():
+        return None, None
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        module = path / meta["file"]
+        if Path(meta["file"]).name != meta["file"]:
+            return None, "meta.json names a file outside the entry"
+        if sha256_file(module) != meta["sha256"]:
+            return None, f"{meta['file']} does not match the SHA-256 in meta.json (truncated or modified)"
+        return meta, None
+    except FileNotFoundError as exc:
+        return None, f"{Path(exc.filename or '?').name} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"meta.json is unreadable ({type(exc).__name__})"
+
+
 def _valid(path: Path) -> dict | None:
     """meta.json of a complete, uncorrupted artifact, else None."""
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-        if sha256_file(path / meta["file"]) != meta["sha256"]:
-            return None
-        return meta
-    except (OSError, ValueError, KeyError):
-        return None
+    return _check(path)[0]
 
 
-def lookup_artifact(key: str) -> Artifact | None:
-    path = cache_root() / "artifacts" / key
-    meta = _valid(path)
-    return Artifact(key, path, meta, compiled=False) if meta else None
+def lookup_artifact(key: str, *, warn: bool = True) -> Artifact | None:
+    """The artifact ``key`` if a cache holds it complete and matching its recorded hash. An entry
+    that fails the check is never used; it is reported (a warning) and rebuilt by the next build."""
+    for root in cache_roots():
+        path = root / "artifacts" / key
+        meta, problem = _check(path)
+        if meta:
+            return Artifact(key, path, meta, compiled=False)
+        if problem and warn:
+            warn_once(f"the cache entry {path} is corrupt ({problem}); rebuilding it")
+    return None
 
 
 def _install(root: Path, key: str, tmp: Path) -> Path:
+    """Rename the finished ``tmp`` into place. A corrupt entry already there is first renamed
+    away (one atomic step), so a reader sees the old entry, no entry, or the new one."""
     final = root / "artifacts" / key
-    if final.exists():           # a corrupt entry (a valid one was returned before): replace it
-        shutil.rmtree(final, ignore_errors=True)
+    if final.exists():
+        doomed = Path(tempfile.mkdtemp(prefix=f"{key}-corrupt-", dir=root / "tmp"))
+        os.rename(final, doomed / "entry")
+        shutil.rmtree(doomed, ignore_errors=True)
     os.rename(tmp, final)
+    _fsync_dir(final.parent)
     return final
 
 
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def clean_stale_temporaries(root: Path, key: str | None = None) -> list[Path]:
+    """Remove what killed builds left in ``tmp/``. Every build works in ``tmp/<key>-...`` while
+    holding the lock of ``key``, so an entry whose key is not locked now is stale: decided by
+    the lock, not by its age. (``key``: the caller holds that key's lock.) Returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in (root / "tmp").iterdir():
+            owner = entry.name.split("-", 1)[0]
+            if len(owner) != 64 or not all(c in "0123456789abcdef" for c in owner):
+                continue                      # the write probe, or not ours
+            if owner == key or _is_unlocked(root, owner):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
 def build_artifact(key: str, backend: str, meta: dict, make) -> Artifact:
-    """Build the artifact ``key`` with ``make(tmpdir) -> file name`` unless the cache has it."""
+    """Build the artifact ``key`` with ``make(tmpdir) -> file name`` unless the cache has it.
+
+    Concurrent builders of one key take turns on its lock: the first builds, the others find
+    its result. The build happens in ``tmp/<key>-*`` and is renamed into place complete, with
+    meta.json (holding the module's SHA-256) written last inside it; a builder killed at any
+    point leaves only a stale temporary directory, removed by the next build."""
     root = cache_root()
-    existing = lookup_artifact(key)
+    existing = lookup_artifact(key, warn=False)
     if existing:
         return existing
     with locked(root, key):
         existing = lookup_artifact(key)       # another process may have built it meanwhile
         if existing:
             return existing
+        clean_stale_temporaries(root, key)
         started = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f"{key[:12]}-", dir=root / "tmp"))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=root / "tmp"))
         try:
             filename = make(tmp)
+            with open(tmp / filename, "rb+") as handle:
+                os.fsync(handle.fileno())
             meta = dict(meta, key=key, backend=backend, file=filename,
                         sha256=sha256_file(tmp / filename), built=time.strftime("%Y-%m-%dT%H:%M:%S"))
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            write_atomic(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
             final = _install(root, key, tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -319,9 +466,12 @@ def _compile_failure(module_name, c_source, command, proc) -> BuildError:
     failed.mkdir(parents=True, exist_ok=True)
     numbered = "\n".join(f"{i + 1:5d}  {line}" for i, line in enumerate(c_source.splitlines()))
     log = failed / "build.log"
-    log.write_text(f"command: {shlex.join(command)}\nexit status: {proc.returncode}\n\n"
-                   f"---- stderr ----\n{proc.stderr}\n---- source ----\n{numbered}\n")
+    status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0 else str(proc.returncode))
+    write_atomic(log, f"command: {shlex.join(command)}\nexit status: {status}\n\n"
+                      f"---- stderr ----\n{proc.stderr}\n---- source ----\n{numbered}\n")
     first = next((line for line in proc.stderr.splitlines() if "error" in line), proc.stderr[:200])
+    if not first.strip():
+        first = f"exit status {status}"
     return BuildError(f"the C compiler failed building {module_name}: {first.strip()}\n"
                       f"  the source, command and full stderr are in {log}")
 
@@ -346,10 +496,16 @@ def import_module_file(module_name: str, path: Path):
 # ---- the spec index ------------------------------------------------------------------------
 
 def read_index(key: str) -> str | None:
-    try:
-        return json.loads((cache_root() / "index" / key).read_text())["artifact"]
-    except (OSError, ValueError, KeyError):
-        return None
+    """The artifact key the spec index records for ``key`` (written atomically; a damaged entry
+    reads as absent, and the artifact it names is hash-checked before use anyway)."""
+    for root in cache_roots():
+        try:
+            artifact = json.loads((root / "index" / key).read_text(encoding="utf-8"))["artifact"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(artifact, str) and len(artifact) == 64:
+            return artifact
+    return None
 
 
 def write_index(key: str, artifact_key: str) -> None:

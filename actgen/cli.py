@@ -84,6 +84,8 @@ def _build_activation(job) -> list[tuple[str, str, str]]:
             continue
         except ActgenError as exc:
             lines.append((backend, "error", str(exc)))
+            if lowered is None:     # the spec itself failed (e.g. its derivative): say it once
+                break
             continue
         write_index(key, artifact.key)
         status = (f"compiled in {time.perf_counter() - started:.2f} s" if artifact.compiled

@@ -32,7 +32,14 @@ import sympy as sp
 from .activation import X, Y, Activation, param_symbol
 from .errors import DerivationError
 
-MAX_DERIVATIVE_OPS = 20_000
+#: Nodes of a derivative's SymPy tree (the built-ins' largest has 56). Every later stage (stable
+#: rewrites, measured selection, the mpmath reference) costs time in proportion to it, so a
+#: derivative that explodes is refused here, counted, rather than after minutes of SymPy.
+MAX_DERIVATIVE_NODES = 2_000
+#: The same limit, estimated from the expression before differentiating: sp.diff itself is
+#: refused if the estimate exceeds this many nodes.
+MAX_DERIVATIVE_ESTIMATE = 10 * MAX_DERIVATIVE_NODES
+MAX_DERIVATIVE_OPS = MAX_DERIVATIVE_NODES     # (old name)
 
 
 @dataclass(frozen=True)
@@ -82,22 +89,85 @@ def ties_to_piecewise(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
     return expr.func(*args)
 
 
+def _size(expr: sp.Basic, limit: int) -> int:
+    """Nodes of a SymPy tree, counted without recursion, stopping once past ``limit``."""
+    count, stack = 0, [expr]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        stack.extend(node.args)
+    return count
+
+
+def derivative_size_estimate(expr: sp.Basic, var: sp.Symbol) -> int:
+    """An estimate (from above, up to small constants) of the node count of d expr / d var,
+    computed from the tree alone, without recursion and without differentiating: a sum's
+    derivative is the sum of its terms' derivatives, a product of k factors gives k products
+    (the product rule), a power or function f(u) gives about f'(u) * u' (the chain rule)."""
+    size: dict = {}
+    deriv: dict = {}
+    stack = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in size:
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((arg, False) for arg in node.args if arg not in size)
+            continue
+        args = node.args
+        size[node] = 1 + sum(size[a] for a in args)
+        if not node.has(var):
+            deriv[node] = 1
+        elif not args:
+            deriv[node] = 1
+        elif isinstance(node, sp.Add):
+            deriv[node] = 1 + sum(deriv[a] for a in args)
+        elif isinstance(node, sp.Mul):
+            dependent = [a for a in args if a.has(var)]
+            deriv[node] = 1 + sum(deriv[a] + size[node] for a in dependent)
+        else:   # Pow, functions, Piecewise, Max/Min: the node again (f'(u) is about as big) times u'
+            deriv[node] = 4 + sum(deriv[a] + 2 * size[node] for a in args if a.has(var))
+    return deriv[expr]
+
+
+def _too_large(what: str, var, limit: int) -> DerivationError:
+    return DerivationError(
+        f"the derivative with respect to {var} {what} more than {limit:,} operations; simplify the expression "
+        "(e.g. factor repeated subexpressions: a product of many factors or deeply nested functions "
+        "makes the derivative explode)",
+        fix="write a smaller expression (the built-in activations' derivatives have at most 60 nodes)")
+
+
 def differentiate(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
-    """d expr / d var with actgen's kink conventions (see the module docstring)."""
+    """d expr / d var with actgen's kink conventions (see the module docstring). Refuses (with a
+    DerivationError) a derivative larger than MAX_DERIVATIVE_NODES, by an estimate before
+    differentiating and by a count after: a limit on work, not on wall-clock time."""
     prepared = ties_to_piecewise(expr, var)
+    if derivative_size_estimate(prepared, var) > MAX_DERIVATIVE_ESTIMATE:
+        raise _too_large("would have", var, MAX_DERIVATIVE_NODES)
     result = sp.diff(prepared, var)
+    if _size(result, MAX_DERIVATIVE_NODES) > MAX_DERIVATIVE_NODES:
+        raise _too_large("has", var, MAX_DERIVATIVE_NODES)
     result = result.replace(sp.DiracDelta, lambda *args: sp.S.Zero)
     if result.has(sp.Derivative, sp.Subs):
-        raise DerivationError(f"SymPy could not differentiate {expr} with respect to {var}: {result}")
-    if sp.count_ops(result) > MAX_DERIVATIVE_OPS:
-        raise DerivationError(
-            f"the derivative of {expr} with respect to {var} has more than {MAX_DERIVATIVE_OPS} "
-            "operations; simplify the expression (e.g. factor repeated subexpressions)")
+        raise DerivationError(f"SymPy could not differentiate the expression with respect to {var}",
+                              fix="use only the listed functions of x and the parameters")
     return result
 
 
 def derive(act: Activation) -> list[Kernel]:
     """The kernels of an activation: forward, backward, and one gradient per learnable parameter."""
+    try:
+        return _derive(act)
+    except DerivationError as exc:
+        if exc.path or not act.source:
+            raise
+        raise DerivationError(exc.problem, path=act.source, activation=act.name, key="expr",
+                              fix=exc.fix) from None
+
+
+def _derive(act: Activation) -> list[Kernel]:
     kernels = [Kernel("forward", "forward", act.expr),
                Kernel("backward", "backward", differentiate(act.expr, X))]
     if act.output_derivative is not None:

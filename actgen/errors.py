@@ -47,8 +47,9 @@ class UnknownActivationError(ActgenError, KeyError):
         return self.args[0]
 
 
-class DerivationError(ActgenError):
-    """Symbolic differentiation or simplification failed or exceeded its limits."""
+class DerivationError(SpecError):
+    """Symbolic differentiation or simplification failed or exceeded its limits (a spec problem:
+    the message names the file, the activation and the key when they are known)."""
 
 
 class BuildError(ActgenError):

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from . import library
-from .build import (ActgenWarning, import_module_file, lookup_artifact, read_index, spec_key, warn_once,
-                    write_index)
+from .build import (ActgenWarning, cache_root, import_module_file, locked, lookup_artifact, read_index, spec_key,
+                    warn_once, write_index)
 from .errors import KernelArgumentError, ToolchainError
 from .specfile import find_table, read_spec_text, read_tables, resolve_table
 
@@ -731,15 +731,24 @@ def load(name: str, spec=None, backend: str = "c") -> Activation:
             from .pipeline import build
             from .spec import parse_table
 
-            act = parse_table(name, table, path=path)
-            try:
-                artifact = build(act, backend, display)
-            except ToolchainError as exc:
-                if backend != "c":
-                    raise
-                warn_once(f"{exc}. Using the NumPy backend instead.")
+            act = parse_table(name, table, path=path)     # an invalid spec fails here, before any lock
+            # processes loading the same spec at once take turns: one lowers and builds it, the
+            # others then find it in the index (no SymPy), instead of all lowering it in parallel
+            with locked(cache_root(), key):
+                artifact_key = read_index(key)
+                artifact = lookup_artifact(artifact_key, warn=False) if artifact_key else None
+                if artifact is None:
+                    try:
+                        artifact = build(act, backend, display)
+                    except ToolchainError as exc:
+                        if backend != "c":
+                            raise
+                        warn_once(f"{exc}. Using the NumPy backend instead.")
+                        artifact = None
+                    else:
+                        write_index(key, artifact.key)
+            if artifact is None:
                 return load(name, spec, backend="numpy")
-            write_index(key, artifact.key)
         module = import_module_file(artifact.meta["module"], artifact.module_file)
         loaded = _CLASSES[artifact.meta.get("kind", "elementwise")](artifact.meta, module, backend, table, path)
         _LOADED[key] = loaded

@@ -24,9 +24,9 @@ from pathlib import Path
 import sympy as sp
 
 from .activation import KINDS, NORMALIZERS, X, Y, Activation, param_symbol
-from .errors import SpecError
+from .errors import DerivationError, SpecError
 from .functions import CONSTANTS, FUNCTIONS
-from .specfile import (MAX_SPEC_BYTES, find_table, read_spec_text, read_tables,  # noqa: F401  (re-exported)
+from .specfile import (MAX_SPEC_BYTES, MAX_TABLES, find_table, read_spec_text, read_tables,  # noqa: F401  (re-exported)
                        resolve_table)
 
 #: Keys a table may have. Anything else is a typo and rejected.
@@ -36,7 +36,10 @@ KEYS = ("expr", "params", "learnable", "description", "budgets", "kink", "framew
 BUDGET_KINDS = ("forward", "backward", "param_grad")
 
 MAX_EXPR_CHARS = 10_000           # an expression longer than this is refused unparsed
-MAX_EXPR_OPS = 2_000              # SymPy operation count of a parsed expression
+MAX_SYNTAX_DEPTH = 100            # nesting of the Python syntax tree (checked before building)
+MAX_EXPR_NODES = 400              # SymPy tree nodes of a parsed expression (built-ins: <= 30)
+MAX_EXPR_DEPTH = 32               # SymPy tree depth (nested function calls) of a parsed expression
+MAX_EXPR_OPS = MAX_EXPR_NODES     # (old name)
 MAX_INT_EXPONENT = 1_000          # largest |n| in x**n
 MAX_CONSTANT_DIGITS = 400         # largest decimal exponent of a constant
 
@@ -89,6 +92,12 @@ class _ExprError(Exception):
         self.problem, self.fix = problem, fix
 
 
+def _short(value, limit: int = 40) -> str:
+    """``str(value)`` cut to ``limit`` characters (a message never quotes a 400-digit number)."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit - 12]}...({len(text):,} chars)"
+
+
 def _suggest(name: str, candidates) -> str | None:
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return close[0] if close else None
@@ -128,7 +137,7 @@ class _Builder:
                 raise _ExprError(f"float literal {text} is out of range")
             # The decimal the user wrote, exactly (0.2 means 1/5, not the nearest double).
             return sp.Rational(text.replace("_", ""))
-        raise _ExprError(f"literal {value!r} is not a number",
+        raise _ExprError(f"literal {_short(repr(value))} is not a number",
                          "strings, bytes and complex numbers are not allowed")
 
     def _Name(self, node):
@@ -140,7 +149,7 @@ class _Builder:
         hint = _suggest(name, list(self.names) + list(FUNCTIONS))
         fix = (f"did you mean `{hint}`? " if hint else "") + \
             "the input is `x`; every other name must be declared in `params` or be a listed function"
-        raise _ExprError(f"unknown name `{name}` (a free symbol that is neither x nor a parameter)", fix)
+        raise _ExprError(f"unknown name `{_short(name)}` (a free symbol that is neither x nor a parameter)", fix)
 
     def _BinOp(self, node):
         op = type(node.op)
@@ -152,25 +161,35 @@ class _Builder:
             left, right = self._cond(node.left), self._cond(node.right)
             return sp.And(left, right) if op is ast.BitAnd else sp.Or(left, right)
         if op not in _BINOPS:
-            raise _ExprError(f"operator `{ast.unparse(node)}` is not allowed", "use + - * / **")
-        left, right = self.build(node.left), self.build(node.right)
-        for side in (left, right):
-            if _is_condition(side):
-                raise _ExprError(f"a condition is used as a number in `{ast.unparse(node)}`",
-                                 "use Piecewise((value, condition), ...) or Heaviside(...)")
-        return _BINOPS[op](left, right)
+            raise _ExprError(f"operator `{_short(ast.unparse(node), 60)}` is not allowed", "use + - * / **")
+        # a long sum or product is a left-deep chain: walk it with a loop, not recursion
+        chain = [node]
+        while _is_arithmetic(chain[-1].left):
+            chain.append(chain[-1].left)
+        result = self.build(chain[-1].left)
+        for link in reversed(chain):
+            right = self.build(link.right)
+            for side in (result, right):
+                if _is_condition(side):
+                    raise _ExprError(f"a condition is used as a number in `{_short(ast.unparse(link), 60)}`",
+                                     "use Piecewise((value, condition), ...) or Heaviside(...)")
+            result = _BINOPS[type(link.op)](result, right)
+        return result
 
     def _pow(self, base, exponent):
         for side in (base, exponent):
             if _is_condition(side):
                 raise _ExprError("a condition is used as a number in a power")
-        if exponent.is_Integer and abs(int(exponent)) > MAX_INT_EXPONENT:
-            raise _ExprError(f"exponent {exponent} is too large (limit {MAX_INT_EXPONENT})",
+        if exponent.is_Rational and abs(exponent) > MAX_INT_EXPONENT:
+            raise _ExprError(f"exponent {_short(exponent)} is too large (limit {MAX_INT_EXPONENT})",
                              "an activation never needs such a power")
         if base.is_Number and exponent.is_Number and not base.is_zero:
-            # SymPy evaluates number**number eagerly: 10**10**10 would never finish.
-            if abs(float(exponent)) * abs(math.log10(abs(float(base)))) > MAX_CONSTANT_DIGITS:
-                raise _ExprError(f"the constant {base}**{exponent} is out of range")
+            # SymPy evaluates number**number eagerly: 10**10**10 would never finish. Estimate the
+            # size from the logarithm (exact for huge integers, where float() would overflow).
+            magnitude = abs(float(exponent)) * abs(_log10(base))
+            if magnitude > MAX_CONSTANT_DIGITS:
+                raise _ExprError(f"the constant {_short(base)}**{_short(exponent)} is out of range "
+                                 f"(about 10**{magnitude:.3g})", "write the constant as a float literal")
         return sp.Pow(base, exponent)
 
     def _UnaryOp(self, node):
@@ -179,13 +198,13 @@ class _Builder:
             return sp.Not(self._cond(node.operand))
         operand = self.build(node.operand)
         if _is_condition(operand):
-            raise _ExprError(f"a condition is used as a number in `{ast.unparse(node)}`")
+            raise _ExprError(f"a condition is used as a number in `{_short(ast.unparse(node), 60)}`")
         return -operand if op is ast.USub else operand
 
     def _cond(self, node):
         value = self.build(node)
         if not _is_condition(value):
-            raise _ExprError(f"`{ast.unparse(node)}` is not a condition",
+            raise _ExprError(f"`{_short(ast.unparse(node), 60)}` is not a condition",
                              "conditions are comparisons such as x > 0, combined with & | ~")
         return value
 
@@ -197,7 +216,7 @@ class _Builder:
         terms = [self.build(node.left)] + [self.build(c) for c in node.comparators]
         for term in terms:
             if _is_condition(term):
-                raise _ExprError(f"cannot compare a condition in `{ast.unparse(node)}`")
+                raise _ExprError(f"cannot compare a condition in `{_short(ast.unparse(node), 60)}`")
         parts = [_COMPARE[type(op)](a, b) for op, a, b in zip(node.ops, terms, terms[1:])
                  if type(op) in _COMPARE or self._bad_compare(op)]
         return sp.And(*parts) if len(parts) > 1 else parts[0]
@@ -210,22 +229,25 @@ class _Builder:
 
     def _Call(self, node):
         if not isinstance(node.func, ast.Name):
-            raise _ExprError(f"only the listed functions can be called, not `{ast.unparse(node.func)}`")
+            raise _ExprError(f"only the listed functions can be called, not `{_short(ast.unparse(node.func), 60)}`",
+                             "call a listed function by its name, e.g. exp(x); methods, attributes and "
+                             "calls of calls are not allowed")
         name = node.func.id
         if name not in FUNCTIONS:
             hint = _suggest(name, FUNCTIONS)
-            raise _ExprError(f"unknown function `{name}`",
+            raise _ExprError(f"unknown function `{_short(name)}`",
                              (f"did you mean `{hint}`? " if hint else "")
                              + "allowed: " + ", ".join(sorted(FUNCTIONS)))
         if node.keywords:
-            raise _ExprError(f"keyword arguments are not allowed in `{name}(...)`")
+            raise _ExprError(f"keyword arguments are not allowed in `{name}(...)`",
+                             f"pass arguments by position, e.g. {name}(x)")
         args = [self.build(a) for a in node.args]
         if name == "Piecewise":
             return self._piecewise(args, node)
         try:
             return FUNCTIONS[name](*args)
         except (TypeError, ValueError, AttributeError) as exc:
-            raise _ExprError(f"invalid call `{ast.unparse(node)}`: {exc}") from None
+            raise _ExprError(f"invalid call `{_short(ast.unparse(node), 60)}`: {exc}") from None
 
     def _piecewise(self, args, node):
         pieces = []
@@ -235,9 +257,9 @@ class _Builder:
                                  "write Piecewise((x, x > 0), (0, True))")
             value, cond = arg
             if not _is_condition(cond):
-                raise _ExprError(f"`{cond}` is not a condition in Piecewise")
+                raise _ExprError(f"`{_short(cond)}` is not a condition in Piecewise")
             if _is_condition(value):
-                raise _ExprError(f"a Piecewise value `{value}` is a condition, not a number")
+                raise _ExprError(f"a Piecewise value `{_short(value)}` is a condition, not a number")
             pieces.append((value, cond))
         if not pieces:
             raise _ExprError("Piecewise needs at least one (value, condition) pair")
@@ -250,6 +272,71 @@ class _Builder:
             raise _ExprError(f"invalid Piecewise: {exc}") from None
 
 
+def _log10(number) -> float:
+    """log10 |number| of a SymPy number, without overflowing for huge rationals."""
+    number = abs(sp.Rational(number)) if number.is_Rational else abs(number)
+    if number.is_Rational:
+        p, q = int(number.p), int(number.q)
+        return (math.log10(p) if p else 0.0) - math.log10(q)
+    return math.log10(float(number))
+
+
+def _is_arithmetic(node: ast.AST) -> bool:
+    return isinstance(node, ast.BinOp) and type(node.op) in _BINOPS
+
+
+def _syntax_depth(tree: ast.AST) -> int:
+    """The nesting depth of a syntax tree, without recursion (a tree may be 10^5 deep). The left
+    operand of + - * / does not count as nesting: a sum of many terms is a chain, built by a loop."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_SYNTAX_DEPTH:
+                return deepest
+        for child in ast.iter_child_nodes(node):
+            chained = _is_arithmetic(node) and child is node.left and _is_arithmetic(child)
+            stack.append((child, depth if chained else depth + 1))
+    return deepest
+
+
+def tree_size(expr: sp.Basic, limit: int | None = None) -> tuple[int, int]:
+    """(nodes, depth) of a SymPy tree, counted without recursion; stops early past ``limit`` nodes."""
+    nodes, deepest, stack = 0, 0, [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        deepest = max(deepest, depth)
+        if limit is not None and nodes > limit:
+            break
+        stack.extend((arg, depth + 1) for arg in node.args)
+    return nodes, deepest
+
+
+def _check_numbers(expr: sp.Basic) -> None:
+    """Refuse constants that are infinite, undefined (1/0) or overflow when evaluated."""
+    if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        raise _ExprError("the expression contains an infinite or undefined constant (such as 1/0)",
+                         "remove the division by zero")
+    for node in sp.preorder_traversal(expr):
+        if node.is_Rational and max(len(str(abs(node.p))), len(str(node.q))) > MAX_CONSTANT_DIGITS + 1:
+            raise _ExprError(f"the constant {_short(node)} has more than {MAX_CONSTANT_DIGITS} digits",
+                             "an activation never needs such a constant")
+        if node.is_Rational and node != 0 and not -300 <= _log10(node) <= 300:
+            raise _ExprError(f"the constant {_short(node)} is out of the range of a double (about "
+                             f"10**{_log10(node):.0f})", "write constants between 1e-300 and 1e300 in magnitude")
+        if node.is_Atom or node.free_symbols or not isinstance(node, sp.Expr):
+            continue
+        try:
+            value = complex(sp.N(node, 20))
+        except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError):
+            value = complex(math.inf)
+        if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value) > 1e300:
+            raise _ExprError(f"the constant {_short(node)} overflows (it is not a finite number)",
+                             "write a constant of at most 1e300 in magnitude")
+
+
 def parse_expression(text: str, params: dict[str, sp.Symbol] | None = None) -> sp.Expr:
     """Parse ``text`` into a SymPy expression in ``X`` and ``params`` without eval.
 
@@ -257,20 +344,35 @@ def parse_expression(text: str, params: dict[str, sp.Symbol] | None = None) -> s
     """
     if len(text) > MAX_EXPR_CHARS:
         raise _ExprError(f"the expression is {len(text):,} characters; the limit is {MAX_EXPR_CHARS:,}")
+    nested = "split it: an activation never needs such nesting"
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise _ExprError(f"syntax error: {exc.msg} (column {exc.offset})") from None
+        if "too many nested" in str(exc.msg):
+            raise _ExprError(f"the expression is nested too deeply ({exc.msg})", nested) from None
+        raise _ExprError(f"syntax error: {exc.msg} (column {exc.offset})",
+                         "write one Python-syntax expression in x, e.g. \"x * sigmoid(x)\"") from None
     except (RecursionError, MemoryError):
-        raise _ExprError("the expression is nested too deeply to parse") from None
+        raise _ExprError("the expression is nested too deeply to parse", nested) from None
+    if _syntax_depth(tree) > MAX_SYNTAX_DEPTH:
+        raise _ExprError(f"the expression is nested more than {MAX_SYNTAX_DEPTH} levels deep", nested)
     try:
         expr = _Builder(text.strip(), params or {}).build(tree)
     except RecursionError:
-        raise _ExprError("the expression is nested too deeply") from None
+        raise _ExprError("the expression is nested too deeply", nested) from None
     if _is_condition(expr) or isinstance(expr, sp.Tuple):
-        raise _ExprError("the expression is a condition or a tuple, not a number")
-    if sp.count_ops(expr) > MAX_EXPR_OPS:
-        raise _ExprError(f"the expression has more than {MAX_EXPR_OPS} operations")
+        raise _ExprError("the expression is a condition or a tuple, not a number",
+                         "wrap conditions in Piecewise((value, condition), (other, True))")
+    nodes, depth = tree_size(expr, MAX_EXPR_NODES)
+    if nodes > MAX_EXPR_NODES:
+        raise _ExprError(f"the expression has more than {MAX_EXPR_NODES} terms and operations (SymPy tree "
+                         "nodes)", "simplify it: the built-in activations have at most 30")
+    if depth > MAX_EXPR_DEPTH:
+        raise _ExprError(f"the expression nests functions {depth} levels deep (limit {MAX_EXPR_DEPTH})", nested)
+    try:
+        _check_numbers(expr)
+    except RecursionError:
+        raise _ExprError("the expression is nested too deeply", nested) from None
     return expr
 
 
@@ -284,21 +386,25 @@ def _check_real(expr: sp.Expr, params: dict[str, float]) -> str | None:
     return None if where is None else f"it is complex at x = {where}"
 
 
+EXPR_FIX = ("write an expression in x with numbers, the declared parameters, + - * / ** and the listed "
+            "functions (see `actgen new NAME` for a template)")
+
+
 def parse_table(name: str, table, *, path: str) -> Activation:
     """Validate one spec table and build its Activation."""
 
     def fail(problem, key=None, fix=None):
-        raise SpecError(problem, path=path, activation=name, key=key, fix=fix)
+        raise SpecError(problem, path=path, activation=_short(name, 70), key=key and _short(key, 70), fix=fix)
 
     if not NAME_RE.match(name):
-        fail(f"invalid activation name {name!r}",
+        fail(f"invalid activation name {_short(repr(name))}",
              fix="use lowercase letters, digits and _, starting with a letter (at most 64 characters)")
     if not isinstance(table, dict):
         fail("is a value, not a table", fix=f"write [{name}] followed by expr = \"...\"")
     for key in table:
         if key not in KEYS:
             hint = _suggest(key, KEYS)
-            fail(f"unknown key {key!r}", key=key,
+            fail(f"unknown key {_short(repr(key))}", key=key,
                  fix=(f"did you mean {hint!r}? " if hint else "") + "allowed keys: " + ", ".join(KEYS))
 
     expr_text = table.get("expr")
@@ -313,18 +419,19 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     defaults: dict[str, float] = {}
     for pname, value in params.items():
         if not PARAM_RE.match(pname):
-            fail(f"invalid parameter name {pname!r}", key=f"params.{pname}",
+            fail(f"invalid parameter name {_short(repr(pname))}", key=f"params.{pname}",
                  fix="use letters, digits and _, starting with a letter")
         if pname in RESERVED or re.fullmatch(r"t\d+", pname) or pname.startswith("actgen"):
             fail(f"parameter name {pname!r} is reserved (a function, constant, keyword or a name the "
                  "generated code uses)", key=f"params.{pname}", fix="choose another name")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(f"default of {pname!r} is {value!r}, not a number", key=f"params.{pname}",
+            fail(f"default of {pname!r} is {_short(repr(value))}, not a number", key=f"params.{pname}",
                  fix=f"write {pname} = 1.0")
         if isinstance(value, float) and math.isnan(value):
             fail(f"default of {pname!r} is nan", key=f"params.{pname}", fix="give a number")
         if isinstance(value, int) and abs(value) > 2**53:
-            fail(f"default of {pname!r} is too large to be exact in float64", key=f"params.{pname}")
+            fail(f"default of {pname!r} is too large to be exact in float64", key=f"params.{pname}",
+                 fix=f"write it as a float, e.g. {pname} = {float(value):.6g}")
         defaults[pname] = float(value)
 
     learnable = table.get("learnable", [])
@@ -335,17 +442,17 @@ def parse_table(name: str, table, *, path: str) -> Activation:
             fail(f"learnable {pname!r} is not in params", key="learnable",
                  fix=f"add {pname} = <default> to params, or remove it from learnable")
     if len(set(learnable)) != len(learnable):
-        fail("`learnable` lists a parameter twice", key="learnable")
+        fail("`learnable` lists a parameter twice", key="learnable", fix="name each parameter once")
 
     description = table.get("description", "")
     if not isinstance(description, str):
-        fail("`description` must be a string", key="description")
+        fail("`description` must be a string", key="description", fix='description = "what it is"')
 
     info = {}
     for key in ("kink", "reference"):
         value = table.get(key, "")
         if not isinstance(value, str):
-            fail(f"`{key}` must be a string", key=key)
+            fail(f"`{key}` must be a string", key=key, fix=f'{key} = "..."')
         if value:
             info[key] = value.strip()
     frameworks = table.get("frameworks", {})
@@ -362,10 +469,11 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     for entry, value in budgets.items():
         kind, _, dtype = entry.partition(".")
         if kind not in BUDGET_KINDS or dtype not in ("float32", "float64"):
-            fail(f"unknown budget {entry!r}", key=f"budgets.{entry}",
+            fail(f"unknown budget {_short(repr(entry))}", key=f"budgets.{entry}",
                  fix="name it <kind>.<dtype>, kind one of forward, backward, param_grad")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            fail(f"budget {entry!r} must be a positive number", key=f"budgets.{entry}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            fail(f"budget {_short(repr(entry))} must be a positive finite number (ULPs), not "
+                 f"{_short(repr(value))}", key=f"budgets.{entry}", fix=f'"{entry}" = 16')
 
     kind = table.get("kind", "gated" if "gate" in table else "elementwise")
     if kind not in KINDS:
@@ -377,25 +485,31 @@ def parse_table(name: str, table, *, path: str) -> Activation:
                  + (f", not {normalizer!r}" if normalizer else ""), key="normalizer",
                  fix='normalizer = "softmax" (expr is then the score of each element, e.g. "x / T")')
     elif "normalizer" in table:
-        fail("`normalizer` is only for kind = \"rowwise\"", key="normalizer")
+        fail("`normalizer` is only for kind = \"rowwise\"", key="normalizer",
+             fix='remove it, or set kind = "rowwise"')
     gate = table.get("gate", "")
     if "gate" in table and (kind != "gated" or not isinstance(gate, str)):
         fail("`gate` names the elementwise activation of a gated one", key="gate",
              fix='gate = "gelu" (a built-in or another table of this file)')
     for key in ("output_derivative", "output_derivative_valid"):
         if key in table and kind != "elementwise":
-            fail(f"`{key}` is only for elementwise activations", key=key)
+            fail(f"`{key}` is only for elementwise activations", key=key, fix=f"remove `{key}`")
         if key in table and not isinstance(table[key], str):
-            fail(f"`{key}` must be a string", key=key)
+            fail(f"`{key}` must be a string", key=key, fix='e.g. output_derivative = "y * (1 - y)"')
     if "output_derivative_valid" in table and "output_derivative" not in table:
-        fail("`output_derivative_valid` without `output_derivative`", key="output_derivative_valid")
+        fail("`output_derivative_valid` without `output_derivative`", key="output_derivative_valid",
+             fix="add output_derivative, or remove output_derivative_valid")
 
     symbols = {p: param_symbol(p) for p in defaults}
     try:
         expr = parse_expression(expr_text, symbols)
     except _ExprError as exc:
-        raise SpecError(exc.problem, path=path, activation=name, key="expr", fix=exc.fix) from None
-    problem = _check_real(expr, defaults)
+        fail(exc.problem, key="expr", fix=exc.fix or EXPR_FIX)
+    try:
+        problem = _check_real(expr, defaults)
+    except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        fail(f"the expression cannot be evaluated at the default parameters: {_short(exc, 120)}", key="expr",
+             fix="check the constants and parameter defaults")
     if problem:
         fail(f"the expression is not real-valued: {problem}", key="expr",
              fix="restrict it with Abs, Max or Piecewise so it is real for every real x")
@@ -412,7 +526,10 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     if output_derivative is not None:
         from .derive import check_output_derivative
 
-        problem = check_output_derivative(act)
+        try:
+            problem = check_output_derivative(act)
+        except DerivationError as exc:
+            fail(exc.problem, key="expr", fix=exc.fix)
         if problem:
             fail(f"`output_derivative` is not f'(x) written with y = f(x): {problem}",
                  key="output_derivative",
@@ -428,7 +545,7 @@ def _output_derivative(table: dict, symbols: dict, fail):
     try:
         expr = parse_expression(text, {**symbols, "y": Y})
     except _ExprError as exc:
-        fail(exc.problem, key="output_derivative", fix=exc.fix)
+        fail(exc.problem, key="output_derivative", fix=exc.fix or EXPR_FIX)
     if X in expr.free_symbols:
         fail("`output_derivative` uses x; it must be written with y = f(x) and the parameters",
              key="output_derivative", fix="e.g. output_derivative = \"y * (1 - y)\"")
@@ -439,7 +556,7 @@ def _output_derivative(table: dict, symbols: dict, fail):
             # the safe parser reads conditions inside a Piecewise only
             wrapped = parse_expression(f"Piecewise((1, {cond_text}), (0, True))", symbols)
         except _ExprError as exc:
-            fail(exc.problem, key="output_derivative_valid", fix=exc.fix)
+            fail(exc.problem, key="output_derivative_valid", fix=exc.fix or EXPR_FIX)
         if wrapped == 1:
             valid = sp.true
         elif isinstance(wrapped, sp.Piecewise) and len(wrapped.args) == 2 and wrapped.args[1] == (0, True):
