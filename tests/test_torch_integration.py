@@ -219,3 +219,38 @@ def test_three_line_usage_from_a_spec_file(tmp_path, monkeypatch):
     model(x.float()).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     assert np.isfinite(model[0].weight.grad.numpy()).all()
+
+
+class _Recorder:
+    """Stands in for the loaded activation and records the arrays the kernels receive."""
+
+    def __init__(self, act):
+        self._act, self.calls = act, []
+
+    def __getattr__(self, name):
+        return getattr(self._act, name)
+
+    def __call__(self, x, out=None, **kw):
+        self.calls.append(("forward", x, out))
+        return self._act(x, out=out, **kw)
+
+    def backward(self, x, dy, out=None, **kw):
+        self.calls.append(("backward", x, out))
+        return self._act.backward(x, dy, out=out, **kw)
+
+
+def test_contiguous_cpu_tensors_reach_the_kernels_without_copies():
+    f = at.function("swish")
+    f.act = rec = _Recorder(f.act)
+    x = torch.randn(64, 32, requires_grad=True)
+    y = f(x)
+    y.backward(torch.ones_like(y))
+    (_, xf, yf), (_, xb, dxb) = rec.calls
+    base = x.detach().numpy()
+    assert np.shares_memory(xf, base) and np.shares_memory(xb, base)
+    assert np.shares_memory(yf, y.detach().numpy()) and np.shares_memory(dxb, x.grad.numpy())
+    # a non-contiguous view is made contiguous once (a copy), with the same numbers
+    rec.calls.clear()
+    xt = x.detach().t()
+    torch.testing.assert_close(f(xt), f(xt.contiguous()), rtol=0, atol=0)
+    assert not np.shares_memory(rec.calls[0][1], base)
