@@ -71,6 +71,11 @@ class ActivationFunction:
     def __init__(self, name: str, spec=None, backend: str = "c"):
         self.act = runtime.load(name, spec=spec, backend=backend)
         self.name = self.act.name
+        self._args = (name, None if spec is None else str(spec), backend)
+
+    def __reduce__(self):
+        # pickled and deep-copied (copy.deepcopy(model)) by what loads it, not the compiled module
+        return (type(self), self._args)
         self.__name__ = f"actgen_{self.name}"
 
     def __repr__(self) -> str:

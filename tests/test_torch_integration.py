@@ -254,3 +254,14 @@ def test_contiguous_cpu_tensors_reach_the_kernels_without_copies():
     xt = x.detach().t()
     torch.testing.assert_close(f(xt), f(xt.contiguous()), rtol=0, atol=0)
     assert not np.shares_memory(rec.calls[0][1], base)
+
+
+def test_modules_deep_copy_and_pickle():
+    import copy
+    import pickle
+
+    m = at.Activation("swish", num_parameters=3, beta=[0.5, 1.0, 2.0])
+    x = torch.randn(2, 3, 4)
+    for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        torch.testing.assert_close(clone(x), m(x), rtol=0, atol=0)
+        assert clone.beta.data_ptr() != m.beta.data_ptr()
