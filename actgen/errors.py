@@ -62,3 +62,8 @@ class ToolchainError(ActgenError):
 
 class KernelArgumentError(ActgenError, TypeError):
     """An array or parameter passed to a loaded kernel cannot be used."""
+
+
+class HigherDerivativeError(ActgenError, RuntimeError):
+    """A framework asked for a derivative of a backward kernel (double backward, a Hessian):
+    actgen generates first derivatives only."""

@@ -314,6 +314,20 @@ class Activation:
         """True if ``backward_from_output`` exists (the spec gives f' in terms of y = f(x))."""
         return "backward_y" in self.meta["functions"]
 
+    def output_derivative_holds(self, dtype="float64", **params) -> bool:
+        """True if ``backward_from_output(y, dy, **params)`` may be used for arrays of ``dtype``:
+        the spec gives f' in terms of y and its ``output_derivative_valid`` condition holds for
+        these (scalar) parameters. Framework wrappers ask this to decide whether the forward keeps
+        y or x for the backward."""
+        if not self.has_output_derivative:
+            return False
+        values, arrays = self._params(params)
+        if arrays:
+            return False
+        if "backward_y_valid" not in self.meta["functions"]:
+            return True
+        return self._kernels.valid(_FLOAT_TAGS[np.dtype(dtype)], values)
+
     # symbolic view (imports SymPy on first use) -------------------------------------------
     @property
     def activation(self):

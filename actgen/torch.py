@@ -1,0 +1,314 @@
+"""PyTorch integration (``pip install actgen[torch]``): any compiled activation as a
+``torch.autograd.Function`` and an ``nn.Module``.
+
+    import actgen.torch
+    act = actgen.torch.Activation("serf", spec="serf.toml")          # an nn.Module
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), act, torch.nn.Linear(32, 10))
+
+Learnable parameters of the spec become ``nn.Parameter``s of the module (a scalar, or one value
+per channel with ``num_parameters=C`` along ``param_axis``, default 1 as ``nn.PReLU``); the others
+are plain attributes (a float) or buffers (an array). ``actgen.torch.function(name, spec=...)`` is
+the functional form: ``f(x, dim=-1, param_axis=None, **params)``, parameters given as numbers or
+tensors (a tensor that requires grad gets its gradient if the parameter is learnable).
+
+The kernels run on CPU tensors, which they read and write in place: a contiguous float32/float64
+tensor is handed to C as it is (``Tensor.numpy()`` shares memory) and the output is allocated by
+PyTorch and filled through ``out=``. A non-contiguous input is made contiguous first; float16 and
+bfloat16 are computed in float32 and rounded back; CUDA tensors, integers and complex numbers are
+refused with an error that says what to do.
+
+The forward keeps only what the backward needs: the output y where the spec writes f' with y
+(``output_derivative``, and its ``output_derivative_valid`` holds for the parameters) and no
+parameter needs a gradient, otherwise the input x. actgen generates first derivatives only: a
+backward with ``create_graph=True`` works, but differentiating its result (a double backward, a
+gradient penalty, a Hessian) raises ``actgen.errors.HigherDerivativeError``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import runtime
+from .errors import HigherDerivativeError, KernelArgumentError
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+_VIA_FLOAT32 = (torch.float16, torch.bfloat16)
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A NumPy view of a contiguous CPU tensor (no copy)."""
+    return t.detach().numpy()
+
+
+class _Call:
+    """What a call fixes besides its tensors: the activation, its axis, the parameters given as
+    numbers, and the names of those given as tensors (in the order they are passed)."""
+
+    __slots__ = ("fn", "names", "fixed", "dim", "param_axis")
+
+    def __init__(self, fn, names, fixed, dim, param_axis):
+        self.fn, self.names, self.fixed, self.dim, self.param_axis = fn, names, fixed, dim, param_axis
+
+    def params(self, tensors) -> dict:
+        """{name: float or ndarray} for the kernels."""
+        values = dict(self.fixed)
+        for name, t in zip(self.names, tensors):
+            values[name] = float(t.item()) if t.ndim == 0 else _as_numpy(t.contiguous())
+        return values
+
+    def axis_kw(self) -> dict:
+        if self.fn.act.kind == "elementwise":
+            return {"param_axis": self.param_axis}
+        return {"axis": self.dim}
+
+
+class _ActgenAutograd(torch.autograd.Function):
+    """forward(call, x, *parameter tensors) -> y; backward -> (None, dx, *parameter grads)."""
+
+    @staticmethod
+    def forward(ctx, call: _Call, x: torch.Tensor, *tensors: torch.Tensor):
+        act = call.fn.act
+        params = call.params(tensors)
+        xc = x.contiguous()
+        y = torch.empty(call.fn.output_shape(tuple(xc.shape), call.dim), dtype=xc.dtype)
+        act(_as_numpy(xc), out=y.numpy(), **call.axis_kw(), **params)
+        ctx.call = call
+        params_need_grad = any(ctx.needs_input_grad[2:])
+        ctx.from_output = (not params_need_grad and act.kind != "gated"
+                           and act.output_derivative_holds(str(xc.dtype).removeprefix("torch."), **params))
+        if ctx.from_output:
+            ctx.save_for_backward(y, *tensors)
+        else:
+            ctx.save_for_backward(x, *tensors)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        grads = _ActgenAutograd._backward(ctx, dy)
+        if not torch.is_grad_enabled():          # create_graph=False: nothing differentiates these
+            return grads
+        present = [i for i, g in enumerate(grads) if g is not None]
+        marked = _FirstOrderOnly.apply(ctx.call.fn.name, ctx.saved_tensors[0], *[grads[i] for i in present])
+        grads = list(grads)
+        for i, g in zip(present, marked):
+            grads[i] = g
+        return tuple(grads)
+
+    @staticmethod
+    def _backward(ctx, dy: torch.Tensor):
+        call = ctx.call
+        act = call.fn.act
+        saved, tensors = ctx.saved_tensors[0], ctx.saved_tensors[1:]
+        params = call.params(tensors)
+        dyn = _as_numpy(dy.to(saved.dtype).contiguous())
+        nothing = [None] * len(tensors)
+        if ctx.from_output:
+            dx = torch.empty(saved.shape, dtype=saved.dtype)
+            act.backward_from_output(_as_numpy(saved), dyn, out=dx.numpy(),
+                                     **({} if act.kind == "elementwise" else {"axis": call.dim}), **params)
+            return (None, dx, *nothing)
+        xn = _as_numpy(saved.contiguous())
+        dx = None
+        if ctx.needs_input_grad[1]:
+            dx = torch.empty(saved.shape, dtype=saved.dtype)
+            act.backward(xn, dyn, out=dx.numpy(), **call.axis_kw(), **params)
+        grads = nothing
+        if any(ctx.needs_input_grad[2:]):
+            by_name = act.param_grads(xn, dyn, **call.axis_kw(), **params)
+            grads = [torch.as_tensor(np.asarray(by_name[name])).to(t.dtype).reshape(t.shape)
+                     if need else None
+                     for name, t, need in zip(call.names, tensors, ctx.needs_input_grad[2:])]
+        return (None, dx, *grads)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """The identity on first-order gradients (tied to the saved x or y, so that they are part of a
+    graph built with create_graph=True); differentiating them raises HigherDerivativeError."""
+
+    @staticmethod
+    def forward(ctx, name: str, anchor: torch.Tensor, *grads: torch.Tensor):
+        ctx.name = name
+        return tuple(g.view_as(g) for g in grads)
+
+    @staticmethod
+    def backward(ctx, *unused):
+        raise HigherDerivativeError(
+            f"actgen activation {ctx.name}: its backward was differentiated (a double backward, a gradient "
+            "penalty, a Hessian), but actgen generates first derivatives only. Use PyTorch's own "
+            "implementation of the activation where second derivatives are needed")
+
+
+class ActivationFunction:
+    """A compiled activation as a differentiable function of PyTorch tensors:
+    ``f(x, dim=-1, param_axis=None, **params)``.
+
+    ``dim``: the axis a gated activation splits or a rowwise one normalises (default the last).
+    ``param_axis``: for elementwise activations with a parameter given per channel (a 1-d tensor of
+    ``x.shape[param_axis]`` values); without it an array parameter must broadcast against x.
+    A parameter is a number or a tensor; a tensor that requires grad gets its gradient (reduced
+    to its shape) if the spec declares the parameter learnable.
+    """
+
+    def __init__(self, name: str, spec=None, backend: str = "c"):
+        self.act = runtime.load(name, spec=spec, backend=backend)
+        self.name = self.act.name
+        self._args = (name, None if spec is None else str(spec), backend)
+
+    def __reduce__(self):
+        # pickled and deep-copied (copy.deepcopy(model)) by what loads it, not the compiled module
+        return (type(self), self._args)
+
+    def __repr__(self) -> str:
+        return f"actgen.torch.function({self.act!r})"
+
+    def output_shape(self, shape: tuple, dim: int) -> tuple:
+        if self.act.kind != "gated":
+            return shape
+        if not shape:
+            raise KernelArgumentError(f"{self.name}: a gated activation needs a tensor with a dimension to split")
+        ax = runtime._normalize_axis(dim, len(shape), self.name, "dim")
+        if shape[ax] % 2:
+            raise KernelArgumentError(f"{self.name}: dim {dim} has length {shape[ax]}; a gated activation splits "
+                                      "it in two halves, so it must be even")
+        return shape[:ax] + (shape[ax] // 2,) + shape[ax + 1:]
+
+    def _check_tensor(self, x) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise KernelArgumentError(f"{self.name}: expected a torch.Tensor, got {type(x).__name__} "
+                                      "(for NumPy arrays use actgen.load)")
+        if x.device.type != "cpu":
+            raise KernelArgumentError(
+                f"{self.name}: x is on {x.device}; actgen's compiled kernels run on the CPU. Move the tensor "
+                "with x.cpu() (and the model with model.cpu()), or use a GPU implementation there")
+        if x.dtype not in _KERNEL_DTYPES and x.dtype not in _VIA_FLOAT32:
+            raise KernelArgumentError(
+                f"{self.name}: x has dtype {x.dtype}, which has no kernel; pass float32 or float64 (float16 and "
+                "bfloat16 are computed in float32), e.g. x.float()")
+        if x.is_sparse or x.layout != torch.strided:
+            raise KernelArgumentError(f"{self.name}: x has layout {x.layout}; pass a dense tensor (x.to_dense())")
+
+    def _split_params(self, params: dict):
+        unknown = [k for k in params if k not in self.act.params]
+        if unknown:
+            names = ", ".join(self.act.params) or "none"
+            raise KernelArgumentError(f"{self.name}() got unknown parameter(s) {', '.join(unknown)}; "
+                                      f"its parameters are: {names}")
+        names, tensors, fixed = [], [], {}
+        for p, v in params.items():
+            if isinstance(v, torch.Tensor):
+                if v.device.type != "cpu":
+                    raise KernelArgumentError(f"{self.name}: parameter {p} is on {v.device}; actgen's kernels run "
+                                              "on the CPU (move it with .cpu())")
+                if not v.is_floating_point():
+                    v = v.to(torch.get_default_dtype())
+                if v.requires_grad and p not in self.act.learnable:
+                    learnable = ", ".join(self.act.learnable) or "none"
+                    raise KernelArgumentError(
+                        f"{self.name}: parameter {p} requires grad, but the spec does not declare it learnable "
+                        f"(learnable: {learnable}), so no gradient kernel exists for it; add it to `learnable` in "
+                        f"the spec, or pass {p}.detach()")
+                names.append(p)
+                tensors.append(v)
+            else:
+                fixed[p] = v
+        return names, tensors, fixed
+
+    def __call__(self, x: torch.Tensor, *, dim: int = -1, param_axis: int | None = None, **params):
+        self._check_tensor(x)
+        names, tensors, fixed = self._split_params(params)
+        if param_axis is not None and self.act.kind != "elementwise":
+            raise KernelArgumentError(f"{self.name} is {self.act.kind}: its parameters are scalars (no param_axis)")
+        call = _Call(self, tuple(names), fixed, dim, param_axis)
+        if x.dtype in _VIA_FLOAT32:
+            return _ActgenAutograd.apply(call, x.float(), *tensors).to(x.dtype)
+        return _ActgenAutograd.apply(call, x, *tensors)
+
+
+def function(name: str, spec=None, backend: str = "c") -> ActivationFunction:
+    """The activation ``name`` (a built-in, or a table of the spec file ``spec``) as a
+    differentiable function of tensors: ``f = actgen.torch.function("swish"); y = f(x, beta=b)``."""
+    return ActivationFunction(name, spec=spec, backend=backend)
+
+
+class Activation(nn.Module):
+    """A compiled activation as an ``nn.Module``:
+    ``actgen.torch.Activation("serf", spec="serf.toml", backend="c", **param_defaults)``.
+
+    Learnable parameters (the spec's ``learnable``) are ``nn.Parameter``s named as in the spec
+    (``module.beta``): scalars, or with ``num_parameters=C`` one value per channel along
+    ``param_axis`` (default 1, channels of an (N, C, ...) tensor, as ``nn.PReLU``). The other
+    parameters are float attributes (or buffers, if given as arrays). ``dim`` is the axis a
+    gated activation splits or a rowwise one normalises (default the last).
+    """
+
+    def __init__(self, name: str, spec=None, backend: str = "c", *, num_parameters: int = 1,
+                 param_axis: int = 1, dim: int = -1, **param_defaults):
+        super().__init__()
+        fn = function(name, spec=spec, backend=backend)
+        act = fn.act
+        unknown = [k for k in param_defaults if k not in act.params]
+        if unknown:
+            names = ", ".join(act.params) or "none"
+            raise KernelArgumentError(f"actgen.torch.Activation({name!r}) got unknown parameter(s) "
+                                      f"{', '.join(unknown)}; its parameters are: {names}")
+        num_parameters = int(num_parameters)
+        if num_parameters < 1:
+            raise KernelArgumentError(f"{name}: num_parameters must be at least 1, not {num_parameters}")
+        if num_parameters > 1 and not act.learnable:
+            raise KernelArgumentError(f"{name}: num_parameters={num_parameters}, but it has no learnable parameter "
+                                      "to give per channel")
+        if num_parameters > 1 and act.kind != "elementwise":
+            raise KernelArgumentError(f"{name} is {act.kind}: its parameters are scalars; per-channel parameters "
+                                      "(num_parameters > 1) are for elementwise activations")
+        object.__setattr__(self, "_fn", fn)          # not a submodule, not a parameter
+        self.name, self.num_parameters, self.param_axis, self.dim = act.name, num_parameters, param_axis, dim
+        self._names = tuple(act.params)
+        for p, default in act.params.items():
+            if hasattr(self, p):
+                raise KernelArgumentError(
+                    f"{name}: its parameter {p!r} has the name of an nn.Module attribute; rename the parameter in "
+                    f"the spec, or use actgen.torch.function({name!r}) and pass {p} yourself")
+            value = param_defaults.get(p, default)
+            if p in act.learnable:
+                t = torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
+                if num_parameters > 1 and t.ndim == 0:
+                    t = t.repeat(num_parameters)
+                if t.shape not in ((), (num_parameters,)) or (num_parameters > 1) != (t.ndim == 1):
+                    raise KernelArgumentError(f"{name}: the initial value of {p} has shape {tuple(t.shape)}; "
+                                              f"give a number or {num_parameters} values")
+                self.register_parameter(p, nn.Parameter(t))
+            elif np.ndim(value) == 0:
+                setattr(self, p, float(value))
+            else:
+                self.register_buffer(p, torch.as_tensor(value, dtype=torch.get_default_dtype()))
+
+    @property
+    def act(self):
+        """The loaded actgen activation (NumPy-level API: act(x), act.backward(x, dy), ...)."""
+        return self._fn.act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = {p: getattr(self, p) for p in self._names}
+        per_channel = self.num_parameters > 1 or any(isinstance(v, torch.Tensor) and v.ndim > 0
+                                                     for v in params.values())
+        return self._fn(x, dim=self.dim, param_axis=self.param_axis if per_channel else None, **params)
+
+    def extra_repr(self) -> str:
+        parts = [repr(self.name)]
+        for p in self._names:
+            v = getattr(self, p)
+            if isinstance(v, torch.Tensor):
+                parts.append(f"{p}={v.item():g}" if v.ndim == 0 else f"{p}=[{v.numel()} values]")
+            else:
+                parts.append(f"{p}={v:g}")
+        if self.num_parameters > 1:
+            parts.append(f"num_parameters={self.num_parameters}, param_axis={self.param_axis}")
+        if self.act.kind != "elementwise":
+            parts.append(f"dim={self.dim}")
+        parts.append(f"backend={self.act.backend!r}")
+        return ", ".join(parts)
+
+
+__all__ = ["Activation", "ActivationFunction", "function"]
