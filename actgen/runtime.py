@@ -79,7 +79,11 @@ if hasattr(os, "register_at_fork"):
 # ---- backends: one interface over the C module and the NumPy module ------------------------------------
 
 class _CKernels:
-    """Calls into a cffi module: arrays become pointers, parameters C scalars or arrays."""
+    """Calls into a cffi module: arrays become pointers, parameters C scalars or arrays.
+
+    cffi's API mode releases the GIL around every call, so Python threads run kernels in
+    parallel. Every array handed over is C-contiguous, of the kernel's dtype, and an output is
+    writable (the callers check it), so ``from_buffer`` needs no further checks."""
 
     def __init__(self, module, meta):
         self.ffi, lib = module.ffi, module.lib
@@ -88,11 +92,24 @@ class _CKernels:
         self.buf = self.ffi.from_buffer
         self.ctype = {"float32": "float[]", "float64": "double[]"}
 
+    def fast(self, role, dtype, params, kind="elementwise"):
+        """The call path of the common case, everything that does not depend on the arrays
+        looked up once: for an elementwise activation ``run(x, y)`` (forward) or ``run(x, dy,
+        dx)`` (backward, backward_y); for gated and rowwise ones the same with the two layout
+        sizes after the arrays ((outer, half) or (rows, n))."""
+        fn, ct, buf, threads = self.fn[role, dtype], self.ctype[dtype], self.buf, _THREADS
+        if kind == "elementwise":
+            if role == "forward":
+                return lambda x, y: fn(buf(ct, x), buf(ct, y), x.size, *params, threads[0])
+            return lambda x, dy, dx: fn(buf(ct, x), buf(ct, dy), buf(ct, dx), x.size, *params, threads[0])
+        if role == "forward":
+            return lambda x, y, m, n: fn(buf(ct, x), buf(ct, y), m, n, *params, threads[0])
+        return lambda x, dy, dx, m, n: fn(buf(ct, x), buf(ct, dy), buf(ct, dx), m, n, *params, threads[0])
+
     def _in(self, dtype, a):
         return self.buf(self.ctype[dtype], a)
 
-    def _out(self, dtype, a):
-        return self.buf(self.ctype[dtype], a, require_writable=True)
+    _out = _in
 
     # elementwise, scalar parameters
     def forward(self, dtype, x, y, params):
@@ -130,7 +147,7 @@ class _CKernels:
         acc = np.empty(layout[1], np.float64)
         self.fn[f"grad_{param}_pc", dtype](self._in(dtype, x), self._in(dtype, dy), *layout,
                                            *[self._in(dtype, v) for v in vectors],
-                                           self.buf("double[]", acc, require_writable=True), _THREADS[0])
+                                           self.buf("double[]", acc), _THREADS[0])
         return acc
 
     # gated: x is (outer, 2, half)
@@ -173,6 +190,17 @@ class _NumPyKernels:
     def _scalars(dtype, params):
         t = np.dtype(dtype).type
         return [t(p) for p in params]
+
+    def fast(self, role, dtype, params, kind="elementwise"):
+        """As _CKernels.fast."""
+        method = getattr(self, {"gated": "gated_", "rowwise": "row_"}.get(kind, "") + role)
+        if kind == "elementwise":
+            if role == "forward":
+                return lambda x, y: method(dtype, x, y, params)
+            return lambda x, dy, dx: method(dtype, x, dy, dx, params)
+        if role == "forward":
+            return lambda x, y, m, n: method(dtype, x, y, m, n, params)
+        return lambda x, dy, dx, m, n: method(dtype, x, dy, dx, m, n, params)
 
     def forward(self, dtype, x, y, params):
         with np.errstate(all="ignore"):
@@ -265,6 +293,31 @@ def _exact_alias(a: np.ndarray, b: np.ndarray) -> bool:
             and a.shape == b.shape and a.strides == b.strides)
 
 
+def _fits(out, shape, dtype, in_place=(), apart=()) -> bool:
+    """Whether a kernel can write straight into ``out``: the right array, C-contiguous,
+    writable, exactly one of ``in_place`` or apart from them, apart from ``apart``."""
+    return (type(out) is np.ndarray and out.dtype is dtype and out.shape == shape and out.flags.c_contiguous
+            and out.flags.writeable and all(out is a or not np.may_share_memory(out, a) for a in in_place)
+            and not any(np.may_share_memory(out, a) for a in apart))
+
+
+def _dtype_advice(dt: np.dtype) -> str:
+    """The end of a message about an array of dtype ``dt`` that no kernel takes."""
+    if dt.kind == "c":
+        return (f"has dtype {dt}: activations are real functions, there is no complex kernel; pass a real "
+                "float32 or float64 array (x.real, if the imaginary parts are 0)")
+    if dt.kind == "f":
+        return (f"has dtype {dt}, which has no kernel; pass float64 (x.astype(np.float64), which rounds it) "
+                "or float32")
+    if dt.kind == "O":
+        return ("has dtype object; pass a float32 or float64 array (np.asarray(x, dtype=np.float64) if its "
+                "items are numbers)")
+    if dt.kind in "US":
+        return f"holds strings (dtype {dt}); pass a float32 or float64 array of numbers"
+    return (f"has dtype {dt}, which has no kernel; pass float32 or float64 (float16, integers and booleans "
+            "are converted)")
+
+
 def _normalize_axis(axis, ndim: int, name: str, what: str) -> int:
     try:
         axis = int(axis)
@@ -303,6 +356,14 @@ class Activation:
         self._kernels = (_CKernels if backend == "c" else _NumPyKernels)(module, meta)
         self._defaults = tuple(self.params.values())
         self._activation = None
+        # the call paths of the common case: {dtype: run(...)} with the default parameters
+        self._fast_forward, self._fast_backward, self._fast_backward_y = {}, {}, {}
+        for dtype, tag in _FLOAT_TAGS.items():
+            self._fast_forward[dtype] = self._kernels.fast("forward", tag, self._defaults, self.kind)
+            self._fast_backward[dtype] = self._kernels.fast("backward", tag, self._defaults, self.kind)
+            if "backward_y" in meta["functions"] and (
+                    self.kind != "elementwise" or self._kernels.valid(tag, self._defaults)):
+                self._fast_backward_y[dtype] = self._kernels.fast("backward_y", tag, self._defaults, self.kind)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -331,22 +392,29 @@ class Activation:
 
     # argument handling -------------------------------------------------------------------
     def _array(self, value, what: str):
+        """(value as a C-contiguous array of a kernel dtype, the dtype of the result)."""
         if type(value) is np.ndarray and value.dtype in _FLOAT_TAGS and value.flags.c_contiguous:
             return value, value.dtype                               # the fast path
-        a = np.asarray(value)
+        a = self._asarray(value, what)
         dt = a.dtype
         if dt in _FLOAT_TAGS:
             result = dt
-        elif dt == np.float16:
-            result = dt
-            dt = np.dtype(np.float32)
+        elif dt.kind == "f" and dt.newbyteorder("=") in _FLOAT_TAGS:      # byte-swapped float32/64
+            result = dt = dt.newbyteorder("=")
+        elif dt.kind == "f" and dt.itemsize == 2:
+            result, dt = np.dtype(np.float16), np.dtype(np.float32)
         elif dt.kind in "iub":
             result = dt = np.dtype(np.float64)
         else:
-            raise KernelArgumentError(
-                f"{self.name}: {what} has dtype {a.dtype}, which has no kernel; pass float32 or "
-                "float64 (float16, integers and booleans are converted)")
+            raise KernelArgumentError(f"{self.name}: {what} {_dtype_advice(dt)}")
         return np.asarray(a, dtype=dt, order="C"), result
+
+    def _asarray(self, value, what: str) -> np.ndarray:
+        try:
+            return np.asarray(value)
+        except (ValueError, TypeError) as exc:      # ragged nested lists, objects numpy refuses
+            raise KernelArgumentError(f"{self.name}: {what} is not an array of numbers ({exc}); pass a "
+                                      "float32 or float64 numpy array") from None
 
     def _params(self, given: dict):
         """(scalar values, per-channel arrays or None)."""
@@ -360,22 +428,22 @@ class Activation:
         values, arrays = [], None
         for p, default in self.params.items():
             v = given.get(p, default)
-            if isinstance(v, (float, int)) and not isinstance(v, bool):
+            if type(v) is float or type(v) is int:
                 values.append(float(v))
                 continue
-            if np.ndim(v) != 0:
+            try:
                 a = np.asarray(v)
-                if a.dtype.kind not in "fiu":
-                    raise KernelArgumentError(f"{self.name}: parameter {p} must be real numbers, got dtype "
-                                              f"{a.dtype}")
+            except (ValueError, TypeError):
+                a = np.asarray(None)
+            if a.dtype.kind not in "fiu":
+                raise KernelArgumentError(f"{self.name}: parameter {p} must be a real number or an array of real "
+                                          f"numbers, got {v!r:.60}" + (f" (dtype {a.dtype})" if a.ndim else ""))
+            if a.ndim:
                 arrays = arrays or {}
                 arrays[p] = a
                 values.append(math.nan)
-                continue
-            try:
-                values.append(float(v))
-            except (TypeError, ValueError):
-                raise KernelArgumentError(f"{self.name}: parameter {p} must be a real number, got {v!r}") from None
+            else:
+                values.append(float(a))
         return tuple(values), arrays
 
     def _scalar_only(self, arrays, what: str):
@@ -384,8 +452,12 @@ class Activation:
                                       f"{', '.join(arrays)} is an array (per-channel parameters work with "
                                       "the call, backward and param_grads)")
 
-    def _target(self, out, shape, compute, result, inputs, what="out"):
-        """(array the kernel writes, array to copy it into afterwards or None)."""
+    def _target(self, out, shape, compute, result, in_place=(), apart=(), what="out"):
+        """(the array the kernel writes, the array to copy it into afterwards or None).
+
+        ``out`` may be exactly one of ``in_place`` (the kernel reads element i before it writes
+        element i); any other overlap with those, or any overlap at all with ``apart`` (arrays
+        the kernel reads after writing), goes through a temporary."""
         if out is None:
             return np.empty(shape, compute), None
         if not isinstance(out, np.ndarray):
@@ -393,11 +465,13 @@ class Activation:
         if out.shape != shape:
             raise KernelArgumentError(f"{self.name}: {what}= has shape {out.shape}, expected {shape}")
         if out.dtype != result:
-            raise KernelArgumentError(f"{self.name}: {what}= has dtype {out.dtype}, expected {result}")
+            raise KernelArgumentError(f"{self.name}: {what}= has dtype {out.dtype}, expected {result} (the dtype "
+                                      "of the result for this input)")
         if not out.flags.writeable:
-            raise KernelArgumentError(f"{self.name}: {what}= is read-only")
-        direct = out.dtype == compute and out.flags.c_contiguous and not any(
-            np.may_share_memory(out, a) and not _exact_alias(out, a) for a in inputs)
+            raise KernelArgumentError(f"{self.name}: {what}= is read-only; pass a writable array")
+        direct = (out.dtype == compute and out.flags.c_contiguous
+                  and not any(np.may_share_memory(out, a) and not _exact_alias(out, a) for a in in_place)
+                  and not any(np.may_share_memory(out, a) for a in apart))
         return (out, None) if direct else (np.empty(shape, compute), out)
 
     @staticmethod
@@ -410,11 +484,13 @@ class Activation:
         return y[()] if scalar else y
 
     def _dy(self, dy, shape, dtype, what="dy"):
-        dya = np.asarray(dy)
+        if type(dy) is np.ndarray and dy.dtype is dtype and dy.shape == shape and dy.flags.c_contiguous:
+            return dy
+        dya = self._asarray(dy, what)
         if dya.shape != shape:
             raise KernelArgumentError(f"{self.name}: {what} has shape {dya.shape}, expected {shape}")
         if dya.dtype.kind not in "fiub":
-            raise KernelArgumentError(f"{self.name}: {what} has dtype {dya.dtype}; pass a real array")
+            raise KernelArgumentError(f"{self.name}: {what} {_dtype_advice(dya.dtype)}")
         return np.asarray(dya, dtype=dtype, order="C")
 
     def _layout(self, shape, arrays: dict, param_axis, dtype):
@@ -462,8 +538,24 @@ class Activation:
         return vectors
 
     # the kernels -------------------------------------------------------------------------
+    # Each method first tries the common case inline (contiguous float32/float64 arrays, default
+    # parameters, no out= or a fitting one): a few attribute checks and one C call. Anything
+    # else goes through the general path below it, which converts, checks and explains.
+
     def __call__(self, x, out=None, *, param_axis=None, **params):
         """y = f(x) elementwise."""
+        if not params and type(x) is np.ndarray:
+            run = self._fast_forward.get(x.dtype)
+            if run is not None and x.flags.c_contiguous:
+                if out is None:
+                    y = np.empty_like(x)
+                    run(x, y)
+                    return y if x.ndim else y[()]
+                if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
+                        and out.flags.c_contiguous and out.flags.writeable
+                        and (out is x or not np.may_share_memory(out, x))):
+                    run(x, out)
+                    return out
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
         y, copy_to = self._target(out, xa.shape, xa.dtype, result, (xa,))
@@ -475,8 +567,30 @@ class Activation:
             self._kernels.forward_pc(tag, xa, y, layout, self._vectors(values, arrays, block, aligned, xa.dtype))
         return self._finish(y, copy_to, result, out is None and np.ndim(x) == 0)
 
+    def _fast_backward_call(self, table, x, dy, out):
+        """The common case of backward / backward_from_output, or None where it does not apply."""
+        run = table.get(x.dtype)
+        if (run is None or dy.dtype is not x.dtype or dy.shape != x.shape or not x.flags.c_contiguous
+                or not dy.flags.c_contiguous):
+            return None
+        if out is None:
+            dx = np.empty_like(x)
+            run(x, dy, dx)
+            return dx if x.ndim else dx[()]
+        if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
+                and out.flags.c_contiguous and out.flags.writeable
+                and (out is x or not np.may_share_memory(out, x))
+                and (out is dy or not np.may_share_memory(out, dy))):
+            run(x, dy, out)
+            return out
+        return None
+
     def backward(self, x, dy, out=None, *, param_axis=None, **params):
         """dL/dx = dy * f'(x) elementwise, given dL/dy = dy (same shape as x)."""
+        if not params and type(x) is np.ndarray and type(dy) is np.ndarray:
+            dx = self._fast_backward_call(self._fast_backward, x, dy, out)
+            if dx is not None:
+                return dx
         xa, result = self._array(x, "x")
         dya = self._dy(dy, xa.shape, xa.dtype)
         values, arrays = self._params(params)
@@ -494,6 +608,10 @@ class Activation:
         """dL/dx from the saved output y = f(x) instead of x (no transcendental function for
         sigmoid, tanh, elu...; PyTorch's backward does the same). Only where the spec gives
         ``output_derivative`` and its ``output_derivative_valid`` condition holds."""
+        if not params and type(y) is np.ndarray and type(dy) is np.ndarray:
+            dx = self._fast_backward_call(self._fast_backward_y, y, dy, out)
+            if dx is not None:
+                return dx
         if not self.has_output_derivative:
             raise KernelArgumentError(
                 f"{self.name} has no backward_from_output: f'(x) is not written in terms of y = f(x) in its "
@@ -514,12 +632,16 @@ class Activation:
 
     def forward_with_derivative(self, x, out=None, deriv_out=None, **params):
         """(y, f'(x)) in one pass over x: a training loop keeps f'(x) and later computes
-        dx = dy * f'(x) without recomputing anything."""
+        dx = dy * f'(x) without recomputing anything. ``out`` and ``deriv_out`` must be two
+        separate arrays; either may be x (then computed through a temporary)."""
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
         self._scalar_only(arrays, "forward_with_derivative")
-        y, copy_y = self._target(out, xa.shape, xa.dtype, result, (xa,))
-        d, copy_d = self._target(deriv_out, xa.shape, xa.dtype, result, (xa, y), "deriv_out")
+        if isinstance(out, np.ndarray) and isinstance(deriv_out, np.ndarray) and np.may_share_memory(out, deriv_out):
+            raise KernelArgumentError(f"{self.name}: out= and deriv_out= share memory; pass two separate arrays")
+        # the loop writes y[i] and then reads x[i] again for f'(x[i]): outputs never alias x
+        y, copy_y = self._target(out, xa.shape, xa.dtype, result, apart=(xa,))
+        d, copy_d = self._target(deriv_out, xa.shape, xa.dtype, result, apart=(xa,), what="deriv_out")
         self._kernels.forward_deriv(_FLOAT_TAGS[xa.dtype], xa, y, d, values)
         scalar = np.ndim(x) == 0
         return (self._finish(y, copy_y, result, out is None and scalar),
@@ -567,21 +689,38 @@ class GatedActivation(Activation):
         return outer, half, shape[:ax] + (shape[ax] // 2,) + shape[ax + 1:]
 
     def __call__(self, x, out=None, *, axis=-1, **params):
+        if not params and axis == -1 and type(x) is np.ndarray and x.ndim and x.flags.c_contiguous:
+            run, last = self._fast_forward.get(x.dtype), x.shape[-1]
+            if run is not None and last and not last % 2:
+                yshape = x.shape[:-1] + (last // 2,)
+                if out is None or _fits(out, yshape, x.dtype, apart=(x,)):
+                    y = np.empty(yshape, x.dtype) if out is None else out
+                    run(x, y, x.size // last, last // 2)
+                    return y
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
         self._scalar_only(arrays, "__call__")
         outer, half, yshape = self._split(xa.shape, axis)
-        y, copy_to = self._target(out, yshape, xa.dtype, result, (xa,))
+        y, copy_to = self._target(out, yshape, xa.dtype, result, apart=(xa,))
         self._kernels.gated_forward(_FLOAT_TAGS[xa.dtype], xa, y, outer, half, values)
         return self._finish(y, copy_to, result, False)
 
     def backward(self, x, dy, out=None, *, axis=-1, **params):
+        if (not params and axis == -1 and type(x) is np.ndarray and type(dy) is np.ndarray and x.ndim
+                and x.flags.c_contiguous and dy.flags.c_contiguous and dy.dtype is x.dtype):
+            run, last = self._fast_backward.get(x.dtype), x.shape[-1]
+            if (run is not None and last and not last % 2 and dy.shape == x.shape[:-1] + (last // 2,)
+                    and (out is None or _fits(out, x.shape, x.dtype, apart=(x, dy)))):
+                dx = np.empty_like(x) if out is None else out
+                run(x, dy, dx, x.size // last, last // 2)
+                return dx
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
         self._scalar_only(arrays, "backward")
         outer, half, yshape = self._split(xa.shape, axis)
         dya = self._dy(dy, yshape, xa.dtype)
-        dx, copy_to = self._target(out, xa.shape, xa.dtype, result, (xa, dya))
+        # the loop writes da[j] and then reads a[j] again for db[j]: dx never aliases x
+        dx, copy_to = self._target(out, xa.shape, xa.dtype, result, apart=(xa, dya))
         self._kernels.gated_backward(_FLOAT_TAGS[xa.dtype], xa, dya, dx, outer, half, values)
         return self._finish(dx, copy_to, result, False)
 
@@ -622,14 +761,38 @@ class RowwiseActivation(Activation):
         n = a.shape[-1]
         return a, (a.size // n if n else 0), n, moved, ax
 
-    def _run(self, run, inputs, out, result, axis, what="out"):
+    def _fast(self, table, x, others, out, axis, params, in_place):
+        """The common case (axis -1, contiguous arrays of a kernel dtype, default parameters, no
+        out= or a fitting one): the result, or None where it does not apply."""
+        if params or axis != -1 or type(x) is not np.ndarray or not x.ndim or not x.flags.c_contiguous:
+            return None
+        run, n = table.get(x.dtype), x.shape[-1]
+        if run is None or not n:
+            return None
+        for a in others:
+            if type(a) is not np.ndarray or a.dtype is not x.dtype or a.shape != x.shape or not a.flags.c_contiguous:
+                return None
+        inputs = (x, *others)
+        if out is None:
+            target = np.empty_like(x)
+        elif _fits(out, x.shape, x.dtype, *((inputs, ()) if in_place else ((), inputs))):
+            target = out
+        else:
+            return None
+        run(*inputs, target, x.size // n, n)
+        return target
+
+    def _run(self, run, inputs, out, result, axis, in_place, what="out"):
         """Call ``run(arrays as rows, target, rows, n)`` on the inputs moved so that the axis is
-        last, and put the result back in the caller's layout."""
+        last, and put the result back in the caller's layout. ``in_place``: the target may be
+        one of the inputs (the loop reads a row's element j before writing element j, and never
+        after); otherwise a target sharing memory with an input is a temporary."""
         prepared = [self._rows(a, axis) for a in inputs]
         a0, rows, n, moved, ax = prepared[0]
         shape = inputs[0].shape
         if not moved:
-            target, copy_to = self._target(out, shape, a0.dtype, result, tuple(inputs), what)
+            overlap = (tuple(inputs), ()) if in_place else ((), tuple(inputs))
+            target, copy_to = self._target(out, shape, a0.dtype, result, *overlap, what=what)
             if rows and n:
                 run(*[p[0] for p in prepared], target, rows, n)
             return self._finish(target, copy_to, result, False)
@@ -638,33 +801,43 @@ class RowwiseActivation(Activation):
             run(*[p[0] for p in prepared], target, rows, n)
         value = np.moveaxis(target, -1, ax)
         if out is not None:
-            self._target(out, shape, a0.dtype, result, (), what)      # validates out
+            self._target(out, shape, a0.dtype, result, what=what)      # validates out
             out[...] = value
             return out
         return np.ascontiguousarray(value, dtype=result)
 
     def __call__(self, x, out=None, *, axis=-1, **params):
+        y = self._fast(self._fast_forward, x, (), out, axis, params, True)
+        if y is not None:
+            return y
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
         self._scalar_only(arrays, "__call__")
         tag = _FLOAT_TAGS[xa.dtype]
         return self._run(lambda a, t, rows, n: self._kernels.row_forward(tag, a, t, rows, n, values),
-                         [xa], out, result, axis)
+                         [xa], out, result, axis, in_place=True)
 
     def backward(self, x, dy, out=None, *, axis=-1, **params):
+        # the loop writes softmax(row) into dx first and then reads dy and x again: no aliasing
+        dx = self._fast(self._fast_backward, x, (dy,), out, axis, params, False)
+        if dx is not None:
+            return dx
         xa, result = self._array(x, "x")
         dya = self._dy(dy, xa.shape, xa.dtype)
         values, arrays = self._params(params)
         self._scalar_only(arrays, "backward")
         tag = _FLOAT_TAGS[xa.dtype]
         return self._run(lambda a, g, t, rows, n: self._kernels.row_backward(tag, a, g, t, rows, n, values),
-                         [xa, dya], out, result, axis)
+                         [xa, dya], out, result, axis, in_place=False)
 
     @property
     def has_output_derivative(self) -> bool:
         return "backward_y" in self.meta["functions"]
 
     def backward_from_output(self, y, dy, out=None, *, axis=-1, **params):
+        dx = self._fast(self._fast_backward_y, y, (dy,), out, axis, params, True)
+        if dx is not None:
+            return dx
         if not self.has_output_derivative:
             raise KernelArgumentError(f"{self.name}: the score's derivative depends on x, so the backward "
                                       "needs x; use backward(x, dy)")
@@ -674,7 +847,7 @@ class RowwiseActivation(Activation):
         self._scalar_only(arrays, "backward_from_output")
         tag = _FLOAT_TAGS[ya.dtype]
         return self._run(lambda a, g, t, rows, n: self._kernels.row_backward_y(tag, a, g, t, rows, n, values),
-                         [ya, dya], out, result, axis)
+                         [ya, dya], out, result, axis, in_place=True)
 
     def forward_with_derivative(self, *args, **kwargs):
         raise KernelArgumentError(f"{self.name} is rowwise: its derivative is a Jacobian, not elementwise; "
