@@ -26,6 +26,7 @@ from .specfile import find_table, read_spec_text, read_tables, resolve_table
 
 BACKENDS = ("c", "numpy")
 _FLOAT_TAGS = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+_F64 = np.dtype(np.float64)
 _LOADED: dict[str, "Activation"] = {}
 _LOCK = threading.RLock()
 
@@ -293,6 +294,15 @@ def _exact_alias(a: np.ndarray, b: np.ndarray) -> bool:
             and a.shape == b.shape and a.strides == b.strides)
 
 
+def _narrow(value, result: np.dtype):
+    """A float64 sum (a gradient) as the result dtype: a value beyond its range is inf (as IEEE
+    rounding gives), without NumPy's overflow warning."""
+    if result == _F64:
+        return result.type(value)
+    with np.errstate(over="ignore"):
+        return result.type(value) if np.ndim(value) == 0 else np.asarray(value).astype(result)
+
+
 def _fits(out, shape, dtype, in_place=(), apart=()) -> bool:
     """Whether a kernel can write straight into ``out``: the right array, C-contiguous,
     writable, exactly one of ``in_place`` or apart from them, apart from ``apart``."""
@@ -476,11 +486,15 @@ class Activation:
 
     @staticmethod
     def _finish(y, copy_to, result, scalar):
-        if copy_to is not None:
+        if y.dtype != result:               # float16 results: beyond its range is inf, as IEEE rounds
+            with np.errstate(over="ignore"):
+                if copy_to is not None:
+                    copy_to[...] = y
+                    return copy_to
+                y = y.astype(result)
+        elif copy_to is not None:
             copy_to[...] = y
             return copy_to
-        if y.dtype != result:
-            y = y.astype(result)
         return y[()] if scalar else y
 
     def _dy(self, dy, shape, dtype, what="dy"):
@@ -655,20 +669,19 @@ class Activation:
         values, arrays = self._params(params)
         tag = _FLOAT_TAGS[xa.dtype]
         if arrays is None:
-            with np.errstate(over="ignore"):      # a float64 sum beyond float32's range is inf
-                return {p: result.type(self._kernels.grad(tag, p, xa, dya, values)) for p in self.learnable}
+            return {p: _narrow(self._kernels.grad(tag, p, xa, dya, values), result) for p in self.learnable}
         layout, block, aligned = self._layout(xa.shape, arrays, param_axis, xa.dtype)
         vectors = self._vectors(values, arrays, block, aligned, xa.dtype)
         grads = {}
         for p in self.learnable:
             acc = self._kernels.grad_pc(tag, p, xa, dya, layout, vectors)
             if p not in arrays:
-                grads[p] = result.type(np.sum(acc))
+                grads[p] = _narrow(np.sum(acc), result)
                 continue
             full = acc.reshape(block)
             axes = tuple(i for i, s in enumerate(aligned[p]) if s == 1 and block[i] != 1)
             reduced = np.sum(full, axis=axes, keepdims=True) if axes else full
-            grads[p] = reduced.reshape(arrays[p].shape).astype(result)
+            grads[p] = _narrow(reduced.reshape(arrays[p].shape), result)
         return grads
 
 
@@ -731,7 +744,7 @@ class GatedActivation(Activation):
         outer, half, yshape = self._split(xa.shape, axis)
         dya = self._dy(dy, yshape, xa.dtype)
         tag = _FLOAT_TAGS[xa.dtype]
-        return {p: result.type(self._kernels.gated_grad(tag, p, xa, dya, outer, half, values))
+        return {p: _narrow(self._kernels.gated_grad(tag, p, xa, dya, outer, half, values), result)
                 for p in self.learnable}
 
     @property
@@ -802,9 +815,11 @@ class RowwiseActivation(Activation):
         value = np.moveaxis(target, -1, ax)
         if out is not None:
             self._target(out, shape, a0.dtype, result, what=what)      # validates out
-            out[...] = value
-            return out
-        return np.ascontiguousarray(value, dtype=result)
+        with np.errstate(over="ignore"):                              # float16: beyond its range is inf
+            if out is not None:
+                out[...] = value
+                return out
+            return np.ascontiguousarray(value, dtype=result)
 
     def __call__(self, x, out=None, *, axis=-1, **params):
         y = self._fast(self._fast_forward, x, (), out, axis, params, True)
@@ -861,7 +876,7 @@ class RowwiseActivation(Activation):
         tag = _FLOAT_TAGS[xa.dtype]
         a, rows, n, _, _ = self._rows(xa, axis)
         g, _, _, _, _ = self._rows(dya, axis)
-        return {p: result.type(self._kernels.row_grad(tag, p, a, g, rows, n, values) if rows and n else 0.0)
+        return {p: _narrow(self._kernels.row_grad(tag, p, a, g, rows, n, values) if rows and n else 0.0, result)
                 for p in self.learnable}
 
 

@@ -14,6 +14,7 @@ import mmap
 import re
 import sys
 import time
+import warnings
 import threading
 
 import numpy as np
@@ -108,6 +109,19 @@ def test_float16_computes_in_float32_integers_and_bools_in_float64(acts, backend
         assert same(run(act, method, ints), run(act, method, ints.astype(np.float64)))
     swapped = x.astype(np.float32).astype(">f4")              # byte-swapped floats: converted
     assert same(run(act, method, swapped), run(act, method, x.astype(np.float32)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float16_results_beyond_its_range_are_inf_without_a_warning(backend):
+    elu, prelu = actgen.load("elu", backend=backend), actgen.load("prelu", backend=backend)
+    h = np.array([-0.0, -60000.0, 1.0], np.float16)
+    dy = np.full(3, 60000.0, np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert elu.backward(h, dy, alpha=2.0).tolist() == [np.inf, 0.0, 60000.0]
+        assert elu.backward(h, dy, out=np.empty(3, np.float16), alpha=2.0)[0] == np.inf
+        assert prelu.param_grads(h, dy) == {"alpha": -np.inf}
+        assert prelu.param_grads(h, dy, alpha=np.full(3, 0.25))["alpha"].tolist() == [0.0, -np.inf, 0.0]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
