@@ -582,7 +582,8 @@ class Activation:
         return self._finish(y, copy_to, result, out is None and np.ndim(x) == 0)
 
     def _fast_backward_call(self, table, x, dy, out):
-        """The common case of backward / backward_from_output, or None where it does not apply."""
+        """The common case of backward_from_output (as inlined in backward), or None where it
+        does not apply."""
         run = table.get(x.dtype)
         if (run is None or dy.dtype is not x.dtype or dy.shape != x.shape or not x.flags.c_contiguous
                 or not dy.flags.c_contiguous):
@@ -602,9 +603,19 @@ class Activation:
     def backward(self, x, dy, out=None, *, param_axis=None, **params):
         """dL/dx = dy * f'(x) elementwise, given dL/dy = dy (same shape as x)."""
         if not params and type(x) is np.ndarray and type(dy) is np.ndarray:
-            dx = self._fast_backward_call(self._fast_backward, x, dy, out)
-            if dx is not None:
-                return dx
+            run = self._fast_backward.get(x.dtype)
+            if (run is not None and dy.dtype is x.dtype and dy.shape == x.shape and x.flags.c_contiguous
+                    and dy.flags.c_contiguous):
+                if out is None:
+                    dx = np.empty_like(x)
+                    run(x, dy, dx)
+                    return dx if x.ndim else dx[()]
+                if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
+                        and out.flags.c_contiguous and out.flags.writeable
+                        and (out is x or not np.may_share_memory(out, x))
+                        and (out is dy or not np.may_share_memory(out, dy))):
+                    run(x, dy, out)
+                    return out
         xa, result = self._array(x, "x")
         dya = self._dy(dy, xa.shape, xa.dtype)
         values, arrays = self._params(params)
