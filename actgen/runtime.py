@@ -6,7 +6,11 @@ is wrapped using the metadata stored beside it.
 
 Every call brings its arrays to the layout of the exported functions (actgen/roles.py):
 contiguous, of a kernel dtype, seen as (n,), (outer, channels, inner), (outer, 2, half) or
-(rows, n); both backends get the same layouts.
+(rows, n); both backends get the same layouts. The common case (contiguous float32/float64
+arrays, default parameters, no ``out=`` or a fitting one) takes a short path: a few attribute
+checks and one call of a per-dtype closure made at load time: 0.6-0.9 us above the bare cffi
+call (measured with 1 thread on the development machine), so that small arrays are not
+dominated by Python.
 """
 
 from __future__ import annotations
@@ -344,9 +348,15 @@ class Activation:
     ``act.forward_with_derivative(x)`` (y and f'(x) in one pass) and, where the spec gives
     f' in terms of y, ``act.backward_from_output(y, dy)``.
 
-    Inputs of any shape; float32 and float64 keep their dtype, float16 is computed in float32,
-    integers and booleans are converted to float64 (as NumPy's ufuncs do); anything else is
-    rejected. Non-contiguous inputs are copied. ``out=`` may be the input itself (in place).
+    Inputs of any shape (Python scalars and lists too); float32 and float64 keep their dtype,
+    float16 is computed in float32 (a result beyond float16's range is inf), integers and
+    booleans are converted to float64 (as NumPy's ufuncs do); complex, object, string and
+    float128 arrays are rejected with a KernelArgumentError. Non-contiguous, Fortran-ordered and
+    byte-swapped inputs are copied; read-only inputs are fine. ``out=`` must have the result's
+    shape and dtype and be writable; it may be the input itself (in place), and an ``out=`` that
+    overlaps an input in any other way is computed through a temporary, so the result is always
+    the out-of-place one. The GIL is released during the C call: Python threads run kernels in
+    parallel.
     Parameters left out take their defaults. A parameter may be an array: per channel along
     ``param_axis`` (a 1-d array of x.shape[param_axis] values, as PyTorch's PReLU on axis 1), or
     without ``param_axis`` any array that broadcasts against x (as Keras' PReLU with shared
