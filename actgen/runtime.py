@@ -307,11 +307,17 @@ def _narrow(value, result: np.dtype):
         return result.type(value) if np.ndim(value) == 0 else np.asarray(value).astype(result)
 
 
+def _kernel_ready(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``a`` as a C-contiguous, aligned array of ``dtype`` (a copy only where needed: a C loop
+    may assume its pointers aligned)."""
+    return np.require(a, dtype, "CA")
+
+
 def _fits(out, shape, dtype, in_place=(), apart=()) -> bool:
     """Whether a kernel can write straight into ``out``: the right array, C-contiguous,
     writable, exactly one of ``in_place`` or apart from them, apart from ``apart``."""
-    return (type(out) is np.ndarray and out.dtype is dtype and out.shape == shape and out.flags.c_contiguous
-            and out.flags.writeable and all(out is a or not np.may_share_memory(out, a) for a in in_place)
+    return (type(out) is np.ndarray and out.dtype is dtype and out.shape == shape and out.flags.carray
+            and all(out is a or not np.may_share_memory(out, a) for a in in_place)
             and not any(np.may_share_memory(out, a) for a in apart))
 
 
@@ -413,7 +419,7 @@ class Activation:
     # argument handling -------------------------------------------------------------------
     def _array(self, value, what: str):
         """(value as a C-contiguous array of a kernel dtype, the dtype of the result)."""
-        if type(value) is np.ndarray and value.dtype in _FLOAT_TAGS and value.flags.c_contiguous:
+        if type(value) is np.ndarray and value.dtype in _FLOAT_TAGS and (f := value.flags).c_contiguous and f.aligned:
             return value, value.dtype                               # the fast path
         a = self._asarray(value, what)
         dt = a.dtype
@@ -427,7 +433,7 @@ class Activation:
             result = dt = np.dtype(np.float64)
         else:
             raise KernelArgumentError(f"{self.name}: {what} {_dtype_advice(dt)}")
-        return np.asarray(a, dtype=dt, order="C"), result
+        return _kernel_ready(a, dt), result
 
     def _asarray(self, value, what: str) -> np.ndarray:
         try:
@@ -489,7 +495,7 @@ class Activation:
                                       "of the result for this input)")
         if not out.flags.writeable:
             raise KernelArgumentError(f"{self.name}: {what}= is read-only; pass a writable array")
-        direct = (out.dtype == compute and out.flags.c_contiguous
+        direct = (out.dtype == compute and out.flags.c_contiguous and out.flags.aligned
                   and not any(np.may_share_memory(out, a) and not _exact_alias(out, a) for a in in_place)
                   and not any(np.may_share_memory(out, a) for a in apart))
         return (out, None) if direct else (np.empty(shape, compute), out)
@@ -508,14 +514,15 @@ class Activation:
         return y[()] if scalar else y
 
     def _dy(self, dy, shape, dtype, what="dy"):
-        if type(dy) is np.ndarray and dy.dtype is dtype and dy.shape == shape and dy.flags.c_contiguous:
+        if (type(dy) is np.ndarray and dy.dtype is dtype and dy.shape == shape
+                and (f := dy.flags).c_contiguous and f.aligned):
             return dy
         dya = self._asarray(dy, what)
         if dya.shape != shape:
             raise KernelArgumentError(f"{self.name}: {what} has shape {dya.shape}, expected {shape}")
         if dya.dtype.kind not in "fiub":
             raise KernelArgumentError(f"{self.name}: {what} {_dtype_advice(dya.dtype)}")
-        return np.asarray(dya, dtype=dtype, order="C")
+        return _kernel_ready(dya, dtype)
 
     def _layout(self, shape, arrays: dict, param_axis, dtype):
         """Per-channel parameters: ((outer, channels, inner), [one contiguous vector per parameter],
@@ -556,7 +563,7 @@ class Activation:
         for (p, v) in zip(self.params, values):
             if p in arrays:
                 a = arrays[p].reshape(aligned[p])
-                vectors.append(np.ascontiguousarray(np.broadcast_to(a, block).reshape(channels), dtype=dtype))
+                vectors.append(_kernel_ready(np.broadcast_to(a, block).reshape(channels), dtype))
             else:
                 vectors.append(np.full(channels, v, dtype=dtype))
         return vectors
@@ -570,13 +577,13 @@ class Activation:
         """y = f(x) elementwise."""
         if not params and type(x) is np.ndarray:
             run = self._fast_forward.get(x.dtype)
-            if run is not None and x.flags.c_contiguous:
+            if run is not None and (f := x.flags).c_contiguous and f.aligned:
                 if out is None:
                     y = np.empty_like(x)
                     run(x, y)
                     return y if x.ndim else y[()]
                 if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
-                        and out.flags.c_contiguous and out.flags.writeable
+                        and out.flags.carray
                         and (out is x or not np.may_share_memory(out, x))):
                     run(x, out)
                     return out
@@ -595,15 +602,15 @@ class Activation:
         """The common case of backward_from_output (as inlined in backward), or None where it
         does not apply."""
         run = table.get(x.dtype)
-        if (run is None or dy.dtype is not x.dtype or dy.shape != x.shape or not x.flags.c_contiguous
-                or not dy.flags.c_contiguous):
+        if (run is None or dy.dtype is not x.dtype or dy.shape != x.shape
+                or not ((f := x.flags).c_contiguous and f.aligned) or not ((f := dy.flags).c_contiguous and f.aligned)):
             return None
         if out is None:
             dx = np.empty_like(x)
             run(x, dy, dx)
             return dx if x.ndim else dx[()]
         if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
-                and out.flags.c_contiguous and out.flags.writeable
+                and out.flags.carray
                 and (out is x or not np.may_share_memory(out, x))
                 and (out is dy or not np.may_share_memory(out, dy))):
             run(x, dy, out)
@@ -614,14 +621,14 @@ class Activation:
         """dL/dx = dy * f'(x) elementwise, given dL/dy = dy (same shape as x)."""
         if not params and type(x) is np.ndarray and type(dy) is np.ndarray:
             run = self._fast_backward.get(x.dtype)
-            if (run is not None and dy.dtype is x.dtype and dy.shape == x.shape and x.flags.c_contiguous
-                    and dy.flags.c_contiguous):
+            if (run is not None and dy.dtype is x.dtype and dy.shape == x.shape
+                    and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned):
                 if out is None:
                     dx = np.empty_like(x)
                     run(x, dy, dx)
                     return dx if x.ndim else dx[()]
                 if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
-                        and out.flags.c_contiguous and out.flags.writeable
+                        and out.flags.carray
                         and (out is x or not np.may_share_memory(out, x))
                         and (out is dy or not np.may_share_memory(out, dy))):
                     run(x, dy, out)
@@ -723,7 +730,8 @@ class GatedActivation(Activation):
         return outer, half, shape[:ax] + (shape[ax] // 2,) + shape[ax + 1:]
 
     def __call__(self, x, out=None, *, axis=-1, **params):
-        if not params and axis == -1 and type(x) is np.ndarray and x.ndim and x.flags.c_contiguous:
+        if (not params and axis == -1 and type(x) is np.ndarray and x.ndim
+                and (f := x.flags).c_contiguous and f.aligned):
             run, last = self._fast_forward.get(x.dtype), x.shape[-1]
             if run is not None and last and not last % 2:
                 yshape = x.shape[:-1] + (last // 2,)
@@ -741,7 +749,8 @@ class GatedActivation(Activation):
 
     def backward(self, x, dy, out=None, *, axis=-1, **params):
         if (not params and axis == -1 and type(x) is np.ndarray and type(dy) is np.ndarray and x.ndim
-                and x.flags.c_contiguous and dy.flags.c_contiguous and dy.dtype is x.dtype):
+                and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned
+                and dy.dtype is x.dtype):
             run, last = self._fast_backward.get(x.dtype), x.shape[-1]
             if (run is not None and last and not last % 2 and dy.shape == x.shape[:-1] + (last // 2,)
                     and (out is None or _fits(out, x.shape, x.dtype, apart=(x, dy)))):
@@ -798,13 +807,15 @@ class RowwiseActivation(Activation):
     def _fast(self, table, x, others, out, axis, params, in_place):
         """The common case (axis -1, contiguous arrays of a kernel dtype, default parameters, no
         out= or a fitting one): the result, or None where it does not apply."""
-        if params or axis != -1 or type(x) is not np.ndarray or not x.ndim or not x.flags.c_contiguous:
+        if (params or axis != -1 or type(x) is not np.ndarray or not x.ndim
+                or not ((f := x.flags).c_contiguous and f.aligned)):
             return None
         run, n = table.get(x.dtype), x.shape[-1]
         if run is None or not n:
             return None
         for a in others:
-            if type(a) is not np.ndarray or a.dtype is not x.dtype or a.shape != x.shape or not a.flags.c_contiguous:
+            if (type(a) is not np.ndarray or a.dtype is not x.dtype or a.shape != x.shape
+                    or not ((f := a.flags).c_contiguous and f.aligned)):
                 return None
         inputs = (x, *others)
         if out is None:

@@ -180,7 +180,8 @@ def test_strided_negative_strides_fortran_and_transposed(acts, backend, name, me
     act = acts[name, backend]
     base = sample((8, 12))
     views = [base[::2, ::3], base[::-1, ::-2], np.asfortranarray(base), base.T, base[:, 2:10],
-             np.lib.stride_tricks.as_strided(base, shape=(3, 4), strides=(8, 0))]   # a zero stride
+             np.lib.stride_tricks.as_strided(base, shape=(3, 4), strides=(8, 0)),    # a zero stride
+             unaligned(base)]
     for x in views:
         dy_c = dy_for(act, x)
         dy_f = np.asfortranarray(dy_c)[...]     # and a non-contiguous dy
@@ -195,6 +196,19 @@ def test_strided_negative_strides_fortran_and_transposed(acts, backend, name, me
     got = run(act, method, x, out=big)
     assert (got[0] if method == "fused" else got) is big
     assert same(got, want)
+    odd = unaligned(np.zeros((rows, cols)))
+    got = run(act, method, unaligned(x), out=odd)
+    assert (got[0] if method == "fused" else got) is odd
+    assert same(got, want)
+
+
+def unaligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous, writable copy of a whose data starts one byte off its dtype's alignment."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    u = np.frombuffer(buf.data, a.dtype, count=a.size, offset=1).reshape(a.shape)
+    u[...] = a
+    assert u.flags.c_contiguous and not u.flags.aligned and u.flags.writeable
+    return u
 
 
 def want_shape(result):
