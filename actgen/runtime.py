@@ -97,19 +97,20 @@ class _CKernels:
         self.buf = self.ffi.from_buffer
         self.ctype = {"float32": "float[]", "float64": "double[]"}
 
-    def fast(self, role, dtype, params, kind="elementwise"):
+    def fast(self, role, dtype, kind="elementwise"):
         """The call path of the common case, everything that does not depend on the arrays
-        looked up once: for an elementwise activation ``run(x, y)`` (forward) or ``run(x, dy,
-        dx)`` (backward, backward_y); for gated and rowwise ones the same with the two layout
-        sizes after the arrays ((outer, half) or (rows, n))."""
+        looked up once: for an elementwise activation ``run(x, y, params)`` (forward) or
+        ``run(x, dy, dx, params)`` (backward, backward_y), params a tuple of floats; for gated
+        and rowwise ones the same with the two layout sizes ((outer, half) or (rows, n)) before
+        params."""
         fn, ct, buf, threads = self.fn[role, dtype], self.ctype[dtype], self.buf, _THREADS
         if kind == "elementwise":
             if role == "forward":
-                return lambda x, y: fn(buf(ct, x), buf(ct, y), x.size, *params, threads[0])
-            return lambda x, dy, dx: fn(buf(ct, x), buf(ct, dy), buf(ct, dx), x.size, *params, threads[0])
+                return lambda x, y, p: fn(buf(ct, x), buf(ct, y), x.size, *p, threads[0])
+            return lambda x, dy, dx, p: fn(buf(ct, x), buf(ct, dy), buf(ct, dx), x.size, *p, threads[0])
         if role == "forward":
-            return lambda x, y, m, n: fn(buf(ct, x), buf(ct, y), m, n, *params, threads[0])
-        return lambda x, dy, dx, m, n: fn(buf(ct, x), buf(ct, dy), buf(ct, dx), m, n, *params, threads[0])
+            return lambda x, y, m, n, p: fn(buf(ct, x), buf(ct, y), m, n, *p, threads[0])
+        return lambda x, dy, dx, m, n, p: fn(buf(ct, x), buf(ct, dy), buf(ct, dx), m, n, *p, threads[0])
 
     def _in(self, dtype, a):
         return self.buf(self.ctype[dtype], a)
@@ -196,16 +197,16 @@ class _NumPyKernels:
         t = np.dtype(dtype).type
         return [t(p) for p in params]
 
-    def fast(self, role, dtype, params, kind="elementwise"):
+    def fast(self, role, dtype, kind="elementwise"):
         """As _CKernels.fast."""
         method = getattr(self, {"gated": "gated_", "rowwise": "row_"}.get(kind, "") + role)
         if kind == "elementwise":
             if role == "forward":
-                return lambda x, y: method(dtype, x, y, params)
-            return lambda x, dy, dx: method(dtype, x, dy, dx, params)
+                return lambda x, y, p: method(dtype, x, y, p)
+            return lambda x, dy, dx, p: method(dtype, x, dy, dx, p)
         if role == "forward":
-            return lambda x, y, m, n: method(dtype, x, y, m, n, params)
-        return lambda x, dy, dx, m, n: method(dtype, x, dy, dx, m, n, params)
+            return lambda x, y, m, n, p: method(dtype, x, y, m, n, p)
+        return lambda x, dy, dx, m, n, p: method(dtype, x, dy, dx, m, n, p)
 
     def forward(self, dtype, x, y, params):
         with np.errstate(all="ignore"):
@@ -382,14 +383,15 @@ class Activation:
         self._kernels = (_CKernels if backend == "c" else _NumPyKernels)(module, meta)
         self._defaults = tuple(self.params.values())
         self._activation = None
-        # the call paths of the common case: {dtype: run(...)} with the default parameters
+        # the call paths of the common case: {dtype: run(...)}. An elementwise backward_y holds
+        # only where output_derivative_valid does: its short path is for the defaults, if valid.
         self._fast_forward, self._fast_backward, self._fast_backward_y = {}, {}, {}
         for dtype, tag in _FLOAT_TAGS.items():
-            self._fast_forward[dtype] = self._kernels.fast("forward", tag, self._defaults, self.kind)
-            self._fast_backward[dtype] = self._kernels.fast("backward", tag, self._defaults, self.kind)
+            self._fast_forward[dtype] = self._kernels.fast("forward", tag, self.kind)
+            self._fast_backward[dtype] = self._kernels.fast("backward", tag, self.kind)
             if "backward_y" in meta["functions"] and (
                     self.kind != "elementwise" or self._kernels.valid(tag, self._defaults)):
-                self._fast_backward_y[dtype] = self._kernels.fast("backward_y", tag, self._defaults, self.kind)
+                self._fast_backward_y[dtype] = self._kernels.fast("backward_y", tag, self.kind)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -441,6 +443,24 @@ class Activation:
         except (ValueError, TypeError) as exc:      # ragged nested lists, objects numpy refuses
             raise KernelArgumentError(f"{self.name}: {what} is not an array of numbers ({exc}); pass a "
                                       "float32 or float64 numpy array") from None
+
+    def _scalar_values(self, given: dict):
+        """The parameter values for the short path: the defaults, or the given ones where all
+        are Python floats or ints and known; None otherwise (the general path checks and
+        explains)."""
+        if not given:
+            return self._defaults
+        values, used = [], 0
+        for p, default in self.params.items():
+            if p in given:
+                v = given[p]
+                used += 1
+                if type(v) is not float and type(v) is not int:
+                    return None
+                values.append(v)
+            else:
+                values.append(default)
+        return tuple(values) if used == len(given) else None
 
     def _params(self, given: dict):
         """(scalar values, per-channel arrays or None)."""
@@ -575,17 +595,18 @@ class Activation:
 
     def __call__(self, x, out=None, *, param_axis=None, **params):
         """y = f(x) elementwise."""
-        if not params and type(x) is np.ndarray:
+        if type(x) is np.ndarray:
             run = self._fast_forward.get(x.dtype)
-            if run is not None and (f := x.flags).c_contiguous and f.aligned:
+            if (run is not None and (f := x.flags).c_contiguous and f.aligned
+                    and (values := self._scalar_values(params)) is not None):
                 if out is None:
                     y = np.empty_like(x)
-                    run(x, y)
+                    run(x, y, values)
                     return y if x.ndim else y[()]
                 if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
                         and out.flags.carray
                         and (out is x or not np.may_share_memory(out, x))):
-                    run(x, out)
+                    run(x, out, values)
                     return out
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
@@ -607,31 +628,32 @@ class Activation:
             return None
         if out is None:
             dx = np.empty_like(x)
-            run(x, dy, dx)
+            run(x, dy, dx, self._defaults)
             return dx if x.ndim else dx[()]
         if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
                 and out.flags.carray
                 and (out is x or not np.may_share_memory(out, x))
                 and (out is dy or not np.may_share_memory(out, dy))):
-            run(x, dy, out)
+            run(x, dy, out, self._defaults)
             return out
         return None
 
     def backward(self, x, dy, out=None, *, param_axis=None, **params):
         """dL/dx = dy * f'(x) elementwise, given dL/dy = dy (same shape as x)."""
-        if not params and type(x) is np.ndarray and type(dy) is np.ndarray:
+        if type(x) is np.ndarray and type(dy) is np.ndarray:
             run = self._fast_backward.get(x.dtype)
             if (run is not None and dy.dtype is x.dtype and dy.shape == x.shape
-                    and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned):
+                    and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned
+                    and (values := self._scalar_values(params)) is not None):
                 if out is None:
                     dx = np.empty_like(x)
-                    run(x, dy, dx)
+                    run(x, dy, dx, values)
                     return dx if x.ndim else dx[()]
                 if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
                         and out.flags.carray
                         and (out is x or not np.may_share_memory(out, x))
                         and (out is dy or not np.may_share_memory(out, dy))):
-                    run(x, dy, out)
+                    run(x, dy, out, values)
                     return out
         xa, result = self._array(x, "x")
         dya = self._dy(dy, xa.shape, xa.dtype)
@@ -730,14 +752,14 @@ class GatedActivation(Activation):
         return outer, half, shape[:ax] + (shape[ax] // 2,) + shape[ax + 1:]
 
     def __call__(self, x, out=None, *, axis=-1, **params):
-        if (not params and axis == -1 and type(x) is np.ndarray and x.ndim
-                and (f := x.flags).c_contiguous and f.aligned):
+        if (axis == -1 and type(x) is np.ndarray and x.ndim and (f := x.flags).c_contiguous and f.aligned
+                and (values := self._scalar_values(params)) is not None):
             run, last = self._fast_forward.get(x.dtype), x.shape[-1]
             if run is not None and last and not last % 2:
                 yshape = x.shape[:-1] + (last // 2,)
                 if out is None or _fits(out, yshape, x.dtype, apart=(x,)):
                     y = np.empty(yshape, x.dtype) if out is None else out
-                    run(x, y, x.size // last, last // 2)
+                    run(x, y, x.size // last, last // 2, values)
                     return y
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
@@ -748,14 +770,14 @@ class GatedActivation(Activation):
         return self._finish(y, copy_to, result, False)
 
     def backward(self, x, dy, out=None, *, axis=-1, **params):
-        if (not params and axis == -1 and type(x) is np.ndarray and type(dy) is np.ndarray and x.ndim
+        if (axis == -1 and type(x) is np.ndarray and type(dy) is np.ndarray and x.ndim
                 and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned
-                and dy.dtype is x.dtype):
+                and dy.dtype is x.dtype and (values := self._scalar_values(params)) is not None):
             run, last = self._fast_backward.get(x.dtype), x.shape[-1]
             if (run is not None and last and not last % 2 and dy.shape == x.shape[:-1] + (last // 2,)
                     and (out is None or _fits(out, x.shape, x.dtype, apart=(x, dy)))):
                 dx = np.empty_like(x) if out is None else out
-                run(x, dy, dx, x.size // last, last // 2)
+                run(x, dy, dx, x.size // last, last // 2, values)
                 return dx
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
@@ -807,8 +829,11 @@ class RowwiseActivation(Activation):
     def _fast(self, table, x, others, out, axis, params, in_place):
         """The common case (axis -1, contiguous arrays of a kernel dtype, default parameters, no
         out= or a fitting one): the result, or None where it does not apply."""
-        if (params or axis != -1 or type(x) is not np.ndarray or not x.ndim
+        if (axis != -1 or type(x) is not np.ndarray or not x.ndim
                 or not ((f := x.flags).c_contiguous and f.aligned)):
+            return None
+        values = self._scalar_values(params)
+        if values is None:
             return None
         run, n = table.get(x.dtype), x.shape[-1]
         if run is None or not n:
@@ -824,7 +849,7 @@ class RowwiseActivation(Activation):
             target = out
         else:
             return None
-        run(*inputs, target, x.size // n, n)
+        run(*inputs, target, x.size // n, n, values)
         return target
 
     def _run(self, run, inputs, out, result, axis, in_place, what="out"):
