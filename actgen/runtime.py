@@ -73,8 +73,10 @@ def get_num_threads() -> int:
 
 
 def _after_fork_in_child() -> None:
+    global _LOCK
     _FORKED[0] = True
     _THREADS[0] = 1
+    _LOCK = threading.RLock()       # a load running in another thread of the parent never ends here
 
 
 if hasattr(os, "register_at_fork"):

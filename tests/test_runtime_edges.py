@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import mmap
 import re
+import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 import threading
 
 import numpy as np
@@ -507,3 +509,28 @@ def test_the_gil_is_released_during_a_kernel():
         thread.join()
     assert counted[0] > 0
     assert np.array_equal(y, act(x))
+
+
+def test_a_child_forked_while_another_thread_loads_can_load():
+    """fork copies a held lock as held: the child gets a fresh one (and one OpenMP thread; see
+    tests/test_kinds.py for kernels after fork)."""
+    code = ("import os, threading, warnings, numpy as np, actgen\n"
+            "from actgen import runtime\n"
+            "warnings.simplefilter('ignore', DeprecationWarning)\n"
+            "actgen.load('tanh'); runtime._LOADED.clear()\n"       # in the cache, not loaded
+            "held, release = threading.Event(), threading.Event()\n"
+            "def hold():\n"
+            "    with runtime._LOCK:\n"
+            "        held.set(); release.wait()\n"
+            "t = threading.Thread(target=hold); t.start(); held.wait()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    ok = abs(float(actgen.load('tanh')(np.array([0.5]))[0]) - 0.46211715726000974) < 1e-15\n"
+            "    os._exit(0 if ok and actgen.get_num_threads() == 1 else 3)\n"
+            "release.set(); t.join()\n"
+            "_, status = os.waitpid(pid, 0)\n"
+            "print(os.waitstatus_to_exitcode(status))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)      # this checkout's actgen
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"
