@@ -31,6 +31,8 @@ from .specfile import find_table, read_spec_text, read_tables, resolve_table
 BACKENDS = ("c", "numpy")
 _FLOAT_TAGS = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 _F64 = np.dtype(np.float64)
+# channels per call of a C per-channel gradient (its per-thread accumulator copy: 32 KB of stack)
+_PC_GRAD_CHANNELS = 4096
 _LOADED: dict[str, "Activation"] = {}
 _LOCK = threading.RLock()
 
@@ -152,10 +154,24 @@ class _CKernels:
                                       *[self._in(dtype, v) for v in vectors], _THREADS[0])
 
     def grad_pc(self, dtype, param, x, dy, layout, vectors) -> np.ndarray:
-        acc = np.empty(layout[1], np.float64)
-        self.fn[f"grad_{param}_pc", dtype](self._in(dtype, x), self._in(dtype, dy), *layout,
-                                           *[self._in(dtype, v) for v in vectors],
-                                           self.buf("double[]", acc), _THREADS[0])
+        fn, ct, buf = self.fn[f"grad_{param}_pc", dtype], self.ctype[dtype], self.buf
+        outer, channels, inner = layout
+        if channels <= _PC_GRAD_CHANNELS:
+            acc = np.empty(channels, np.float64)
+            fn(buf(ct, x), buf(ct, dy), *layout, *[buf(ct, v) for v in vectors], buf("double[]", acc), _THREADS[0])
+            return acc
+        # The loop's OpenMP array reduction keeps a private copy of the channels' accumulators
+        # on each thread's stack: 2^20 channels (8 MB) overflowed it. Slabs of channels keep
+        # that copy small; each slab of one outer index is contiguous.
+        acc, part = np.zeros(channels, np.float64), np.empty(_PC_GRAD_CHANNELS, np.float64)
+        xf, dyf = x.reshape(-1), dy.reshape(-1)
+        for o in range(outer):
+            for c0 in range(0, channels, _PC_GRAD_CHANNELS):
+                c1 = min(c0 + _PC_GRAD_CHANNELS, channels)
+                lo, hi = (o * channels + c0) * inner, (o * channels + c1) * inner
+                fn(buf(ct, xf[lo:hi]), buf(ct, dyf[lo:hi]), 1, c1 - c0, inner,
+                   *[buf(ct, v[c0:c1]) for v in vectors], buf("double[]", part), _THREADS[0])
+                acc[c0:c1] += part[:c1 - c0]
         return acc
 
     # gated: x is (outer, 2, half)

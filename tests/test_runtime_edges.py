@@ -350,6 +350,20 @@ def test_parameters_of_the_wrong_shape_or_kind_are_refused(acts, backend):
     assert same(swish(x, beta=beta.reshape(3, 1)), want)
 
 
+@pytest.mark.parametrize("channels", [4097, 2**21])
+def test_per_channel_gradients_of_very_many_channels(channels):
+    """2^21 channels crashed the C per-channel gradient (its per-thread accumulators live on the
+    stack); 4097 crosses the runtime's slab size by one."""
+    c, npy = actgen.load("prelu"), actgen.load("prelu", backend="numpy")
+    rng = np.random.default_rng(7)
+    alpha = np.linspace(0.1, 0.3, channels)
+    for shape in [(2, channels), (2, channels, 2)]:
+        x, dy = rng.normal(size=shape).astype(np.float32), rng.normal(size=shape).astype(np.float32)
+        got = c.param_grads(x, dy, alpha=alpha, param_axis=1)["alpha"]
+        want = npy.param_grads(x, dy, alpha=alpha, param_axis=1)["alpha"]
+        assert got.shape == (channels,) and np.allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 # ---- NaN and infinities ----------------------------------------------------------------------------
 
 SPECIALS = [np.nan, -np.inf, np.inf, -0.0, 0.0, 1.0, -1e30, 1e30, -2.0]
