@@ -99,7 +99,8 @@ class _CKernels:
         self.fn = {(role, dtype): getattr(lib, symbol)
                    for role, symbols in meta["functions"].items() for dtype, symbol in symbols.items()}
         self.buf = self.ffi.from_buffer
-        self.ctype = {"float32": "float[]", "float64": "double[]"}
+        # the array types as cffi objects (a type given as a string is looked up on every call)
+        self.ctype = {"float32": self.ffi.typeof("float[]"), "float64": self.ffi.typeof("double[]")}
 
     def fast(self, role, dtype, kind="elementwise"):
         """The call path of the common case, everything that does not depend on the arrays
@@ -616,7 +617,7 @@ class Activation:
         if type(x) is np.ndarray:
             run = self._fast_forward.get(x.dtype)
             if (run is not None and (f := x.flags).c_contiguous and f.aligned
-                    and (values := self._scalar_values(params)) is not None):
+                    and (values := self._scalar_values(params) if params else self._defaults) is not None):
                 if out is None:
                     y = np.empty_like(x)
                     run(x, y, values)
@@ -662,7 +663,7 @@ class Activation:
             run = self._fast_backward.get(x.dtype)
             if (run is not None and dy.dtype is x.dtype and dy.shape == x.shape
                     and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned
-                    and (values := self._scalar_values(params)) is not None):
+                    and (values := self._scalar_values(params) if params else self._defaults) is not None):
                 if out is None:
                     dx = np.empty_like(x)
                     run(x, dy, dx, values)
@@ -771,7 +772,7 @@ class GatedActivation(Activation):
 
     def __call__(self, x, out=None, *, axis=-1, **params):
         if (axis == -1 and type(x) is np.ndarray and x.ndim and (f := x.flags).c_contiguous and f.aligned
-                and (values := self._scalar_values(params)) is not None):
+                and (values := self._scalar_values(params) if params else self._defaults) is not None):
             run, last = self._fast_forward.get(x.dtype), x.shape[-1]
             if run is not None and last and not last % 2:
                 yshape = x.shape[:-1] + (last // 2,)
@@ -790,7 +791,8 @@ class GatedActivation(Activation):
     def backward(self, x, dy, out=None, *, axis=-1, **params):
         if (axis == -1 and type(x) is np.ndarray and type(dy) is np.ndarray and x.ndim
                 and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned
-                and dy.dtype is x.dtype and (values := self._scalar_values(params)) is not None):
+                and dy.dtype is x.dtype
+                and (values := self._scalar_values(params) if params else self._defaults) is not None):
             run, last = self._fast_backward.get(x.dtype), x.shape[-1]
             if (run is not None and last and not last % 2 and dy.shape == x.shape[:-1] + (last // 2,)
                     and (out is None or _fits(out, x.shape, x.dtype, apart=(x, dy)))):
