@@ -162,8 +162,9 @@ class _CKernels:
             fn(buf(ct, x), buf(ct, dy), *layout, *[buf(ct, v) for v in vectors], buf("double[]", acc), _THREADS[0])
             return acc
         # The loop's OpenMP array reduction keeps a private copy of the channels' accumulators
-        # on each thread's stack: 2^20 channels (8 MB) overflowed it. Slabs of channels keep
-        # that copy small; each slab of one outer index is contiguous.
+        # on each thread's stack: 2^21 channels (16 MB) overflowed the 8 MB main stack, even on
+        # one thread. Slabs of channels keep that copy small; a slab of one outer index is
+        # contiguous.
         acc, part = np.zeros(channels, np.float64), np.empty(_PC_GRAD_CHANNELS, np.float64)
         xf, dyf = x.reshape(-1), dy.reshape(-1)
         for o in range(outer):
@@ -440,8 +441,9 @@ class Activation:
     # argument handling -------------------------------------------------------------------
     def _array(self, value, what: str):
         """(value as a C-contiguous array of a kernel dtype, the dtype of the result)."""
-        if type(value) is np.ndarray and value.dtype in _FLOAT_TAGS and (f := value.flags).c_contiguous and f.aligned:
-            return value, value.dtype                               # the fast path
+        if (type(value) is np.ndarray and value.dtype in _FLOAT_TAGS
+                and (f := value.flags).c_contiguous and f.aligned):
+            return value, value.dtype                               # nothing to convert
         a = self._asarray(value, what)
         dt = a.dtype
         if dt in _FLOAT_TAGS:
