@@ -222,7 +222,8 @@ def tidy(expr):
 
 def _kink_values(act, derivative, label: str) -> tuple[str, ...]:
     """``f'(k) = v`` at each kink k of the activation, at the default parameters, as actgen's
-    derivative gives it (the branch that owns the boundary point)."""
+    derivative gives it (the branch whose condition holds at k). x and the parameters are the
+    exact values of the floats a kernel sees there."""
     import math
 
     import sympy as sp
@@ -230,18 +231,25 @@ def _kink_values(act, derivative, label: str) -> tuple[str, ...]:
     from .activation import X, param_symbol
     from .derive import kink_points
 
-    values = {param_symbol(p): (sp.oo if v == math.inf else -sp.oo if v == -math.inf else sp.nsimplify(v))
+    values = {param_symbol(p): (sp.oo if v == math.inf else -sp.oo if v == -math.inf else sp.Rational(v))
               for p, v in act.params.items()}
     out = []
     for k in kink_points(act):
-        value = derivative.subs(values).subs(X, sp.nsimplify(k))
-        text = readable(value)
-        if value.is_Rational and not value.is_Integer and len(repr(float(value))) <= 8:
-            text = repr(float(value))          # 0.01 rather than 1/100; but 1/6
-        elif not value.is_Rational and value.is_number and value.is_finite:
-            text += f" ~= {float(value)!r}"
-        out.append(f"{label.replace('(x)', '')}({k:g}) = {text}")
+        value = derivative.subs(values).subs(X, sp.Rational(k))
+        out.append(f"{label.replace('(x)', '')}({k:g}) = {_value_text(value)}")
     return tuple(out)
+
+
+def _value_text(value) -> str:
+    """1, 0.01 (not 5764607523034235/576460752303423488), 1/6, sigmoid(20) ~= 0.9999999979388464."""
+    if value.is_Integer:
+        return str(value)
+    if value.is_Rational:
+        short = repr(float(value))
+        return short if len(short) <= 8 or value.q > 1000 else readable(value)
+    if value.is_number and value.is_finite:
+        return f"{readable(value)} ~= {float(value)!r}"
+    return readable(value)
 
 
 def entry(act, table: dict) -> Entry:

@@ -249,15 +249,15 @@ def cmd_verify(args) -> int:
                 print(f"  {act.name}: {len(found)} checks, {bad} over budget "
                       f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     print(format_table(results))
-    from .build import write_atomic
-
     if args.json:
+        from .build import write_atomic
+
         write_atomic(Path(args.json), json.dumps([r.as_dict() for r in results], indent=1) + "\n")
     if args.markdown:
-        from .docs import render_verification, verify_command
+        from .docs import render_verification, verify_command, write_page
 
-        write_atomic(Path(args.markdown), render_verification([r.as_dict() for r in results],
-                                                              verify_command(args)))
+        write_page(Path(args.markdown),
+                   render_verification([r.as_dict() for r in results], verify_command(args)))
     return 0 if all(r.passed for r in results) else 1
 
 

@@ -40,8 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .build import write_atomic
-
     out = Path(args.dir)
     if args.check:
         problems = check(out)
@@ -53,11 +51,22 @@ def run(args) -> int:
         pages[VERIFICATION] = render_verification(read_verify_json(args.verification),
                                                   f"actgen docs {out} --verification {args.verification}")
     for name, text in pages.items():
-        path = out / name
+        write_page(out / name, text)
+        print(f"wrote {out / name}")
+    return 0
+
+
+def write_page(path: Path, text: str) -> None:
+    """Write a page (through a temporary file and a rename), creating its folder; an error
+    that names the file if that fails."""
+    from .build import write_atomic
+    from .errors import ActgenError
+
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, text)
-        print(f"wrote {path}")
-    return 0
+    except OSError as exc:
+        raise ActgenError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # ---- docs/activations.md --------------------------------------------------------------------

@@ -214,3 +214,24 @@ def test_verify_writes_the_markdown_page(tmp_path, capsys):
     assert f"`actgen verify linear --dtype float32 --backend numpy --quick --markdown {out}`" in text
     rows = [line for line in _section3(text, "linear").splitlines() if line.startswith("| forward |")]
     assert rows and rows[0].startswith("| forward | float32 | numpy |") and rows[0].endswith("| ok |")
+
+
+def test_kink_values_on_the_page_are_what_the_kernels_return():
+    """The page says what f'(k) is at each kink; the NumPy kernels must return just that."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    import actgen
+
+    checked = 0
+    for e in catalogue.build([n for n in library.names()
+                              if catalogue.terse_rows([n])[0].kind == "elementwise"]):
+        for text in e.kink_values:
+            point, value = re.fullmatch(r"f'\((.+?)\) = (.+)", text).groups()
+            want = float(value.split(" ~= ")[-1]) if " ~= " in value else float(Fraction(value))
+            x = np.array([float(point)])
+            got = actgen.load(e.name, backend="numpy").backward(x, np.ones_like(x))[0]
+            assert got == pytest.approx(want, rel=1e-15, abs=0), (e.name, text)
+            checked += 1
+    assert checked >= 5
