@@ -299,7 +299,7 @@ def format_long(entries: list[Entry]) -> str:
     """``actgen list --long``: a block per activation."""
     blocks = []
     for e in entries:
-        lines = [f"{e.name}  ({e.kind})  {e.description}", f"  spec:        {e.source}",
+        lines = [f"{e.name}  [{e.kind_text}]  {e.description}", f"  spec:        {e.source}",
                  f"  kind:        {e.kind_formula}"]
         if e.params:
             lines.append(f"  parameters:  {e.params_text}")

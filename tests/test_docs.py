@@ -235,3 +235,12 @@ def test_kink_values_on_the_page_are_what_the_kernels_return():
             assert got == pytest.approx(want, rel=1e-15, abs=0), (e.name, text)
             checked += 1
     assert checked >= 5
+
+
+def test_docs_verb_is_listed_and_has_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["docs", "--help"])
+    assert exit_.value.code == 0 and "usage: actgen docs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "docs " in capsys.readouterr().out
