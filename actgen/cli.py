@@ -131,21 +131,16 @@ def cmd_build(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .specfile import read_tables
+    from . import catalogue
 
-    rows = []
-    for name in library.names():
-        display = library.display_path(name)
-        table = read_tables(library.read(name), path=display)[name]
-        params = ", ".join(f"{p}={v}" + ("*" if p in table.get("learnable", []) else "")
-                           for p, v in table.get("params", {}).items())
-        rows.append((name, params, table.get("description", "")))
-    width = max(len(r[0]) for r in rows)
-    pwidth = max(len(r[1]) for r in rows)
-    for name, params, description in rows:
-        print(f"{name:{width}s}  {params:{pwidth}s}  {description}")
-    print(f"\n{len(rows)} built-in activations; * marks a learnable parameter. "
-          "`actgen show NAME` prints one.")
+    if args.markdown:
+        from .docs import render_activations
+
+        sys.stdout.write(render_activations())
+    elif args.long:
+        print(catalogue.format_long(catalogue.build()))
+    else:
+        print(catalogue.format_terse(catalogue.terse_rows()))
     return 0
 
 
@@ -260,6 +255,11 @@ def cmd_verify(args) -> int:
         from .build import write_atomic
 
         write_atomic(Path(args.json), json.dumps([r.as_dict() for r in results], indent=1) + "\n")
+    if args.markdown:
+        from .docs import render_verification, verify_command, write_page
+
+        write_page(Path(args.markdown),
+                   render_verification([r.as_dict() for r in results], verify_command(args)))
     return 0 if all(r.passed for r in results) else 1
 
 
@@ -281,6 +281,7 @@ EXTENSION_VERBS = [
     ("bench", "actgen.bench"),
     ("compare", "actgen.compare"),
     ("emit", "actgen.emit"),
+    ("docs", "actgen.docs"),
 ]
 EXTENSION_VERBS = [(verb, module) for verb, module in EXTENSION_VERBS
                    if importlib.util.find_spec(module) is not None]
@@ -307,7 +308,14 @@ def parser() -> argparse.ArgumentParser:
                    help="activations built in parallel (default: the number of CPUs)")
     b.set_defaults(func=cmd_build)
 
-    lst = sub.add_parser("list", help="the built-in activations and their parameters")
+    lst = sub.add_parser("list", help="the catalogue of built-in activations",
+                         description="The built-in activations: name, kind, parameters with defaults "
+                         "(* = learnable) and the frameworks that have them.")
+    form = lst.add_mutually_exclusive_group()
+    form.add_argument("--long", action="store_true",
+                      help="also formulas, derivatives, kinks, frameworks' differences and references")
+    form.add_argument("--markdown", action="store_true",
+                      help="print docs/activations.md (what `actgen docs` writes)")
     lst.set_defaults(func=cmd_list)
 
     s = sub.add_parser("show", help="an activation's formula, derivatives and generated code")
@@ -331,6 +339,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     v.add_argument("--backend", choices=["c", "numpy", "both"], default="both")
     v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    v.add_argument("--markdown", metavar="FILE",
+                   help="also write the results as a Markdown page (docs/verification.md)")
     v.add_argument("--quick", action="store_true", help="fewer points (about a third)")
     v.add_argument("--progress", action="store_true", help="a line per activation on stderr")
     v.set_defaults(func=cmd_verify)
