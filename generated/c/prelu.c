@@ -33,6 +33,13 @@ static inline ACTGEN_INLINE float actgen_prelu_backward_elem_f32(const float x, 
     return x != x ? x : (((x > 0.0F) ? (1.0F) : (alpha)));
 }
 
+/* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
+static inline ACTGEN_INLINE float actgen_prelu_backward_y_elem_f32(const float y, float alpha)
+{
+    (void)y; (void)alpha;
+    return y != y ? y : (((y > 0.0F) ? (1.0F) : (alpha)));
+}
+
 /* dalpha = sum(dy * df/dalpha): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_prelu_grad_alpha_elem_f32(const float x, float alpha)
 {
@@ -57,6 +64,21 @@ void actgen_prelu_backward_f32(const float *restrict in, const float *restrict g
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_elem_f32(in[i], p_alpha));
     }
+}
+
+
+void actgen_prelu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_y_elem_f32(out[i], p_alpha));
+    }
+}
+
+
+int actgen_prelu_backward_y_valid_f32(float alpha)
+{
+    return alpha > 0.0F;
 }
 
 
@@ -206,6 +228,13 @@ static inline ACTGEN_INLINE double actgen_prelu_backward_elem_f64(const double x
     return x != x ? x : (((x > 0.0) ? (1.0) : (alpha)));
 }
 
+/* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
+static inline ACTGEN_INLINE double actgen_prelu_backward_y_elem_f64(const double y, double alpha)
+{
+    (void)y; (void)alpha;
+    return y != y ? y : (((y > 0.0) ? (1.0) : (alpha)));
+}
+
 /* dalpha = sum(dy * df/dalpha): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_prelu_grad_alpha_elem_f64(const double x, double alpha)
 {
@@ -230,6 +259,21 @@ void actgen_prelu_backward_f64(const double *restrict in, const double *restrict
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_elem_f64(in[i], p_alpha));
     }
+}
+
+
+void actgen_prelu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+{
+    #pragma omp parallel for simd schedule(static) if(parallel: n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
+    for (int64_t i = 0; i < n; ++i) {
+        grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_y_elem_f64(out[i], p_alpha));
+    }
+}
+
+
+int actgen_prelu_backward_y_valid_f64(double alpha)
+{
+    return alpha > 0.0;
 }
 
 

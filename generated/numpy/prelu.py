@@ -26,6 +26,11 @@ def _backward_f32(x, alpha):
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: alpha)))
 
 
+def _backward_y_f32(y, alpha):
+    """dx = dy * f'(x), written with y = f(x) (float32): rewritten, measured nan ULP (conditioned)"""
+    return rt.nan_guard(y, rt.piecewise((alpha, y, ), (lambda alpha, y: numpy.greater(y, 0.0), lambda alpha, y: 1.0), (None, lambda alpha, y: alpha)))
+
+
 def _grad_alpha_f32(x, alpha):
     """dalpha = sum(dy * df/dalpha) (float32): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 0.0), lambda x: 0.0), (None, lambda x: x)))
@@ -37,6 +42,14 @@ def forward_f32(_x, alpha):
 
 def backward_f32(_x, _dy, alpha):
     return _dy * _backward_f32(_x, alpha)
+
+
+def backward_y_f32(_y, _dy, alpha):
+    return _dy * _backward_y_f32(_y, alpha)
+
+
+def backward_y_valid_f32(alpha):
+    return bool(numpy.greater(alpha, 0.0))
 
 
 def forward_deriv_f32(_x, alpha):
@@ -57,6 +70,11 @@ def _backward_f64(x, alpha):
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: alpha)))
 
 
+def _backward_y_f64(y, alpha):
+    """dx = dy * f'(x), written with y = f(x) (float64): rewritten, measured nan ULP (conditioned)"""
+    return rt.nan_guard(y, rt.piecewise((alpha, y, ), (lambda alpha, y: numpy.greater(y, 0.0), lambda alpha, y: 1.0), (None, lambda alpha, y: alpha)))
+
+
 def _grad_alpha_f64(x, alpha):
     """dalpha = sum(dy * df/dalpha) (float64): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned)"""
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 0.0), lambda x: 0.0), (None, lambda x: x)))
@@ -68,6 +86,14 @@ def forward_f64(_x, alpha):
 
 def backward_f64(_x, _dy, alpha):
     return _dy * _backward_f64(_x, alpha)
+
+
+def backward_y_f64(_y, _dy, alpha):
+    return _dy * _backward_y_f64(_y, alpha)
+
+
+def backward_y_valid_f64(alpha):
+    return bool(numpy.greater(alpha, 0.0))
 
 
 def forward_deriv_f64(_x, alpha):

@@ -26,12 +26,25 @@ def _backward_f32(x):
     return rt.sigmoid(-x)*rt.sigmoid(x)
 
 
+def _backward_y_f32(y):
+    """dx = dy * f'(x), written with y = f(x) (float32): rewritten, measured nan ULP (conditioned)"""
+    return y*(1.0 - y)
+
+
 def forward_f32(_x):
     return _forward_f32(_x)
 
 
 def backward_f32(_x, _dy):
     return _dy * _backward_f32(_x)
+
+
+def backward_y_f32(_y, _dy):
+    return _dy * _backward_y_f32(_y)
+
+
+def backward_y_valid_f32():
+    return bool(True)
 
 
 def forward_deriv_f32(_x):
@@ -48,12 +61,25 @@ def _backward_f64(x):
     return rt.sigmoid(-x)*rt.sigmoid(x)
 
 
+def _backward_y_f64(y):
+    """dx = dy * f'(x), written with y = f(x) (float64): rewritten, measured nan ULP (conditioned)"""
+    return y*(1.0 - y)
+
+
 def forward_f64(_x):
     return _forward_f64(_x)
 
 
 def backward_f64(_x, _dy):
     return _dy * _backward_f64(_x)
+
+
+def backward_y_f64(_y, _dy):
+    return _dy * _backward_y_f64(_y)
+
+
+def backward_y_valid_f64():
+    return bool(True)
 
 
 def forward_deriv_f64(_x):
