@@ -236,19 +236,33 @@ def _kink_values(act, derivative, label: str) -> tuple[str, ...]:
     out = []
     for k in kink_points(act):
         value = derivative.subs(values).subs(X, sp.Rational(k))
-        out.append(f"{label.replace('(x)', '')}({k:g}) = {_value_text(value)}")
+        if value.has(sp.zoo, sp.nan) and not value.free_symbols:
+            # 1/0 at a pole (log1mexp at 0): the kernel's IEEE arithmetic gives the limit from
+            # the side of the zero's sign; the page states the one at +k
+            branch = derivative.subs(values)
+            while isinstance(branch, sp.Piecewise):     # the branch taken at k, as a kernel does
+                branch = next(e for e, c in branch.args if c.subs(X, sp.Rational(k)) == sp.true)
+            value = sp.limit(branch, X, sp.Rational(k), "+")
+        point = f"{k:g}" if float(f"{k:g}") == k else repr(float(k))    # the exact float, shortest
+        out.append(f"{label.replace('(x)', '')}({point}) = {_value_text(value)}")
     return tuple(out)
 
 
 def _value_text(value) -> str:
-    """1, 0.01 (not 5764607523034235/576460752303423488), 1/6, sigmoid(20) ~= 0.9999999979388464."""
+    """1, 0.01 (not 5764607523034235/576460752303423488), 1/6, sigmoid(20) ~= 0.9999999979388464,
+    inf."""
+    import sympy as sp
+
+    if value in (sp.oo, -sp.oo):
+        return "inf" if value == sp.oo else "-inf"
     if value.is_Integer:
         return str(value)
     if value.is_Rational:
         short = repr(float(value))
         return short if len(short) <= 8 or value.q > 1000 else readable(value)
     if value.is_number and value.is_finite:
-        return f"{readable(value)} ~= {float(value)!r}"
+        text = readable(value)
+        return f"{text} ~= {float(value)!r}" if len(text) <= 40 else repr(float(value))
     return readable(value)
 
 

@@ -152,7 +152,7 @@ class ActivationFunction:
         y_type = jax.ShapeDtypeStruct(self._out_shape(x.shape, axis), dtype)
         ndims = (ndim, *[v.ndim for v in values])
         from_output = (not names and act.kind != "gated"
-                       and act.output_derivative_holds(dtype.name, **fixed))
+                       and act.saves_output and act.output_derivative_holds(dtype.name, **fixed))
 
         def kernel_params(dyn):
             return {**fixed, **dict(zip(names, dyn))}

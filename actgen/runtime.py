@@ -423,11 +423,19 @@ class Activation:
         """True if ``backward_from_output`` exists (the spec gives f' in terms of y = f(x))."""
         return "backward_y" in self.meta["functions"]
 
+    @property
+    def saves_output(self) -> bool:
+        """True if framework wrappers should keep y rather than x for the backward: the spec gives
+        ``output_derivative`` and does not say ``save_output = false`` (the built-in sigmoid, tanh,
+        elu... do: their y-forms lose relative accuracy in a tail, y * (1 - y) as y -> 1, so they
+        keep x; ``backward_from_output`` stays there for callers who choose that speed)."""
+        return self.has_output_derivative and self._table.get("save_output", True) is not False
+
     def output_derivative_holds(self, dtype="float64", **params) -> bool:
         """True if ``backward_from_output(y, dy, **params)`` may be used for arrays of ``dtype``:
         the spec gives f' in terms of y and its ``output_derivative_valid`` condition holds for
-        these (scalar) parameters. Framework wrappers ask this to decide whether the forward keeps
-        y or x for the backward."""
+        these (scalar) parameters. Framework wrappers ask this (and ``saves_output``) to decide
+        whether the forward keeps y or x for the backward."""
         if not self.has_output_derivative:
             return False
         values, arrays = self._params(params)

@@ -31,7 +31,7 @@ from .specfile import (MAX_SPEC_BYTES, MAX_TABLES, find_table, read_spec_text, r
 
 #: Keys a table may have. Anything else is a typo and rejected.
 KEYS = ("expr", "params", "learnable", "description", "budgets", "kink", "frameworks", "reference",
-        "kind", "normalizer", "gate", "output_derivative", "output_derivative_valid")
+        "kind", "normalizer", "gate", "output_derivative", "output_derivative_valid", "save_output")
 #: kernel kinds and dtypes a `budgets` entry may name, as "<kind>.<dtype>"
 BUDGET_KINDS = ("forward", "backward", "param_grad")
 
@@ -496,6 +496,10 @@ def parse_table(name: str, table, *, path: str) -> Activation:
             fail(f"`{key}` is only for elementwise activations", key=key, fix=f"remove `{key}`")
         if key in table and not isinstance(table[key], str):
             fail(f"`{key}` must be a string", key=key, fix='e.g. output_derivative = "y * (1 - y)"')
+    if "save_output" in table and ("output_derivative" not in table or not isinstance(table["save_output"], bool)):
+        fail("`save_output` (true or false) says whether framework wrappers keep y for the backward; "
+             "it needs `output_derivative`", key="save_output",
+             fix="save_output = false (keep x), with output_derivative given; or remove save_output")
     if "output_derivative_valid" in table and "output_derivative" not in table:
         fail("`output_derivative_valid` without `output_derivative`", key="output_derivative_valid",
              fix="add output_derivative, or remove output_derivative_valid")

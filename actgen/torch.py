@@ -77,7 +77,7 @@ class _ActgenAutograd(torch.autograd.Function):
         ctx.call = call
         params_need_grad = any(ctx.needs_input_grad[2:])
         ctx.from_output = (not params_need_grad and act.kind != "gated"
-                           and act.output_derivative_holds(str(xc.dtype).removeprefix("torch."), **params))
+                           and act.saves_output and act.output_derivative_holds(str(xc.dtype).removeprefix("torch."), **params))
         if ctx.from_output:
             ctx.save_for_backward(y, *tensors)
         else:

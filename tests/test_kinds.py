@@ -311,3 +311,15 @@ def test_rowwise_gated_and_prelu_against_pytorch_autograd(torch_module, dtype):
     assert close(prelu.backward(xs, dys, alpha=w, param_axis=1), tx.grad.numpy(), dtype)
     g = prelu.param_grads(xs, dys, alpha=w, param_axis=1)["alpha"]
     assert close(g, m.weight.grad.numpy(), dtype, scale=50, ulps=8)
+
+
+def test_save_output_is_a_boolean_that_needs_an_output_derivative():
+    with pytest.raises(SpecError, match="save_output"):
+        parse_spec_text('[t]\nexpr = "tanh(x)"\nsave_output = false\n', path="t.toml")
+    with pytest.raises(SpecError, match="save_output"):
+        parse_spec_text('[t]\nexpr = "tanh(x)"\noutput_derivative = "1 - y**2"\nsave_output = "no"\n',
+                        path="t.toml")
+    # the built-ins whose y-form cancels in a tail keep x in the wrappers; exact y-forms keep y
+    assert not actgen.load("sigmoid").saves_output and not actgen.load("elu").saves_output
+    assert actgen.load("relu").saves_output and actgen.load("exponential").saves_output
+    assert not actgen.load("gelu").saves_output
