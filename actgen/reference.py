@@ -89,6 +89,17 @@ def _exp(z):
     return mpmath.ldexp(mpmath.exp(r), k)
 
 
+def _erfc(z):
+    """erfc(z). mpmath's erfc raises OverflowError for z beyond ~2**500 (its series check
+    squares a huge integer as a float); there, the asymptotic series
+    exp(-z**2) / (z sqrt(pi)) * (1 - 1/(2 z**2) + 3/(4 z**4)), whose next term is 2**-384
+    relative at z > 2**64, is used."""
+    if mpmath.isfinite(z) and z > mpmath.ldexp(1, 64):
+        w = 1 / (2 * z * z)
+        return _exp(-z * z) / (z * mpmath.sqrt(mpmath.pi)) * (1 - w + 3 * w * w)
+    return mpmath.erfc(z)
+
+
 def _max(*args):
     if any(mpmath.isnan(a) for a in args):
         return mpmath.nan
@@ -103,7 +114,7 @@ def _min(*args):
 
 _FUNCS = {
     sp.exp: _exp, sp.log: _log, sp.tanh: mpmath.tanh, sp.sinh: mpmath.sinh, sp.cosh: mpmath.cosh,
-    sp.atan: mpmath.atan, sp.sin: mpmath.sin, sp.cos: mpmath.cos, sp.erf: mpmath.erf, sp.erfc: mpmath.erfc,
+    sp.atan: mpmath.atan, sp.sin: mpmath.sin, sp.cos: mpmath.cos, sp.erf: mpmath.erf, sp.erfc: _erfc,
     sp.Abs: abs, sp.sign: _sign, sp.Heaviside: _heaviside, sp.Max: _max, sp.Min: _min,
     sigmoid: lambda z: 1 / (1 + _exp(-z)),
     softplus: lambda z: mpmath.log1p(_exp(z)) if z < 0 else z + mpmath.log1p(_exp(-z)),
