@@ -82,11 +82,49 @@ def _exp(z):
     exp(z) = 2**k * exp(z - k*log(2)), with |z - k*log(2)| <= log(2)/2 computed exactly enough."""
     if not mpmath.isfinite(z) or abs(z) < 2:
         return mpmath.exp(z)
+    if mpmath.mag(z) > _HUGE_EXP_BITS:
+        # exp(z) with |z| > 2**16384 is 2**(+-2**16384): the argument itself is beyond every
+        # float (only x**16 and beyond, or exp(exp(x)), get here) and the reduction would need
+        # |z|'s bits of log(2) (exp(exp(x)) at x = 1e308 hung in the precision loop). The
+        # float kernel's overflow (inf, or 0) is what it gives too.
+        return mpmath.inf if z > 0 else mpmath.mpf(0)
     extra = int(mpmath.mag(z)) + 16
     with mpmath.extraprec(extra):
         k = int(mpmath.nint(z / mpmath.ln2))
         r = z - k * mpmath.ln2
     return mpmath.ldexp(mpmath.exp(r), k)
+
+
+#: |argument| (as a power of 2) beyond which exp is taken to over/underflow exactly
+_HUGE_EXP_BITS = 16384
+#: |argument| beyond which sin and cos are NaN: only an overflowed intermediate gets there
+#: (the largest float is 2**1024), where the float kernel computes sin(inf) = NaN
+_HUGE_TRIG_BITS = 1100
+
+
+def _far(function, huge):
+    """``function``, except for arguments beyond 2**bits, where ``huge(z)`` gives the value."""
+    bits = _HUGE_TRIG_BITS if huge is None else _HUGE_EXP_BITS
+
+    def call(z):
+        if mpmath.isfinite(z) and z != 0 and mpmath.mag(z) > bits:
+            if huge is None:
+                raise Undefined("sin or cos of an argument beyond the float range")
+            return huge(z)
+        return function(z)
+
+    return call
+
+
+def _erfc(z):
+    """erfc(z). mpmath's erfc raises OverflowError for z beyond ~2**500 (its series check
+    squares a huge integer as a float); there, the asymptotic series
+    exp(-z**2) / (z sqrt(pi)) * (1 - 1/(2 z**2) + 3/(4 z**4)), whose next term is 2**-384
+    relative at z > 2**64, is used."""
+    if mpmath.isfinite(z) and z > mpmath.ldexp(1, 64):
+        w = 1 / (2 * z * z)
+        return _exp(-z * z) / (z * mpmath.sqrt(mpmath.pi)) * (1 - w + 3 * w * w)
+    return mpmath.erfc(z)
 
 
 def _max(*args):
@@ -102,12 +140,15 @@ def _min(*args):
 
 
 _FUNCS = {
-    sp.exp: _exp, sp.log: _log, sp.tanh: mpmath.tanh, sp.sinh: mpmath.sinh, sp.cosh: mpmath.cosh,
-    sp.atan: mpmath.atan, sp.sin: mpmath.sin, sp.cos: mpmath.cos, sp.erf: mpmath.erf, sp.erfc: mpmath.erfc,
+    sp.exp: _exp, sp.log: _log, sp.tanh: mpmath.tanh,
+    sp.sinh: _far(mpmath.sinh, lambda z: mpmath.inf if z > 0 else -mpmath.inf),
+    sp.cosh: _far(mpmath.cosh, lambda z: mpmath.inf),
+    sp.atan: mpmath.atan, sp.sin: _far(mpmath.sin, None), sp.cos: _far(mpmath.cos, None), sp.erf: mpmath.erf, sp.erfc: _erfc,
     sp.Abs: abs, sp.sign: _sign, sp.Heaviside: _heaviside, sp.Max: _max, sp.Min: _min,
     sigmoid: lambda z: 1 / (1 + _exp(-z)),
     softplus: lambda z: mpmath.log1p(_exp(z)) if z < 0 else z + mpmath.log1p(_exp(-z)),
-    log1p: lambda z: _log(1 + z) if z == -1 else mpmath.log1p(z), expm1: mpmath.expm1,
+    log1p: lambda z: _log(1 + z) if z == -1 else mpmath.log1p(z),
+    expm1: _far(mpmath.expm1, lambda z: mpmath.inf if z > 0 else mpmath.mpf(-1)),
     sp.DiracDelta: lambda *a: mpmath.mpf(0),
 }
 

@@ -14,6 +14,7 @@ from typing import Callable
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
+from .activation import X, Y
 from .derive import Kernel, differentiate
 from .functions import erfc, sigmoid, softplus
 
@@ -280,7 +281,15 @@ class Form:
         are printed as NaN-propagating helpers and need no guard).
         """
         exprs = [self.result] + [v for _, v in self.temps]
-        return any(e.has(sp.Piecewise) for e in exprs) or not self.result.free_symbols
+        if any(e.has(sp.Piecewise) for e in exprs):
+            return True
+        # the input (x, or y for backward_y), directly or through a temporary: a parameter
+        # alone (expr = "a") does not carry the NaN
+        carriers = {X, Y}
+        for sym, value in self.temps:
+            if value.free_symbols & carriers:
+                carriers.add(sym)
+        return not self.result.free_symbols & carriers
 
 
 def _inline_boolean_temps(temps, result):

@@ -354,6 +354,9 @@ def add_guards(form: Form, limits: dict, act: Activation, dtype: str, compute: s
     for sign in (1, -1):
         at_inf = values(form, np.array([sign * np.inf], dtype=dtype))[0]
         if not np.isnan(at_inf):
+            fixed = _select_at_infinity(source, act, sign, at_inf, params, dtype)
+            if fixed is not None:
+                pieces.append(fixed)
             continue
         threshold = _finite_threshold(lambda xs: values(form, xs), dtype, sign)
         found = asymptote(source, names, sign, dict(act.params))
@@ -391,6 +394,24 @@ def add_guards(form: Form, limits: dict, act: Activation, dtype: str, compute: s
         return form
     guarded = sp.Piecewise(*pieces, (form.result, True))
     return replace(form, result=guarded, guards=tuple(p[0] for p in pieces))
+
+
+def _select_at_infinity(source, act, sign, at_inf, params, dtype):
+    """A select compares infinities at x = +-inf, where inf > inf is false: x = inf can take a
+    tie or default branch that no finite x takes (d/dx Max(x + E, pi*x) is (1 + pi)/2 there,
+    not pi). For a kernel with selects, the limit (found numerically; no SymPy gruntz here)
+    as a guard at +-inf where it differs from the form's value; else None."""
+    if not source.has(sp.Piecewise, sp.Max, sp.Min):
+        return None
+    found = _numeric_limit(source, dict(act.params), sign)
+    if found is None:
+        return None
+    limit, condition = found
+    value = _numeric(limit, params, dtype)
+    if value == at_inf or (math.isnan(value) and math.isnan(at_inf)):
+        return None
+    edge = sp.Float(_largest(dtype), 30)
+    return limit, sp.And((X > edge) if sign > 0 else (X < -edge), condition)
 
 
 def _numeric(expr: sp.Expr, params: dict, dtype: str) -> float:

@@ -39,6 +39,11 @@ class KernelNumbers:
     literal_suffix = ""
 
     def _literal(self, value) -> str:
+        if isinstance(value, sp.Expr) and value.is_finite is not False \
+                and abs(float(sp.N(value, 20))) == float("inf"):
+            # a constant beyond the largest double (sqrt(sinh(4e8)) folds to 1.7e+86858896):
+            # its correctly rounded value is inf, printed as the printer prints inf
+            return self._print(sp.oo if sp.N(value, 20) > 0 else -sp.oo)
         return decimal_literal(value, self.literal_digits) + self.literal_suffix
 
     def _print_Float(self, e):
