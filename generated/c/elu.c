@@ -33,14 +33,16 @@ double expm1(double);
 static inline ACTGEN_INLINE double actgen_elu_forward_elem_f32(const double x, float alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (x) : (alpha*expm1(x))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*expm1(x); ((x > 0.0) ? (x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, measured 2 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1 */
 static inline ACTGEN_INLINE double actgen_elu_backward_elem_f32(const double x, float alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (1.0) : (alpha*exp(x))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*exp(x); ((x > 0.0) ? (1.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -150,14 +152,16 @@ void actgen_elu_backward_pc_f32(const float *restrict in, const float *restrict 
 static inline ACTGEN_INLINE double actgen_elu_forward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (x) : (alpha*expm1(x))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*expm1(x); ((x > 0.0) ? (x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1 */
 static inline ACTGEN_INLINE double actgen_elu_backward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (1.0) : (alpha*exp(x))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*exp(x); ((x > 0.0) ? (1.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -40,7 +40,8 @@ static inline ACTGEN_INLINE double actgen_lisht_forward_elem_f32(const double x)
 static inline ACTGEN_INLINE double actgen_lisht_backward_elem_f32(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (-1.0) : (x/cosh(x)/cosh(x) + tanh(x))))));
+    const double actgen_r = ({ const double actgen_b1 = x/cosh(x)/cosh(x) + tanh(x); ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (-1.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -85,7 +86,8 @@ static inline ACTGEN_INLINE double actgen_lisht_forward_elem_f64(const double x)
 static inline ACTGEN_INLINE double actgen_lisht_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (x/cosh(x)/cosh(x) + tanh(x))))));
+    const double actgen_r = ({ const double actgen_b1 = x/cosh(x)/cosh(x) + tanh(x); ((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */
