@@ -25,18 +25,20 @@
 double cosh(double);
 #pragma omp declare simd notinbranch
 double tanh(double);
+#pragma omp declare simd notinbranch
+float tanhf(float);
 #endif
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, measured 1 ULP, naive 1 ULP */
-static inline ACTGEN_INLINE double actgen_lisht_forward_elem_f32(const double x)
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+static inline ACTGEN_INLINE float actgen_lisht_forward_elem_f32(const float x)
 {
     (void)x;
-    return x*tanh(x);
+    return x*tanhf(x);
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
+/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
 static inline ACTGEN_INLINE double actgen_lisht_backward_elem_f32(const double x)
 {
     (void)x;
