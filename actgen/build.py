@@ -42,6 +42,7 @@ FORMAT = 1   # bump when the artifact layout or meta.json schema changes
 #: Flags that never change results: -fno-math-errno only stops libm from setting errno
 #: (which lets gcc inline sqrt and call SIMD variants). Never -ffast-math: it breaks NaN/Inf.
 BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11")
+NO_SINK_FLAGS = ("-fno-tree-sink", "-fno-tree-pre")
 
 
 class ActgenWarning(UserWarning):
@@ -267,6 +268,12 @@ def toolchain() -> Toolchain:
             flags += candidate
         else:
             notes.append(f"the compiler rejected -march={march}; building for its default target")
+    # gcc sinks a pure call into the branch of a select that uses it (tree-sink) or splits the
+    # select around it (tree-pre); the loop then has control flow and is not vectorised. Kernels
+    # compute every branch before selecting (printers/c.py), so keep them where they are.
+    ok, err = _try_compile(cc, flags + list(NO_SINK_FLAGS), _PROBE)
+    if ok and not err.strip():                     # clang accepts them with a warning: leave out
+        flags += NO_SINK_FLAGS
     ok, err = _try_compile(cc, flags + ["-fopenmp"], _PROBE)
     if ok:
         flags.append("-fopenmp")

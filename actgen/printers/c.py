@@ -4,7 +4,8 @@ Changes from SymPy's ``C99CodePrinter`` (each for a reason):
 * every number is a decimal literal of the compute type (no ``M_SQRT2`` in float code, no
   ``const float pi`` declarations, no integer division);
 * small integer powers are multiplications, 1/2 powers are sqrt (``powf(x, 2)`` is slow);
-* Piecewise is one nested ternary: a select the vectoriser turns into a blend;
+* Piecewise is one nested ternary: a select the vectoriser turns into a blend; branches that
+  call functions are computed first (a GNU statement expression), so no call is conditional;
 * Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers from the prelude that
   propagate NaN (``fmaxf`` drops NaN and blocks vectorisation);
 * the math functions and helpers used are recorded, so the template declares exactly those.
@@ -49,6 +50,7 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         self.helpers: set[str] = set()          # e.g. {"max", "sigmoid"}
         self.dd_temps = frozenset(dd_temps)
         self.compensate = compensate and compute == "double"
+        self._branch_temps = 0                  # names of hoisted Piecewise branches
 
     # numbers: KernelNumbers prints literals with the suffix of the compute type ---------
     def _print_Infinity(self, e):
@@ -96,10 +98,31 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
     # selects and helpers ---------------------------------------------------------------
     def _print_Piecewise(self, e):
         *pieces, (last, _) = e.args
-        text = self._print(last)
-        for value, cond in reversed(pieces):
-            text = f"(({self._print(cond)}) ? ({self._print(value)}) : ({text}))"
-        return text
+        values = [v for v, _ in pieces] + [last]
+        printed = [self._print(v) for v in values]
+        decls = []
+        for i, v in enumerate(values):
+            if _calls(v):
+                # a branch that calls a function is computed before the select, in a GNU
+                # statement expression: the call then is unconditional (with -fno-tree-sink
+                # the compiler keeps it so) and the loop vectorises with libmvec; a call inside
+                # a ?: arm makes gcc 12 emit control flow, and the loop stays scalar
+                self._branch_temps += 1
+                name = f"actgen_b{self._branch_temps}"
+                decls.append(f"const {self.compute} {name} = {printed[i]};")
+                printed[i] = name
+        text = printed[-1]
+        for (value, cond), p in reversed(list(zip(pieces, printed[:-1]))):
+            text = f"(({self._print(cond)}) ? ({p}) : ({text}))"
+        return f"({{ {' '.join(decls)} {text}; }})" if decls else text
+
+    # conditions: & and | on the 0/1 of comparisons, not && and || (short-circuit evaluation is
+    # control flow, which stops vectorisation; comparisons have no side effects)
+    def _print_And(self, e):
+        return "(" + " & ".join(f"({self._print(a)})" for a in e.args) + ")"
+
+    def _print_Or(self, e):
+        return "(" + " | ".join(f"({self._print(a)})" for a in e.args) + ")"
 
     def _print_ITE(self, e):
         return self._print(e.rewrite(sp.Piecewise))
@@ -182,6 +205,12 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
 
     def _print_BooleanFalse(self, e):
         return "0"
+
+
+def _calls(e) -> bool:
+    """True if printing ``e`` calls a function (libm or a helper), not just arithmetic."""
+    return bool(e.atoms(sp.Function)) or any(not p.exp.is_Integer for p in e.atoms(sp.Pow)) \
+        or bool(e.atoms(sp.Max, sp.Min))
 
 
 # SymPy binds its math-function printers to C89CodePrinter._print_math_func at import time;

@@ -59,14 +59,16 @@ static inline double actgen_sinh_dd(actgen_dd u) { return sinh(u.hi) + cosh(u.hi
 static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f32(const double x)
 {
     (void)x;
-    return x != x ? x : (((x < -3.40282346638528859812e+38) ? (0.0) : (0.5*x*erfc(-0.707106781186547524401*x))));
+    const double actgen_r = ({ const double actgen_b1 = 0.5*x*erfc(-0.707106781186547524401*x); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: erfc */
 static inline ACTGEN_INLINE double actgen_gelu_backward_elem_f32(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (0.39894228040143267794*x*exp(-0.5*(x*x)) + 0.5*erfc(-0.707106781186547524401*x))))));
+    const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*exp(-0.5*(x*x)) + 0.5*erfc(-0.707106781186547524401*x); ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -104,14 +106,16 @@ void actgen_gelu_forward_deriv_f32(const float *restrict in, float *restrict out
 static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 1.79769313486231570815e+308) ? (INFINITY) : (((x < -1.79769313486231570815e+308) ? (0.0) : (0.5*x*actgen_erfc_dd(actgen_dd_mul(actgen_dd_make(-0.7071067811865476, 4.833646656726457e-17), actgen_dd_make(x, 0.0))))))));
+    const double actgen_r = ({ const double actgen_b1 = 0.5*x*actgen_erfc_dd(actgen_dd_mul(actgen_dd_make(-0.7071067811865476, 4.833646656726457e-17), actgen_dd_make(x, 0.0))); ((x > 1.79769313486231570815e+308) ? (INFINITY) : (((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): compensated, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc, compensated */
 static inline ACTGEN_INLINE double actgen_gelu_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x >= 1.34078078300466434895e+154) ? (1.0) : (((x <= -1.34078078300466434895e+154) ? (0.0) : (0.39894228040143267794*x*actgen_exp_dd(actgen_dd_mul(actgen_dd_make(-0.5, 0.0), actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)))) + 0.5*actgen_erfc_dd(actgen_dd_mul(actgen_dd_make(-0.7071067811865476, 4.833646656726457e-17), actgen_dd_make(x, 0.0))))))));
+    const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*actgen_exp_dd(actgen_dd_mul(actgen_dd_make(-0.5, 0.0), actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)))) + 0.5*actgen_erfc_dd(actgen_dd_mul(actgen_dd_make(-0.7071067811865476, 4.833646656726457e-17), actgen_dd_make(x, 0.0))); ((x >= 1.34078078300466434895e+154) ? (1.0) : (((x <= -1.34078078300466434895e+154) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -57,7 +57,8 @@ static inline double actgen_sinh_dd(actgen_dd u) { return sinh(u.hi) + cosh(u.hi
 static inline ACTGEN_INLINE double actgen_gelu_tanh_forward_elem_f32(const double x)
 {
     (void)x;
-    return x != x ? x : (((x < -3.40282346638528859812e+38) ? (0.0) : (x*actgen_sigmoid_f64(0.0713548162726002487763*(x*x*x) + 1.59576912160573071176*x))));
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(0.0713548162726002487763*(x*x*x) + 1.59576912160573071176*x); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: tanh_sigmoid */
@@ -67,7 +68,8 @@ static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f32(const doub
     const double t0 = 1.59576912160573071176*x;
     const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
     const double t2 = actgen_sigmoid_f64(t1);
-    return x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2)))));
+    const double actgen_r = ({ const double actgen_b1 = t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2; ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -105,7 +107,8 @@ void actgen_gelu_tanh_forward_deriv_f32(const float *restrict in, float *restric
 static inline ACTGEN_INLINE double actgen_gelu_tanh_forward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x >= 5.64380308591083156263e+102) ? (x) : (((x <= -5.64380308591083156263e+102) ? (0.0) : (x*actgen_sigmoid_dd(actgen_dd_add(actgen_dd_mul(actgen_dd_make(0.07135481627260025, -6.175149918155315e-19), actgen_dd_mul(actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)), actgen_dd_make(x, 0.0))), actgen_dd_mul(actgen_dd_make(1.5957691216057308, -9.96930880911092e-17), actgen_dd_make(x, 0.0)))))))));
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_dd(actgen_dd_add(actgen_dd_mul(actgen_dd_make(0.07135481627260025, -6.175149918155315e-19), actgen_dd_mul(actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)), actgen_dd_make(x, 0.0))), actgen_dd_mul(actgen_dd_make(1.5957691216057308, -9.96930880911092e-17), actgen_dd_make(x, 0.0)))); ((x >= 5.64380308591083156263e+102) ? (x) : (((x <= -5.64380308591083156263e+102) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, limits at infinity, measured 315 ULP (conditioned), naive NaN/inf; rewrites: tanh_sigmoid */
@@ -115,7 +118,8 @@ static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f64(const doub
     const double t0 = 1.59576912160573071176*x;
     const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
     const double t2 = actgen_sigmoid_f64(t1);
-    return x != x ? x : (((x >= 9.4346038872157722235e+102) ? (1.0) : (((x <= -8.18569459433572720954e+151) ? (0.0) : (t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2)))));
+    const double actgen_r = ({ const double actgen_b1 = t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2; ((x >= 9.4346038872157722235e+102) ? (1.0) : (((x <= -8.18569459433572720954e+151) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -42,7 +42,8 @@ static inline ACTGEN_INLINE float actgen_hard_sigmoid_forward_elem_f32(const flo
 static inline ACTGEN_INLINE float actgen_hard_sigmoid_backward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x > -3.0F && x < 3.0F) ? (0.166666666666666666667F) : (0.0F)));
+    const float actgen_r = ((((x > -3.0F) & (x < 3.0F))) ? (0.166666666666666666667F) : (0.0F));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -87,7 +88,8 @@ static inline ACTGEN_INLINE double actgen_hard_sigmoid_forward_elem_f64(const do
 static inline ACTGEN_INLINE double actgen_hard_sigmoid_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > -3.0 && x < 3.0) ? (0.166666666666666666667) : (0.0)));
+    const double actgen_r = ((((x > -3.0) & (x < 3.0))) ? (0.166666666666666666667) : (0.0));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -23,14 +23,16 @@
 static inline ACTGEN_INLINE float actgen_hard_sigmoid_keras2_forward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x < -2.5F) ? (0.0F) : (((x > 2.5F) ? (1.0F) : ((x + 2.5F)/5.0F)))));
+    const float actgen_r = ((x < -2.5F) ? (0.0F) : (((x > 2.5F) ? (1.0F) : ((x + 2.5F)/5.0F))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_hard_sigmoid_keras2_backward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x > 2.5F || x < -2.5F) ? (0.0F) : (0.2F)));
+    const float actgen_r = ((((x > 2.5F) | (x < -2.5F))) ? (0.0F) : (0.2F));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -68,14 +70,16 @@ void actgen_hard_sigmoid_keras2_forward_deriv_f32(const float *restrict in, floa
 static inline ACTGEN_INLINE double actgen_hard_sigmoid_keras2_forward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x < -2.5) ? (0.0) : (((x > 2.5) ? (1.0) : ((x + 2.5)/5.0)))));
+    const double actgen_r = ((x < -2.5) ? (0.0) : (((x > 2.5) ? (1.0) : ((x + 2.5)/5.0))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_hard_sigmoid_keras2_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 2.5 || x < -2.5) ? (0.0) : (0.2)));
+    const double actgen_r = ((((x > 2.5) | (x < -2.5))) ? (0.0) : (0.2));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -23,14 +23,16 @@
 static inline ACTGEN_INLINE float actgen_leaky_relu_forward_elem_f32(const float x, float negative_slope)
 {
     (void)x; (void)negative_slope;
-    return x != x ? x : (((x > 0.0F) ? (x) : (negative_slope*x)));
+    const float actgen_r = ((x > 0.0F) ? (x) : (negative_slope*x));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_leaky_relu_backward_elem_f32(const float x, float negative_slope)
 {
     (void)x; (void)negative_slope;
-    return x != x ? x : (((x > 0.0F) ? (1.0F) : (negative_slope)));
+    const float actgen_r = ((x > 0.0F) ? (1.0F) : (negative_slope));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
@@ -162,14 +164,16 @@ void actgen_leaky_relu_backward_pc_f32(const float *restrict in, const float *re
 static inline ACTGEN_INLINE double actgen_leaky_relu_forward_elem_f64(const double x, double negative_slope)
 {
     (void)x; (void)negative_slope;
-    return x != x ? x : (((x > 0.0) ? (x) : (negative_slope*x)));
+    const double actgen_r = ((x > 0.0) ? (x) : (negative_slope*x));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_leaky_relu_backward_elem_f64(const double x, double negative_slope)
 {
     (void)x; (void)negative_slope;
-    return x != x ? x : (((x > 0.0) ? (1.0) : (negative_slope)));
+    const double actgen_r = ((x > 0.0) ? (1.0) : (negative_slope));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */

@@ -25,22 +25,25 @@
 double cosh(double);
 #pragma omp declare simd notinbranch
 double tanh(double);
+#pragma omp declare simd notinbranch
+float tanhf(float);
 #endif
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, measured 1 ULP, naive 1 ULP */
-static inline ACTGEN_INLINE double actgen_lisht_forward_elem_f32(const double x)
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+static inline ACTGEN_INLINE float actgen_lisht_forward_elem_f32(const float x)
 {
     (void)x;
-    return x*tanh(x);
+    return x*tanhf(x);
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
+/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
 static inline ACTGEN_INLINE double actgen_lisht_backward_elem_f32(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (-1.0) : (x/cosh(x)/cosh(x) + tanh(x))))));
+    const double actgen_r = ({ const double actgen_b1 = x/cosh(x)/cosh(x) + tanh(x); ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (-1.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -85,7 +88,8 @@ static inline ACTGEN_INLINE double actgen_lisht_forward_elem_f64(const double x)
 static inline ACTGEN_INLINE double actgen_lisht_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (x/cosh(x)/cosh(x) + tanh(x))))));
+    const double actgen_r = ({ const double actgen_b1 = x/cosh(x)/cosh(x) + tanh(x); ((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

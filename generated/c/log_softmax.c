@@ -42,14 +42,16 @@ static inline ACTGEN_INLINE float actgen_log_softmax_forward_elem_f32(const floa
 static inline ACTGEN_INLINE float actgen_log_softmax_backward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (1.0F);
+    const float actgen_r = 1.0F;   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_log_softmax_backward_y_elem_f32(const float y)
 {
     (void)y;
-    return y != y ? y : (1.0F);
+    const float actgen_r = 1.0F;   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* The row's maximum score m and sum of exp(s - m), in double. s - m is carried as hi + lo
@@ -183,14 +185,16 @@ static inline ACTGEN_INLINE double actgen_log_softmax_forward_elem_f64(const dou
 static inline ACTGEN_INLINE double actgen_log_softmax_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (1.0);
+    const double actgen_r = 1.0;   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_log_softmax_backward_y_elem_f64(const double y)
 {
     (void)y;
-    return y != y ? y : (1.0);
+    const double actgen_r = 1.0;   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* The row's maximum score m and sum of exp(s - m), in double. s - m is carried as hi + lo

@@ -42,11 +42,12 @@ static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+/* y = f(x): rewritten, computed in double, limits at infinity, measured 0 ULP, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_mish_forward_elem_f32(const double x)
 {
     (void)x;
-    return x != x ? x : (((x < -3.40282346638528859812e+38) ? (0.0) : (x*tanh(actgen_softplus_f64(x)))));
+    const double actgen_r = ({ const double actgen_b1 = x*tanh(actgen_softplus_f64(x)); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
@@ -54,7 +55,8 @@ static inline ACTGEN_INLINE double actgen_mish_backward_elem_f32(const double x)
 {
     (void)x;
     const double t0 = actgen_softplus_f64(x);
-    return x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : ((x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0))))));
+    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0); ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -92,7 +94,8 @@ void actgen_mish_forward_deriv_f32(const float *restrict in, float *restrict out
 static inline ACTGEN_INLINE double actgen_mish_forward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x < -1.79769313486231570815e+308) ? (0.0) : (x*tanh(actgen_softplus_f64(x)))));
+    const double actgen_r = ({ const double actgen_b1 = x*tanh(actgen_softplus_f64(x)); ((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
@@ -100,7 +103,8 @@ static inline ACTGEN_INLINE double actgen_mish_backward_elem_f64(const double x)
 {
     (void)x;
     const double t0 = actgen_softplus_f64(x);
-    return x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (0.0) : ((x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0))))));
+    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0); ((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -23,14 +23,16 @@
 static inline ACTGEN_INLINE float actgen_prelu_forward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0F) ? (x) : (alpha*x)));
+    const float actgen_r = ((x > 0.0F) ? (x) : (alpha*x));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_prelu_backward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0F) ? (1.0F) : (alpha)));
+    const float actgen_r = ((x > 0.0F) ? (1.0F) : (alpha));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
@@ -44,7 +46,8 @@ static inline ACTGEN_INLINE float actgen_prelu_backward_y_elem_f32(const float y
 static inline ACTGEN_INLINE float actgen_prelu_grad_alpha_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0F) ? (0.0F) : (x)));
+    const float actgen_r = ((x > 0.0F) ? (0.0F) : (x));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -218,14 +221,16 @@ void actgen_prelu_grad_alpha_pc_f32(const float *restrict in, const float *restr
 static inline ACTGEN_INLINE double actgen_prelu_forward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (x) : (alpha*x)));
+    const double actgen_r = ((x > 0.0) ? (x) : (alpha*x));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_prelu_backward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (1.0) : (alpha)));
+    const double actgen_r = ((x > 0.0) ? (1.0) : (alpha));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
@@ -239,7 +244,8 @@ static inline ACTGEN_INLINE double actgen_prelu_backward_y_elem_f64(const double
 static inline ACTGEN_INLINE double actgen_prelu_grad_alpha_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (0.0) : (x)));
+    const double actgen_r = ((x > 0.0) ? (0.0) : (x));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

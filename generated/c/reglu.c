@@ -25,14 +25,16 @@
 static inline ACTGEN_INLINE float actgen_reglu_forward_elem_f32(const float x, float negative_slope, float max_value, float threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    return x != x ? x : (((max_value <= 3.4028234663852886e+38F && max_value <= x) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope*(-threshold + x))))))));
+    const float actgen_r = ((((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope*(-threshold + x)))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_reglu_backward_elem_f32(const float x, float negative_slope, float max_value, float threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    return x != x ? x : (((max_value <= 3.4028234663852886e+38F && max_value <= x) ? (0.0F) : (((threshold < x) ? (1.0F) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope)))))));
+    const float actgen_r = ((((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (0.0F) : (((threshold < x) ? (1.0F) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -83,14 +85,16 @@ void actgen_reglu_backward_f32(const float *restrict in, const float *restrict g
 static inline ACTGEN_INLINE double actgen_reglu_forward_elem_f64(const double x, double negative_slope, double max_value, double threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    return x != x ? x : (((max_value <= 3.4028234663852886e+38 && max_value <= x) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0) ? (0.0) : (negative_slope*(-threshold + x))))))));
+    const double actgen_r = ((((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0) ? (0.0) : (negative_slope*(-threshold + x)))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_reglu_backward_elem_f64(const double x, double negative_slope, double max_value, double threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    return x != x ? x : (((max_value <= 3.4028234663852886e+38 && max_value <= x) ? (0.0) : (((threshold < x) ? (1.0) : (((negative_slope == 0.0) ? (0.0) : (negative_slope)))))));
+    const double actgen_r = ((((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (0.0) : (((threshold < x) ? (1.0) : (((negative_slope == 0.0) ? (0.0) : (negative_slope))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -34,15 +34,17 @@ static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z
 static inline ACTGEN_INLINE double actgen_silu_forward_elem_f32(const double x)
 {
     (void)x;
-    return x != x ? x : (((x < -3.40282346638528859812e+38) ? (0.0) : (x*actgen_sigmoid_f64(x))));
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(x); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
+/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_silu_backward_elem_f32(const double x)
 {
     (void)x;
     const double t0 = actgen_sigmoid_f64(x);
-    return x != x ? x : (((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (t0*x*actgen_sigmoid_f64(-x) + t0)))));
+    const double actgen_r = ({ const double actgen_b1 = t0*x*actgen_sigmoid_f64(-x) + t0; ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -80,7 +82,8 @@ void actgen_silu_forward_deriv_f32(const float *restrict in, float *restrict out
 static inline ACTGEN_INLINE double actgen_silu_forward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x < -1.79769313486231570815e+308) ? (0.0) : (x*actgen_sigmoid_f64(x))));
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(x); ((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf */
@@ -88,7 +91,8 @@ static inline ACTGEN_INLINE double actgen_silu_backward_elem_f64(const double x)
 {
     (void)x;
     const double t0 = actgen_sigmoid_f64(x);
-    return x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (0.0) : (t0*x*actgen_sigmoid_f64(-x) + t0)))));
+    const double actgen_r = ({ const double actgen_b1 = t0*x*actgen_sigmoid_f64(-x) + t0; ((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

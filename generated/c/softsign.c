@@ -23,7 +23,8 @@
 static inline ACTGEN_INLINE float actgen_softsign_forward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x > 3.40282346638528859812e+38F) ? (1.0F) : (((x < -3.40282346638528859812e+38F) ? (-1.0F) : (x/(fabsf(x) + 1.0F))))));
+    const float actgen_r = ({ const float actgen_b1 = x/(fabsf(x) + 1.0F); ((x > 3.40282346638528859812e+38F) ? (1.0F) : (((x < -3.40282346638528859812e+38F) ? (-1.0F) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
@@ -68,7 +69,8 @@ void actgen_softsign_forward_deriv_f32(const float *restrict in, float *restrict
 static inline ACTGEN_INLINE double actgen_softsign_forward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (x/(fabs(x) + 1.0))))));
+    const double actgen_r = ({ const double actgen_b1 = x/(fabs(x) + 1.0); ((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */

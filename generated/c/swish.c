@@ -34,24 +34,27 @@ static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z
 static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x, float beta)
 {
     (void)x; (void)beta;
-    return x != x ? x : (((beta > 0.0 && x < -3.40282346638528859812e+38) ? (0.0) : (x*actgen_sigmoid_f64(beta*x))));
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(beta*x); ((((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
+/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x, float beta)
 {
     (void)x; (void)beta;
     const double t0 = beta*x;
     const double t1 = actgen_sigmoid_f64(t0);
-    return x != x ? x : (((beta > 0.0 && x > 3.40282346638528859812e+38) ? (1.0) : (((beta > 0.0 && x < -3.40282346638528859812e+38) ? (0.0) : (t0*t1*actgen_sigmoid_f64(-t0) + t1)))));
+    const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_f64(-t0) + t1; ((((x > 3.40282346638528859812e+38) & (beta > 0.0))) ? (1.0) : (((((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
-/* dbeta = sum(dy * df/dbeta): rewritten, computed in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
+/* dbeta = sum(dy * df/dbeta): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f32(const double x, float beta)
 {
     (void)x; (void)beta;
     const double t0 = beta*x;
-    return x != x ? x : ((((x >= 18446744073709551616.0 || x <= -18446744073709551616.0) && (x >= 18446744073709551616.0 || beta > 0.0) && (x <= -18446744073709551616.0 || beta > 0.0) && beta > 0.0) ? (0.0) : ((x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0))));
+    const double actgen_r = ({ const double actgen_b1 = (x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0); ((((beta > 0.0) & (((x > 3.40282346638528859812e+38) | (x < -3.40282346638528859812e+38))) & (((x > 3.40282346638528859812e+38) | (beta > 0.0))) & (((x < -3.40282346638528859812e+38) | (beta > 0.0))))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -210,7 +213,8 @@ void actgen_swish_grad_beta_pc_f32(const float *restrict in, const float *restri
 static inline ACTGEN_INLINE double actgen_swish_forward_elem_f64(const double x, double beta)
 {
     (void)x; (void)beta;
-    return x != x ? x : (((beta > 0.0 && x < -1.79769313486231570815e+308) ? (0.0) : (x*actgen_sigmoid_f64(beta*x))));
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(beta*x); ((((x < -1.79769313486231570815e+308) & (beta > 0.0))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf */
@@ -219,7 +223,8 @@ static inline ACTGEN_INLINE double actgen_swish_backward_elem_f64(const double x
     (void)x; (void)beta;
     const double t0 = beta*x;
     const double t1 = actgen_sigmoid_f64(t0);
-    return x != x ? x : (((beta > 0.0 && x > 1.79769313486231570815e+308) ? (1.0) : (((beta > 0.0 && x < -1.79769313486231570815e+308) ? (0.0) : (t0*t1*actgen_sigmoid_f64(-t0) + t1)))));
+    const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_f64(-t0) + t1; ((((x > 1.79769313486231570815e+308) & (beta > 0.0))) ? (1.0) : (((((x < -1.79769313486231570815e+308) & (beta > 0.0))) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dbeta = sum(dy * df/dbeta): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf */
@@ -227,7 +232,8 @@ static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f64(const double 
 {
     (void)x; (void)beta;
     const double t0 = beta*x;
-    return x != x ? x : ((((x >= 1.34078079299425970996e+154 || x <= -1.34078079299425970996e+154) && (x >= 1.34078079299425970996e+154 || beta > 0.0) && (x <= -1.34078079299425970996e+154 || beta > 0.0) && beta > 0.0) ? (0.0) : ((x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0))));
+    const double actgen_r = ({ const double actgen_b1 = (x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0); ((((beta > 0.0) & (((x >= 1.34078079299425970996e+154) | (x <= -1.34078079299425970996e+154))) & (((x >= 1.34078079299425970996e+154) | (beta > 0.0))) & (((x <= -1.34078079299425970996e+154) | (beta > 0.0))))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -25,15 +25,17 @@
 double cosh(double);
 #pragma omp declare simd notinbranch
 double tanh(double);
+#pragma omp declare simd notinbranch
+float tanhf(float);
 #endif
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, measured 1 ULP, naive 1 ULP */
-static inline ACTGEN_INLINE double actgen_tanh_forward_elem_f32(const double x)
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+static inline ACTGEN_INLINE float actgen_tanh_forward_elem_f32(const float x)
 {
     (void)x;
-    return tanh(x);
+    return tanhf(x);
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 2.66e+07 ULP (conditioned); rewrites: sech2 */

@@ -22,7 +22,8 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sech2"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2"""
+    x = numpy.asarray(x, numpy.float64)
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 3.4028234663852886e+38), lambda x: 1.0), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: -1.0), (None, lambda x: x/numpy.cosh(x)/numpy.cosh(x) + numpy.tanh(x))))
 
 

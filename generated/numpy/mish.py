@@ -17,7 +17,8 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
+    """y = f(x) (float32): rewritten, computed in double, limits at infinity, measured 0 ULP, naive NaN/inf"""
+    x = numpy.asarray(x, numpy.float64)
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: x*numpy.tanh(rt.softplus(x)))))
 
 

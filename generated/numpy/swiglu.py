@@ -17,12 +17,14 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
+    """y = f(x) (float32): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf"""
+    x = numpy.asarray(x, numpy.float64)
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -3.4028234663852886e+38), lambda x: 0.0), (None, lambda x: x*rt.sigmoid(x))))
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf"""
+    x = numpy.asarray(x, numpy.float64)
     t0 = rt.sigmoid(x)
     return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, x: 0.0), (None, lambda t0, x: t0*x*rt.sigmoid(-x) + t0)))
 
