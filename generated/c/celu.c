@@ -25,29 +25,36 @@
 double exp(double);
 #pragma omp declare simd notinbranch
 double expm1(double);
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float expm1f(float);
 #endif
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, measured 1 ULP, naive 1 ULP */
-static inline ACTGEN_INLINE double actgen_celu_forward_elem_f32(const double x, float alpha)
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+static inline ACTGEN_INLINE float actgen_celu_forward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (x) : (alpha*expm1(x/alpha))));
+    const float actgen_r = ({ const float actgen_b1 = alpha*expm1f(x/alpha); ((x > 0.0F) ? (x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, measured 2 ULP (conditioned), naive 2 ULP (conditioned) */
-static inline ACTGEN_INLINE double actgen_celu_backward_elem_f32(const double x, float alpha)
+/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned) */
+static inline ACTGEN_INLINE float actgen_celu_backward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (1.0) : (exp(x/alpha))));
+    const float actgen_r = ({ const float actgen_b1 = expf(x/alpha); ((x > 0.0F) ? (1.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_celu_backward_y_elem_f32(const float y, float alpha)
 {
     (void)y; (void)alpha;
-    return y != y ? y : (((y > 0.0F) ? (1.0F) : (1.0F + y/alpha)));
+    const float actgen_r = ((y > 0.0F) ? (1.0F) : (1.0F + y/alpha));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* dalpha = sum(dy * df/dalpha): rewritten, computed in double, limits at infinity, measured 5.05e+06 ULP (conditioned), naive NaN/inf */
@@ -55,7 +62,8 @@ static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f32(const double 
 {
     (void)x; (void)alpha;
     const double t0 = x/alpha;
-    return x != x ? x : (((alpha > 0.0 && x < -3.40282346638528859812e+38) ? (-1.0) : (((x > 0.0) ? (0.0) : (-t0*exp(t0) + expm1(t0))))));
+    const double actgen_r = ({ const double actgen_b2 = ({ const double actgen_b1 = -t0*exp(t0) + expm1(t0); ((x > 0.0) ? (0.0) : (actgen_b1)); }); ((((x < -3.40282346638528859812e+38) & (alpha > 0.0))) ? (-1.0) : (actgen_b2)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -229,21 +237,24 @@ void actgen_celu_grad_alpha_pc_f32(const float *restrict in, const float *restri
 static inline ACTGEN_INLINE double actgen_celu_forward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (x) : (alpha*expm1(x/alpha))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*expm1(x/alpha); ((x > 0.0) ? (x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_celu_backward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    return x != x ? x : (((x > 0.0) ? (1.0) : (exp(x/alpha))));
+    const double actgen_r = ({ const double actgen_b1 = exp(x/alpha); ((x > 0.0) ? (1.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_celu_backward_y_elem_f64(const double y, double alpha)
 {
     (void)y; (void)alpha;
-    return y != y ? y : (((y > 0.0) ? (1.0) : (1.0 + y/alpha)));
+    const double actgen_r = ((y > 0.0) ? (1.0) : (1.0 + y/alpha));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* dalpha = sum(dy * df/dalpha): rewritten, limits at infinity, measured 8.33e+15 ULP (conditioned), naive NaN/inf */
@@ -251,7 +262,8 @@ static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f64(const double 
 {
     (void)x; (void)alpha;
     const double t0 = x/alpha;
-    return x != x ? x : (((alpha > 0.0 && x < -1.79769313486231570815e+308) ? (-1.0) : (((x > 0.0) ? (0.0) : (-t0*exp(t0) + expm1(t0))))));
+    const double actgen_r = ({ const double actgen_b2 = ({ const double actgen_b1 = -t0*exp(t0) + expm1(t0); ((x > 0.0) ? (0.0) : (actgen_b1)); }); ((((x < -1.79769313486231570815e+308) & (alpha > 0.0))) ? (-1.0) : (actgen_b2)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -53,7 +53,8 @@ static inline ACTGEN_INLINE float actgen_elu_backward_elem_f32(const float x, fl
 static inline ACTGEN_INLINE float actgen_elu_backward_y_elem_f32(const float y, float alpha)
 {
     (void)y; (void)alpha;
-    return y != y ? y : (((y > 0.0F) ? (1.0F) : (alpha + y)));
+    const float actgen_r = ((y > 0.0F) ? (1.0F) : (alpha + y));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -194,7 +195,8 @@ static inline ACTGEN_INLINE double actgen_elu_backward_elem_f64(const double x, 
 static inline ACTGEN_INLINE double actgen_elu_backward_y_elem_f64(const double y, double alpha)
 {
     (void)y; (void)alpha;
-    return y != y ? y : (((y > 0.0) ? (1.0) : (alpha + y)));
+    const double actgen_r = ((y > 0.0) ? (1.0) : (alpha + y));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -23,14 +23,16 @@
 static inline ACTGEN_INLINE float actgen_hard_swish_forward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x <= -3.0F) ? (0.0F) : (((x >= 3.0F) ? (x) : ((x*(x + 3.0F))/6.0F)))));
+    const float actgen_r = ((x <= -3.0F) ? (0.0F) : (((x >= 3.0F) ? (x) : ((x*(x + 3.0F))/6.0F))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 11 ULP (conditioned); rewrites: root_shift */
 static inline ACTGEN_INLINE float actgen_hard_swish_backward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x <= -3.0F) ? (0.0F) : (((x >= 3.0F) ? (1.0F) : ((x + 1.5F)/3.0F)))));
+    const float actgen_r = ((x <= -3.0F) ? (0.0F) : (((x >= 3.0F) ? (1.0F) : ((x + 1.5F)/3.0F))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -68,14 +70,16 @@ void actgen_hard_swish_forward_deriv_f32(const float *restrict in, float *restri
 static inline ACTGEN_INLINE double actgen_hard_swish_forward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x <= -3.0) ? (0.0) : (((x >= 3.0) ? (x) : ((x*(x + 3.0))/6.0)))));
+    const double actgen_r = ((x <= -3.0) ? (0.0) : (((x >= 3.0) ? (x) : ((x*(x + 3.0))/6.0))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 11 ULP (conditioned); rewrites: root_shift */
 static inline ACTGEN_INLINE double actgen_hard_swish_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x <= -3.0) ? (0.0) : (((x >= 3.0) ? (1.0) : ((x + 1.5)/3.0)))));
+    const double actgen_r = ((x <= -3.0) ? (0.0) : (((x >= 3.0) ? (1.0) : ((x + 1.5)/3.0))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -42,14 +42,16 @@ static inline ACTGEN_INLINE float actgen_hardtanh_forward_elem_f32(const float x
 static inline ACTGEN_INLINE float actgen_hardtanh_backward_elem_f32(const float x, float min_val, float max_val)
 {
     (void)x; (void)min_val; (void)max_val;
-    return x != x ? x : (((max_val > x && min_val < x) ? (1.0F) : (0.0F)));
+    const float actgen_r = ((((max_val > x) & (min_val < x))) ? (1.0F) : (0.0F));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_hardtanh_backward_y_elem_f32(const float y, float min_val, float max_val)
 {
     (void)y; (void)min_val; (void)max_val;
-    return y != y ? y : (((max_val > y && min_val < y) ? (1.0F) : (0.0F)));
+    const float actgen_r = ((((max_val > y) & (min_val < y))) ? (1.0F) : (0.0F));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -181,14 +183,16 @@ static inline ACTGEN_INLINE double actgen_hardtanh_forward_elem_f64(const double
 static inline ACTGEN_INLINE double actgen_hardtanh_backward_elem_f64(const double x, double min_val, double max_val)
 {
     (void)x; (void)min_val; (void)max_val;
-    return x != x ? x : (((max_val > x && min_val < x) ? (1.0) : (0.0)));
+    const double actgen_r = ((((max_val > x) & (min_val < x))) ? (1.0) : (0.0));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_hardtanh_backward_y_elem_f64(const double y, double min_val, double max_val)
 {
     (void)y; (void)min_val; (void)max_val;
-    return y != y ? y : (((max_val > y && min_val < y) ? (1.0) : (0.0)));
+    const double actgen_r = ((((max_val > y) & (min_val < y))) ? (1.0) : (0.0));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -39,7 +39,8 @@ static inline ACTGEN_INLINE float actgen_leaky_relu_backward_elem_f32(const floa
 static inline ACTGEN_INLINE float actgen_leaky_relu_backward_y_elem_f32(const float y, float negative_slope)
 {
     (void)y; (void)negative_slope;
-    return y != y ? y : (((y > 0.0F) ? (1.0F) : (negative_slope)));
+    const float actgen_r = ((y > 0.0F) ? (1.0F) : (negative_slope));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -180,7 +181,8 @@ static inline ACTGEN_INLINE double actgen_leaky_relu_backward_elem_f64(const dou
 static inline ACTGEN_INLINE double actgen_leaky_relu_backward_y_elem_f64(const double y, double negative_slope)
 {
     (void)y; (void)negative_slope;
-    return y != y ? y : (((y > 0.0) ? (1.0) : (negative_slope)));
+    const double actgen_r = ((y > 0.0) ? (1.0) : (negative_slope));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

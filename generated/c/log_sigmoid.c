@@ -27,6 +27,8 @@ double exp(double);
 double expm1(double);
 #pragma omp declare simd notinbranch
 double log1p(double);
+#pragma omp declare simd notinbranch
+float expm1f(float);
 #endif
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
@@ -40,25 +42,25 @@ static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, measured 1 ULP, naive NaN/inf; rewrites: log_sigmoid */
+/* y = f(x): rewritten, computed in double, measured 0 ULP, naive NaN/inf; rewrites: log_sigmoid */
 static inline ACTGEN_INLINE double actgen_log_sigmoid_forward_elem_f32(const double x)
 {
     (void)x;
     return -actgen_softplus_f64(-x);
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: log_sigmoid */
+/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 1 ULP (conditioned); rewrites: log_sigmoid */
 static inline ACTGEN_INLINE double actgen_log_sigmoid_backward_elem_f32(const double x)
 {
     (void)x;
     return actgen_sigmoid_f64(-x);
 }
 
-/* dx = dy * f'(x), written with y = f(x): rewritten, computed in double, measured nan ULP (conditioned) */
-static inline ACTGEN_INLINE double actgen_log_sigmoid_backward_y_elem_f32(const double y)
+/* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
+static inline ACTGEN_INLINE float actgen_log_sigmoid_backward_y_elem_f32(const float y)
 {
     (void)y;
-    return -expm1(y);
+    return -expm1f(y);
 }
 
 /* ---- float32: exported functions ---- */

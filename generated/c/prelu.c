@@ -39,7 +39,8 @@ static inline ACTGEN_INLINE float actgen_prelu_backward_elem_f32(const float x, 
 static inline ACTGEN_INLINE float actgen_prelu_backward_y_elem_f32(const float y, float alpha)
 {
     (void)y; (void)alpha;
-    return y != y ? y : (((y > 0.0F) ? (1.0F) : (alpha)));
+    const float actgen_r = ((y > 0.0F) ? (1.0F) : (alpha));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* dalpha = sum(dy * df/dalpha): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
@@ -237,7 +238,8 @@ static inline ACTGEN_INLINE double actgen_prelu_backward_elem_f64(const double x
 static inline ACTGEN_INLINE double actgen_prelu_backward_y_elem_f64(const double y, double alpha)
 {
     (void)y; (void)alpha;
-    return y != y ? y : (((y > 0.0) ? (1.0) : (alpha)));
+    const double actgen_r = ((y > 0.0) ? (1.0) : (alpha));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* dalpha = sum(dy * df/dalpha): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */

@@ -41,7 +41,8 @@ static inline ACTGEN_INLINE float actgen_relu_backward_elem_f32(const float x, f
 static inline ACTGEN_INLINE float actgen_relu_backward_y_elem_f32(const float y, float negative_slope, float max_value, float threshold)
 {
     (void)y; (void)negative_slope; (void)max_value; (void)threshold;
-    return y != y ? y : (((max_value <= 3.4028234663852886e+38F && max_value <= y) ? (0.0F) : (((threshold < y) ? (1.0F) : (0.0F)))));
+    const float actgen_r = ((((max_value <= 3.4028234663852886e+38F) & (max_value <= y))) ? (0.0F) : (((threshold < y) ? (1.0F) : (0.0F))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -75,7 +76,7 @@ void actgen_relu_backward_y_f32(const float *restrict out, const float *restrict
 
 int actgen_relu_backward_y_valid_f32(float negative_slope, float max_value, float threshold)
 {
-    return negative_slope == 0.0F && threshold >= 0.0F;
+    return ((negative_slope == 0.0F) & (threshold >= 0.0F));
 }
 
 
@@ -182,7 +183,8 @@ static inline ACTGEN_INLINE double actgen_relu_backward_elem_f64(const double x,
 static inline ACTGEN_INLINE double actgen_relu_backward_y_elem_f64(const double y, double negative_slope, double max_value, double threshold)
 {
     (void)y; (void)negative_slope; (void)max_value; (void)threshold;
-    return y != y ? y : (((max_value <= 3.4028234663852886e+38 && max_value <= y) ? (0.0) : (((threshold < y) ? (1.0) : (0.0)))));
+    const double actgen_r = ((((max_value <= 3.4028234663852886e+38) & (max_value <= y))) ? (0.0) : (((threshold < y) ? (1.0) : (0.0))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */
@@ -216,7 +218,7 @@ void actgen_relu_backward_y_f64(const double *restrict out, const double *restri
 
 int actgen_relu_backward_y_valid_f64(double negative_slope, double max_value, double threshold)
 {
-    return negative_slope == 0.0 && threshold >= 0.0;
+    return ((negative_slope == 0.0) & (threshold >= 0.0));
 }
 
 

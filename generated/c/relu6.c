@@ -42,14 +42,16 @@ static inline ACTGEN_INLINE float actgen_relu6_forward_elem_f32(const float x)
 static inline ACTGEN_INLINE float actgen_relu6_backward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x > 0.0F && x < 6.0F) ? (1.0F) : (0.0F)));
+    const float actgen_r = ((((x > 0.0F) & (x < 6.0F))) ? (1.0F) : (0.0F));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_relu6_backward_y_elem_f32(const float y)
 {
     (void)y;
-    return y != y ? y : (((y > 0.0F && y < 6.0F) ? (1.0F) : (0.0F)));
+    const float actgen_r = ((((y > 0.0F) & (y < 6.0F))) ? (1.0F) : (0.0F));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -109,14 +111,16 @@ static inline ACTGEN_INLINE double actgen_relu6_forward_elem_f64(const double x)
 static inline ACTGEN_INLINE double actgen_relu6_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x > 0.0 && x < 6.0) ? (1.0) : (0.0)));
+    const double actgen_r = ((((x > 0.0) & (x < 6.0))) ? (1.0) : (0.0));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_relu6_backward_y_elem_f64(const double y)
 {
     (void)y;
-    return y != y ? y : (((y > 0.0 && y < 6.0) ? (1.0) : (0.0)));
+    const double actgen_r = ((((y > 0.0) & (y < 6.0))) ? (1.0) : (0.0));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return y != y ? y : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -23,14 +23,16 @@
 static inline ACTGEN_INLINE float actgen_rrelu_forward_elem_f32(const float x, float lower, float upper)
 {
     (void)x; (void)lower; (void)upper;
-    return x != x ? x : (((x > 0.0F) ? (x) : (x*(0.5F*lower + 0.5F*upper))));
+    const float actgen_r = ((x > 0.0F) ? (x) : (x*(0.5F*lower + 0.5F*upper)));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_rrelu_backward_elem_f32(const float x, float lower, float upper)
 {
     (void)x; (void)lower; (void)upper;
-    return x != x ? x : (((x > 0.0F) ? (1.0F) : (0.5F*lower + 0.5F*upper)));
+    const float actgen_r = ((x > 0.0F) ? (1.0F) : (0.5F*lower + 0.5F*upper));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -140,14 +142,16 @@ void actgen_rrelu_backward_pc_f32(const float *restrict in, const float *restric
 static inline ACTGEN_INLINE double actgen_rrelu_forward_elem_f64(const double x, double lower, double upper)
 {
     (void)x; (void)lower; (void)upper;
-    return x != x ? x : (((x > 0.0) ? (x) : (x*(0.5*lower + 0.5*upper))));
+    const double actgen_r = ((x > 0.0) ? (x) : (x*(0.5*lower + 0.5*upper)));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_rrelu_backward_elem_f64(const double x, double lower, double upper)
 {
     (void)x; (void)lower; (void)upper;
-    return x != x ? x : (((x > 0.0) ? (1.0) : (0.5*lower + 0.5*upper)));
+    const double actgen_r = ((x > 0.0) ? (1.0) : (0.5*lower + 0.5*upper));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

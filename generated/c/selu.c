@@ -29,18 +29,20 @@ double expm1(double);
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, measured 1 ULP, naive 1 ULP */
+/* y = f(x): rewritten, computed in double, measured 0 ULP, naive 1 ULP */
 static inline ACTGEN_INLINE double actgen_selu_forward_elem_f32(const double x, float alpha, float scale)
 {
     (void)x; (void)alpha; (void)scale;
-    return x != x ? x : (((x > 0.0) ? (scale*x) : (alpha*scale*expm1(x))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*scale*expm1(x); ((x > 0.0) ? (scale*x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, measured 2 ULP (conditioned), naive 2 ULP (conditioned) */
+/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_selu_backward_elem_f32(const double x, float alpha, float scale)
 {
     (void)x; (void)alpha; (void)scale;
-    return x != x ? x : (((x > 0.0) ? (scale) : (alpha*scale*exp(x))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*scale*exp(x); ((x > 0.0) ? (scale) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -150,14 +152,16 @@ void actgen_selu_backward_pc_f32(const float *restrict in, const float *restrict
 static inline ACTGEN_INLINE double actgen_selu_forward_elem_f64(const double x, double alpha, double scale)
 {
     (void)x; (void)alpha; (void)scale;
-    return x != x ? x : (((x > 0.0) ? (scale*x) : (alpha*scale*expm1(x))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*scale*expm1(x); ((x > 0.0) ? (scale*x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_selu_backward_elem_f64(const double x, double alpha, double scale)
 {
     (void)x; (void)alpha; (void)scale;
-    return x != x ? x : (((x > 0.0) ? (scale) : (alpha*scale*exp(x))));
+    const double actgen_r = ({ const double actgen_b1 = alpha*scale*exp(x); ((x > 0.0) ? (scale) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

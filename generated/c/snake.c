@@ -33,7 +33,8 @@ double sin(double);
 static inline ACTGEN_INLINE double actgen_snake_forward_elem_f32(const double x, float frequency)
 {
     (void)x; (void)frequency;
-    return x != x ? x : (((frequency > 0.0 && x > 3.40282346638528859812e+38) ? (INFINITY) : (((frequency > 0.0 && x < -3.40282346638528859812e+38) ? ((-INFINITY)) : (x + (sin(frequency*x)*sin(frequency*x))/frequency)))));
+    const double actgen_r = ({ const double actgen_b1 = x + (sin(frequency*x)*sin(frequency*x))/frequency; ((((x > 3.40282346638528859812e+38) & (frequency > 0.0))) ? (INFINITY) : (((((x < -3.40282346638528859812e+38) & (frequency > 0.0))) ? ((-INFINITY)) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 1.03e+04 ULP (conditioned); rewrites: root_shift */
@@ -151,7 +152,8 @@ void actgen_snake_backward_pc_f32(const float *restrict in, const float *restric
 static inline ACTGEN_INLINE double actgen_snake_forward_elem_f64(const double x, double frequency)
 {
     (void)x; (void)frequency;
-    return x != x ? x : (((frequency > 0.0 && x > 1.79769313486231570815e+308) ? (INFINITY) : (((frequency > 0.0 && x < -1.79769313486231570815e+308) ? ((-INFINITY)) : (x + (sin(frequency*x)*sin(frequency*x))/frequency)))));
+    const double actgen_r = ({ const double actgen_b1 = x + (sin(frequency*x)*sin(frequency*x))/frequency; ((((x > 1.79769313486231570815e+308) & (frequency > 0.0))) ? (INFINITY) : (((((x < -1.79769313486231570815e+308) & (frequency > 0.0))) ? ((-INFINITY)) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 5.6e+03 ULP (conditioned), naive 5.6e+03 ULP (conditioned); rewrites: root_shift */

@@ -24,14 +24,16 @@ static inline ACTGEN_INLINE float actgen_softshrink_forward_elem_f32(const float
 {
     (void)x; (void)lambd;
     const float t0 = -x;
-    return x != x ? x : (((lambd < x) ? (-lambd - t0) : (((lambd < t0) ? (lambd + x) : (0.0F)))));
+    const float actgen_r = ((lambd < x) ? (-lambd - t0) : (((lambd < t0) ? (lambd + x) : (0.0F))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_softshrink_backward_elem_f32(const float x, float lambd)
 {
     (void)x; (void)lambd;
-    return x != x ? x : (((lambd < -x || lambd < x) ? (1.0F) : (0.0F)));
+    const float actgen_r = ((((lambd < x) | (lambd < -x))) ? (1.0F) : (0.0F));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -142,14 +144,16 @@ static inline ACTGEN_INLINE double actgen_softshrink_forward_elem_f64(const doub
 {
     (void)x; (void)lambd;
     const double t0 = -x;
-    return x != x ? x : (((lambd < x) ? (-lambd - t0) : (((lambd < t0) ? (lambd + x) : (0.0)))));
+    const double actgen_r = ((lambd < x) ? (-lambd - t0) : (((lambd < t0) ? (lambd + x) : (0.0))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_softshrink_backward_elem_f64(const double x, double lambd)
 {
     (void)x; (void)lambd;
-    return x != x ? x : (((lambd < -x || lambd < x) ? (1.0) : (0.0)));
+    const double actgen_r = ((((lambd < x) | (lambd < -x))) ? (1.0) : (0.0));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

@@ -23,14 +23,16 @@
 static inline ACTGEN_INLINE float actgen_sparse_plus_forward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x <= -1.0F) ? (0.0F) : (((x >= 1.0F) ? (x) : (0.25F*((x + 1.0F)*(x + 1.0F)))))));
+    const float actgen_r = ((x <= -1.0F) ? (0.0F) : (((x >= 1.0F) ? (x) : (0.25F*((x + 1.0F)*(x + 1.0F))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned); rewrites: root_shift */
 static inline ACTGEN_INLINE float actgen_sparse_plus_backward_elem_f32(const float x)
 {
     (void)x;
-    return x != x ? x : (((x <= -1.0F) ? (0.0F) : (((x >= 1.0F) ? (1.0F) : (0.5F*(x + 1.0F))))));
+    const float actgen_r = ((x <= -1.0F) ? (0.0F) : (((x >= 1.0F) ? (1.0F) : (0.5F*(x + 1.0F)))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float32: exported functions ---- */
@@ -68,14 +70,16 @@ void actgen_sparse_plus_forward_deriv_f32(const float *restrict in, float *restr
 static inline ACTGEN_INLINE double actgen_sparse_plus_forward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x <= -1.0) ? (0.0) : (((x >= 1.0) ? (x) : (0.25*((x + 1.0)*(x + 1.0)))))));
+    const double actgen_r = ((x <= -1.0) ? (0.0) : (((x >= 1.0) ? (x) : (0.25*((x + 1.0)*(x + 1.0))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), naive 0 ULP (conditioned); rewrites: root_shift */
 static inline ACTGEN_INLINE double actgen_sparse_plus_backward_elem_f64(const double x)
 {
     (void)x;
-    return x != x ? x : (((x <= -1.0) ? (0.0) : (((x >= 1.0) ? (1.0) : (0.5*(x + 1.0))))));
+    const double actgen_r = ((x <= -1.0) ? (0.0) : (((x >= 1.0) ? (1.0) : (0.5*(x + 1.0)))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
 }
 
 /* ---- float64: exported functions ---- */

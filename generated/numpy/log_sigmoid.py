@@ -17,12 +17,14 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, measured 1 ULP, naive NaN/inf; rewrites: log_sigmoid"""
+    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive NaN/inf; rewrites: log_sigmoid"""
+    x = numpy.asarray(x, numpy.float64)
     return -rt.softplus(-x)
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: log_sigmoid"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 1 ULP (conditioned); rewrites: log_sigmoid"""
+    x = numpy.asarray(x, numpy.float64)
     return rt.sigmoid(-x)
 
 

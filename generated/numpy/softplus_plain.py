@@ -17,12 +17,14 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, measured 1 ULP, naive NaN/inf; rewrites: softplus"""
+    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive NaN/inf; rewrites: softplus"""
+    x = numpy.asarray(x, numpy.float64)
     return rt.softplus(x)
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive NaN/inf; rewrites: softplus"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive NaN/inf; rewrites: softplus"""
+    x = numpy.asarray(x, numpy.float64)
     return rt.sigmoid(x)
 
 

@@ -20,7 +20,9 @@ NORMALIZER = ""
 
 
 def _forward_f32(x, b):
-    """y = f(x) (float32): rewritten, measured 2 ULP, naive NaN/inf"""
+    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive NaN/inf"""
+    x = numpy.asarray(x, numpy.float64)
+    b = numpy.asarray(b, numpy.float64)
     t0 = x**2
     t1 = numpy.sqrt(b/t0 + 1.0) + 1.0
     t2 = 0.5*x
