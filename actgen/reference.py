@@ -100,6 +100,9 @@ _HUGE_EXP_BITS = 16384
 #: |argument| beyond which sin and cos are NaN: only an overflowed intermediate gets there
 #: (the largest float is 2**1024), where the float kernel computes sin(inf) = NaN
 _HUGE_TRIG_BITS = 1100
+#: set while a limit at +-inf is evaluated (x = 2**k, k up to 16384): there x itself is beyond
+#: the float range on purpose, and sin(x) is computed (mpmath reduces it exactly)
+_IN_LIMIT = [False]
 
 
 def _far(function, huge):
@@ -108,6 +111,8 @@ def _far(function, huge):
 
     def call(z):
         if mpmath.isfinite(z) and z != 0 and mpmath.mag(z) > bits:
+            if huge is None and _IN_LIMIT[0] and mpmath.mag(z) <= _HUGE_EXP_BITS + 64:
+                return function(z)
             if huge is None:
                 raise Undefined("sin or cos of an argument beyond the float range")
             return huge(z)

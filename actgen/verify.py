@@ -77,13 +77,35 @@ def limit_at_infinity(expr: sp.Expr, params: dict, sign: int, dtype: str, *, var
     """
     import mpmath
 
+    return _settled(expr, params, dtype, variable, [mpmath.ldexp(mpmath.mpf(sign), k)
+                                                    for k in (64, 256, 1024, 4096, 16384)])
+
+
+def limit_at_zero(expr: sp.Expr, params: dict, sign: int, dtype: str, *, variable: sp.Symbol = X) -> float:
+    """lim expr as x -> +-0 (the side of the zero's sign), rounded to ``dtype``; nan if it does
+    not settle. For a pole at 0 that the kernel's IEEE arithmetic resolves by the sign of the
+    zero (log1mexp'(+-0) = +-inf); used only where the value at 0 itself is undefined."""
+    import mpmath
+
+    return _settled(expr, params, dtype, variable, [mpmath.ldexp(mpmath.mpf(sign), -k)
+                                                    for k in (64, 256, 1024, 4096, 16384)])
+
+
+def _settled(expr, params, dtype, variable, points) -> float:
+    """The value at the first of ``points`` where two successive ones round to the same float."""
+    from . import reference as ref_module
+
     values = {param_symbol(p): v for p, v in params.items()}
     previous = None
-    for k in (64, 256, 1024, 4096, 16384):
-        value = reference(expr, {**values, variable: mpmath.ldexp(mpmath.mpf(sign), k)}, dtype)
-        if previous is not None and (value == previous or (math.isnan(value) and math.isnan(previous))):
-            return value
-        previous = value
+    ref_module._IN_LIMIT[0] = True
+    try:
+        for point in points:
+            value = reference(expr, {**values, variable: point}, dtype)
+            if previous is not None and (value == previous or (math.isnan(value) and math.isnan(previous))):
+                return value
+            previous = value
+    finally:
+        ref_module._IN_LIMIT[0] = False
     return math.nan
 
 
@@ -109,6 +131,11 @@ def reference_values(expr: sp.Expr, xs: np.ndarray, dtype: str, params: dict,
         else:
             values = {**symbols, variable: x, **dict(zip(names, ws))}
             out[i] = reference(target, values, dtype)
+            if x == 0 and math.isnan(out[i]):
+                # undefined at 0 itself (a pole: -1/expm1(-x)): the limit from the zero's side
+                value = limit_at_zero(expr, params, -1 if math.copysign(1, x) < 0 else 1, dtype,
+                                      variable=variable) * math.prod(ws)
+                out[i] = float(np.dtype(dtype).type(value)) if not math.isnan(value) else math.nan
     return out.astype(dtype)
 
 

@@ -30,10 +30,6 @@ double expm1(double);
 double log(double);
 #pragma omp declare simd notinbranch
 double log1p(double);
-#pragma omp declare simd notinbranch
-float expf(float);
-#pragma omp declare simd notinbranch
-float expm1f(float);
 #endif
 
 /* ---- float32: element functions ---- */
@@ -47,12 +43,12 @@ static inline ACTGEN_INLINE double actgen_log1mexp_forward_elem_f32(const double
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured inf ULP (conditioned), naive inf ULP (conditioned); rewrites: expm1 */
-static inline ACTGEN_INLINE float actgen_log1mexp_backward_elem_f32(const float x)
+/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1 */
+static inline ACTGEN_INLINE double actgen_log1mexp_backward_elem_f32(const double x)
 {
     (void)x;
-    const float t0 = -x;
-    const float actgen_r = ({ const float actgen_b1 = (-expf(t0))/expm1f(t0); const float actgen_b2 = expf(x)/expm1f(x); ((((x >= 0.693147180559945309417F) | (x >= 0.0F))) ? (actgen_b1) : (actgen_b2)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double t0 = -x;
+    const double actgen_r = ({ const double actgen_b1 = (-exp(t0))/expm1(t0); const double actgen_b2 = exp(x)/expm1(x); ((((x >= 0.693147180559945309417) | (x >= 0.0))) ? (actgen_b1) : (actgen_b2)); });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -96,7 +92,7 @@ static inline ACTGEN_INLINE double actgen_log1mexp_forward_elem_f64(const double
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured inf ULP (conditioned), naive inf ULP (conditioned); rewrites: expm1 */
+/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1 */
 static inline ACTGEN_INLINE double actgen_log1mexp_backward_elem_f64(const double x)
 {
     (void)x;

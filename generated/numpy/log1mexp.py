@@ -25,7 +25,8 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, measured inf ULP (conditioned), naive inf ULP (conditioned); rewrites: expm1"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1"""
+    x = numpy.asarray(x, numpy.float64)
     t0 = -x
     return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.logical_or.reduce((numpy.greater_equal(x, 0.6931471805599453),numpy.greater_equal(x, 0.0))), lambda t0, x: (-numpy.exp(t0))/numpy.expm1(t0)), (None, lambda t0, x: numpy.exp(x)/numpy.expm1(x))))
 
@@ -49,7 +50,7 @@ def _forward_f64(x):
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, measured inf ULP (conditioned), naive inf ULP (conditioned); rewrites: expm1"""
+    """dx = dy * f'(x) (float64): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1"""
     t0 = -x
     return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.logical_or.reduce((numpy.greater_equal(x, 0.6931471805599453),numpy.greater_equal(x, 0.0))), lambda t0, x: (-numpy.exp(t0))/numpy.expm1(t0)), (None, lambda t0, x: numpy.exp(x)/numpy.expm1(x))))
 

