@@ -18,8 +18,9 @@ bfloat16 are computed in float32 and rounded back; CUDA tensors, integers and co
 refused with an error that says what to do.
 
 The forward keeps only what the backward needs: the output y where the spec writes f' with y
-(``output_derivative``, and its ``output_derivative_valid`` holds for the parameters) and no
-parameter needs a gradient, otherwise the input x. actgen generates first derivatives only: a
+(``output_derivative``, its ``output_derivative_valid`` holds for the parameters, and the spec
+does not say ``save_output = false``, as the built-in sigmoid, tanh, elu and celu do because
+their y-forms cancel in a tail) and no parameter needs a gradient, otherwise the input x. actgen generates first derivatives only: a
 backward with ``create_graph=True`` works, but differentiating its result (a double backward, a
 gradient penalty, a Hessian) raises ``actgen.errors.HigherDerivativeError``.
 """

@@ -177,8 +177,10 @@ def test_many_python_threads_at_once_get_right_answers():
     assert all(np.array_equal(r, expected) for r in results)
 
 
-def test_import_does_not_import_sympy_and_cached_load_does_not_either():
-    actgen.load("elu")     # make sure it is built in this session's cache
+def test_import_does_not_import_sympy_and_cached_load_does_not_either(fresh_cache):
+    # built by another process into a cache of its own (other tests corrupt and rebuild entries
+    # of theirs on purpose; an in-process load would not see that)
+    subprocess.run([sys.executable, "-c", "import actgen; actgen.load('elu')"], check=True)
     code = ("import sys, actgen; a = actgen.load('elu'); a([1.0]); "
             "print('sympy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
