@@ -178,15 +178,29 @@ def _torch_peers(torch):
                 lambda x, y, dy, dx: A.gelu_backward.grad_input(dy, x, approximate=approximate, grad_input=dx),
                 lambda x, y, dy: A.gelu_backward(dy, x, approximate=approximate))
 
+    empty = torch.empty(0)        # log_sigmoid's buffer (unused on CPU)
+
+    def hardtanh(lo, hi, defaults):
+        return (defaults, lambda x, y: nn.hardtanh(x, lo, hi, out=y),
+                lambda x: torch.nn.functional.hardtanh(x, lo, hi),
+                lambda x, y, dy, dx: A.hardtanh_backward.grad_input(dy, x, lo, hi, grad_input=dx),
+                lambda x, y, dy: A.hardtanh_backward(dy, x, lo, hi))
+
+    def elu(alpha, scale, input_scale, defaults):
+        """elu, celu (input_scale 1/alpha) and selu are one aten kernel with three constants."""
+        return (defaults, lambda x, y: nn.elu(x, alpha, scale, input_scale, out=y),
+                lambda x: nn.elu(x, alpha, scale, input_scale),
+                lambda x, y, dy, dx: A.elu_backward.grad_input(dy, alpha, scale, input_scale, False, x,
+                                                               grad_input=dx),
+                lambda x, y, dy: A.elu_backward(dy, alpha, scale, input_scale, False, x))
+
     return {
         "relu": ({}, lambda x, y: torch.clamp_min(x, 0, out=y), torch.relu,
                  lambda x, y, dy, dx: A.threshold_backward.grad_input(dy, x, 0, grad_input=dx),
                  lambda x, y, dy: A.threshold_backward(dy, x, 0)),
         "leaky_relu": leaky(0.01, "negative_slope"),
         "prelu": leaky(0.25, "alpha"),
-        "elu": ({"alpha": 1.0}, lambda x, y: nn.elu(x, 1.0, 1, 1, out=y), torch.nn.functional.elu,
-                lambda x, y, dy, dx: A.elu_backward.grad_input(dy, 1.0, 1, 1, False, x, grad_input=dx),
-                lambda x, y, dy: A.elu_backward(dy, 1.0, 1, 1, False, x)),
+        "elu": elu(1.0, 1.0, 1.0, {"alpha": 1.0}),
         "sigmoid": ({}, lambda x, y: torch.sigmoid(x, out=y), torch.sigmoid,
                     lambda x, y, dy, dx: A.sigmoid_backward.grad_input(dy, y, grad_input=dx),
                     lambda x, y, dy: A.sigmoid_backward(dy, y)),
@@ -210,9 +224,37 @@ def _torch_peers(torch):
         "hard_swish": ({}, lambda x, y: nn.hardswish(x, out=y), torch.nn.functional.hardswish,
                        lambda x, y, dy, dx: A.hardswish_backward.out(dy, x, out=dx),
                        lambda x, y, dy: A.hardswish_backward(dy, x)),
-        "hardtanh": ({}, lambda x, y: nn.hardtanh(x, -1.0, 1.0, out=y), torch.nn.functional.hardtanh,
-                     lambda x, y, dy, dx: A.hardtanh_backward.grad_input(dy, x, -1.0, 1.0, grad_input=dx),
-                     lambda x, y, dy: A.hardtanh_backward(dy, x, -1.0, 1.0)),
+        "hardtanh": hardtanh(-1.0, 1.0, {"min_val": -1.0, "max_val": 1.0}),
+        "relu6": hardtanh(0.0, 6.0, {}),
+        "rrelu": ({"lower": 0.125, "upper": 1 / 3},) + leaky((0.125 + 1 / 3) / 2, "negative_slope")[1:],
+        "celu": elu(1.0, 1.0, 1.0, {"alpha": 1.0}),
+        "selu": elu(1.6732632423543772, 1.0507009873554805, 1.0,
+                    {"alpha": 1.6732632423543772, "scale": 1.0507009873554805}),
+        "softplus_plain": ({}, lambda x, y: nn.softplus(x, 1, 20, out=y), torch.nn.functional.softplus,
+                           lambda x, y, dy, dx: A.softplus_backward.grad_input(dy, x, 1, 20, grad_input=dx),
+                           lambda x, y, dy: A.softplus_backward(dy, x, 1, 20)),
+        "log_sigmoid": ({}, lambda x, y: A.log_sigmoid_forward.output(x, output=y, buffer=empty),
+                        torch.nn.functional.logsigmoid,
+                        lambda x, y, dy, dx: A.log_sigmoid_backward.grad_input(dy, x, empty, grad_input=dx),
+                        lambda x, y, dy: A.log_sigmoid_backward(dy, x, empty)),
+        "hardshrink": ({"lambd": 0.5}, lambda x, y: A.hardshrink.out(x, 0.5, out=y),
+                       lambda x: torch.nn.functional.hardshrink(x, 0.5),
+                       lambda x, y, dy, dx: A.hardshrink_backward.grad_input(dy, x, 0.5, grad_input=dx),
+                       lambda x, y, dy: A.hardshrink_backward(dy, x, 0.5)),
+        "softshrink": ({"lambd": 0.5}, lambda x, y: nn.softshrink(x, 0.5, out=y),
+                       lambda x: torch.nn.functional.softshrink(x, 0.5),
+                       lambda x, y, dy, dx: A.softshrink_backward.grad_input(dy, x, 0.5, grad_input=dx),
+                       lambda x, y, dy: A.softshrink_backward(dy, x, 0.5)),
+        "threshold": ({"threshold": 0.0, "value": 0.0}, lambda x, y: A.threshold.out(x, 0.0, 0.0, out=y),
+                      lambda x: torch.nn.functional.threshold(x, 0.0, 0.0),
+                      lambda x, y, dy, dx: A.threshold_backward.grad_input(dy, x, 0.0, grad_input=dx),
+                      lambda x, y, dy: A.threshold_backward(dy, x, 0.0)),
+        # autograd of exp multiplies by the saved output; of tanhshrink, x - tanh(x), it runs
+        # tanh_backward and a subtraction (no fused aten op, so no out= form)
+        "exponential": ({}, lambda x, y: torch.exp(x, out=y), torch.exp,
+                        lambda x, y, dy, dx: torch.mul(dy, y, out=dx), lambda x, y, dy: dy * y),
+        "tanhshrink": ({}, None, torch.nn.functional.tanhshrink, None,
+                       lambda x, y, dy: dy - A.tanh_backward(dy, torch.tanh(x))),
     }
 
 

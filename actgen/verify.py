@@ -7,6 +7,7 @@ and the other is not, or one is infinite and the other finite (counted separatel
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -203,12 +204,24 @@ def _memo_path(key: str):
     return cache_root() / "refs" / f"{key}.npy"
 
 
+@functools.cache
+def _reference_code_hash() -> bytes:
+    """The code that computes references (reference.py and this module): part of every memo key,
+    so that a changed reference (a limit at 0, a new far-argument rule) is never served stale."""
+    import hashlib
+    from pathlib import Path
+
+    from . import reference as ref_module
+
+    return hashlib.sha256(Path(ref_module.__file__).read_bytes() + Path(__file__).read_bytes()).digest()
+
+
 def _memoised_reference(expr, xs, dtype, params, dys=None, *, weights=(), variable=X) -> np.ndarray:
     """reference_values, kept on disk by content (the sweeps of unchanged specs are reused)."""
     import hashlib
     import os
 
-    h = hashlib.sha256(sp.srepr(expr).encode())
+    h = hashlib.sha256(_reference_code_hash() + sp.srepr(expr).encode())
     h.update(repr(sorted(params.items())).encode() + dtype.encode() + xs.tobytes() + str(variable).encode())
     for a in ([dys] if dys is not None else []) + list(weights):
         h.update(b"|" + np.asarray(a).tobytes())

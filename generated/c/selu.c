@@ -30,7 +30,7 @@ double expm1(double);
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, computed in double, measured 0 ULP, naive 1 ULP */
-static inline ACTGEN_INLINE double actgen_selu_forward_elem_f32(const double x, float alpha, float scale)
+static inline ACTGEN_INLINE double actgen_selu_forward_elem_f32(const double x, double alpha, double scale)
 {
     (void)x; (void)alpha; (void)scale;
     const double actgen_r = ({ const double actgen_b1 = alpha*scale*expm1(x); ((x > 0.0) ? (scale*x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
@@ -38,7 +38,7 @@ static inline ACTGEN_INLINE double actgen_selu_forward_elem_f32(const double x, 
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned) */
-static inline ACTGEN_INLINE double actgen_selu_backward_elem_f32(const double x, float alpha, float scale)
+static inline ACTGEN_INLINE double actgen_selu_backward_elem_f32(const double x, double alpha, double scale)
 {
     (void)x; (void)alpha; (void)scale;
     const double actgen_r = ({ const double actgen_b1 = alpha*scale*exp(x); ((x > 0.0) ? (scale) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */

@@ -30,7 +30,7 @@ double sin(double);
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, computed in double, limits at infinity, measured 0 ULP, naive NaN/inf */
-static inline ACTGEN_INLINE double actgen_snake_forward_elem_f32(const double x, float frequency)
+static inline ACTGEN_INLINE double actgen_snake_forward_elem_f32(const double x, double frequency)
 {
     (void)x; (void)frequency;
     const double actgen_r = ({ const double actgen_b1 = x + (sin(frequency*x)*sin(frequency*x))/frequency; ((((x > 3.40282346638528859812e+38) & (frequency > 0.0))) ? (INFINITY) : (((((x < -3.40282346638528859812e+38) & (frequency > 0.0))) ? ((-INFINITY)) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
@@ -38,7 +38,7 @@ static inline ACTGEN_INLINE double actgen_snake_forward_elem_f32(const double x,
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 1.03e+04 ULP (conditioned); rewrites: root_shift */
-static inline ACTGEN_INLINE double actgen_snake_backward_elem_f32(const double x, float frequency)
+static inline ACTGEN_INLINE double actgen_snake_backward_elem_f32(const double x, double frequency)
 {
     (void)x; (void)frequency;
     const double t0 = frequency*x;

@@ -39,7 +39,7 @@ static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, computed in double, measured 0 ULP, naive 1 ULP */
-static inline ACTGEN_INLINE double actgen_softplus_forward_elem_f32(const double x, float beta, float threshold)
+static inline ACTGEN_INLINE double actgen_softplus_forward_elem_f32(const double x, double beta, double threshold)
 {
     (void)x; (void)beta; (void)threshold;
     const double t0 = beta*x;
@@ -48,7 +48,7 @@ static inline ACTGEN_INLINE double actgen_softplus_forward_elem_f32(const double
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 1 ULP (conditioned) */
-static inline ACTGEN_INLINE double actgen_softplus_backward_elem_f32(const double x, float beta, float threshold)
+static inline ACTGEN_INLINE double actgen_softplus_backward_elem_f32(const double x, double beta, double threshold)
 {
     (void)x; (void)beta; (void)threshold;
     const double t0 = beta*x;

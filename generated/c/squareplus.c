@@ -23,7 +23,7 @@
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, computed in double, measured 0 ULP, naive NaN/inf */
-static inline ACTGEN_INLINE double actgen_squareplus_forward_elem_f32(const double x, float b)
+static inline ACTGEN_INLINE double actgen_squareplus_forward_elem_f32(const double x, double b)
 {
     (void)x; (void)b;
     const double t0 = (x*x);
@@ -35,7 +35,7 @@ static inline ACTGEN_INLINE double actgen_squareplus_forward_elem_f32(const doub
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned); rewrites: root_shift */
-static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f32(const double x, float b)
+static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f32(const double x, double b)
 {
     (void)x; (void)b;
     const double t0 = (x*x);

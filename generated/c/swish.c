@@ -31,7 +31,7 @@ static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf */
-static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x, float beta)
+static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
     const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(beta*x); ((((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
@@ -39,7 +39,7 @@ static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x,
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
-static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x, float beta)
+static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
     const double t0 = beta*x;
@@ -49,7 +49,7 @@ static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x
 }
 
 /* dbeta = sum(dy * df/dbeta): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
-static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f32(const double x, float beta)
+static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
     const double t0 = beta*x;
