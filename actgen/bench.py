@@ -178,7 +178,7 @@ def _torch_peers(torch):
                 lambda x, y, dy, dx: A.gelu_backward.grad_input(dy, x, approximate=approximate, grad_input=dx),
                 lambda x, y, dy: A.gelu_backward(dy, x, approximate=approximate))
 
-    empty = torch.empty(0)        # log_sigmoid's buffer (unused on CPU)
+    empty = {t: torch.empty(0, dtype=t) for t in (torch.float32, torch.float64)}  # log_sigmoid's (unused on CPU)
 
     def hardtanh(lo, hi, defaults):
         return (defaults, lambda x, y: nn.hardtanh(x, lo, hi, out=y),
@@ -233,10 +233,10 @@ def _torch_peers(torch):
         "softplus_plain": ({}, lambda x, y: nn.softplus(x, 1, 20, out=y), torch.nn.functional.softplus,
                            lambda x, y, dy, dx: A.softplus_backward.grad_input(dy, x, 1, 20, grad_input=dx),
                            lambda x, y, dy: A.softplus_backward(dy, x, 1, 20)),
-        "log_sigmoid": ({}, lambda x, y: A.log_sigmoid_forward.output(x, output=y, buffer=empty),
+        "log_sigmoid": ({}, lambda x, y: A.log_sigmoid_forward.output(x, output=y, buffer=empty[x.dtype]),
                         torch.nn.functional.logsigmoid,
-                        lambda x, y, dy, dx: A.log_sigmoid_backward.grad_input(dy, x, empty, grad_input=dx),
-                        lambda x, y, dy: A.log_sigmoid_backward(dy, x, empty)),
+                        lambda x, y, dy, dx: A.log_sigmoid_backward.grad_input(dy, x, empty[x.dtype], grad_input=dx),
+                        lambda x, y, dy: A.log_sigmoid_backward(dy, x, empty[x.dtype])),
         "hardshrink": ({"lambd": 0.5}, lambda x, y: A.hardshrink.out(x, 0.5, out=y),
                        lambda x: torch.nn.functional.hardshrink(x, 0.5),
                        lambda x, y, dy, dx: A.hardshrink_backward.grad_input(dy, x, 0.5, grad_input=dx),
