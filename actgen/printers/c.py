@@ -4,8 +4,9 @@ Changes from SymPy's ``C99CodePrinter`` (each for a reason):
 * every number is a decimal literal of the compute type (no ``M_SQRT2`` in float code, no
   ``const float pi`` declarations, no integer division);
 * small integer powers are multiplications, 1/2 powers are sqrt (``powf(x, 2)`` is slow);
-* Piecewise is one nested ternary: a select the vectoriser turns into a blend; branches that
-  call functions are computed first (a GNU statement expression), so no call is conditional;
+* Piecewise is a select the vectoriser turns into a blend (one ternary, or a flat chain of
+  them for more than two pieces); branches that call functions are computed first (a GNU
+  statement expression), so no call is conditional;
 * Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers from the prelude that
   propagate NaN (``fmaxf`` drops NaN and blocks vectorisation);
 * the math functions and helpers used are recorded, so the template declares exactly those.
@@ -111,10 +112,20 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
                 name = f"actgen_b{self._branch_temps}"
                 decls.append(f"const {self.compute} {name} = {printed[i]};")
                 printed[i] = name
-        text = printed[-1]
-        for (value, cond), p in reversed(list(zip(pieces, printed[:-1]))):
-            text = f"(({self._print(cond)}) ? ({p}) : ({text}))"
-        return f"({{ {' '.join(decls)} {text}; }})" if decls else text
+        if len(pieces) == 1:
+            (_, cond), = pieces
+            text = f"(({self._print(cond)}) ? ({printed[0]}) : ({printed[-1]}))"
+            return f"({{ {' '.join(decls)} {text}; }})" if decls else text
+        # more than one condition: a flat chain of selects on one variable, the last piece
+        # first, so the first true condition is the one applied last and wins, as in a
+        # Piecewise. gcc 12 if-converts nested ?: whose inner condition is a & of comparisons
+        # into control flow (swish's f' stayed scalar); the chain vectorises.
+        self._branch_temps += 1
+        var = f"actgen_s{self._branch_temps}"
+        steps = [f"{self.compute} {var} = {printed[-1]};"]
+        for (_, cond), p in reversed(list(zip(pieces, printed[:-1]))):
+            steps.append(f"{var} = ({self._print(cond)}) ? ({p}) : {var};")
+        return f"({{ {' '.join(decls + steps)} {var}; }})"
 
     # conditions: & and | on the 0/1 of comparisons, not && and || (short-circuit evaluation is
     # control flow, which stops vectorisation; comparisons have no side effects)

@@ -13,20 +13,24 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
+ * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
+ * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
+ * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
 #if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
-double erfc(double);
+double erfc(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double exp(double);
+double exp(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double log1p(double);
+double log1p(double) ACTGEN_CONST;
 #endif
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
@@ -67,7 +71,7 @@ static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f32(const double x)
 static inline ACTGEN_INLINE double actgen_gelu_backward_elem_f32(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*exp(-0.5*(x*x)) + 0.5*erfc(-0.707106781186547524401*x); ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*exp(-0.5*(x*x)) + 0.5*erfc(-0.707106781186547524401*x); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -106,7 +110,7 @@ void actgen_gelu_forward_deriv_f32(const float *restrict in, float *restrict out
 static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = 0.5*x*actgen_erfc_dd(actgen_dd_mul(actgen_dd_make(-0.7071067811865476, 4.833646656726457e-17), actgen_dd_make(x, 0.0))); ((x > 1.79769313486231570815e+308) ? (INFINITY) : (((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = 0.5*x*actgen_erfc_dd(actgen_dd_mul(actgen_dd_make(-0.7071067811865476, 4.833646656726457e-17), actgen_dd_make(x, 0.0))); double actgen_s2 = actgen_b1; actgen_s2 = (x < -1.79769313486231570815e+308) ? (0.0) : actgen_s2; actgen_s2 = (x > 1.79769313486231570815e+308) ? (INFINITY) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -114,7 +118,7 @@ static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f64(const double x)
 static inline ACTGEN_INLINE double actgen_gelu_backward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*actgen_exp_dd(actgen_dd_mul(actgen_dd_make(-0.5, 0.0), actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)))) + 0.5*actgen_erfc_dd(actgen_dd_mul(actgen_dd_make(-0.7071067811865476, 4.833646656726457e-17), actgen_dd_make(x, 0.0))); ((x >= 1.34078078300466434895e+154) ? (1.0) : (((x <= -1.34078078300466434895e+154) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*actgen_exp_dd(actgen_dd_mul(actgen_dd_make(-0.5, 0.0), actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)))) + 0.5*actgen_erfc_dd(actgen_dd_mul(actgen_dd_make(-0.7071067811865476, 4.833646656726457e-17), actgen_dd_make(x, 0.0))); double actgen_s2 = actgen_b1; actgen_s2 = (x <= -1.34078078300466434895e+154) ? (0.0) : actgen_s2; actgen_s2 = (x >= 1.34078078300466434895e+154) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -13,18 +13,22 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
+ * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
+ * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
+ * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
 #if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
-double exp(double);
+double exp(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double log1p(double);
+double log1p(double) ACTGEN_CONST;
 #endif
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
@@ -68,7 +72,7 @@ static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f32(const doub
     const double t0 = 1.59576912160573071176*x;
     const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
     const double t2 = actgen_sigmoid_f64(t1);
-    const double actgen_r = ({ const double actgen_b1 = t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2; ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2; double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -107,7 +111,7 @@ void actgen_gelu_tanh_forward_deriv_f32(const float *restrict in, float *restric
 static inline ACTGEN_INLINE double actgen_gelu_tanh_forward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_dd(actgen_dd_add(actgen_dd_mul(actgen_dd_make(0.07135481627260025, -6.175149918155315e-19), actgen_dd_mul(actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)), actgen_dd_make(x, 0.0))), actgen_dd_mul(actgen_dd_make(1.5957691216057308, -9.96930880911092e-17), actgen_dd_make(x, 0.0)))); ((x >= 5.64380308591083156263e+102) ? (x) : (((x <= -5.64380308591083156263e+102) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_dd(actgen_dd_add(actgen_dd_mul(actgen_dd_make(0.07135481627260025, -6.175149918155315e-19), actgen_dd_mul(actgen_dd_mul(actgen_dd_make(x, 0.0), actgen_dd_make(x, 0.0)), actgen_dd_make(x, 0.0))), actgen_dd_mul(actgen_dd_make(1.5957691216057308, -9.96930880911092e-17), actgen_dd_make(x, 0.0)))); double actgen_s2 = actgen_b1; actgen_s2 = (x <= -5.64380308591083156263e+102) ? (0.0) : actgen_s2; actgen_s2 = (x >= 5.64380308591083156263e+102) ? (x) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -118,7 +122,7 @@ static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f64(const doub
     const double t0 = 1.59576912160573071176*x;
     const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
     const double t2 = actgen_sigmoid_f64(t1);
-    const double actgen_r = ({ const double actgen_b1 = t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2; ((x >= 9.4346038872157722235e+102) ? (1.0) : (((x <= -8.18569459433572720954e+151) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2; double actgen_s2 = actgen_b1; actgen_s2 = (x <= -8.18569459433572720954e+151) ? (0.0) : actgen_s2; actgen_s2 = (x >= 9.4346038872157722235e+102) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

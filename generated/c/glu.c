@@ -13,16 +13,20 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
+ * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
+ * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
+ * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
 #if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
-double exp(double);
+double exp(double) ACTGEN_CONST;
 #endif
 
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */

@@ -13,8 +13,10 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* ---- float32: element functions ---- */
@@ -23,7 +25,7 @@
 static inline ACTGEN_INLINE float actgen_hard_sigmoid_keras2_forward_elem_f32(const float x)
 {
     (void)x;
-    const float actgen_r = ((x <= -2.5F) ? (0.0F) : (((x >= 2.5F) ? (1.0F) : ((x + 2.5F)/5.0F))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_r = ({ float actgen_s1 = (x + 2.5F)/5.0F; actgen_s1 = (x >= 2.5F) ? (1.0F) : actgen_s1; actgen_s1 = (x <= -2.5F) ? (0.0F) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -70,7 +72,7 @@ void actgen_hard_sigmoid_keras2_forward_deriv_f32(const float *restrict in, floa
 static inline ACTGEN_INLINE double actgen_hard_sigmoid_keras2_forward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ((x <= -2.5) ? (0.0) : (((x >= 2.5) ? (1.0) : ((x + 2.5)/5.0))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = (x + 2.5)/5.0; actgen_s1 = (x >= 2.5) ? (1.0) : actgen_s1; actgen_s1 = (x <= -2.5) ? (0.0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

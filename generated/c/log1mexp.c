@@ -14,22 +14,26 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
+ * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
+ * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
+ * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
 #if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
-double exp(double);
+double exp(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double expm1(double);
+double expm1(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double log(double);
+double log(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double log1p(double);
+double log1p(double) ACTGEN_CONST;
 #endif
 
 /* ---- float32: element functions ---- */
@@ -39,7 +43,7 @@ static inline ACTGEN_INLINE double actgen_log1mexp_forward_elem_f32(const double
 {
     (void)x;
     const double t0 = -x;
-    const double actgen_r = ({ const double actgen_b1 = log(-expm1(t0)); const double actgen_b2 = log1p(-exp(t0)); const double actgen_b3 = log(-expm1(x)); const double actgen_b4 = log1p(-exp(x)); ((((x < 0.693147180559945309417) & (x >= 0.0))) ? (actgen_b1) : (((x >= 0.693147180559945309417) ? (actgen_b2) : (((x > -0.693147180559945309417) ? (actgen_b3) : (actgen_b4)))))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = log(-expm1(t0)); const double actgen_b2 = log1p(-exp(t0)); const double actgen_b3 = log(-expm1(x)); const double actgen_b4 = log1p(-exp(x)); double actgen_s5 = actgen_b4; actgen_s5 = (x > -0.693147180559945309417) ? (actgen_b3) : actgen_s5; actgen_s5 = (x >= 0.693147180559945309417) ? (actgen_b2) : actgen_s5; actgen_s5 = (((x < 0.693147180559945309417) & (x >= 0.0))) ? (actgen_b1) : actgen_s5; actgen_s5; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -88,7 +92,7 @@ static inline ACTGEN_INLINE double actgen_log1mexp_forward_elem_f64(const double
 {
     (void)x;
     const double t0 = -x;
-    const double actgen_r = ({ const double actgen_b1 = log(-expm1(t0)); const double actgen_b2 = log1p(-exp(t0)); const double actgen_b3 = log(-expm1(x)); const double actgen_b4 = log1p(-exp(x)); ((((x < 0.693147180559945309417) & (x >= 0.0))) ? (actgen_b1) : (((x >= 0.693147180559945309417) ? (actgen_b2) : (((x > -0.693147180559945309417) ? (actgen_b3) : (actgen_b4)))))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = log(-expm1(t0)); const double actgen_b2 = log1p(-exp(t0)); const double actgen_b3 = log(-expm1(x)); const double actgen_b4 = log1p(-exp(x)); double actgen_s5 = actgen_b4; actgen_s5 = (x > -0.693147180559945309417) ? (actgen_b3) : actgen_s5; actgen_s5 = (x >= 0.693147180559945309417) ? (actgen_b2) : actgen_s5; actgen_s5 = (((x < 0.693147180559945309417) & (x >= 0.0))) ? (actgen_b1) : actgen_s5; actgen_s5; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -13,22 +13,26 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
+ * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
+ * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
+ * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
 #if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
-double cosh(double);
+double cosh(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double exp(double);
+double exp(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double log1p(double);
+double log1p(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double tanh(double);
+double tanh(double) ACTGEN_CONST;
 #endif
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
@@ -55,7 +59,7 @@ static inline ACTGEN_INLINE double actgen_mish_backward_elem_f32(const double x)
 {
     (void)x;
     const double t0 = actgen_softplus_f64(x);
-    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0); ((x > 3.40282346638528859812e+38) ? (1.0) : (((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -103,7 +107,7 @@ static inline ACTGEN_INLINE double actgen_mish_backward_elem_f64(const double x)
 {
     (void)x;
     const double t0 = actgen_softplus_f64(x);
-    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0); ((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0); double actgen_s2 = actgen_b1; actgen_s2 = (x < -1.79769313486231570815e+308) ? (0.0) : actgen_s2; actgen_s2 = (x > 1.79769313486231570815e+308) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -13,8 +13,10 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* ---- float32: element functions ---- */

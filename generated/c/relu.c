@@ -15,8 +15,10 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* ---- float32: element functions ---- */
@@ -25,7 +27,7 @@
 static inline ACTGEN_INLINE float actgen_relu_forward_elem_f32(const float x, float negative_slope, float max_value, float threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    const float actgen_r = ((((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope*(-threshold + x)))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_r = ({ float actgen_s1 = negative_slope*(-threshold + x); actgen_s1 = (negative_slope == 0.0F) ? (0.0F) : actgen_s1; actgen_s1 = (threshold < x) ? (x) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (max_value) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -33,7 +35,7 @@ static inline ACTGEN_INLINE float actgen_relu_forward_elem_f32(const float x, fl
 static inline ACTGEN_INLINE float actgen_relu_backward_elem_f32(const float x, float negative_slope, float max_value, float threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    const float actgen_r = ((((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (0.0F) : (((threshold < x) ? (1.0F) : (((negative_slope == 0.0F) ? (0.0F) : (negative_slope))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_r = ({ float actgen_s1 = negative_slope; actgen_s1 = (negative_slope == 0.0F) ? (0.0F) : actgen_s1; actgen_s1 = (threshold < x) ? (1.0F) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (0.0F) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -41,7 +43,7 @@ static inline ACTGEN_INLINE float actgen_relu_backward_elem_f32(const float x, f
 static inline ACTGEN_INLINE float actgen_relu_backward_y_elem_f32(const float y, float negative_slope, float max_value, float threshold)
 {
     (void)y; (void)negative_slope; (void)max_value; (void)threshold;
-    const float actgen_r = ((((max_value <= 3.4028234663852886e+38F) & (max_value <= y))) ? (0.0F) : (((threshold < y) ? (1.0F) : (0.0F))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_r = ({ float actgen_s1 = 0.0F; actgen_s1 = (threshold < y) ? (1.0F) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= y))) ? (0.0F) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return y != y ? y : actgen_r;
 }
 
@@ -167,7 +169,7 @@ void actgen_relu_backward_pc_f32(const float *restrict in, const float *restrict
 static inline ACTGEN_INLINE double actgen_relu_forward_elem_f64(const double x, double negative_slope, double max_value, double threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    const double actgen_r = ((((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (max_value) : (((threshold < x) ? (x) : (((negative_slope == 0.0) ? (0.0) : (negative_slope*(-threshold + x)))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = negative_slope*(-threshold + x); actgen_s1 = (negative_slope == 0.0) ? (0.0) : actgen_s1; actgen_s1 = (threshold < x) ? (x) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (max_value) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -175,7 +177,7 @@ static inline ACTGEN_INLINE double actgen_relu_forward_elem_f64(const double x, 
 static inline ACTGEN_INLINE double actgen_relu_backward_elem_f64(const double x, double negative_slope, double max_value, double threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    const double actgen_r = ((((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (0.0) : (((threshold < x) ? (1.0) : (((negative_slope == 0.0) ? (0.0) : (negative_slope))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = negative_slope; actgen_s1 = (negative_slope == 0.0) ? (0.0) : actgen_s1; actgen_s1 = (threshold < x) ? (1.0) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (0.0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -183,7 +185,7 @@ static inline ACTGEN_INLINE double actgen_relu_backward_elem_f64(const double x,
 static inline ACTGEN_INLINE double actgen_relu_backward_y_elem_f64(const double y, double negative_slope, double max_value, double threshold)
 {
     (void)y; (void)negative_slope; (void)max_value; (void)threshold;
-    const double actgen_r = ((((max_value <= 3.4028234663852886e+38) & (max_value <= y))) ? (0.0) : (((threshold < y) ? (1.0) : (0.0))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = 0.0; actgen_s1 = (threshold < y) ? (1.0) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= y))) ? (0.0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return y != y ? y : actgen_r;
 }
 

@@ -13,18 +13,22 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
+ * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
+ * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
+ * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
 #if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
-double cos(double);
+double cos(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
-double sin(double);
+double sin(double) ACTGEN_CONST;
 #endif
 
 /* ---- float32: element functions ---- */
@@ -33,7 +37,7 @@ double sin(double);
 static inline ACTGEN_INLINE double actgen_snake_forward_elem_f32(const double x, double frequency)
 {
     (void)x; (void)frequency;
-    const double actgen_r = ({ const double actgen_b1 = x + (sin(frequency*x)*sin(frequency*x))/frequency; ((((x > 3.40282346638528859812e+38) & (frequency > 0.0))) ? (INFINITY) : (((((x < -3.40282346638528859812e+38) & (frequency > 0.0))) ? ((-INFINITY)) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = x + (sin(frequency*x)*sin(frequency*x))/frequency; double actgen_s2 = actgen_b1; actgen_s2 = (((x < -3.40282346638528859812e+38) & (frequency > 0.0))) ? ((-INFINITY)) : actgen_s2; actgen_s2 = (((x > 3.40282346638528859812e+38) & (frequency > 0.0))) ? (INFINITY) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -152,7 +156,7 @@ void actgen_snake_backward_pc_f32(const float *restrict in, const float *restric
 static inline ACTGEN_INLINE double actgen_snake_forward_elem_f64(const double x, double frequency)
 {
     (void)x; (void)frequency;
-    const double actgen_r = ({ const double actgen_b1 = x + (sin(frequency*x)*sin(frequency*x))/frequency; ((((x > 1.79769313486231570815e+308) & (frequency > 0.0))) ? (INFINITY) : (((((x < -1.79769313486231570815e+308) & (frequency > 0.0))) ? ((-INFINITY)) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = x + (sin(frequency*x)*sin(frequency*x))/frequency; double actgen_s2 = actgen_b1; actgen_s2 = (((x < -1.79769313486231570815e+308) & (frequency > 0.0))) ? ((-INFINITY)) : actgen_s2; actgen_s2 = (((x > 1.79769313486231570815e+308) & (frequency > 0.0))) ? (INFINITY) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -13,8 +13,10 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* ---- float32: element functions ---- */
@@ -24,7 +26,7 @@ static inline ACTGEN_INLINE float actgen_softshrink_forward_elem_f32(const float
 {
     (void)x; (void)lambd;
     const float t0 = -x;
-    const float actgen_r = ((lambd < x) ? (-lambd - t0) : (((lambd < t0) ? (lambd + x) : (0.0F))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_r = ({ float actgen_s1 = 0.0F; actgen_s1 = (lambd < t0) ? (lambd + x) : actgen_s1; actgen_s1 = (lambd < x) ? (-lambd - t0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -144,7 +146,7 @@ static inline ACTGEN_INLINE double actgen_softshrink_forward_elem_f64(const doub
 {
     (void)x; (void)lambd;
     const double t0 = -x;
-    const double actgen_r = ((lambd < x) ? (-lambd - t0) : (((lambd < t0) ? (lambd + x) : (0.0))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = 0.0; actgen_s1 = (lambd < t0) ? (lambd + x) : actgen_s1; actgen_s1 = (lambd < x) ? (-lambd - t0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -13,8 +13,10 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* ---- float32: element functions ---- */
@@ -23,7 +25,7 @@
 static inline ACTGEN_INLINE float actgen_softsign_forward_elem_f32(const float x)
 {
     (void)x;
-    const float actgen_r = ({ const float actgen_b1 = x/(fabsf(x) + 1.0F); ((x > 3.40282346638528859812e+38F) ? (1.0F) : (((x < -3.40282346638528859812e+38F) ? (-1.0F) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_r = ({ const float actgen_b1 = x/(fabsf(x) + 1.0F); float actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38F) ? (-1.0F) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38F) ? (1.0F) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -69,7 +71,7 @@ void actgen_softsign_forward_deriv_f32(const float *restrict in, float *restrict
 static inline ACTGEN_INLINE double actgen_softsign_forward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x/(fabs(x) + 1.0); ((x > 1.79769313486231570815e+308) ? (1.0) : (((x < -1.79769313486231570815e+308) ? (-1.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = x/(fabs(x) + 1.0); double actgen_s2 = actgen_b1; actgen_s2 = (x < -1.79769313486231570815e+308) ? (-1.0) : actgen_s2; actgen_s2 = (x > 1.79769313486231570815e+308) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -13,8 +13,10 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* ---- float32: element functions ---- */
@@ -23,7 +25,7 @@
 static inline ACTGEN_INLINE float actgen_sparse_plus_forward_elem_f32(const float x)
 {
     (void)x;
-    const float actgen_r = ((x <= -1.0F) ? (0.0F) : (((x >= 1.0F) ? (x) : (0.25F*((x + 1.0F)*(x + 1.0F))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_r = ({ float actgen_s1 = 0.25F*((x + 1.0F)*(x + 1.0F)); actgen_s1 = (x >= 1.0F) ? (x) : actgen_s1; actgen_s1 = (x <= -1.0F) ? (0.0F) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -31,7 +33,7 @@ static inline ACTGEN_INLINE float actgen_sparse_plus_forward_elem_f32(const floa
 static inline ACTGEN_INLINE float actgen_sparse_plus_backward_elem_f32(const float x)
 {
     (void)x;
-    const float actgen_r = ((x <= -1.0F) ? (0.0F) : (((x >= 1.0F) ? (1.0F) : (0.5F*(x + 1.0F)))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_r = ({ float actgen_s1 = 0.5F*(x + 1.0F); actgen_s1 = (x >= 1.0F) ? (1.0F) : actgen_s1; actgen_s1 = (x <= -1.0F) ? (0.0F) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -70,7 +72,7 @@ void actgen_sparse_plus_forward_deriv_f32(const float *restrict in, float *restr
 static inline ACTGEN_INLINE double actgen_sparse_plus_forward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ((x <= -1.0) ? (0.0) : (((x >= 1.0) ? (x) : (0.25*((x + 1.0)*(x + 1.0))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = 0.25*((x + 1.0)*(x + 1.0)); actgen_s1 = (x >= 1.0) ? (x) : actgen_s1; actgen_s1 = (x <= -1.0) ? (0.0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -78,7 +80,7 @@ static inline ACTGEN_INLINE double actgen_sparse_plus_forward_elem_f64(const dou
 static inline ACTGEN_INLINE double actgen_sparse_plus_backward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ((x <= -1.0) ? (0.0) : (((x >= 1.0) ? (1.0) : (0.5*(x + 1.0)))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = 0.5*(x + 1.0); actgen_s1 = (x >= 1.0) ? (1.0) : actgen_s1; actgen_s1 = (x <= -1.0) ? (0.0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -16,8 +16,10 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* ---- float32: element functions ---- */
@@ -30,7 +32,7 @@ static inline ACTGEN_INLINE double actgen_squareplus_forward_elem_f32(const doub
     const double t1 = sqrt(b/t0 + 1.0) + 1.0;
     const double t2 = 0.5*x;
     const double t3 = sqrt(b + t0);
-    const double actgen_r = ((x > 1.0) ? (t1*t2) : (((x < -1.0) ? ((-0.5*b)/t1/x) : (((x >= 0.0) ? (t2 + 0.5*t3) : (b/(2.0*t3 - 2.0*x)))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = b/(2.0*t3 - 2.0*x); actgen_s1 = (x >= 0.0) ? (t2 + 0.5*t3) : actgen_s1; actgen_s1 = (x < -1.0) ? ((-0.5*b)/t1/x) : actgen_s1; actgen_s1 = (x > 1.0) ? (t1*t2) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -46,7 +48,7 @@ static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f32(const dou
     const double t5 = t3 + 1.0;
     const double t6 = sqrt(b + t0);
     const double t7 = x/t6;
-    const double actgen_r = ((x > 1.0) ? (-0.5*t2*t4 + 0.5*t3 + 0.5) : (((x < -1.0) ? ((-0.5*t4*(b*b))/t5/t5/x/x/x/x + (0.5*b*t1)/t5) : (((x >= 0.0) ? (0.5*(t7 + 1.0)) : ((-2.0*b*(t7 - 1.0))/(2.0*t6 - 2.0*x)/(2.0*t6 - 2.0*x)))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = (-2.0*b*(t7 - 1.0))/(2.0*t6 - 2.0*x)/(2.0*t6 - 2.0*x); actgen_s1 = (x >= 0.0) ? (0.5*(t7 + 1.0)) : actgen_s1; actgen_s1 = (x < -1.0) ? ((-0.5*t4*(b*b))/t5/t5/x/x/x/x + (0.5*b*t1)/t5) : actgen_s1; actgen_s1 = (x > 1.0) ? (-0.5*t2*t4 + 0.5*t3 + 0.5) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -161,7 +163,7 @@ static inline ACTGEN_INLINE double actgen_squareplus_forward_elem_f64(const doub
     const double t1 = sqrt(b/t0 + 1.0) + 1.0;
     const double t2 = 0.5*x;
     const double t3 = sqrt(b + t0);
-    const double actgen_r = ((x > 1.0) ? (t1*t2) : (((x < -1.0) ? ((-0.5*b)/t1/x) : (((x >= 0.0) ? (t2 + 0.5*t3) : (b/(2.0*t3 - 2.0*x)))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = b/(2.0*t3 - 2.0*x); actgen_s1 = (x >= 0.0) ? (t2 + 0.5*t3) : actgen_s1; actgen_s1 = (x < -1.0) ? ((-0.5*b)/t1/x) : actgen_s1; actgen_s1 = (x > 1.0) ? (t1*t2) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -177,7 +179,7 @@ static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f64(const dou
     const double t5 = t3 + 1.0;
     const double t6 = sqrt(b + t0);
     const double t7 = x/t6;
-    const double actgen_r = ((x > 1.0) ? (-0.5*t2*t4 + 0.5*t3 + 0.5) : (((x < -1.0) ? ((-0.5*t4*(b*b))/t5/t5/x/x/x/x + (0.5*b*t1)/t5) : (((x >= 0.0) ? (0.5*(t7 + 1.0)) : ((-2.0*b*(t7 - 1.0))/(2.0*t6 - 2.0*x)/(2.0*t6 - 2.0*x)))))));   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ double actgen_s1 = (-2.0*b*(t7 - 1.0))/(2.0*t6 - 2.0*x)/(2.0*t6 - 2.0*x); actgen_s1 = (x >= 0.0) ? (0.5*(t7 + 1.0)) : actgen_s1; actgen_s1 = (x < -1.0) ? ((-0.5*t4*(b*b))/t5/t5/x/x/x/x + (0.5*b*t1)/t5) : actgen_s1; actgen_s1 = (x > 1.0) ? (-0.5*t2*t4 + 0.5*t3 + 0.5) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -13,16 +13,20 @@
 #endif
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_CONST
 #endif
 
 /* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it). */
+ * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
+ * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
+ * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
 #if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
-double exp(double);
+double exp(double) ACTGEN_CONST;
 #endif
 
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
@@ -44,7 +48,7 @@ static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x
     (void)x; (void)beta;
     const double t0 = beta*x;
     const double t1 = actgen_sigmoid_f64(t0);
-    const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_f64(-t0) + t1; ((((x > 3.40282346638528859812e+38) & (beta > 0.0))) ? (1.0) : (((((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_f64(-t0) + t1; double actgen_s2 = actgen_b1; actgen_s2 = (((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : actgen_s2; actgen_s2 = (((x > 3.40282346638528859812e+38) & (beta > 0.0))) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -223,7 +227,7 @@ static inline ACTGEN_INLINE double actgen_swish_backward_elem_f64(const double x
     (void)x; (void)beta;
     const double t0 = beta*x;
     const double t1 = actgen_sigmoid_f64(t0);
-    const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_f64(-t0) + t1; ((((x > 1.79769313486231570815e+308) & (beta > 0.0))) ? (1.0) : (((((x < -1.79769313486231570815e+308) & (beta > 0.0))) ? (0.0) : (actgen_b1)))); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_f64(-t0) + t1; double actgen_s2 = actgen_b1; actgen_s2 = (((x < -1.79769313486231570815e+308) & (beta > 0.0))) ? (0.0) : actgen_s2; actgen_s2 = (((x > 1.79769313486231570815e+308) & (beta > 0.0))) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
