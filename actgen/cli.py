@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import math
 import sys
 import time
 from pathlib import Path
@@ -205,6 +206,9 @@ def describe_choice(choice) -> str:
     text = f"{choice.label}"
     if choice.dtype == "float32" and choice.compute == "double":
         text += ", computed in double"
+        in_float = _best_in_float(choice)
+        if in_float is not None:
+            text += f" (in float: {in_float:.3g} {unit})"
     elif choice.dtype == "float32" and choice.c_compute == "double":
         text += ", computed in double in C (libmvec's float functions are less accurate)"
     if choice.form.guards:
@@ -215,6 +219,19 @@ def describe_choice(choice) -> str:
         bad = f", {naive.nonfinite} spurious NaN/inf" if naive.nonfinite else ""
         text += f" (naive form: {naive.error:.3g}{bad})"
     return text
+
+
+def _best_in_float(choice) -> float | None:
+    """The error of the best candidate computed in float (its dense check included), which
+    selection measured and found over its share of the budget; None if none was measured."""
+    worst = {}
+    for m in choice.measured:
+        if m.compute != "dtype":
+            continue
+        label = m.label.removesuffix(" (dense float check)")
+        error = math.inf if m.nonfinite else m.error
+        worst[label] = max(worst.get(label, 0.0), error)
+    return min(worst.values()) if worst else None
 
 
 def cmd_new(args) -> int:

@@ -60,6 +60,20 @@ def test_show_a_builtin_prints_kink_conventions():
     assert "kinks (PyTorch's conventions): f'(0) = 0.01" in out.stdout
 
 
+@requires_cc
+def test_show_says_why_a_float32_kernel_computes_in_double():
+    # swish in float arithmetic loses ~50 ULP where its result is subnormal (x ~ -90): selection
+    # measured that and chose double; show must say so with the number, not just "double"
+    import re
+
+    out = run_cli("show", "swish")
+    assert out.returncode == 0
+    line = next(l for l in out.stdout.splitlines() if l.strip().startswith("float32:"))
+    m = re.search(r"computed in double \(in float: ([0-9.e+]+) ULP\)", line)
+    assert m, line
+    assert float(m.group(1)) > 2     # over the float candidates' share of the 4 ULP budget
+
+
 @pytest.mark.parametrize("verb", ["build", "list", "show", "new", "generate"])
 def test_help_everywhere(verb):
     out = run_cli(verb, "--help")
