@@ -104,3 +104,18 @@ CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
 
 #: Functions that make a derivative piecewise (a kink), used to document conventions.
 KINK_FUNCTIONS = (sp.Abs, sp.sign, sp.Max, sp.Min, sp.Piecewise, sp.Heaviside)
+
+
+class confine(sp.Function):
+    """confine(x, lo, hi, inside): x where lo <= x <= hi, else ``inside`` (a point of [lo, hi]).
+
+    Not part of the spec vocabulary: lowering wraps the input of a select branch in it, so that a
+    branch evaluated on every element (that is how a select vectorises) never sees the inputs
+    of the other branches (see rewrite.confine_branches). Where the branch is taken it is x
+    itself, so the value is unchanged; the NumPy backend evaluates each branch only where it is
+    taken and prints it as x."""
+
+    nargs = 4
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real

@@ -11,6 +11,7 @@ from actgen.activation import X
 from actgen.functions import erfc, sigmoid, softplus
 from actgen.reference import evaluate
 from actgen.rewrite import RULES, fold_constants, lower, stabilize
+from conftest import requires_cc
 
 U = sp.Symbol("u", real=True)
 
@@ -89,3 +90,43 @@ def test_fold_constants_and_cse():
 def test_conditions_are_not_cse_temporaries():
     form = lower(sp.Piecewise((X, X > 0), (0, True)) + sp.Piecewise((2 * X, X > 0), (1, True)))
     assert all(not isinstance(v, sp.core.relational.Relational) for _, v in form.temps)
+
+
+def test_a_branch_undefined_outside_its_interval_gets_a_confined_input():
+    # log(x) is computed on every element of a C select: x <= 0 would hand NaN to libmvec's
+    # vector log (its scalar special-value path); the branch gets x on (0, oo) and 1 elsewhere
+    from actgen.functions import confine
+    from actgen.rewrite import confine_branches
+
+    pw = sp.Piecewise((sp.log(X), X > 0), (X, True))
+    out = confine_branches(pw)
+    (c,) = out.atoms(confine)
+    assert c.args[0] == X and c.args[1] == 0 and c.args[2] is sp.oo and c.args[3] == 1
+    assert out.args[0][0] == sp.log(c) and out.args[1][0] == X     # the x branch has no call
+    # defined everywhere (sqrt(x^2 + 1), exp): left alone, so CSE can still share between branches
+    for fine in (sp.Piecewise((sp.sqrt(X**2 + 1), X > 0), (sp.exp(X), True)),
+                 sp.Piecewise((sp.log(X**2 + 1), X > 1), (X, True))):
+        assert confine_branches(fine) == fine
+    # a condition on a parameter: not an interval of x, left alone
+    a = sp.Symbol("a", real=True)
+    assert confine_branches(sp.Piecewise((sp.log(X), X > a), (X, True))) == sp.Piecewise((sp.log(X), X > a), (X, True))
+
+
+@requires_cc
+def test_confined_branches_give_the_same_values_in_c_and_numpy():
+    # log1mexp's four branches are confined in C (NumPy evaluates each only where taken); the
+    # backends agree within libm's differences, and exactly on every special value (the sign of
+    # zero at +-0, the infinities at 0, NaN)
+    import numpy as np
+
+    import actgen
+
+    c, n = actgen.load("log1mexp"), actgen.load("log1mexp", backend="numpy")
+    for dtype in (np.float32, np.float64):
+        x = np.concatenate([np.linspace(-5, 5, 2001), [0.0, -0.0, np.log(2), -np.log(2), 1e-30, -1e-30,
+                                                       100.0, -100.0, np.inf, -np.inf, np.nan]]).astype(dtype)
+        for got, want in ((c(x), n(x)), (c.backward(x, np.ones_like(x)), n.backward(x, np.ones_like(x)))):
+            special = ~np.isfinite(want) | (want == 0)
+            np.testing.assert_array_equal(got[special], want[special])
+            np.testing.assert_array_equal(np.signbit(got[special]), np.signbit(want[special]))
+            np.testing.assert_array_max_ulp(got[~special], want[~special], maxulp=4)

@@ -163,6 +163,12 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
         return self._helper("heaviside", e.args[0], h0)
 
+    def _print_confine(self, e):
+        # x inside [lo, hi], else a point inside (see rewrite.confine_branches): a select
+        x, lo, hi, inside = (self._print(a) for a in e.args)
+        tests = [f"({x} >= {lo})"] * bool(e.args[1].is_finite) + [f"({x} <= {hi})"] * bool(e.args[2].is_finite)
+        return f"(({' & '.join(tests)}) ? {x} : {inside})"
+
     def _print_sigmoid(self, e):
         return self._sensitive(e, lambda e: self._helper("sigmoid", e.args[0]))
 

@@ -91,6 +91,10 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
     def _rt(self, name, e):
         return f"rt.{name}({self._print(e.args[0])})"
 
+    def _print_confine(self, e):
+        # rt.piecewise evaluates a branch only on the elements that take it: x is in range
+        return self._print(e.args[0])
+
     def _print_sigmoid(self, e):
         return self._sensitive(e, lambda e: self._rt("sigmoid", e))
 

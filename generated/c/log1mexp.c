@@ -42,8 +42,7 @@ double log1p(double) ACTGEN_CONST;
 static inline ACTGEN_INLINE double actgen_log1mexp_forward_elem_f32(const double x)
 {
     (void)x;
-    const double t0 = -x;
-    const double actgen_r = ({ const double actgen_b1 = log(-expm1(t0)); const double actgen_b2 = log1p(-exp(t0)); const double actgen_b3 = log(-expm1(x)); const double actgen_b4 = log1p(-exp(x)); double actgen_s5 = actgen_b4; actgen_s5 = (x > -0.693147180559945309417) ? (actgen_b3) : actgen_s5; actgen_s5 = (x >= 0.693147180559945309417) ? (actgen_b2) : actgen_s5; actgen_s5 = (((x < 0.693147180559945309417) & (x >= 0.0))) ? (actgen_b1) : actgen_s5; actgen_s5; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = log(-expm1(-(((x >= 0.0) & (x <= 0.693147180559945309417)) ? x : 0.346573590279972654709))); const double actgen_b2 = log1p(-exp(-(((x >= 0.693147180559945309417)) ? x : 1.69314718055994530942))); const double actgen_b3 = log(-expm1((((x >= -0.693147180559945309417) & (x <= 0.0)) ? x : -0.346573590279972654709))); const double actgen_b4 = log1p(-exp((((x <= -0.693147180559945309417)) ? x : -1.69314718055994530942))); double actgen_s5 = actgen_b4; actgen_s5 = (x > -0.693147180559945309417) ? (actgen_b3) : actgen_s5; actgen_s5 = (x >= 0.693147180559945309417) ? (actgen_b2) : actgen_s5; actgen_s5 = (((x < 0.693147180559945309417) & (x >= 0.0))) ? (actgen_b1) : actgen_s5; actgen_s5; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -112,8 +111,7 @@ void actgen_log1mexp_forward_deriv_f32(const float *restrict in, float *restrict
 static inline ACTGEN_INLINE double actgen_log1mexp_forward_elem_f64(const double x)
 {
     (void)x;
-    const double t0 = -x;
-    const double actgen_r = ({ const double actgen_b1 = log(-expm1(t0)); const double actgen_b2 = log1p(-exp(t0)); const double actgen_b3 = log(-expm1(x)); const double actgen_b4 = log1p(-exp(x)); double actgen_s5 = actgen_b4; actgen_s5 = (x > -0.693147180559945309417) ? (actgen_b3) : actgen_s5; actgen_s5 = (x >= 0.693147180559945309417) ? (actgen_b2) : actgen_s5; actgen_s5 = (((x < 0.693147180559945309417) & (x >= 0.0))) ? (actgen_b1) : actgen_s5; actgen_s5; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = log(-expm1(-(((x >= 0.0) & (x <= 0.693147180559945309417)) ? x : 0.346573590279972654709))); const double actgen_b2 = log1p(-exp(-(((x >= 0.693147180559945309417)) ? x : 1.69314718055994530942))); const double actgen_b3 = log(-expm1((((x >= -0.693147180559945309417) & (x <= 0.0)) ? x : -0.346573590279972654709))); const double actgen_b4 = log1p(-exp((((x <= -0.693147180559945309417)) ? x : -1.69314718055994530942))); double actgen_s5 = actgen_b4; actgen_s5 = (x > -0.693147180559945309417) ? (actgen_b3) : actgen_s5; actgen_s5 = (x >= 0.693147180559945309417) ? (actgen_b2) : actgen_s5; actgen_s5 = (((x < 0.693147180559945309417) & (x >= 0.0))) ? (actgen_b1) : actgen_s5; actgen_s5; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
