@@ -17,7 +17,7 @@ Y = sp.Symbol("y", real=True)
 #:   rowwise      along an axis, s = f(x) is a score and each row is normalised: softmax(s) or
 #:                log_softmax(s) (softmax, log_softmax, softmin, a temperature softmax...)
 KINDS = ("elementwise", "gated", "rowwise")
-NORMALIZERS = ("softmax", "log_softmax")
+NORMALIZERS = ("softmax", "log_softmax", "sparsemax")
 
 
 def param_symbol(name: str) -> sp.Symbol:
@@ -44,7 +44,7 @@ class Activation:
     source: str = "<string>"
     expr_text: str = ""
     kind: str = "elementwise"
-    normalizer: str = ""                      # rowwise: "softmax" or "log_softmax"
+    normalizer: str = ""                      # rowwise: "softmax", "log_softmax" or "sparsemax"
     gate: str = ""                            # gated: the activation used as the gate, if named
     output_derivative: sp.Expr | None = None  # f'(x) as an expression in Y and the parameters
     output_derivative_valid: sp.Basic = sp.true

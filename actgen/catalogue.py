@@ -23,7 +23,7 @@ TEMPLATE = "docs/activations.md.jinja"
 #: follows, sorted. The key ``note`` is a remark, not a framework.
 FRAMEWORK_ORDER = ("pytorch", "keras", "jax")
 FRAMEWORK_NAMES = {"pytorch": "PyTorch", "keras": "Keras", "jax": "JAX", "tensorflow": "TensorFlow",
-                   "flax": "Flax", "mxnet": "MXNet", "paddle": "Paddle"}
+                   "flax": "Flax", "mxnet": "MXNet", "paddle": "Paddle", "tfa": "TF Addons"}
 NOTE_KEY = "note"
 
 #: What a kind means, for the reader (the loops differ, not the per-element expressions).
@@ -38,6 +38,9 @@ NORMALIZER_FORMULAS = {
                 "dx_i = s'(x_i) * y_i * (dy_i - sum_j dy_j * y_j)"),
     "log_softmax": ("y = log_softmax(s(x)) = (s_i - max s) - log(sum_j exp(s_j - max s))",
                     "dx_i = s'(x_i) * (dy_i - softmax(s)_i * sum_j dy_j)"),
+    "sparsemax": ("y = sparsemax(s(x)) = max(s_i - t, 0), t such that sum_j y_j = 1 (the projection onto "
+                  "the simplex)",
+                  "dx_i = s'(x_i) * (dy_i - mean of dy_j over the support y_j > 0) where y_i > 0, else 0"),
 }
 
 
@@ -73,7 +76,7 @@ class Entry:
     kind: str                 # elementwise, gated, rowwise
     kind_formula: str         # what the kind means (KIND_FORMULAS / NORMALIZER_FORMULAS)
     gate: str                 # gated: the gate's name ("" if written as expr)
-    normalizer: str           # rowwise: softmax or log_softmax
+    normalizer: str           # rowwise: softmax, log_softmax or sparsemax
     expr_text: str            # the expression as the spec writes it
     formulas: tuple[Formula, ...]       # the function: f(x) / g(x) / s(x), SymPy's reading
     derivatives: tuple[Formula, ...]    # as derived by actgen

@@ -146,7 +146,7 @@ def sinh_dd(u):
     return numpy.sinh(u[0]) + numpy.cosh(u[0]) * u[1]
 
 
-# ---- rowwise normalisation (softmax, log_softmax) along an axis, in float64 --------------------------
+# ---- rowwise normalisation (softmax, log_softmax, sparsemax) along an axis, in float64 ------
 # As the C row loops: the maximum m of the row's scores s, s - m carried as hi + lo (its
 # rounding error), exp(s - m) = exp(hi) * (1 + lo), the elements equal to m counted exactly so
 # that log(sum) = log(ties) + log1p(rest / ties) does not cancel. NaN or an infinite maximum
@@ -171,30 +171,74 @@ def _softmax(s, axis):
     return e / (ties + rest)
 
 
+def _sparsemax(s, axis):
+    """(u, t, bad): the scores less the row maximum m, the threshold t (relative to m: the
+    output is max(u - t, 0)) and the rows that are NaN (a NaN score, or an infinite maximum, as
+    TF Addons). Sort-based (Martins & Astudillo 2016): the support is the k largest, k the last
+    r with 1 + r z_(r) > z_(1) + ... + z_(r); t = (z_(1) + ... + z_(k) - 1) / k. Working
+    relative to m keeps the largest element's output exact (s = 1e30 gives 1, not 0)."""
+    s = numpy.asarray(s, numpy.float64)
+    if not s.size:
+        return s, s, numpy.zeros(s.shape, bool)
+    m = numpy.max(s, axis=axis, keepdims=True)
+    bad = ~numpy.isfinite(m)
+    u = s - numpy.where(bad, 0.0, m)
+    z = -numpy.sort(-numpy.where(bad, 0.0, u), axis=axis)
+    c = numpy.cumsum(z, axis=axis)
+    shape = [1] * s.ndim
+    shape[axis] = s.shape[axis]
+    r = numpy.arange(1, s.shape[axis] + 1, dtype=numpy.float64).reshape(shape)
+    with numpy.errstate(invalid="ignore"):                    # -inf scores: -inf > -inf
+        k = numpy.max(numpy.where(1.0 + r * z > c, r, 1.0), axis=axis, keepdims=True)
+    t = (numpy.take_along_axis(c, k.astype(numpy.intp) - 1, axis=axis) - 1.0) / k
+    return u, numpy.where(bad, numpy.nan, t), numpy.broadcast_to(bad, s.shape)
+
+
 def row_forward(s, axis, normalizer):
+    if normalizer == "sparsemax":
+        u, t, bad = _sparsemax(s, axis)
+        return numpy.where(bad, numpy.nan, numpy.maximum(u - t, 0.0))
     hi, lo, e, ties, rest = _row_terms(s, axis)
     if normalizer == "softmax":
         return e / (ties + rest)
     return (hi - (numpy.log(ties) + numpy.log1p(rest / ties))) + lo
 
 
+def _sparsemax_jvp(support, bad, dy, axis):
+    """dL/ds of sparsemax: on the support (the outputs > 0), dy less its mean there; 0 off it
+    (TF Addons' convention: an output exactly 0 is off the support)."""
+    k = numpy.sum(support, axis=axis, keepdims=True, dtype=numpy.float64)
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        a = numpy.sum(numpy.where(support, dy, 0.0), axis=axis, keepdims=True) / k
+    return numpy.where(bad, numpy.nan, numpy.where(support, dy - a, 0.0))
+
+
 def _dl_ds(s, dy, axis, normalizer):
-    """dL/ds given dL/dy: p * (dy - sum(dy * p)) for softmax, dy - p * sum(dy) for log_softmax."""
-    p = _softmax(s, axis)
+    """dL/ds given dL/dy: p * (dy - sum(dy * p)) for softmax, dy - p * sum(dy) for log_softmax,
+    dy - mean(dy on the support) on the support for sparsemax."""
     dy = numpy.asarray(dy, numpy.float64)
+    if normalizer == "sparsemax":
+        u, t, bad = _sparsemax(s, axis)
+        return _sparsemax_jvp(u - t > 0.0, bad, dy, axis)
+    p = _softmax(s, axis)
     if normalizer == "softmax":
         return p * (dy - numpy.sum(dy * p, axis=axis, keepdims=True))
     return dy - p * numpy.sum(dy, axis=axis, keepdims=True)
 
 
 def row_backward(s, ds_dx, dy, axis, normalizer):
-    return numpy.asarray(ds_dx, numpy.float64) * _dl_ds(s, dy, axis, normalizer)
+    dl = _dl_ds(s, dy, axis, normalizer)
+    if normalizer == "sparsemax":          # off the support dL/ds is 0, whatever ds/dx is there
+        return numpy.where(dl == 0.0, 0.0, numpy.asarray(ds_dx, numpy.float64) * dl)
+    return numpy.asarray(ds_dx, numpy.float64) * dl
 
 
 def row_backward_y(y, ds_dx, dy, axis, normalizer):
-    """From the saved output y (softmax or log_softmax values); ds/dx is a constant."""
+    """From the saved output y (softmax, log_softmax or sparsemax values); ds/dx is a constant."""
     y = numpy.asarray(y, numpy.float64)
     dy = numpy.asarray(dy, numpy.float64)
+    if normalizer == "sparsemax":
+        return numpy.asarray(ds_dx, numpy.float64) * _sparsemax_jvp(y > 0.0, numpy.isnan(y), dy, axis)
     if normalizer == "softmax":
         g = y * (dy - numpy.sum(dy * y, axis=axis, keepdims=True))
     else:

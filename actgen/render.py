@@ -82,7 +82,7 @@ class HelperView:
 class ActivationView:
     name: str
     kind: str                 # elementwise, gated, rowwise
-    normalizer: str           # rowwise: softmax, log_softmax
+    normalizer: str           # rowwise: softmax, log_softmax, sparsemax
     description: str
     spec: str                 # the spec file, as shown in the banner
     expr_text: str
@@ -158,7 +158,7 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         valid = printer.doprint(act.output_derivative_valid)
         if backend.name == "c":
             _collect(printer, ctype, helpers, simd)
-        if act.kind == "rowwise":
+        if act.kind == "rowwise" and act.normalizer != "sparsemax":
             # the row loops compute in double: exp, log and log1p of the normalisation
             simd.update(("double", f) for f in ("exp", "log", "log1p"))
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,

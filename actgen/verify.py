@@ -479,10 +479,10 @@ def _rows_of(xs: np.ndarray) -> np.ndarray:
 
 
 def row_reference(act: Activation, rows: np.ndarray, dys: np.ndarray, params: dict, dtype: str, prec: int = 320):
-    """Correctly rounded (at ``prec`` bits) softmax/log_softmax of each row and its backward
-    dy -> dx, the backward's conditioning scale, and the exact parameter gradients (sum, sum of
-    |terms|), with the row conventions of the kernels (a NaN, or an infinite maximum, makes the
-    row NaN)."""
+    """Correctly rounded (at ``prec`` bits) softmax/log_softmax/sparsemax of each row and its
+    backward dy -> dx, the backward's conditioning scale, the exact parameter gradients (sum, sum
+    of |terms|) and, for sparsemax, the forward's conditioning scale (None otherwise), with the
+    row conventions of the kernels (a NaN, or an infinite maximum, makes the row NaN)."""
     import mpmath
 
     from .reference import FORMATS, Undefined, _exp, evaluate, round_to_format
@@ -496,7 +496,8 @@ def row_reference(act: Activation, rows: np.ndarray, dys: np.ndarray, params: di
     dx = np.empty(rows.shape)
     scale = np.empty(rows.shape)
     sums = {p: [] for p in grads}
-    softmax = act.normalizer == "softmax"
+    softmax, sparse = act.normalizer == "softmax", act.normalizer == "sparsemax"
+    fscale = np.zeros(rows.shape)
 
     def ev(e, x):
         try:
@@ -512,27 +513,50 @@ def row_reference(act: Activation, rows: np.ndarray, dys: np.ndarray, params: di
             m = max(s) if not bad else mpmath.nan
             if bad or mpmath.isinf(m):
                 y[r] = dx[r] = math.nan
-                scale[r] = math.nan
+                scale[r] = fscale[r] = math.nan
                 for p in grads:
                     sums[p].append((mpmath.nan, mpmath.mpf(0)))
                 continue
-            e = [_exp(v - m) for v in s]
-            total = mpmath.fsum(e)
-            prob = [v / total for v in e]
-            logs = [(v - m) - mpmath.log(total) for v in s]
             d = [mpmath.mpf(float(v)) for v in dys[r]]
-            if softmax:
-                a = mpmath.fsum(dd * pp for dd, pp in zip(d, prob))
-                a_abs = mpmath.fsum(abs(dd * pp) for dd, pp in zip(d, prob))
-                g = [pp * (dd - a) for dd, pp in zip(d, prob)]
-                g_scale = [pp * (abs(dd) + a_abs) for dd, pp in zip(d, prob)]
+            if sparse:
+                # sort-based (Martins & Astudillo 2016), exactly: u = s - m, the support is the k
+                # largest with 1 + k u_(k) > u_(1) + ... + u_(k), t = (that sum - 1) / k
+                u = [v - m for v in s]
+                z = sorted(u, reverse=True)
+                k, total, acc = 1, z[0], mpmath.mpf(0)
+                for i, zi in enumerate(z, 1):
+                    acc += zi
+                    if 1 + i * zi > acc:
+                        k, total = i, acc
+                t = (total - 1) / k
+                prob = [max(v - t, mpmath.mpf(0)) for v in u]
+                support = [pp > 0 for pp in prob]
+                a = mpmath.fsum(dd for dd, on in zip(d, support) if on) / k
+                a_abs = mpmath.fsum(abs(dd) for dd, on in zip(d, support) if on) / k
+                g = [dd - a if on else mpmath.mpf(0) for dd, on in zip(d, support)]
+                g_scale = [abs(dd) + a_abs if on else mpmath.mpf(0) for dd, on in zip(d, support)]
+                # the output u - t cancels near the support's edge: its conditioning scale is the
+                # magnitude of its terms (t's own: the sum over the support, divided by k)
+                t_abs = (mpmath.fsum(abs(v) for v, on in zip(u, support) if on) + 1) / k
+                for j, v in enumerate(u):      # (an element at -inf is 0 exactly)
+                    fscale[r, j] = float(abs(v) + abs(t) + t_abs) if mpmath.isfinite(v) else 0.0
             else:
-                a = mpmath.fsum(d)
-                a_abs = mpmath.fsum(abs(dd) for dd in d)
-                g = [dd - pp * a for dd, pp in zip(d, prob)]
-                g_scale = [abs(dd) + pp * a_abs for dd, pp in zip(d, prob)]
+                e = [_exp(v - m) for v in s]
+                total = mpmath.fsum(e)
+                prob = [v / total for v in e]
+                logs = [(v - m) - mpmath.log(total) for v in s]
+                if softmax:
+                    a = mpmath.fsum(dd * pp for dd, pp in zip(d, prob))
+                    a_abs = mpmath.fsum(abs(dd * pp) for dd, pp in zip(d, prob))
+                    g = [pp * (dd - a) for dd, pp in zip(d, prob)]
+                    g_scale = [pp * (abs(dd) + a_abs) for dd, pp in zip(d, prob)]
+                else:
+                    a = mpmath.fsum(d)
+                    a_abs = mpmath.fsum(abs(dd) for dd in d)
+                    g = [dd - pp * a for dd, pp in zip(d, prob)]
+                    g_scale = [abs(dd) + pp * a_abs for dd, pp in zip(d, prob)]
             for j, v in enumerate(xr):
-                y[r, j] = round_to_format(prob[j] if softmax else logs[j], *fmt)
+                y[r, j] = round_to_format(prob[j] if softmax or sparse else logs[j], *fmt)
                 dsj = ev(ds, v)
                 dx[r, j] = round_to_format(dsj * g[j], *fmt)
                 scale[r, j] = float(abs(dsj) * g_scale[j])
@@ -544,7 +568,7 @@ def row_reference(act: Activation, rows: np.ndarray, dys: np.ndarray, params: di
     for p, parts in sums.items():
         finite = [t for t in parts if not mpmath.isnan(t[0])]
         totals[p] = (mpmath.fsum(t[0] for t in finite), mpmath.fsum(t[1] for t in finite))
-    return y.astype(dtype), dx.astype(dtype), scale, totals
+    return y.astype(dtype), dx.astype(dtype), scale, totals, (fscale if sparse else None)
 
 
 def _check_rowwise(loaded, sweep: Sweep) -> list[Result]:
@@ -552,10 +576,11 @@ def _check_rowwise(loaded, sweep: Sweep) -> list[Result]:
     params, dtype = sweep.params, sweep.dtype
     rows = _rows_of(sweep.xs)
     dys = np.random.default_rng(13).uniform(-2.0, 2.0, rows.shape).astype(dtype)
-    ref_y, ref_dx, scale, totals = row_reference(act, rows.astype(np.float64), dys, params, dtype)
+    ref_y, ref_dx, scale, totals, fscale = row_reference(act, rows.astype(np.float64), dys, params, dtype)
     row_sweep = Sweep(act, dtype, rows.ravel(), dys.ravel(), params, {}, {}, {})
     y = np.asarray(loaded(rows, **params))
-    out.append(_ulp_result(act.name, loaded.backend, row_sweep, "forward", "forward", y.ravel(), ref_y.ravel()))
+    out.append(_ulp_result(act.name, loaded.backend, row_sweep, "forward", "forward", y.ravel(), ref_y.ravel(),
+                           None if fscale is None else fscale.ravel()))
     dx = np.asarray(loaded.backward(rows, dys, **params))
     out.append(_ulp_result(act.name, loaded.backend, row_sweep, "backward", "backward", dx.ravel(),
                            ref_dx.ravel(), scale.ravel()))

@@ -105,6 +105,31 @@ def test_softmax_and_glu_match_jax_nn(axis):
     _close(aj.function("softmax")(x32, axis=axis), jax.nn.softmax(x32, axis=axis), 1e-6, 1e-7)
 
 
+def _jnp_sparsemax(v, axis):
+    """Sparsemax by sorting, in jax.numpy; jax.vjp through it is the reference backward."""
+    v = jnp.moveaxis(v, axis, -1)
+    z = -jnp.sort(-v, axis=-1)
+    c = jnp.cumsum(z, axis=-1)
+    r = jnp.arange(1, v.shape[-1] + 1, dtype=v.dtype)
+    k = jnp.sum(1 + r * z > c, axis=-1, keepdims=True)
+    tau = (jnp.take_along_axis(c, k - 1, axis=-1) - 1) / k
+    return jnp.moveaxis(jnp.maximum(v - tau, 0), -1, axis)
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_sparsemax_matches_a_sort_in_jax(axis):
+    rng = np.random.default_rng(2)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=(5, 7)) * 2)
+        ct = jnp.asarray(rng.normal(size=(5, 7)))
+        f = aj.function("sparsemax")
+        y, vjp = jax.vjp(lambda a: f(a, axis=axis), x)
+        want, vjp_want = jax.vjp(lambda a: _jnp_sparsemax(a, axis), x)
+        assert bool((y == 0).any())
+        _close(y, want, 1e-13, 1e-15)
+        _close(vjp(ct)[0], vjp_want(ct)[0], 1e-12, 1e-15)
+
+
 def test_jit():
     swish = aj.function("swish")
     x = jnp.linspace(-6.0, 6.0, 101)

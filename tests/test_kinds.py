@@ -1,4 +1,4 @@
-"""Gated (GLU family) and rowwise (softmax family) activations, per-channel parameters, the
+"""Gated (GLU family) and rowwise (softmax family, sparsemax) activations, per-channel parameters, the
 backward from the saved output, the fused forward-and-derivative, threads.
 
 Against NumPy formulas everywhere and against PyTorch where it is installed (float32 and
@@ -97,6 +97,128 @@ def test_temperature_softmax_is_a_spec_not_code(tmp_path):
         assert close(act.backward(x, dy, T=2.5), g / 2.5, np.float64)
         grad = act.param_grads(x, dy, T=2.5)["T"]
         assert grad == pytest.approx(np.sum(-x / 2.5**2 * g), rel=1e-12)
+
+
+def sparsemax_ref(x, axis):
+    """Row by row, as the paper writes it (sort descending, the largest k with 1 + k z_k > the
+    sum of the k largest, t = (that sum - 1) / k); with fractions.Fraction, so exactly."""
+    from fractions import Fraction
+
+    x = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+    out = np.empty(x.shape)
+    for idx in np.ndindex(x.shape[:-1]):
+        row = [Fraction(float(v)) for v in x[idx]]
+        z = sorted(row, reverse=True)
+        acc, k, total = Fraction(0), 0, Fraction(0)
+        for i, zi in enumerate(z, 1):
+            acc += zi
+            if 1 + i * zi > acc:
+                k, total = i, acc
+        t = (total - 1) / k
+        out[idx] = [float(max(v - t, 0)) for v in row]
+    return np.moveaxis(out, -1, axis)
+
+
+def sparsemax_jvp(y, dy, axis):
+    """J dy with J = diag(s) - s s^T / k, s the support (y > 0), k its size."""
+    s = (np.asarray(y) > 0).astype(np.float64)
+    dy = np.asarray(dy, np.float64)
+    return s * (dy - np.sum(s * dy, axis=axis, keepdims=True) / np.sum(s, axis=axis, keepdims=True))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_sparsemax_values_and_jvp(backend, dtype, axis):
+    x = (RNG.normal(size=(5, 7, 6)) * 2).astype(dtype)
+    dy = RNG.normal(size=x.shape).astype(dtype)
+    act = actgen.load("sparsemax", backend=backend)
+    y = act(x, axis=axis)
+    p = sparsemax_ref(x, axis)
+    assert y.dtype == dtype and y.shape == x.shape
+    # exact zeros where the reference has them; the rest within a few roundings of max|x|
+    assert np.array_equal(y == 0, p == 0)
+    assert close(y, p, dtype, scale=8)
+    assert close(np.sum(y, axis=axis, dtype=np.float64), 1.0, dtype, scale=8)
+    assert 0 < np.mean(p == 0) < 1                          # the rows are sparse, not one-hot
+    want = sparsemax_jvp(p, dy, axis)
+    assert close(act.backward(x, dy, axis=axis), want, dtype, scale=4)
+    assert close(act.backward_from_output(y, dy, axis=axis), want, dtype, scale=4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparsemax_rows_at_the_edges(backend):
+    act = actgen.load("sparsemax", backend=backend)
+    x = np.array([[0.0, 1.0, np.nan, 0.0], [np.inf, 0.0, 1.0, 0.0], [-np.inf] * 4,
+                  [-np.inf, 0.5, 0.0, -np.inf], [1e30, -1e30, 0.0, 1.0], [0.0, -0.0, 1e-30, -1e-30],
+                  [3.0, 3.0, 3.0, -7.0], [-1e300, -1e300, -1e300 * (1 - 2**-52), 0.0]])
+    dy = np.array([[1.0, -2.0, 0.5, 4.0]] * len(x))
+    y = act(x)
+    assert np.isnan(y[:3]).all()                        # NaN, +inf, all -inf: a NaN row (TF Addons)
+    assert np.array_equal(y[3], [0.0, 0.75, 0.25, 0.0])  # -inf masks an element
+    assert np.array_equal(y[4], [1.0, 0.0, 0.0, 0.0])    # the largest keeps its bits at 1e30
+    assert np.array_equal(y[5], [0.25] * 4)
+    assert np.array_equal(y[6], [1 / 3, 1 / 3, 1 / 3, 0.0])
+    assert np.array_equal(y[7], [0.0, 0.0, 0.0, 1.0])
+    dx = act.backward(x, dy)
+    assert np.isnan(dx[:3]).all()
+    assert np.array_equal(dx[3], [0.0, -1.25, 1.25, 0.0])  # off the support exactly 0 (not inf * 0)
+    assert np.array_equal(dx[4], [0.0] * 4)                # one element in the support
+    assert np.array_equal(dx[5], dy[5] - dy[5].mean())
+    assert np.array_equal(act.backward_from_output(y[3:], dy[3:]), dx[3:])
+    assert np.isnan(act.backward_from_output(y[:3], dy[:3])).all()
+    assert np.array_equal(act(np.array([[-5.0]])), [[1.0]])
+    assert act(np.zeros((3, 0))).shape == (3, 0)
+
+
+def _shedding_row(n):
+    """A row on which Michelot's iteration sheds about one element per pass: each element sits
+    just below the threshold of the ones above it, the gaps growing by a factor ~k (they cannot
+    grow slower), so such a row stays within 1 of its maximum only up to n ~ 16 (16 passes in
+    float64, the bisection joining after 8; 9 once rounded to float32)."""
+    z, total, delta = [0.0, -0.5], -0.5, 1e-15
+    for k in range(3, n + 1):
+        t = (total - 1.0) / (k - 1)
+        z.append(t - delta)
+        total += z[-1]
+        delta *= 1.5 * k
+    return np.array(z)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparsemax_long_rows_and_slow_iterations_agree_with_the_sort(dtype):
+    """C finds the threshold without sorting (Michelot's iteration, bisection after 8 passes);
+    long rows take ~10 passes, a crafted row sheds one element per pass."""
+    c, nb = actgen.load("sparsemax", backend="c"), actgen.load("sparsemax", backend="numpy")
+    rows = np.stack([RNG.uniform(size=20000), RNG.normal(size=20000), np.linspace(0, 1, 20000) ** 3,
+                     RNG.uniform(size=20000) ** 8]).astype(dtype)
+    y = c(rows)
+    assert close(y, nb(rows), dtype, scale=8)
+    assert np.array_equal(y == 0, nb(rows) == 0)
+    assert close(np.sum(y, axis=1, dtype=np.float64), np.ones(4), dtype, scale=64)
+    row = _shedding_row(16)[::-1].astype(dtype)
+    want = sparsemax_ref(row[None], -1)[0]
+    assert close(c(row[None])[0], want, dtype, scale=8)
+
+
+def test_sparsemax_with_a_learnable_temperature(tmp_path):
+    spec = tmp_path / "ts.toml"
+    spec.write_text('[tsparsemax]\nkind = "rowwise"\nnormalizer = "sparsemax"\nexpr = "x / T"\n'
+                    'params = { T = 1.0 }\nlearnable = ["T"]\n')
+    x = RNG.normal(size=(4, 9)) * 3
+    dy = RNG.normal(size=x.shape)
+    for backend in BACKENDS:
+        act = actgen.load("tsparsemax", spec=spec, backend=backend)
+        y = act(x, T=2.5)
+        assert close(y, sparsemax_ref(x / 2.5, -1), np.float64, scale=4)
+        g = sparsemax_jvp(y, dy, -1)
+        assert close(act.backward(x, dy, T=2.5), g / 2.5, np.float64, scale=4)
+        grad = act.param_grads(x, dy, T=2.5)["T"]
+        assert grad == pytest.approx(np.sum(-x / 2.5**2 * g), rel=1e-12)
+        # and by central differences of L = sum(dy * y) (piecewise linear in 1/T: h stays small)
+        h = 1e-6
+        fd = (np.sum(dy * act(x, T=2.5 + h)) - np.sum(dy * act(x, T=2.5 - h))) / (2 * h)
+        assert grad == pytest.approx(fd, rel=1e-6)
 
 
 # ---- gated ------------------------------------------------------------------------------------
@@ -279,6 +401,17 @@ def torch_module():
     return pytest.importorskip("torch")
 
 
+def _torch_sparsemax(t, v):
+    """Sparsemax by sorting, along the last dim, in PyTorch ops: autograd through it gives the
+    Jacobian-vector product on the support, independently of actgen's formula."""
+    z, _ = t.sort(v, dim=-1, descending=True)
+    c = z.cumsum(-1)
+    r = t.arange(1, v.shape[-1] + 1, dtype=v.dtype)
+    k = (1 + r * z > c).sum(-1, keepdim=True)
+    tau = (c.gather(-1, k - 1) - 1) / k.to(v.dtype)
+    return t.clamp(v - tau, min=0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_rowwise_gated_and_prelu_against_pytorch_autograd(torch_module, dtype):
     t = torch_module
@@ -288,6 +421,7 @@ def test_rowwise_gated_and_prelu_against_pytorch_autograd(torch_module, dtype):
     dy = RNG.normal(size=x.shape).astype(dtype)
     cases = {"softmax": lambda v: t.softmax(v, -1), "log_softmax": lambda v: t.log_softmax(v, -1),
              "softmin": lambda v: t.nn.functional.softmin(v, -1), "glu": lambda v: t.nn.functional.glu(v, -1)}
+    cases["sparsemax"] = lambda v: _torch_sparsemax(t, v)
     for name, fn in cases.items():
         act = actgen.load(name)
         tx = t.tensor(x, dtype=tdtype, requires_grad=True)

@@ -95,6 +95,16 @@ def test_gradcheck_rowwise_softmax_saves_the_output():
         assert saved.data_ptr() == y.data_ptr()
 
 
+def test_gradcheck_rowwise_sparsemax():
+    f = at.function("sparsemax")
+    x = (3 * _away_from_zero((3, 4, 6))).detach().requires_grad_()
+    for dim in (-1, 1):
+        assert torch.autograd.gradcheck(lambda a: f(a, dim=dim), (x,))
+        y = f(x, dim=dim)
+        assert (y == 0).any() and (y > 0).sum() > y.numel() // y.shape[dim]     # sparse, not one-hot
+        torch.testing.assert_close(y.sum(dim), torch.ones(()).expand_as(y.sum(dim)).to(F64))
+
+
 SPEC = """
 [sigmoid_y]
 expr = "sigmoid(x)"

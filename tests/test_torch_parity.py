@@ -95,7 +95,7 @@ GATES = {"reglu": F.relu, "geglu": F.gelu, "swiglu": F.silu}
 def test_every_builtin_is_compared():
     """A new built-in needs its PyTorch counterpart here (or a place in tests/test_kinds.py)."""
     kinds = {n: actgen.load(n).kind for n in actgen.library.names()}
-    covered = set(TORCH) | set(GATES) | {"glu", "softmax", "log_softmax", "softmin"}
+    covered = set(TORCH) | set(GATES) | {"glu", "softmax", "log_softmax", "softmin", "sparsemax"}
     assert set(kinds) == covered, set(kinds) ^ covered
 
 
