@@ -338,8 +338,14 @@ def _fits(out, shape, dtype, in_place=(), apart=()) -> bool:
     """Whether a kernel can write straight into ``out``: the right array, C-contiguous,
     writable, exactly one of ``in_place`` or apart from them, apart from ``apart``."""
     return (type(out) is np.ndarray and out.dtype is dtype and out.shape == shape and out.flags.carray
-            and all(out is a or not np.may_share_memory(out, a) for a in in_place)
-            and not any(np.may_share_memory(out, a) for a in apart))
+            and all(out is a or _apart(out, a) for a in in_place)
+            and all(out is not a and _apart(out, a) for a in apart))
+
+
+def _apart(a, b) -> bool:
+    """Whether two distinct arrays share no memory: certainly if each owns its own (a flag
+    read, where np.may_share_memory costs ~190 ns), else as NumPy's bounds check says."""
+    return (a.flags.owndata and b.flags.owndata) or not np.may_share_memory(a, b)
 
 
 def _dtype_advice(dt: np.dtype) -> str:
@@ -646,9 +652,11 @@ class Activation:
                     y = np.empty_like(x)
                     run(x, y, values)
                     return y if x.ndim else y[()]
+                # two arrays that each own their memory (np.empty, np.zeros...) are apart: a flag
+                # read instead of np.may_share_memory (30 ns instead of 190 ns, per array)
                 if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
-                        and out.flags.carray
-                        and (out is x or not np.may_share_memory(out, x))):
+                        and (g := out.flags).carray
+                        and (out is x or (g.owndata and f.owndata) or not np.may_share_memory(out, x))):
                     run(x, out, values)
                     return out
         xa, result = self._array(x, "x")
@@ -667,16 +675,16 @@ class Activation:
         does not apply."""
         run = table.get(x.dtype)
         if (run is None or dy.dtype is not x.dtype or dy.shape != x.shape
-                or not ((f := x.flags).c_contiguous and f.aligned) or not ((f := dy.flags).c_contiguous and f.aligned)):
+                or not ((fx := x.flags).c_contiguous and fx.aligned) or not ((fd := dy.flags).c_contiguous and fd.aligned)):
             return None
         if out is None:
             dx = np.empty_like(x)
             run(x, dy, dx, self._defaults)
             return dx if x.ndim else dx[()]
         if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
-                and out.flags.carray
-                and (out is x or not np.may_share_memory(out, x))
-                and (out is dy or not np.may_share_memory(out, dy))):
+                and (g := out.flags).carray
+                and (out is x or (g.owndata and fx.owndata) or not np.may_share_memory(out, x))
+                and (out is dy or (g.owndata and fd.owndata) or not np.may_share_memory(out, dy))):
             run(x, dy, out, self._defaults)
             return out
         return None
@@ -686,16 +694,16 @@ class Activation:
         if type(x) is np.ndarray and type(dy) is np.ndarray:
             run = self._fast_backward.get(x.dtype)
             if (run is not None and dy.dtype is x.dtype and dy.shape == x.shape
-                    and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned
+                    and (fx := x.flags).c_contiguous and fx.aligned and (fd := dy.flags).c_contiguous and fd.aligned
                     and (values := self._scalar_values(params) if params else self._defaults) is not None):
                 if out is None:
                     dx = np.empty_like(x)
                     run(x, dy, dx, values)
                     return dx if x.ndim else dx[()]
                 if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
-                        and out.flags.carray
-                        and (out is x or not np.may_share_memory(out, x))
-                        and (out is dy or not np.may_share_memory(out, dy))):
+                        and (g := out.flags).carray
+                        and (out is x or (g.owndata and fx.owndata) or not np.may_share_memory(out, x))
+                        and (out is dy or (g.owndata and fd.owndata) or not np.may_share_memory(out, dy))):
                     run(x, dy, out, values)
                     return out
         xa, result = self._array(x, "x")
