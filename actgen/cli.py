@@ -171,13 +171,17 @@ def cmd_show(args) -> int:
     print(f"\n  f(x) = {act.expr_text}")
     print(f"       = {act.expr}")
     for k in lowered.kernels:
-        label = {"forward": "f(x)", "backward": "f'(x)"}.get(k.kind, f"df/d{k.param}")
+        label = {"forward": "f(x)", "backward": "f'(x)", "backward_y": "f'(x) from the output y = f(x)"}.get(
+            k.kind, f"df/d{k.param}")
         if k.kind != "forward":
             print(f"\n  {label} = {k.exact}")
         for dtype in ("float32", "float64"):
             choice = lowered.choices[k.name, dtype]
             form = choice.form
-            print(f"  {dtype}: {describe_choice(choice)}")
+            if k.kind == "backward_y":      # not measured by selection (its input is y, not x)
+                print(f"  {dtype}: rewritten, in the dtype (actgen verify measures it at y = f(x))")
+            else:
+                print(f"  {dtype}: {describe_choice(choice)}")
             if form.rules and form.stable is not None:
                 print(f"           generated as {form.stable}  [rewrites: {', '.join(form.rules)}]")
     kinks = kink_points(act)

@@ -118,6 +118,8 @@ def _note(choice, compute: str) -> str:
         parts.append("computed in double")
     if choice.form.guards:
         parts.append("limits at infinity")
+    if choice.kernel.kind == "backward_y":      # its input is y: actgen verify measures it, selection does not
+        return ", ".join([*parts, "measured by actgen verify at y = f(x)"])
     unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
     parts.append(f"measured {choice.error:.3g} {unit}")
     if choice.naive is not None and choice.naive.label == "naive":

@@ -60,6 +60,13 @@ def test_show_a_builtin_prints_kink_conventions():
     assert "kinks (PyTorch's conventions): f'(0) = 0.01" in out.stdout
 
 
+def test_show_labels_the_derivative_from_the_output():
+    out = run_cli("show", "sigmoid")
+    assert out.returncode == 0
+    assert "f'(x) from the output y = f(x) = y*(1 - y)" in out.stdout
+    assert "df/dNone" not in out.stdout and "nan ULP" not in out.stdout
+
+
 @requires_cc
 def test_show_says_why_a_float32_kernel_computes_in_double():
     # swish in float arithmetic loses ~50 ULP where its result is subnormal (x ~ -90): selection

@@ -50,7 +50,7 @@ static inline ACTGEN_INLINE float actgen_log_softmax_backward_elem_f32(const flo
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
+/* dx = dy * f'(x), written with y = f(x): rewritten, measured by actgen verify at y = f(x) */
 static inline ACTGEN_INLINE float actgen_log_softmax_backward_y_elem_f32(const float y)
 {
     (void)y;
@@ -94,16 +94,25 @@ static inline void actgen_log_softmax_row_sum_f32(const float *restrict x, int64
     *rest_out = rest;
 }
 
-/* p = softmax of the row, into p (which may be the output or the gradient buffer) */
+/* p = softmax of the row, into p (which may be the output or the gradient buffer): the sum pass
+ * keeps each exp(s - m) in p, so exp is computed once per element (in float32 p holds it rounded
+ * to float, which adds at most half a ULP before the division's rounding) */
 static inline void actgen_log_softmax_row_softmax_f32(const float *restrict x, float *restrict p, int64_t n)
 {
     const double m = actgen_log_softmax_row_max_f32(x, n);
-    double ties, rest;
-    actgen_log_softmax_row_sum_f32(x, n, m, &ties, &rest);
+    double ties = 0.0, rest = 0.0;
+    #pragma omp simd reduction(+:ties, rest)
+    for (int64_t j = 0; j < n; ++j) {
+        const double s = actgen_log_softmax_forward_elem_f32(x[j]);
+        const double e = actgen_log_softmax_row_exp_f32(s, m);
+        ties += (s == m) ? 1.0 : 0.0;
+        rest += (s == m) ? 0.0 : e;
+        p[j] = (float)e;
+    }
     const double total = isfinite(m) ? ties + rest : NAN;
     #pragma omp simd
     for (int64_t j = 0; j < n; ++j)
-        p[j] = (float)(actgen_log_softmax_row_exp_f32(actgen_log_softmax_forward_elem_f32(x[j]), m) / total);
+        p[j] = (float)((double)p[j] / total);
 }
 
 /* ---- float32: exported functions ---- */
@@ -193,7 +202,7 @@ static inline ACTGEN_INLINE double actgen_log_softmax_backward_elem_f64(const do
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
+/* dx = dy * f'(x), written with y = f(x): rewritten, measured by actgen verify at y = f(x) */
 static inline ACTGEN_INLINE double actgen_log_softmax_backward_y_elem_f64(const double y)
 {
     (void)y;
@@ -237,16 +246,25 @@ static inline void actgen_log_softmax_row_sum_f64(const double *restrict x, int6
     *rest_out = rest;
 }
 
-/* p = softmax of the row, into p (which may be the output or the gradient buffer) */
+/* p = softmax of the row, into p (which may be the output or the gradient buffer): the sum pass
+ * keeps each exp(s - m) in p, so exp is computed once per element (in float32 p holds it rounded
+ * to float, which adds at most half a ULP before the division's rounding) */
 static inline void actgen_log_softmax_row_softmax_f64(const double *restrict x, double *restrict p, int64_t n)
 {
     const double m = actgen_log_softmax_row_max_f64(x, n);
-    double ties, rest;
-    actgen_log_softmax_row_sum_f64(x, n, m, &ties, &rest);
+    double ties = 0.0, rest = 0.0;
+    #pragma omp simd reduction(+:ties, rest)
+    for (int64_t j = 0; j < n; ++j) {
+        const double s = actgen_log_softmax_forward_elem_f64(x[j]);
+        const double e = actgen_log_softmax_row_exp_f64(s, m);
+        ties += (s == m) ? 1.0 : 0.0;
+        rest += (s == m) ? 0.0 : e;
+        p[j] = (double)e;
+    }
     const double total = isfinite(m) ? ties + rest : NAN;
     #pragma omp simd
     for (int64_t j = 0; j < n; ++j)
-        p[j] = (double)(actgen_log_softmax_row_exp_f64(actgen_log_softmax_forward_elem_f64(x[j]), m) / total);
+        p[j] = (double)((double)p[j] / total);
 }
 
 /* ---- float64: exported functions ---- */

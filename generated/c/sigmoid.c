@@ -48,7 +48,7 @@ static inline ACTGEN_INLINE double actgen_sigmoid_backward_elem_f32(const double
     return actgen_sigmoid_f64(-x)*actgen_sigmoid_f64(x);
 }
 
-/* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
+/* dx = dy * f'(x), written with y = f(x): rewritten, measured by actgen verify at y = f(x) */
 static inline ACTGEN_INLINE float actgen_sigmoid_backward_y_elem_f32(const float y)
 {
     (void)y;
@@ -143,7 +143,7 @@ static inline ACTGEN_INLINE double actgen_sigmoid_backward_elem_f64(const double
     return actgen_sigmoid_f64(-x)*actgen_sigmoid_f64(x);
 }
 
-/* dx = dy * f'(x), written with y = f(x): rewritten, measured nan ULP (conditioned) */
+/* dx = dy * f'(x), written with y = f(x): rewritten, measured by actgen verify at y = f(x) */
 static inline ACTGEN_INLINE double actgen_sigmoid_backward_y_elem_f64(const double y)
 {
     (void)y;
