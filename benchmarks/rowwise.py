@@ -10,40 +10,33 @@ kernels (`aten::_softmax_backward_data` and `aten::_log_softmax_backward_data` f
 which autograd runs: they take the saved output y, so they are the peer of both of actgen's
 backwards), and for sparsemax,
 which neither PyTorch nor NumPy has, the sort-based algorithm of Martins & Astudillo (2016) as TF
-Addons and Keras 3 write it: in PyTorch (autograd through sort, cumsum and clamp for the
-backward) and in NumPy. Median of 5 repeats, each at least 0.1 s of calls; Gelem/s, and the
-ratio actgen / the fastest peer.
+Addons write it: in PyTorch (autograd through sort, cumsum and clamp for the backward) and in
+NumPy. Median of 5 repeats, each at least 0.1 s of calls; Gelem/s, and the ratio actgen / the
+fastest peer.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
 import actgen
+from actgen.bench import _time as bench_time
 from actgen.bench import machine
+
+# the sort-based sparsemax in PyTorch ops, as tests/test_kinds.py writes it (one copy)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_kinds import _torch_sparsemax  # noqa: E402
 
 TOTAL = 2 ** 22
 WIDTHS = (16, 1024, 32768)
 
 
 def _time(fn, repeats=5, min_time=0.1) -> float:
-    fn()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < min_time / 5:
-        fn()
-        calls += 1
-    calls = max(1, calls * 5)
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        runs.append((time.perf_counter() - start) / calls)
-    return statistics.median(runs)
+    """Median seconds per call (actgen bench's timer: a warm-up, repeats of >= min_time)."""
+    return bench_time(fn, repeats, min_time)["seconds"]
 
 
 def numpy_sparsemax(x):
@@ -53,18 +46,6 @@ def numpy_sparsemax(x):
     k = np.sum(1 + r * z > c, axis=-1, keepdims=True)
     tau = (np.take_along_axis(c, k - 1, axis=-1) - 1) / k
     return np.maximum(x - tau, 0)
-
-
-def torch_peers(torch):
-    def sparsemax(v):
-        z, _ = torch.sort(v, dim=-1, descending=True)
-        c = z.cumsum(-1)
-        r = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype)
-        k = (1 + r * z > c).sum(-1, keepdim=True)
-        tau = (c.gather(-1, k - 1) - 1) / k.to(v.dtype)
-        return torch.clamp(v - tau, min=0)
-
-    return sparsemax
 
 
 def main() -> int:
@@ -118,7 +99,9 @@ def main() -> int:
                                 cells["torch"] = _time(lambda: aten._log_softmax_backward_data.out(
                                     tdy, yt, -1, tx.dtype, out=tdx))
                         else:
-                            sparsemax = torch_peers(torch)
+                            def sparsemax(v):
+                                return _torch_sparsemax(torch, v)
+
                             if op == "forward":
                                 with torch.no_grad():
                                     cells["torch sort-based"] = _time(lambda: sparsemax(tx))

@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("parity", ROOT / "tests" / "test_torch_parity.py")
 parity = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(parity)
+spec = importlib.util.spec_from_file_location("kinds", ROOT / "tests" / "test_kinds.py")
+kinds = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(kinds)
 
 
 def measure(name: str, dtype) -> dict:
@@ -58,12 +61,8 @@ def measure(name: str, dtype) -> dict:
 
 
 def _sparsemax(v):
-    """Sparsemax by sorting in PyTorch ops (PyTorch has none); autograd gives its backward."""
-    z, _ = torch.sort(v, dim=-1, descending=True)
-    c = z.cumsum(-1)
-    r = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype)
-    k = (1 + r * z > c).sum(-1, keepdim=True)
-    return torch.clamp(v - (c.gather(-1, k - 1) - 1) / k.to(v.dtype), min=0)
+    """Sparsemax by sorting in PyTorch ops (PyTorch has none; tests/test_kinds.py's copy)."""
+    return kinds._torch_sparsemax(torch, v)
 
 
 def _half(fn):
