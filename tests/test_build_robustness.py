@@ -321,7 +321,8 @@ def test_a_temporary_cache_directory_owned_by_someone_else_is_not_used(tmp_path,
     monkeypatch.setenv("ACTGEN_CACHE_DIR", str(blocker / "cache"))
     with pytest.warns(ActgenWarning, match="not writable"):
         root = build_module.cache_root()
-    assert not str(root).startswith(str(planted)) and root.parent.parent == private_tmp
+    # compare paths, not strings: as root, mkdtemp's actgen-0xxxx shares a prefix with actgen-0
+    assert planted not in root.parents and root.parent != planted and root.parent.parent == private_tmp
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permissions")
