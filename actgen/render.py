@@ -24,10 +24,15 @@ LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp
 
 #: Math functions each prelude helper calls (so that their SIMD variants are declared).
 #: In definition order (a helper may call those before it).
-HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "sigmoid": ("exp",),
-                "softplus": ("exp", "log1p", "fabs"), "dd": ()}
+HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "exp": (), "expm1": (), "log1p_unit": (),
+                "tanh": (), "cosh": (),
+                "sigmoid": ("exp",), "softplus": ("exp", "log1p", "fabs"), "dd": ()}
 #: Helpers that call other helpers.
 HELPER_USES = {"softplus": ("max",), "dd": ("max", "sigmoid", "softplus")}
+#: ... and the float32-result variants (_d32, printed where a float32 kernel computes in double):
+#: they call actgen's own exp and log1p on [0, 1] instead of libm's.
+NARROW_USES = {"sigmoid": ("exp",), "softplus": ("exp", "log1p_unit"), "expm1": ("exp",),
+               "tanh": ("exp", "expm1"), "cosh": ("exp",)}
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class HelperView:
     tag: str                  # f32
     suffix: str               # f ('' for double): libm name suffix
     literal: str              # F ('' for double): literal suffix
+    exp: str = ""             # the exp the helper calls: expf, exp, or actgen_exp_d32 (tag d32)
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,8 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
             choice = lowered.choices[k.name, dtype]
             compute = choice.c_compute if backend.name == "c" else choice.compute
             form = choice.form
-            printer = backend.printer(compute, form.dd_temps, form.compensated)
+            narrow = backend.name == "c" and dtype == "float32" and compute == "double"
+            printer = backend.printer(compute, form.dd_temps, form.compensated, narrow=narrow)
             temps, result = _print_kernel(printer, form)
             kernels[k.name] = KernelView(
                 k.name, k.kind, f"actgen_{act.name}_{k.name}_elem_{tag}", str(k.variable), k.description,
@@ -171,7 +178,7 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         name=act.name, kind=act.kind, normalizer=act.normalizer, description=act.description,
         spec=spec_display, expr_text=act.expr_text,
         params=tuple(act.params.items()), learnable=act.learnable, dtypes=tuple(dtypes),
-        helpers=tuple(sorted(helpers.values(), key=lambda h: (h.compute, order.index(h.name)))),
+        helpers=tuple(sorted(helpers.values(), key=lambda h: (h.compute, order.index(h.name), h.tag))),
         simd_functions=tuple(sorted(simd)))
 
 
@@ -181,10 +188,16 @@ def _collect(printer, compute: str, helpers: dict, simd: set) -> None:
     used = set(printer.helpers)
     for h in list(used):
         used.update(HELPER_USES.get(h, ()))
+    narrow = set(getattr(printer, "narrow_helpers", ()))
+    for h in list(narrow):
+        narrow.update(NARROW_USES.get(h, ()))
+        used.update(u for u in HELPER_USES.get(h, ()) if u not in NARROW_USES.get(h, ()))
     for h in sorted(used):
-        helpers[(h, compute)] = HelperView(h, compute, "f32" if compute == "float" else "f64",
-                                           suffix, "F" if compute == "float" else "")
+        helpers[(h, compute, "")] = HelperView(h, compute, "f32" if compute == "float" else "f64",
+                                               suffix, "F" if compute == "float" else "", "exp" + suffix)
         simd.update((compute, f + suffix) for f in HELPER_NEEDS[h] if f in LIBMVEC)
+    for h in sorted(narrow):
+        helpers[(h, "double", "d32")] = HelperView(h, "double", "d32", "", "", "actgen_exp_d32")
     simd.update((compute, f) for f in printer.math_functions if (f[:-1] if suffix else f) in LIBMVEC)
 
 

@@ -21,7 +21,8 @@ class Backend:
     name: str
     #: (template, output path) pairs; the output path may use {name}
     templates: tuple[tuple[str, str], ...]
-    #: printer for a compute type (and the double-double temporaries of a compensated form)
+    #: printer for a compute type (and the double-double temporaries of a compensated form;
+    #: narrow: double arithmetic for a float32 result, which the C printer uses)
     printer: Callable[..., object]
     #: the compute type used for a dtype's arithmetic
     compute: Callable[[str], str]
@@ -35,7 +36,8 @@ class Backend:
 C = Backend(
     name="c",
     templates=(("c/activation.c.jinja", "c/{name}.c"), ("c/activation.h.jinja", "c/{name}.h")),
-    printer=lambda compute, dd_temps=frozenset(), compensate=False: KernelCPrinter(compute, dd_temps, compensate),
+    printer=lambda compute, dd_temps=frozenset(), compensate=False, narrow=False:
+        KernelCPrinter(compute, dd_temps, compensate, narrow),
     compute=lambda dtype: DTYPES[dtype][1],
     symbol=lambda act, kernel, dtype: f"actgen_{act}_{kernel}_{DTYPES[dtype][0]}",
 )
@@ -43,7 +45,8 @@ C = Backend(
 NUMPY = Backend(
     name="numpy",
     templates=(("numpy/activation.py.jinja", "numpy/{name}.py"),),
-    printer=lambda compute, dd_temps=frozenset(), compensate=False: KernelNumPyPrinter(dd_temps, compensate),
+    printer=lambda compute, dd_temps=frozenset(), compensate=False, narrow=False:
+        KernelNumPyPrinter(dd_temps, compensate),
     compute=lambda dtype: dtype,
     symbol=lambda act, kernel, dtype: f"{kernel}_{DTYPES[dtype][0]}",
 )

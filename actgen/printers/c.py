@@ -9,7 +9,11 @@ Changes from SymPy's ``C99CodePrinter`` (each for a reason):
   statement expression), so no call is conditional;
 * Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers from the prelude that
   propagate NaN (``fmaxf`` drops NaN and blocks vectorisation);
-* the math functions and helpers used are recorded, so the template declares exactly those.
+* the math functions and helpers used are recorded, so the template declares exactly those;
+* ``narrow`` (double arithmetic whose result is rounded to float32): exp, expm1, tanh, cosh and
+  the sigmoid/softplus helpers call actgen's own exp (``actgen_exp_d32``: relative error below
+  2^-36, far under float32's 2^-24, at a fraction of the cost of libm's correctly-near-rounded
+  double exp, which spends its time on bits the float result drops).
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
     (double only), sensitive functions get double-double arguments (``dd_temps`` are the
     temporaries held as ``actgen_dd``)."""
 
-    def __init__(self, compute: str = "double", dd_temps=frozenset(), compensate: bool = False):
-        if compute not in ("float", "double"):
+    def __init__(self, compute: str = "double", dd_temps=frozenset(), compensate: bool = False,
+                 narrow: bool = False):
+        if compute not in ("float", "double") or (narrow and compute != "double"):
             raise ValueError(compute)
         settings = {"strict": True, "math_macros": {}}
         if compute == "float":
@@ -52,6 +57,8 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         self.dd_temps = frozenset(dd_temps)
         self.compensate = compensate and compute == "double"
         self._branch_temps = 0                  # names of hoisted Piecewise branches
+        self.narrow = narrow and not self.compensate
+        self.narrow_helpers: set[str] = set()   # helpers in their float32-result variant (_d32)
 
     # numbers: KernelNumbers prints literals with the suffix of the compute type ---------
     def _print_Infinity(self, e):
@@ -169,11 +176,29 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         tests = [f"({x} >= {lo})"] * bool(e.args[1].is_finite) + [f"({x} <= {hi})"] * bool(e.args[2].is_finite)
         return f"(({' & '.join(tests)}) ? {x} : {inside})"
 
+    def _narrow_helper(self, key: str, *args) -> str:
+        self.narrow_helpers.add(key)
+        return f"actgen_{key}_d32({', '.join(self._print(a) for a in args)})"
+
     def _print_sigmoid(self, e):
+        if self.narrow:
+            return self._narrow_helper("sigmoid", e.args[0])
         return self._sensitive(e, lambda e: self._helper("sigmoid", e.args[0]))
 
     def _print_softplus(self, e):
+        if self.narrow:
+            return self._narrow_helper("softplus", e.args[0])
         return self._sensitive(e, lambda e: self._helper("softplus", e.args[0]))
+
+    def _print_expm1(self, e):
+        if self.narrow:
+            return self._narrow_helper("expm1", e.args[0])
+        return self._print_math_func(e)
+
+    def _print_tanh(self, e):
+        if self.narrow:
+            return self._narrow_helper("tanh", e.args[0])
+        return self._print_math_func(e)
 
     # double-double (compensated arguments) --------------------------------------------------
     def _dd_lift(self, text):
@@ -203,12 +228,16 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         return f"actgen_{function}_dd({dd})"
 
     def _print_exp(self, e):
+        if self.narrow:
+            return self._narrow_helper("exp", e.args[0])
         return self._sensitive(e, self._print_math_func)
 
     def _print_erfc(self, e):
         return self._sensitive(e, self._print_math_func)
 
     def _print_cosh(self, e):
+        if self.narrow:
+            return self._narrow_helper("cosh", e.args[0])
         return self._sensitive(e, self._print_math_func)
 
     def _print_sinh(self, e):
@@ -232,6 +261,6 @@ def _calls(e) -> bool:
 
 # SymPy binds its math-function printers to C89CodePrinter._print_math_func at import time;
 # rebind them so this printer records the functions it uses.
-for _name in ("Abs Sqrt exp2 expm1 log log10 log2 log1p Cbrt hypot fma loggamma sin cos tan asin "
-              "acos atan atan2 tanh asinh acosh atanh erf gamma ceiling floor").split():
+for _name in ("Abs Sqrt exp2 log log10 log2 log1p Cbrt hypot fma loggamma sin cos tan asin "
+              "acos atan atan2 asinh acosh atanh erf gamma ceiling floor").split():
     setattr(KernelCPrinter, "_print_" + _name, KernelCPrinter._print_math_func)

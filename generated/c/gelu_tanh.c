@@ -34,6 +34,41 @@ double log1p(double) ACTGEN_CONST;
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
 static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
 
+/* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
+ * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
+ * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans [-2020, 2020] and an underflowing result
+ * rounds once. No libm call, no table: it vectorises on any target. NaN stays NaN, +-inf and
+ * overflow/underflow as exp. (glibc's double exp, libmvec's included, is accurate to 2^-52 and
+ * about half as fast; its float exp, to 2-3 ULP of float, too inaccurate for a 4 ULP budget.) */
+static inline double actgen_exp_d32(double a)
+{
+    double c = a < -1400.0 ? -1400.0 : a;         /* two selects: nested ?: stops the vectoriser */
+    c = c > 1400.0 ? 1400.0 : c;
+    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
+    const double t = fma(c, 1.4426950408889634, shifter);
+    const double k = t - shifter;
+    const double r = fma(k, -1.9082149292705877e-10, fma(k, -0.6931471803691238, c));
+    double p = 2.7557319223985891e-06;
+    p = fma(p, r, 2.4801587301587302e-05);
+    p = fma(p, r, 1.9841269841269841e-04);
+    p = fma(p, r, 1.3888888888888889e-03);
+    p = fma(p, r, 8.3333333333333333e-03);
+    p = fma(p, r, 4.1666666666666667e-02);
+    p = fma(p, r, 1.6666666666666667e-01);
+    p = fma(p, r, 0.5);
+    p = fma(p, r, 1.0);
+    p = fma(p, r, 1.0);
+    const double k1 = fma(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
+    const double k2 = (k - (k1 - shifter)) + shifter;
+    union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
+    s2.u = (s2.u + 1023) << 52;
+    return p * s1.d * s2.d;
+}
+
+/* sigmoid for a float32 result: e/(1 + e) or 1/(1 + e), e = exp(-|z|) (actgen_exp_d32), one division */
+static inline double actgen_sigmoid_d32(double z) { const double e = actgen_exp_d32(-fabs(z)); return (z >= 0 ? 1.0 : e) / (1.0 + e); }
+
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
 static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z)); const double r = 1.0 / (1.0 + e); return z >= 0 ? r : e * r; }
 
@@ -61,7 +96,7 @@ static inline double actgen_sinh_dd(actgen_dd u) { return sinh(u.hi) + cosh(u.hi
 static inline ACTGEN_INLINE double actgen_gelu_tanh_forward_elem_f32(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(0.0713548162726002487763*(x*x*x) + 1.59576912160573071176*x); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_d32(0.0713548162726002487763*(x*x*x) + 1.59576912160573071176*x); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -71,8 +106,8 @@ static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f32(const doub
     (void)x;
     const double t0 = 1.59576912160573071176*x;
     const double t1 = t0 + 0.0713548162726002487763*(x*x*x);
-    const double t2 = actgen_sigmoid_f64(t1);
-    const double actgen_r = ({ const double actgen_b1 = t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_f64(-t1) + t2; double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double t2 = actgen_sigmoid_d32(t1);
+    const double actgen_r = ({ const double actgen_b1 = t0*t2*((26829.0*(x*x))/200000.0 + 1.0)*actgen_sigmoid_d32(-t1) + t2; double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -38,8 +38,96 @@ double tanh(double) ACTGEN_CONST;
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
 static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
 
+/* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
+ * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
+ * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans [-2020, 2020] and an underflowing result
+ * rounds once. No libm call, no table: it vectorises on any target. NaN stays NaN, +-inf and
+ * overflow/underflow as exp. (glibc's double exp, libmvec's included, is accurate to 2^-52 and
+ * about half as fast; its float exp, to 2-3 ULP of float, too inaccurate for a 4 ULP budget.) */
+static inline double actgen_exp_d32(double a)
+{
+    double c = a < -1400.0 ? -1400.0 : a;         /* two selects: nested ?: stops the vectoriser */
+    c = c > 1400.0 ? 1400.0 : c;
+    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
+    const double t = fma(c, 1.4426950408889634, shifter);
+    const double k = t - shifter;
+    const double r = fma(k, -1.9082149292705877e-10, fma(k, -0.6931471803691238, c));
+    double p = 2.7557319223985891e-06;
+    p = fma(p, r, 2.4801587301587302e-05);
+    p = fma(p, r, 1.9841269841269841e-04);
+    p = fma(p, r, 1.3888888888888889e-03);
+    p = fma(p, r, 8.3333333333333333e-03);
+    p = fma(p, r, 4.1666666666666667e-02);
+    p = fma(p, r, 1.6666666666666667e-01);
+    p = fma(p, r, 0.5);
+    p = fma(p, r, 1.0);
+    p = fma(p, r, 1.0);
+    const double k1 = fma(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
+    const double k2 = (k - (k1 - shifter)) + shifter;
+    union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
+    s2.u = (s2.u + 1023) << 52;
+    return p * s1.d * s2.d;
+}
+
+/* expm1 for a float32 result: its Taylor polynomial (degree 10) where |a| <= 0.35, where
+ * exp(a) - 1 would cancel; exp(a) - 1 beyond */
+static inline double actgen_expm1_d32(double a)
+{
+    double p = 2.7557319223985891e-07;
+    p = fma(p, a, 2.7557319223985891e-06);
+    p = fma(p, a, 2.4801587301587302e-05);
+    p = fma(p, a, 1.9841269841269841e-04);
+    p = fma(p, a, 1.3888888888888889e-03);
+    p = fma(p, a, 8.3333333333333333e-03);
+    p = fma(p, a, 4.1666666666666667e-02);
+    p = fma(p, a, 1.6666666666666667e-01);
+    p = fma(p, a, 0.5);
+    p = fma(p, a, 1.0) * a;
+    const double e = actgen_exp_d32(a) - 1.0;
+    return (a <= 0.35 && a >= -0.35) ? p : e;
+}
+
+/* log1p(e) for e in [0, 1] (softplus: e = exp(-|z|)) and a float32 result: 2 atanh(s),
+ * s = e / (2 + e) in [0, 1/3], by its series to s^21 (relative error < 2^-35) */
+static inline double actgen_log1p_unit_d32(double e)
+{
+    const double q = 2.0 / (2.0 + e), s = 0.5 * e * q, s2 = s * s;   /* q: e stays exact where tiny */
+    double p = 1.0 / 21;
+    p = fma(p, s2, 1.0 / 19);
+    p = fma(p, s2, 1.0 / 17);
+    p = fma(p, s2, 1.0 / 15);
+    p = fma(p, s2, 1.0 / 13);
+    p = fma(p, s2, 1.0 / 11);
+    p = fma(p, s2, 1.0 / 9);
+    p = fma(p, s2, 1.0 / 7);
+    p = fma(p, s2, 1.0 / 5);
+    p = fma(p, s2, 1.0 / 3);
+    p = fma(p, s2, 1.0);
+    return e * q * p;
+}
+
+/* tanh for a float32 result: sign(a) E/(E + 2), E = expm1(2|a|) (|a| capped at 30, where tanh is 1
+ * to 2^-86); copysign keeps -0 */
+static inline double actgen_tanh_d32(double a)
+{
+    double m = fabs(a);
+    m = m > 30.0 ? 30.0 : m;
+    const double e = actgen_expm1_d32(2.0 * m);
+    return copysign(e / (e + 2.0), a);
+}
+
+/* cosh for a float32 result: h + 1/(4h), h = exp(|a|)/2 = exp(|a| - ln 2) (finite as far as cosh is) */
+static inline double actgen_cosh_d32(double a) { const double h = actgen_exp_d32(fabs(a) - 0.6931471805599453); return h + 0.25 / h; }
+
+/* sigmoid for a float32 result: e/(1 + e) or 1/(1 + e), e = exp(-|z|) (actgen_exp_d32), one division */
+static inline double actgen_sigmoid_d32(double z) { const double e = actgen_exp_d32(-fabs(z)); return (z >= 0 ? 1.0 : e) / (1.0 + e); }
+
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
 static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z)); const double r = 1.0 / (1.0 + e); return z >= 0 ? r : e * r; }
+
+/* softplus for a float32 result: max(z, 0) + log1p(exp(-|z|)) with actgen's exp and log1p */
+static inline double actgen_softplus_d32(double z) { return actgen_max_f64(z, 0.0) + actgen_log1p_unit_d32(actgen_exp_d32(-fabs(z))); }
 
 /* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow */
 static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(exp(-fabs(z))); }
@@ -50,7 +138,7 @@ static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.
 static inline ACTGEN_INLINE double actgen_mish_forward_elem_f32(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x*tanh(actgen_softplus_f64(x)); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = x*actgen_tanh_d32(actgen_softplus_d32(x)); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -58,8 +146,8 @@ static inline ACTGEN_INLINE double actgen_mish_forward_elem_f32(const double x)
 static inline ACTGEN_INLINE double actgen_mish_backward_elem_f32(const double x)
 {
     (void)x;
-    const double t0 = actgen_softplus_f64(x);
-    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double t0 = actgen_softplus_d32(x);
+    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_d32(x))/actgen_cosh_d32(t0)/actgen_cosh_d32(t0) + actgen_tanh_d32(t0); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
