@@ -25,14 +25,14 @@ LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp
 #: Math functions each prelude helper calls (so that their SIMD variants are declared).
 #: In definition order (a helper may call those before it).
 HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "exp": (), "expm1": (), "log1p_unit": (),
-                "tanh": (), "cosh": (),
+                "tanh": (), "cosh": (), "erfc": (),
                 "sigmoid": ("exp",), "softplus": ("exp", "log1p", "fabs"), "dd": ()}
 #: Helpers that call other helpers.
 HELPER_USES = {"softplus": ("max",), "dd": ("max", "sigmoid", "softplus")}
 #: ... and the float32-result variants (_d32, printed where a float32 kernel computes in double):
 #: they call actgen's own exp and log1p on [0, 1] instead of libm's.
 NARROW_USES = {"sigmoid": ("exp",), "softplus": ("exp", "log1p_unit"), "expm1": ("exp",),
-               "tanh": ("exp", "expm1"), "cosh": ("exp",)}
+               "tanh": ("exp", "expm1"), "cosh": ("exp",), "erfc": ("exp",)}
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,8 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         if act.kind == "rowwise" and act.normalizer != "sparsemax":
             # the row loops compute in double: exp, log and log1p of the normalisation
             simd.update(("double", f) for f in ("exp", "log", "log1p"))
+            if dtype == "float32":          # float32 rows call actgen's exp (the _d32 helpers)
+                helpers[("exp", "double", "d32")] = HelperView("exp", "double", "d32", "", "", "actgen_exp_d32")
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
                                r.channels) for r in role_list)
         dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))

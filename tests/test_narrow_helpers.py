@@ -19,7 +19,7 @@ from conftest import requires_cc
 
 BOUND = 2.0 ** -33   # relative error allowed (float32: 2^-24); measured: exp 2^-36.6, expm1 2^-35, log1p 2^-39.3
 
-HELPERS = ("exp", "expm1", "log1p_unit", "tanh", "cosh", "sigmoid", "softplus")
+HELPERS = ("exp", "expm1", "log1p_unit", "tanh", "cosh", "erfc", "sigmoid", "softplus")
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,20 @@ def test_tanh_and_cosh_d32(helpers):
     got = helpers("cosh", _specials())
     assert got[:4].tolist() == [1.0, 1.0, 1.0, 1.0] and got[4] == got[5] == got[7] == got[8] == np.inf
     assert np.isnan(got[6])
+
+
+@requires_cc
+def test_erfc_d32_against_mpmath(helpers):
+    import mpmath
+
+    u = np.concatenate([np.linspace(-7.0, 27.0, 3401), np.geomspace(1e-9, 27.0, 800),
+                        -np.geomspace(1e-9, 7.0, 400), [26.5, 26.55, 26.6]])
+    with mpmath.workdps(40):
+        ref = np.array([float(mpmath.erfc(mpmath.mpf(float(v)))) for v in u])
+    got = helpers("erfc", u)
+    normal = ref >= np.finfo(np.float64).tiny
+    assert _relative(got, ref)[normal].max() < BOUND
+    assert np.all(np.abs(got[~normal] - ref[~normal]) <= 2.0 ** -1074 * 2 + BOUND * ref[~normal])
+    got = helpers("erfc", _specials())
+    assert got[:4].tolist() == [1.0, 1.0, 1.0, 1.0] and got[4] == 0.0 and got[5] == 2.0
+    assert np.isnan(got[6]) and got[7] == 0.0 and got[8] == 2.0
