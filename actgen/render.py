@@ -81,7 +81,6 @@ class HelperView:
     tag: str                  # f32
     suffix: str               # f ('' for double): libm name suffix
     literal: str              # F ('' for double): literal suffix
-    exp: str = ""             # the exp the helper calls: expf, exp, or actgen_exp_d32 (tag d32)
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,7 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
             # the row loops compute in double: exp, log and log1p of the normalisation
             simd.update(("double", f) for f in ("exp", "log", "log1p"))
             if dtype == "float32":          # float32 rows call actgen's exp (the _d32 helpers)
-                helpers[("exp", "double", "d32")] = HelperView("exp", "double", "d32", "", "", "actgen_exp_d32")
+                helpers[("exp", "double", "d32")] = HelperView("exp", "double", "d32", "", "")
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
                                r.channels) for r in role_list)
         dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))
@@ -190,16 +189,16 @@ def _collect(printer, compute: str, helpers: dict, simd: set) -> None:
     used = set(printer.helpers)
     for h in list(used):
         used.update(HELPER_USES.get(h, ()))
-    narrow = set(getattr(printer, "narrow_helpers", ()))
+    narrow = set(printer.narrow_helpers)
     for h in list(narrow):
         narrow.update(NARROW_USES.get(h, ()))
         used.update(u for u in HELPER_USES.get(h, ()) if u not in NARROW_USES.get(h, ()))
     for h in sorted(used):
         helpers[(h, compute, "")] = HelperView(h, compute, "f32" if compute == "float" else "f64",
-                                               suffix, "F" if compute == "float" else "", "exp" + suffix)
+                                               suffix, "F" if compute == "float" else "")
         simd.update((compute, f + suffix) for f in HELPER_NEEDS[h] if f in LIBMVEC)
     for h in sorted(narrow):
-        helpers[(h, "double", "d32")] = HelperView(h, "double", "d32", "", "", "actgen_exp_d32")
+        helpers[(h, "double", "d32")] = HelperView(h, "double", "d32", "", "")
     simd.update((compute, f) for f in printer.math_functions if (f[:-1] if suffix else f) in LIBMVEC)
 
 
