@@ -25,14 +25,14 @@ LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp
 #: Math functions each prelude helper calls (so that their SIMD variants are declared).
 #: In definition order (a helper may call those before it).
 HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "exp": (), "expm1": (), "log1p_unit": (),
-                "tanh": (), "cosh": (), "erfc": (),
+                "tanh": (), "cosh": (),
                 "sigmoid": ("exp",), "softplus": ("exp", "log1p", "fabs"), "dd": ()}
 #: Helpers that call other helpers.
 HELPER_USES = {"softplus": ("max",), "dd": ("max", "sigmoid", "softplus")}
 #: ... and the float32-result variants (_d32, printed where a float32 kernel computes in double):
 #: they call actgen's own exp and log1p on [0, 1] instead of libm's.
 NARROW_USES = {"sigmoid": ("exp",), "softplus": ("exp", "log1p_unit"), "expm1": ("exp",),
-               "tanh": ("exp", "expm1"), "cosh": ("exp",), "erfc": ("exp",)}
+               "tanh": ("exp", "expm1"), "cosh": ("exp",)}
 
 
 @dataclass(frozen=True)

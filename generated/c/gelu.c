@@ -36,6 +36,14 @@ double log1p(double) ACTGEN_CONST;
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
 static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
 
+/* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
+ * software fma would be ~30x slower; the _d32 helpers need no exact product) */
+#ifdef FP_FAST_FMA
+#define ACTGEN_MAD(a, b, c) fma(a, b, c)
+#else
+#define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
+#endif
+
 /* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
  * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
  * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans [-2020, 2020] and an underflowing result
@@ -47,53 +55,26 @@ static inline double actgen_exp_d32(double a)
     double c = a < -1400.0 ? -1400.0 : a;         /* two selects: nested ?: stops the vectoriser */
     c = c > 1400.0 ? 1400.0 : c;
     const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    const double t = fma(c, 1.4426950408889634, shifter);
+    const double t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
     const double k = t - shifter;
-    const double r = fma(k, -1.9082149292705877e-10, fma(k, -0.6931471803691238, c));
+    /* ln 2 = hi + lo, hi with 32 significant bits (fdlibm's): k hi is exact even without fma */
+    const double r = ACTGEN_MAD(k, -1.9082149292705877e-10, ACTGEN_MAD(k, -0.6931471803691238, c));
     double p = 2.7557319223985891e-06;
-    p = fma(p, r, 2.4801587301587302e-05);
-    p = fma(p, r, 1.9841269841269841e-04);
-    p = fma(p, r, 1.3888888888888889e-03);
-    p = fma(p, r, 8.3333333333333333e-03);
-    p = fma(p, r, 4.1666666666666667e-02);
-    p = fma(p, r, 1.6666666666666667e-01);
-    p = fma(p, r, 0.5);
-    p = fma(p, r, 1.0);
-    p = fma(p, r, 1.0);
-    const double k1 = fma(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
+    p = ACTGEN_MAD(p, r, 2.4801587301587302e-05);
+    p = ACTGEN_MAD(p, r, 1.9841269841269841e-04);
+    p = ACTGEN_MAD(p, r, 1.3888888888888889e-03);
+    p = ACTGEN_MAD(p, r, 8.3333333333333333e-03);
+    p = ACTGEN_MAD(p, r, 4.1666666666666667e-02);
+    p = ACTGEN_MAD(p, r, 1.6666666666666667e-01);
+    p = ACTGEN_MAD(p, r, 0.5);
+    p = ACTGEN_MAD(p, r, 1.0);
+    p = ACTGEN_MAD(p, r, 1.0);
+    const double k1 = ACTGEN_MAD(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
     const double k2 = (k - (k1 - shifter)) + shifter;
     union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
     s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
     s2.u = (s2.u + 1023) << 52;
     return p * s1.d * s2.d;
-}
-
-/* erfc for a float32 result: t exp(-a^2 + P(y)) for a = |u|, t = 2/(2 + a), y = 2t - 1 (after
- * Numerical Recipes' erfccheb), 2 - that for u < 0. P: degree 16, the Chebyshev fit at 600
- * Chebyshev nodes of log(erfc(a)/t) + a^2 (mpmath, 120 bits), in powers of y. Relative error
- * below 2^-36 wherever erfc is a normal double (tests/test_narrow_helpers.py against mpmath). */
-static inline double actgen_erfc_d32(double u)
-{
-    const double a = fabs(u), t = 2.0 / (2.0 + a), y = 2.0 * t - 1.0;
-    double p = 3.1610638572794224e-06;
-    p = fma(p, y, -3.7251484012548433e-06);
-    p = fma(p, y, -2.0765509134859674e-05);
-    p = fma(p, y, 3.469237820279376e-05);
-    p = fma(p, y, 6.23428063962571e-05);
-    p = fma(p, y, -0.0001755877529711057);
-    p = fma(p, y, -8.858315662662068e-05);
-    p = fma(p, y, 0.0006739603477480135);
-    p = fma(p, y, -0.00014798466056722704);
-    p = fma(p, y, -0.002345825838205317);
-    p = fma(p, y, 0.001759264918292749);
-    p = fma(p, y, 0.008824933281742574);
-    p = fma(p, y, -0.009872721153567434);
-    p = fma(p, y, -0.046895609485461606);
-    p = fma(p, y, 0.04734330801949048);
-    p = fma(p, y, 0.6726432239564858);
-    p = fma(p, y, -0.6717940840672805);          /* the fit's -0.6717940840638894 less P(1): erfc(0) = 1 */
-    const double e = t * actgen_exp_d32(p - a * a);
-    return u < 0 ? 2.0 - e : e;
 }
 
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
@@ -123,7 +104,7 @@ static inline double actgen_sinh_dd(actgen_dd u) { return sinh(u.hi) + cosh(u.hi
 static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f32(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = 0.5*x*actgen_erfc_d32(-0.707106781186547524401*x); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = 0.5*x*erfc(-0.707106781186547524401*x); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -131,7 +112,7 @@ static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f32(const double x)
 static inline ACTGEN_INLINE double actgen_gelu_backward_elem_f32(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*actgen_exp_d32(-0.5*(x*x)) + 0.5*actgen_erfc_d32(-0.707106781186547524401*x); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*actgen_exp_d32(-0.5*(x*x)) + 0.5*erfc(-0.707106781186547524401*x); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

@@ -33,6 +33,14 @@ double log(double) ACTGEN_CONST;
 double log1p(double) ACTGEN_CONST;
 #endif
 
+/* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
+ * software fma would be ~30x slower; the _d32 helpers need no exact product) */
+#ifdef FP_FAST_FMA
+#define ACTGEN_MAD(a, b, c) fma(a, b, c)
+#else
+#define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
+#endif
+
 /* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
  * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
  * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans [-2020, 2020] and an underflowing result
@@ -44,20 +52,21 @@ static inline double actgen_exp_d32(double a)
     double c = a < -1400.0 ? -1400.0 : a;         /* two selects: nested ?: stops the vectoriser */
     c = c > 1400.0 ? 1400.0 : c;
     const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    const double t = fma(c, 1.4426950408889634, shifter);
+    const double t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
     const double k = t - shifter;
-    const double r = fma(k, -1.9082149292705877e-10, fma(k, -0.6931471803691238, c));
+    /* ln 2 = hi + lo, hi with 32 significant bits (fdlibm's): k hi is exact even without fma */
+    const double r = ACTGEN_MAD(k, -1.9082149292705877e-10, ACTGEN_MAD(k, -0.6931471803691238, c));
     double p = 2.7557319223985891e-06;
-    p = fma(p, r, 2.4801587301587302e-05);
-    p = fma(p, r, 1.9841269841269841e-04);
-    p = fma(p, r, 1.3888888888888889e-03);
-    p = fma(p, r, 8.3333333333333333e-03);
-    p = fma(p, r, 4.1666666666666667e-02);
-    p = fma(p, r, 1.6666666666666667e-01);
-    p = fma(p, r, 0.5);
-    p = fma(p, r, 1.0);
-    p = fma(p, r, 1.0);
-    const double k1 = fma(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
+    p = ACTGEN_MAD(p, r, 2.4801587301587302e-05);
+    p = ACTGEN_MAD(p, r, 1.9841269841269841e-04);
+    p = ACTGEN_MAD(p, r, 1.3888888888888889e-03);
+    p = ACTGEN_MAD(p, r, 8.3333333333333333e-03);
+    p = ACTGEN_MAD(p, r, 4.1666666666666667e-02);
+    p = ACTGEN_MAD(p, r, 1.6666666666666667e-01);
+    p = ACTGEN_MAD(p, r, 0.5);
+    p = ACTGEN_MAD(p, r, 1.0);
+    p = ACTGEN_MAD(p, r, 1.0);
+    const double k1 = ACTGEN_MAD(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
     const double k2 = (k - (k1 - shifter)) + shifter;
     union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
     s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
