@@ -39,8 +39,8 @@ double exp(double) ACTGEN_CONST;
 
 /* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
  * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
- * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans [-2020, 2020] and an underflowing result
- * rounds once. No libm call, no table: it vectorises on any target. NaN stays NaN, +-inf and
+ * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans
+ * [-2020, 2020] and an underflowing result rounds once. No libm call, no table: it vectorises on any target. NaN stays NaN, +-inf and
  * overflow/underflow as exp. (glibc's double exp, libmvec's included, is accurate to 2^-52 and
  * about half as fast; its float exp, to 2-3 ULP of float, too inaccurate for a 4 ULP budget.) */
 static inline double actgen_exp_d32(double a)
