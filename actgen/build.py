@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -243,6 +244,14 @@ def _try_compile(cc, flags, source: str) -> tuple[bool, str]:
         return proc.returncode == 0, proc.stderr
 
 
+def _try_compile_all(cc, flag_lists) -> list[tuple[bool, str]]:
+    """_try_compile for each list of flags, all at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(flag_lists)) as pool:
+        return list(pool.map(lambda flags: _try_compile(cc, flags, _PROBE), flag_lists))
+
+
 _PROBE = """#include <math.h>
 #include <stdint.h>
 void probe(const float *restrict x, float *restrict y, int64_t n) {
@@ -264,31 +273,31 @@ def toolchain() -> Toolchain:
     flags = list(BASE_FLAGS)
     notes = []
     march = os.environ.get("ACTGEN_MARCH", "native")
+    candidate = []
     if march and march != "none":
         candidate = [f"-march={march}"]
         if platform.machine() in ("x86_64", "AMD64") and march == "native":
             candidate.append("-mprefer-vector-width=512")
-        ok, _ = _try_compile(cc, flags + candidate, _PROBE)
-        if ok:
-            flags += candidate
-        else:
-            notes.append(f"the compiler rejected -march={march}; building for its default target")
     # gcc sinks a pure call into the branch of a select that uses it (tree-sink) or splits the
     # select around it (tree-pre); the loop then has control flow and is not vectorised. Kernels
     # compute every branch before selecting (printers/c.py), so keep them where they are.
-    ok, err = _try_compile(cc, flags + list(NO_SINK_FLAGS), _PROBE)
+    # The probes are independent compilations: run them at once (~0.06 s each).
+    options = (list(NO_SINK_FLAGS), list(NO_SINCOS_FLAGS), ["-fopenmp"])
+    probes = _try_compile_all(cc, [flags + candidate] + [flags + candidate + o for o in options])
+    if candidate and not probes[0][0]:
+        notes.append(f"the compiler rejected -march={march}; building for its default target")
+        candidate = []
+        probes = [probes[0]] + _try_compile_all(cc, [flags + o for o in options])
+    flags += candidate
+    (ok, err), (ok_sincos, err_sincos), (openmp, _) = probes[1:]
     if ok and not err.strip():                     # clang accepts them with a warning: leave out
         flags += NO_SINK_FLAGS
-    ok, err = _try_compile(cc, flags + list(NO_SINCOS_FLAGS), _PROBE)
-    if ok and not err.strip():
+    if ok_sincos and not err_sincos.strip():
         flags += NO_SINCOS_FLAGS
-    ok, err = _try_compile(cc, flags + ["-fopenmp"], _PROBE)
-    if ok:
+    if openmp:
         flags.append("-fopenmp")
-        openmp = True
     else:
         flags.append("-fopenmp-simd")
-        openmp = False
         notes.append("OpenMP is not available with this compiler (-fopenmp failed): kernels are "
                      "built single-threaded (SIMD only). Install libgomp/libomp for threads.")
     for note in notes:
@@ -458,22 +467,91 @@ def build_artifact(key: str, backend: str, meta: dict, make) -> Artifact:
         return Artifact(key, final, meta, compiled=True, seconds=time.perf_counter() - started)
 
 
-def compile_c(module_name: str, c_source: str, declarations: str, tmp: Path, tc: Toolchain) -> str:
-    """Compile one cffi API-mode extension in ``tmp``; return its file name."""
+#: where templates/c/activation.c.jinja starts each dtype's kernels
+_SECTION = re.compile(r"^/\* ---- (float32|float64): element functions ---- \*/$", re.M)
+
+
+def split_units(c_source: str) -> list[str]:
+    """The kernel source as translation units that can be compiled at the same time: the
+    prelude (includes, macros, helpers) followed by one dtype's kernels, for each dtype; the
+    whole source as one unit if it has fewer than two dtype sections."""
+    starts = [m.start() for m in _SECTION.finditer(c_source)]
+    if len(starts) < 2:
+        return [c_source]
+    prelude = c_source[:starts[0]]
+    bounds = starts + [len(c_source)]
+    return [prelude + c_source[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def compile_c(module_name: str, c_source: str, declarations: str, tmp: Path, tc: Toolchain,
+              header: str | None = None) -> str:
+    """Compile one cffi API-mode extension in ``tmp``; return its file name.
+
+    With ``header`` (the C prototypes of the exported functions), the kernels of each dtype and
+    cffi's wrapper (which then includes only the prototypes) are compiled as separate objects,
+    all at once, and linked: on 2 cores a new activation compiles in about half the time."""
     import cffi
     from cffi.recompiler import make_c_source
 
+    units = split_units(c_source) if header is not None else [c_source]
     ffi = cffi.FFI()
     ffi.cdef(declarations)
     wrapper = tmp / f"{module_name}.c"
-    make_c_source(ffi, module_name, c_source, str(wrapper), verbose=False)
+    make_c_source(ffi, module_name, c_source if len(units) == 1 else header, str(wrapper), verbose=False)
     output = f"{module_name}{sysconfig.get_config_var('EXT_SUFFIX')}"
-    command = [*tc.cc, *tc.flags, f"-I{sysconfig.get_paths()['include']}", str(wrapper),
-               "-o", str(tmp / output), "-lm"]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
-    if proc.returncode != 0:
-        raise _compile_failure(module_name, c_source, command, proc)
+    include = f"-I{sysconfig.get_paths()['include']}"
+    if len(units) == 1:
+        command = [*tc.cc, *tc.flags, include, str(wrapper), "-o", str(tmp / output), "-lm"]
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0:
+            raise _compile_failure(module_name, c_source, command, proc)
+        return output
+    jobs = []                                   # (source file, its text, command, process)
+    try:
+        for i, text in enumerate([None, *units]):
+            if text is None:
+                src, text = wrapper, wrapper.read_text()
+            else:
+                src = tmp / f"{module_name}_unit{i}.c"
+                src.write_text(text)
+            command = [*tc.cc, *tc.flags, include, "-c", str(src), "-o", str(src.with_suffix(".o"))]
+            with open(src.with_suffix(".log"), "w") as log:      # a file: a full pipe cannot stall gcc
+                jobs.append((src, text, command, subprocess.Popen(command, stdout=log, stderr=log, cwd=tmp)))
+        failure = _wait_all(module_name, jobs)
+        if failure is not None:
+            raise failure
+        command = [*tc.cc, *tc.flags, *[str(src.with_suffix(".o")) for src, *_ in jobs],
+                   "-o", str(tmp / output), "-lm"]
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0:
+            raise _compile_failure(module_name, c_source, command, proc)
+    finally:
+        for src, _, _, process in jobs:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            for suffix in (".o", ".log") + ((".c",) if src != wrapper else ()):
+                src.with_suffix(suffix).unlink(missing_ok=True)
     return output
+
+
+def _wait_all(module_name, jobs) -> BuildError | None:
+    """Wait for the compilations; at the first that fails, stop the others and return its error."""
+    pending = list(jobs)
+    while pending:
+        for job in list(pending):
+            src, text, command, process = job
+            if process.poll() is None:
+                continue
+            pending.remove(job)
+            if process.returncode != 0:
+                stderr = src.with_suffix(".log").read_text(errors="replace")
+                for other in pending:
+                    other[3].kill()
+                return _compile_failure(module_name, text, command,
+                                        subprocess.CompletedProcess(command, process.returncode, "", stderr))
+        time.sleep(0.005)
+    return None
 
 
 def _compile_failure(module_name, c_source, command, proc) -> BuildError:

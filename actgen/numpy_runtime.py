@@ -6,9 +6,6 @@ import numpy
 
 import math
 
-from scipy.special import erf
-from scipy.special import erfc as _scipy_erfc
-
 _libm_erfc = numpy.frompyfunc(math.erfc, 1, 1)
 ERFC_TAIL = 3.0
 
@@ -17,8 +14,10 @@ def erfc(u):
     """erfc, vectorised. SciPy's erfc is ~200 ULP off in its tail and flushes subnormal results
     to 0 (measured against mpmath); there the C library's erfc (within 2 ULP) is used, element
     by element, on the tail elements only."""
+    from scipy.special import erfc as scipy_erfc
+
     u = numpy.asarray(u)
-    out = numpy.asarray(_scipy_erfc(u))
+    out = numpy.asarray(scipy_erfc(u))
     tail = u > ERFC_TAIL
     if tail.any():
         out = out.copy() if out.ndim else out
@@ -27,6 +26,14 @@ def erfc(u):
         else:
             out = out.dtype.type(math.erfc(float(u)))
     return out
+
+
+def erf(u):
+    """SciPy's erf (float32 and float64 loops). SciPy is imported on first use: it costs
+    ~0.4 s, which every build of an activation without erf would otherwise pay."""
+    from scipy.special import erf as scipy_erf
+
+    return scipy_erf(u)
 
 
 def piecewise(args, *pieces):

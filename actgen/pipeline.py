@@ -54,7 +54,7 @@ def build(act: Activation, backend: str, spec_display: str, lowered: Lowered | N
 
         def make(tmp: Path) -> str:
             _write_sources(tmp, sources)
-            return compile_c(module, c_text, declarations, tmp, tc)
+            return compile_c(module, c_text, declarations, tmp, tc, header=sources[f"c/{act.name}.h"])
     else:
         py_text = sources[f"numpy/{act.name}.py"]
         key = digest({"format": FORMAT, "backend": "numpy", "source": py_text, "meta": meta})

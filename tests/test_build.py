@@ -85,7 +85,8 @@ def test_a_failing_compile_keeps_source_command_and_stderr(fresh_cache, monkeypa
     assert "the C compiler failed building _actgen_mine_" in message
     log = message.split("are in ")[-1].strip()
     text = open(log).read()
-    assert "command:" in text and "---- stderr ----" in text and "actgen_mine_forward_f32" in text
+    # the source of the translation unit that failed (the float32 or float64 kernels)
+    assert "command:" in text and "---- stderr ----" in text and "actgen_mine_forward_f" in text
     assert _artifacts(fresh_cache) == []                 # nothing half-built is trusted
     assert list((fresh_cache / "tmp").iterdir()) == []
 
@@ -100,3 +101,29 @@ def test_toolchain_flags_never_trade_accuracy():
     assert "-O3" in tc.flags and "-fno-math-errno" in tc.flags
     assert not any(f in tc.flags for f in ("-ffast-math", "-Ofast", "-funsafe-math-optimizations",
                                             "-ffinite-math-only"))
+
+
+@requires_cc
+def test_the_kernels_of_each_dtype_compile_as_their_own_translation_unit(fresh_cache, tmp_path):
+    from actgen.build import split_units
+    from actgen.render import lower_activation, render
+
+    (act,) = parse_spec_text(SPEC, path="mine.toml")
+    source = render(lower_activation(act), "c", "mine.toml")["c/mine.c"]
+    units = split_units(source)
+    assert len(units) == 2
+    prelude = source[:source.index("/* ---- float32: element functions ---- */")]
+    assert all(u.startswith(prelude) for u in units)
+    assert "actgen_mine_forward_f32(" in units[0] and "actgen_mine_forward_f64(" not in units[0]
+    assert "actgen_mine_forward_f64(" in units[1] and "actgen_mine_forward_f32(" not in units[1]
+    assert "".join(u[len(prelude):] for u in units) == source[len(prelude):]
+    assert split_units("int f(void) { return 1; }") == ["int f(void) { return 1; }"]
+    art = build(act, "c", "mine.toml")                      # built from the units and linked
+    assert not [p.name for p in art.path.iterdir() if p.suffix == ".o" or "_unit" in p.name]
+    spec = tmp_path / "mine.toml"
+    spec.write_text(SPEC)
+    mine = actgen.load("mine", spec=spec, backend="c")
+    for dtype in ("float32", "float64"):
+        x = np.array([-1.5, 0.25, 3.0], dtype=dtype)
+        assert np.allclose(mine(x), x * np.tanh(x), rtol=1e-6)
+        assert np.allclose(mine.backward(x, np.ones_like(x)), np.tanh(x) + x / np.cosh(x) ** 2, rtol=1e-6)

@@ -57,3 +57,19 @@ def test_ulp_distance():
     # across zero the distance counts the floats in between (no int64 overflow, no rounding)
     assert ulp_distance(np.array([-5e-324]), np.array([5e-324])).tolist() == [2.0]
     assert ulp_distance(np.array([1.0]), np.array([1.0 + 2**-52 * 3])).tolist() == [3.0]
+
+
+@pytest.mark.parametrize("x, dtype", [(0.0, "float64"), (0.5, "float64"), (-3.0, "float32"), (40.0, "float32"),
+                                      (300.0, "float64"), (-350.0, "float64"), (1e6, "float64")])
+def test_the_derivative_of_tanh_is_evaluated_without_its_cancellation(x, dtype):
+    # 1 - tanh(u)**2 (SymPy's d/du tanh) cancels ~2.9|u| bits; the reference evaluates it as
+    # sech(u)**2, and must agree with mpmath's sech at a precision that needs no cancellation
+    import mpmath
+
+    with mpmath.workprec(256):
+        exact = mpmath.sech(mpmath.mpf(x)) ** 2
+    expected = round_to_format(exact, *{"float32": (24, -126, 127), "float64": (53, -1022, 1023)}[dtype])
+    assert reference(1 - sp.tanh(X) ** 2, {X: x}, dtype) == expected
+    assert reference(X * (1 - sp.tanh(2 * X) ** 2) + 1, {X: x}, dtype) == \
+        reference(X * sp.cosh(2 * X) ** -2 + 1, {X: x}, dtype)
+    assert math.isnan(reference(1 - sp.tanh(X) ** 2, {X: math.nan}, dtype))

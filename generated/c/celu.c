@@ -133,14 +133,18 @@ static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f32(const double 
 
 void actgen_celu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_celu_forward_elem_f32(in[i], p_alpha);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_celu_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_celu_forward_elem_f32(in[i], p_alpha);
     }
@@ -149,14 +153,18 @@ void actgen_celu_forward_f32(const float *restrict in, float *restrict out, int6
 
 void actgen_celu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_celu_backward_elem_f32(in[i], p_alpha));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_celu_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_celu_backward_elem_f32(in[i], p_alpha));
     }
@@ -165,14 +173,18 @@ void actgen_celu_backward_f32(const float *restrict in, const float *restrict gr
 
 void actgen_celu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_celu_backward_y_elem_f32(out[i], p_alpha));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_celu_backward_y_f32(out + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_celu_backward_y_elem_f32(out[i], p_alpha));
     }
@@ -187,14 +199,18 @@ int actgen_celu_backward_y_valid_f32(float alpha)
 
 void actgen_celu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const float fi = actgen_celu_forward_elem_f32(xi, p_alpha); const float di = actgen_celu_backward_elem_f32(xi, p_alpha); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_celu_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const float fi = actgen_celu_forward_elem_f32(xi, p_alpha); const float di = actgen_celu_backward_elem_f32(xi, p_alpha); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -204,14 +220,18 @@ void actgen_celu_forward_deriv_f32(const float *restrict in, float *restrict out
 double actgen_celu_grad_alpha_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float p_alpha, int nthreads)
 {
     double acc = 0.0;
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd reduction(+:acc)
-        for (int64_t i = 0; i < n; ++i) {
-            acc += (double)grad_out[i] * (double)actgen_celu_grad_alpha_elem_f32(in[i], p_alpha);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) reduction(+:acc) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                acc += actgen_celu_grad_alpha_f32(in + lo, grad_out + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return acc;
     }
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) num_threads(nthreads)
+    #pragma omp simd reduction(+:acc)
     for (int64_t i = 0; i < n; ++i) {
         acc += (double)grad_out[i] * (double)actgen_celu_grad_alpha_elem_f32(in[i], p_alpha);
     }
@@ -369,14 +389,18 @@ static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f64(const double 
 
 void actgen_celu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_celu_forward_elem_f64(in[i], p_alpha);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_celu_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_celu_forward_elem_f64(in[i], p_alpha);
     }
@@ -385,14 +409,18 @@ void actgen_celu_forward_f64(const double *restrict in, double *restrict out, in
 
 void actgen_celu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_celu_backward_elem_f64(in[i], p_alpha));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_celu_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_celu_backward_elem_f64(in[i], p_alpha));
     }
@@ -401,14 +429,18 @@ void actgen_celu_backward_f64(const double *restrict in, const double *restrict 
 
 void actgen_celu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_celu_backward_y_elem_f64(out[i], p_alpha));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_celu_backward_y_f64(out + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_celu_backward_y_elem_f64(out[i], p_alpha));
     }
@@ -423,14 +455,18 @@ int actgen_celu_backward_y_valid_f64(double alpha)
 
 void actgen_celu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_celu_forward_elem_f64(xi, p_alpha); const double di = actgen_celu_backward_elem_f64(xi, p_alpha); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_celu_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_celu_forward_elem_f64(xi, p_alpha); const double di = actgen_celu_backward_elem_f64(xi, p_alpha); out[i] = (double)fi; deriv[i] = (double)di;
     }
@@ -440,14 +476,18 @@ void actgen_celu_forward_deriv_f64(const double *restrict in, double *restrict o
 double actgen_celu_grad_alpha_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double p_alpha, int nthreads)
 {
     double acc = 0.0;
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd reduction(+:acc)
-        for (int64_t i = 0; i < n; ++i) {
-            acc += (double)grad_out[i] * (double)actgen_celu_grad_alpha_elem_f64(in[i], p_alpha);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) reduction(+:acc) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                acc += actgen_celu_grad_alpha_f64(in + lo, grad_out + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return acc;
     }
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) num_threads(nthreads)
+    #pragma omp simd reduction(+:acc)
     for (int64_t i = 0; i < n; ++i) {
         acc += (double)grad_out[i] * (double)actgen_celu_grad_alpha_elem_f64(in[i], p_alpha);
     }

@@ -41,14 +41,18 @@ static inline ACTGEN_INLINE float actgen_hard_sigmoid_keras2_backward_elem_f32(c
 
 void actgen_hard_sigmoid_keras2_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_hard_sigmoid_keras2_forward_elem_f32(in[i]);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_hard_sigmoid_keras2_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_hard_sigmoid_keras2_forward_elem_f32(in[i]);
     }
@@ -57,14 +61,18 @@ void actgen_hard_sigmoid_keras2_forward_f32(const float *restrict in, float *res
 
 void actgen_hard_sigmoid_keras2_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_hard_sigmoid_keras2_backward_elem_f32(in[i]));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_hard_sigmoid_keras2_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_hard_sigmoid_keras2_backward_elem_f32(in[i]));
     }
@@ -73,14 +81,18 @@ void actgen_hard_sigmoid_keras2_backward_f32(const float *restrict in, const flo
 
 void actgen_hard_sigmoid_keras2_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const float fi = actgen_hard_sigmoid_keras2_forward_elem_f32(xi); const float di = actgen_hard_sigmoid_keras2_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_hard_sigmoid_keras2_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const float fi = actgen_hard_sigmoid_keras2_forward_elem_f32(xi); const float di = actgen_hard_sigmoid_keras2_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -109,14 +121,18 @@ static inline ACTGEN_INLINE double actgen_hard_sigmoid_keras2_backward_elem_f64(
 
 void actgen_hard_sigmoid_keras2_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_hard_sigmoid_keras2_forward_elem_f64(in[i]);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_hard_sigmoid_keras2_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_hard_sigmoid_keras2_forward_elem_f64(in[i]);
     }
@@ -125,14 +141,18 @@ void actgen_hard_sigmoid_keras2_forward_f64(const double *restrict in, double *r
 
 void actgen_hard_sigmoid_keras2_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_hard_sigmoid_keras2_backward_elem_f64(in[i]));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_hard_sigmoid_keras2_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_hard_sigmoid_keras2_backward_elem_f64(in[i]));
     }
@@ -141,14 +161,18 @@ void actgen_hard_sigmoid_keras2_backward_f64(const double *restrict in, const do
 
 void actgen_hard_sigmoid_keras2_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_hard_sigmoid_keras2_forward_elem_f64(xi); const double di = actgen_hard_sigmoid_keras2_backward_elem_f64(xi); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_hard_sigmoid_keras2_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_hard_sigmoid_keras2_forward_elem_f64(xi); const double di = actgen_hard_sigmoid_keras2_backward_elem_f64(xi); out[i] = (double)fi; deriv[i] = (double)di;
     }

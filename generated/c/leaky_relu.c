@@ -49,14 +49,18 @@ static inline ACTGEN_INLINE float actgen_leaky_relu_backward_y_elem_f32(const fl
 
 void actgen_leaky_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_negative_slope, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_leaky_relu_forward_elem_f32(in[i], p_negative_slope);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_leaky_relu_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, p_negative_slope, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_leaky_relu_forward_elem_f32(in[i], p_negative_slope);
     }
@@ -65,14 +69,18 @@ void actgen_leaky_relu_forward_f32(const float *restrict in, float *restrict out
 
 void actgen_leaky_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_leaky_relu_backward_elem_f32(in[i], p_negative_slope));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_leaky_relu_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_negative_slope, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_leaky_relu_backward_elem_f32(in[i], p_negative_slope));
     }
@@ -81,14 +89,18 @@ void actgen_leaky_relu_backward_f32(const float *restrict in, const float *restr
 
 void actgen_leaky_relu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_leaky_relu_backward_y_elem_f32(out[i], p_negative_slope));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_leaky_relu_backward_y_f32(out + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_negative_slope, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_leaky_relu_backward_y_elem_f32(out[i], p_negative_slope));
     }
@@ -103,14 +115,18 @@ int actgen_leaky_relu_backward_y_valid_f32(float negative_slope)
 
 void actgen_leaky_relu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_negative_slope, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const float fi = actgen_leaky_relu_forward_elem_f32(xi, p_negative_slope); const float di = actgen_leaky_relu_backward_elem_f32(xi, p_negative_slope); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_leaky_relu_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_negative_slope, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const float fi = actgen_leaky_relu_forward_elem_f32(xi, p_negative_slope); const float di = actgen_leaky_relu_backward_elem_f32(xi, p_negative_slope); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -219,14 +235,18 @@ static inline ACTGEN_INLINE double actgen_leaky_relu_backward_y_elem_f64(const d
 
 void actgen_leaky_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_negative_slope, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_leaky_relu_forward_elem_f64(in[i], p_negative_slope);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_leaky_relu_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, p_negative_slope, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_leaky_relu_forward_elem_f64(in[i], p_negative_slope);
     }
@@ -235,14 +255,18 @@ void actgen_leaky_relu_forward_f64(const double *restrict in, double *restrict o
 
 void actgen_leaky_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_leaky_relu_backward_elem_f64(in[i], p_negative_slope));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_leaky_relu_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_negative_slope, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_leaky_relu_backward_elem_f64(in[i], p_negative_slope));
     }
@@ -251,14 +275,18 @@ void actgen_leaky_relu_backward_f64(const double *restrict in, const double *res
 
 void actgen_leaky_relu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_leaky_relu_backward_y_elem_f64(out[i], p_negative_slope));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_leaky_relu_backward_y_f64(out + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_negative_slope, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_leaky_relu_backward_y_elem_f64(out[i], p_negative_slope));
     }
@@ -273,14 +301,18 @@ int actgen_leaky_relu_backward_y_valid_f64(double negative_slope)
 
 void actgen_leaky_relu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_negative_slope, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_leaky_relu_forward_elem_f64(xi, p_negative_slope); const double di = actgen_leaky_relu_backward_elem_f64(xi, p_negative_slope); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_leaky_relu_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_negative_slope, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_leaky_relu_forward_elem_f64(xi, p_negative_slope); const double di = actgen_leaky_relu_backward_elem_f64(xi, p_negative_slope); out[i] = (double)fi; deriv[i] = (double)di;
     }

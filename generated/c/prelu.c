@@ -57,14 +57,18 @@ static inline ACTGEN_INLINE float actgen_prelu_grad_alpha_elem_f32(const float x
 
 void actgen_prelu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_prelu_forward_elem_f32(in[i], p_alpha);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_prelu_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_prelu_forward_elem_f32(in[i], p_alpha);
     }
@@ -73,14 +77,18 @@ void actgen_prelu_forward_f32(const float *restrict in, float *restrict out, int
 
 void actgen_prelu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_elem_f32(in[i], p_alpha));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_prelu_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_elem_f32(in[i], p_alpha));
     }
@@ -89,14 +97,18 @@ void actgen_prelu_backward_f32(const float *restrict in, const float *restrict g
 
 void actgen_prelu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_y_elem_f32(out[i], p_alpha));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_prelu_backward_y_f32(out + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_prelu_backward_y_elem_f32(out[i], p_alpha));
     }
@@ -111,14 +123,18 @@ int actgen_prelu_backward_y_valid_f32(float alpha)
 
 void actgen_prelu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const float fi = actgen_prelu_forward_elem_f32(xi, p_alpha); const float di = actgen_prelu_backward_elem_f32(xi, p_alpha); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_prelu_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const float fi = actgen_prelu_forward_elem_f32(xi, p_alpha); const float di = actgen_prelu_backward_elem_f32(xi, p_alpha); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -128,14 +144,18 @@ void actgen_prelu_forward_deriv_f32(const float *restrict in, float *restrict ou
 double actgen_prelu_grad_alpha_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float p_alpha, int nthreads)
 {
     double acc = 0.0;
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd reduction(+:acc)
-        for (int64_t i = 0; i < n; ++i) {
-            acc += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f32(in[i], p_alpha);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) reduction(+:acc) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                acc += actgen_prelu_grad_alpha_f32(in + lo, grad_out + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return acc;
     }
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) num_threads(nthreads)
+    #pragma omp simd reduction(+:acc)
     for (int64_t i = 0; i < n; ++i) {
         acc += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f32(in[i], p_alpha);
     }
@@ -292,14 +312,18 @@ static inline ACTGEN_INLINE double actgen_prelu_grad_alpha_elem_f64(const double
 
 void actgen_prelu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_prelu_forward_elem_f64(in[i], p_alpha);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_prelu_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_prelu_forward_elem_f64(in[i], p_alpha);
     }
@@ -308,14 +332,18 @@ void actgen_prelu_forward_f64(const double *restrict in, double *restrict out, i
 
 void actgen_prelu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_elem_f64(in[i], p_alpha));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_prelu_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_elem_f64(in[i], p_alpha));
     }
@@ -324,14 +352,18 @@ void actgen_prelu_backward_f64(const double *restrict in, const double *restrict
 
 void actgen_prelu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_y_elem_f64(out[i], p_alpha));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_prelu_backward_y_f64(out + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_prelu_backward_y_elem_f64(out[i], p_alpha));
     }
@@ -346,14 +378,18 @@ int actgen_prelu_backward_y_valid_f64(double alpha)
 
 void actgen_prelu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_alpha, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_prelu_forward_elem_f64(xi, p_alpha); const double di = actgen_prelu_backward_elem_f64(xi, p_alpha); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_prelu_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_prelu_forward_elem_f64(xi, p_alpha); const double di = actgen_prelu_backward_elem_f64(xi, p_alpha); out[i] = (double)fi; deriv[i] = (double)di;
     }
@@ -363,14 +399,18 @@ void actgen_prelu_forward_deriv_f64(const double *restrict in, double *restrict 
 double actgen_prelu_grad_alpha_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double p_alpha, int nthreads)
 {
     double acc = 0.0;
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd reduction(+:acc)
-        for (int64_t i = 0; i < n; ++i) {
-            acc += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f64(in[i], p_alpha);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) reduction(+:acc) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                acc += actgen_prelu_grad_alpha_f64(in + lo, grad_out + lo, n - lo < share ? n - lo : share, p_alpha, 1);
+            }
         }
         return acc;
     }
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) num_threads(nthreads)
+    #pragma omp simd reduction(+:acc)
     for (int64_t i = 0; i < n; ++i) {
         acc += (double)grad_out[i] * (double)actgen_prelu_grad_alpha_elem_f64(in[i], p_alpha);
     }

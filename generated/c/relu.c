@@ -51,14 +51,18 @@ static inline ACTGEN_INLINE float actgen_relu_backward_y_elem_f32(const float y,
 
 void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_relu_forward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_relu_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, p_negative_slope, p_max_value, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_relu_forward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold);
     }
@@ -67,14 +71,18 @@ void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int6
 
 void actgen_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_relu_backward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_relu_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_negative_slope, p_max_value, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_relu_backward_elem_f32(in[i], p_negative_slope, p_max_value, p_threshold));
     }
@@ -83,14 +91,18 @@ void actgen_relu_backward_f32(const float *restrict in, const float *restrict gr
 
 void actgen_relu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_relu_backward_y_elem_f32(out[i], p_negative_slope, p_max_value, p_threshold));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_relu_backward_y_f32(out + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_negative_slope, p_max_value, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_relu_backward_y_elem_f32(out[i], p_negative_slope, p_max_value, p_threshold));
     }
@@ -105,14 +117,18 @@ int actgen_relu_backward_y_valid_f32(float negative_slope, float max_value, floa
 
 void actgen_relu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const float fi = actgen_relu_forward_elem_f32(xi, p_negative_slope, p_max_value, p_threshold); const float di = actgen_relu_backward_elem_f32(xi, p_negative_slope, p_max_value, p_threshold); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_relu_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_negative_slope, p_max_value, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const float fi = actgen_relu_forward_elem_f32(xi, p_negative_slope, p_max_value, p_threshold); const float di = actgen_relu_backward_elem_f32(xi, p_negative_slope, p_max_value, p_threshold); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -221,14 +237,18 @@ static inline ACTGEN_INLINE double actgen_relu_backward_y_elem_f64(const double 
 
 void actgen_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_relu_forward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_relu_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, p_negative_slope, p_max_value, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_relu_forward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold);
     }
@@ -237,14 +257,18 @@ void actgen_relu_forward_f64(const double *restrict in, double *restrict out, in
 
 void actgen_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_relu_backward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_relu_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_negative_slope, p_max_value, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_relu_backward_elem_f64(in[i], p_negative_slope, p_max_value, p_threshold));
     }
@@ -253,14 +277,18 @@ void actgen_relu_backward_f64(const double *restrict in, const double *restrict 
 
 void actgen_relu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_relu_backward_y_elem_f64(out[i], p_negative_slope, p_max_value, p_threshold));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_relu_backward_y_f64(out + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_negative_slope, p_max_value, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_relu_backward_y_elem_f64(out[i], p_negative_slope, p_max_value, p_threshold));
     }
@@ -275,14 +303,18 @@ int actgen_relu_backward_y_valid_f64(double negative_slope, double max_value, do
 
 void actgen_relu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_relu_forward_elem_f64(xi, p_negative_slope, p_max_value, p_threshold); const double di = actgen_relu_backward_elem_f64(xi, p_negative_slope, p_max_value, p_threshold); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_relu_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_negative_slope, p_max_value, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_relu_forward_elem_f64(xi, p_negative_slope, p_max_value, p_threshold); const double di = actgen_relu_backward_elem_f64(xi, p_negative_slope, p_max_value, p_threshold); out[i] = (double)fi; deriv[i] = (double)di;
     }

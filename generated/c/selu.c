@@ -112,14 +112,18 @@ static inline ACTGEN_INLINE double actgen_selu_backward_elem_f32(const double x,
 
 void actgen_selu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, float p_scale, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_selu_forward_elem_f32(in[i], p_alpha, p_scale);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_selu_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, p_alpha, p_scale, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_selu_forward_elem_f32(in[i], p_alpha, p_scale);
     }
@@ -128,14 +132,18 @@ void actgen_selu_forward_f32(const float *restrict in, float *restrict out, int6
 
 void actgen_selu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, float p_scale, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_selu_backward_elem_f32(in[i], p_alpha, p_scale));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_selu_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, p_scale, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_selu_backward_elem_f32(in[i], p_alpha, p_scale));
     }
@@ -144,14 +152,18 @@ void actgen_selu_backward_f32(const float *restrict in, const float *restrict gr
 
 void actgen_selu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_alpha, float p_scale, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const double fi = actgen_selu_forward_elem_f32(xi, p_alpha, p_scale); const double di = actgen_selu_backward_elem_f32(xi, p_alpha, p_scale); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_selu_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_alpha, p_scale, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const double fi = actgen_selu_forward_elem_f32(xi, p_alpha, p_scale); const double di = actgen_selu_backward_elem_f32(xi, p_alpha, p_scale); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -252,14 +264,18 @@ static inline ACTGEN_INLINE double actgen_selu_backward_elem_f64(const double x,
 
 void actgen_selu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, double p_scale, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_selu_forward_elem_f64(in[i], p_alpha, p_scale);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_selu_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, p_alpha, p_scale, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_selu_forward_elem_f64(in[i], p_alpha, p_scale);
     }
@@ -268,14 +284,18 @@ void actgen_selu_forward_f64(const double *restrict in, double *restrict out, in
 
 void actgen_selu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, double p_scale, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_selu_backward_elem_f64(in[i], p_alpha, p_scale));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_selu_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_alpha, p_scale, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_selu_backward_elem_f64(in[i], p_alpha, p_scale));
     }
@@ -284,14 +304,18 @@ void actgen_selu_backward_f64(const double *restrict in, const double *restrict 
 
 void actgen_selu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_alpha, double p_scale, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_selu_forward_elem_f64(xi, p_alpha, p_scale); const double di = actgen_selu_backward_elem_f64(xi, p_alpha, p_scale); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_selu_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_alpha, p_scale, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_selu_forward_elem_f64(xi, p_alpha, p_scale); const double di = actgen_selu_backward_elem_f64(xi, p_alpha, p_scale); out[i] = (double)fi; deriv[i] = (double)di;
     }

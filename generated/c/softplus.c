@@ -130,14 +130,18 @@ static inline ACTGEN_INLINE double actgen_softplus_backward_elem_f32(const doubl
 
 void actgen_softplus_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_beta, float p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_softplus_forward_elem_f32(in[i], p_beta, p_threshold);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_softplus_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, p_beta, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_softplus_forward_elem_f32(in[i], p_beta, p_threshold);
     }
@@ -146,14 +150,18 @@ void actgen_softplus_forward_f32(const float *restrict in, float *restrict out, 
 
 void actgen_softplus_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_beta, float p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_softplus_backward_elem_f32(in[i], p_beta, p_threshold));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_softplus_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_beta, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_softplus_backward_elem_f32(in[i], p_beta, p_threshold));
     }
@@ -162,14 +170,18 @@ void actgen_softplus_backward_f32(const float *restrict in, const float *restric
 
 void actgen_softplus_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_beta, float p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const double fi = actgen_softplus_forward_elem_f32(xi, p_beta, p_threshold); const double di = actgen_softplus_backward_elem_f32(xi, p_beta, p_threshold); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_softplus_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_beta, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const double fi = actgen_softplus_forward_elem_f32(xi, p_beta, p_threshold); const double di = actgen_softplus_backward_elem_f32(xi, p_beta, p_threshold); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -272,14 +284,18 @@ static inline ACTGEN_INLINE double actgen_softplus_backward_elem_f64(const doubl
 
 void actgen_softplus_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_beta, double p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_softplus_forward_elem_f64(in[i], p_beta, p_threshold);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_softplus_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, p_beta, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_softplus_forward_elem_f64(in[i], p_beta, p_threshold);
     }
@@ -288,14 +304,18 @@ void actgen_softplus_forward_f64(const double *restrict in, double *restrict out
 
 void actgen_softplus_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_beta, double p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_softplus_backward_elem_f64(in[i], p_beta, p_threshold));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_softplus_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_beta, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_softplus_backward_elem_f64(in[i], p_beta, p_threshold));
     }
@@ -304,14 +324,18 @@ void actgen_softplus_backward_f64(const double *restrict in, const double *restr
 
 void actgen_softplus_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_beta, double p_threshold, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_softplus_forward_elem_f64(xi, p_beta, p_threshold); const double di = actgen_softplus_backward_elem_f64(xi, p_beta, p_threshold); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_softplus_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_beta, p_threshold, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_softplus_forward_elem_f64(xi, p_beta, p_threshold); const double di = actgen_softplus_backward_elem_f64(xi, p_beta, p_threshold); out[i] = (double)fi; deriv[i] = (double)di;
     }

@@ -109,14 +109,18 @@ static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f32(const double 
 
 void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_beta, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_swish_forward_elem_f32(in[i], p_beta);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_swish_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, p_beta, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_swish_forward_elem_f32(in[i], p_beta);
     }
@@ -125,14 +129,18 @@ void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int
 
 void actgen_swish_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_beta, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32(in[i], p_beta));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_swish_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_beta, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32(in[i], p_beta));
     }
@@ -141,14 +149,18 @@ void actgen_swish_backward_f32(const float *restrict in, const float *restrict g
 
 void actgen_swish_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_beta, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const double fi = actgen_swish_forward_elem_f32(xi, p_beta); const double di = actgen_swish_backward_elem_f32(xi, p_beta); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_swish_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_beta, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const double fi = actgen_swish_forward_elem_f32(xi, p_beta); const double di = actgen_swish_backward_elem_f32(xi, p_beta); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -158,14 +170,18 @@ void actgen_swish_forward_deriv_f32(const float *restrict in, float *restrict ou
 double actgen_swish_grad_beta_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float p_beta, int nthreads)
 {
     double acc = 0.0;
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd reduction(+:acc)
-        for (int64_t i = 0; i < n; ++i) {
-            acc += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f32(in[i], p_beta);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) reduction(+:acc) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                acc += actgen_swish_grad_beta_f32(in + lo, grad_out + lo, n - lo < share ? n - lo : share, p_beta, 1);
+            }
         }
         return acc;
     }
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) num_threads(nthreads)
+    #pragma omp simd reduction(+:acc)
     for (int64_t i = 0; i < n; ++i) {
         acc += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f32(in[i], p_beta);
     }
@@ -317,14 +333,18 @@ static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f64(const double 
 
 void actgen_swish_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_beta, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_swish_forward_elem_f64(in[i], p_beta);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_swish_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, p_beta, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_swish_forward_elem_f64(in[i], p_beta);
     }
@@ -333,14 +353,18 @@ void actgen_swish_forward_f64(const double *restrict in, double *restrict out, i
 
 void actgen_swish_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_beta, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_swish_backward_elem_f64(in[i], p_beta));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_swish_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_beta, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_swish_backward_elem_f64(in[i], p_beta));
     }
@@ -349,14 +373,18 @@ void actgen_swish_backward_f64(const double *restrict in, const double *restrict
 
 void actgen_swish_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_beta, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_swish_forward_elem_f64(xi, p_beta); const double di = actgen_swish_backward_elem_f64(xi, p_beta); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_swish_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_beta, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_swish_forward_elem_f64(xi, p_beta); const double di = actgen_swish_backward_elem_f64(xi, p_beta); out[i] = (double)fi; deriv[i] = (double)di;
     }
@@ -366,14 +394,18 @@ void actgen_swish_forward_deriv_f64(const double *restrict in, double *restrict 
 double actgen_swish_grad_beta_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double p_beta, int nthreads)
 {
     double acc = 0.0;
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd reduction(+:acc)
-        for (int64_t i = 0; i < n; ++i) {
-            acc += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f64(in[i], p_beta);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) reduction(+:acc) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                acc += actgen_swish_grad_beta_f64(in + lo, grad_out + lo, n - lo < share ? n - lo : share, p_beta, 1);
+            }
         }
         return acc;
     }
-    #pragma omp parallel for simd schedule(static) reduction(+:acc) num_threads(nthreads)
+    #pragma omp simd reduction(+:acc)
     for (int64_t i = 0; i < n; ++i) {
         acc += (double)grad_out[i] * (double)actgen_swish_grad_beta_elem_f64(in[i], p_beta);
     }

@@ -41,14 +41,18 @@ static inline ACTGEN_INLINE float actgen_threshold_backward_elem_f32(const float
 
 void actgen_threshold_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_threshold, float p_value, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (float)actgen_threshold_forward_elem_f32(in[i], p_threshold, p_value);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_threshold_forward_f32(in + lo, out + lo, n - lo < share ? n - lo : share, p_threshold, p_value, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (float)actgen_threshold_forward_elem_f32(in[i], p_threshold, p_value);
     }
@@ -57,14 +61,18 @@ void actgen_threshold_forward_f32(const float *restrict in, float *restrict out,
 
 void actgen_threshold_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_threshold, float p_value, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (float)(grad_out[i] * actgen_threshold_backward_elem_f32(in[i], p_threshold, p_value));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_threshold_backward_f32(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_threshold, p_value, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (float)(grad_out[i] * actgen_threshold_backward_elem_f32(in[i], p_threshold, p_value));
     }
@@ -73,14 +81,18 @@ void actgen_threshold_backward_f32(const float *restrict in, const float *restri
 
 void actgen_threshold_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_threshold, float p_value, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const float xi = in[i]; const float fi = actgen_threshold_forward_elem_f32(xi, p_threshold, p_value); const float di = actgen_threshold_backward_elem_f32(xi, p_threshold, p_value); out[i] = (float)fi; deriv[i] = (float)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_threshold_forward_deriv_f32(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_threshold, p_value, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const float xi = in[i]; const float fi = actgen_threshold_forward_elem_f32(xi, p_threshold, p_value); const float di = actgen_threshold_backward_elem_f32(xi, p_threshold, p_value); out[i] = (float)fi; deriv[i] = (float)di;
     }
@@ -181,14 +193,18 @@ static inline ACTGEN_INLINE double actgen_threshold_backward_elem_f64(const doub
 
 void actgen_threshold_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_threshold, double p_value, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            out[i] = (double)actgen_threshold_forward_elem_f64(in[i], p_threshold, p_value);
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_threshold_forward_f64(in + lo, out + lo, n - lo < share ? n - lo : share, p_threshold, p_value, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         out[i] = (double)actgen_threshold_forward_elem_f64(in[i], p_threshold, p_value);
     }
@@ -197,14 +213,18 @@ void actgen_threshold_forward_f64(const double *restrict in, double *restrict ou
 
 void actgen_threshold_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_threshold, double p_value, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            grad_in[i] = (double)(grad_out[i] * actgen_threshold_backward_elem_f64(in[i], p_threshold, p_value));
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_threshold_backward_f64(in + lo, grad_out + lo, grad_in + lo, n - lo < share ? n - lo : share, p_threshold, p_value, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         grad_in[i] = (double)(grad_out[i] * actgen_threshold_backward_elem_f64(in[i], p_threshold, p_value));
     }
@@ -213,14 +233,18 @@ void actgen_threshold_backward_f64(const double *restrict in, const double *rest
 
 void actgen_threshold_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_threshold, double p_value, int nthreads)
 {
-    if (n < ACTGEN_OMP_MIN_ELEMENTS || nthreads <= 1) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-            const double xi = in[i]; const double fi = actgen_threshold_forward_elem_f64(xi, p_threshold, p_value); const double di = actgen_threshold_backward_elem_f64(xi, p_threshold, p_value); out[i] = (double)fi; deriv[i] = (double)di;
+    if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
+        const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; ++t) {
+            const int64_t lo = (int64_t)t * share;
+            if (lo < n) {
+                actgen_threshold_forward_deriv_f64(in + lo, out + lo, deriv + lo, n - lo < share ? n - lo : share, p_threshold, p_value, 1);
+            }
         }
         return;
     }
-    #pragma omp parallel for simd schedule(static) num_threads(nthreads)
+    #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
         const double xi = in[i]; const double fi = actgen_threshold_forward_elem_f64(xi, p_threshold, p_value); const double di = actgen_threshold_backward_elem_f64(xi, p_threshold, p_value); out[i] = (double)fi; deriv[i] = (double)di;
     }
