@@ -30,7 +30,7 @@ def test_the_issue_workflow_new_build_show_load(tmp_path):
     shown = run_cli("show", "serf", "--spec", "serf.toml", cwd=tmp_path, env=env)
     assert shown.returncode == 0
     for fragment in ("f(x) = x * erf(log(1 + exp(beta * x)))", "f'(x) =", "df/dbeta =",
-                     "softplus", "void actgen_serf_forward_f32(", "#pragma omp parallel for simd"):
+                     "softplus", "void actgen_serf_forward_f32(", "#pragma omp parallel for", "#pragma omp simd"):
         assert fragment in shown.stdout, fragment
 
     import subprocess
