@@ -73,3 +73,21 @@ def test_the_derivative_of_tanh_is_evaluated_without_its_cancellation(x, dtype):
     assert reference(X * (1 - sp.tanh(2 * X) ** 2) + 1, {X: x}, dtype) == \
         reference(X * sp.cosh(2 * X) ** -2 + 1, {X: x}, dtype)
     assert math.isnan(reference(1 - sp.tanh(X) ** 2, {X: math.nan}, dtype))
+
+
+@pytest.mark.parametrize("x, dtype", [(-30.0, "float64"), (-9.0, "float32"), (-1e38, "float32"), (0.0, "float64"),
+                                      (2.5, "float64"), (1e300, "float64")])
+def test_one_plus_erf_is_evaluated_as_erfc(x, dtype):
+    # 1 + erf(u) = erfc(-u): literally it cancels ~1.44 u**2 bits at negative u; gelu's forward
+    # and f' and every erf gate have it
+    import mpmath
+
+    fmt = {"float32": (24, -126, 127), "float64": (53, -1022, 1023)}[dtype]
+    with mpmath.workprec(256):
+        u = mpmath.mpf(x) / mpmath.sqrt(2)
+        exact = mpmath.mpf(x) * mpmath.erfc(-u) / 2 if abs(x) < 1e100 else (mpmath.mpf(x) if x > 0 else mpmath.mpf(0))
+    got = reference(X * (1 + sp.erf(X / sp.sqrt(2))) / 2, {X: x}, dtype)
+    assert got == round_to_format(exact, *fmt)
+    assert math.copysign(1.0, got) == math.copysign(1.0, x) or x == 0.0     # x * (tiny > 0): the sign of x
+    assert reference(3 - 3 * sp.erf(X), {X: -x}, dtype) == reference(3 * sp.erfc(X), {X: -x}, dtype)
+    assert math.isnan(reference(1 + sp.erf(X), {X: math.nan}, dtype))
