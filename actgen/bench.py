@@ -19,6 +19,7 @@ written as JSON and markdown with a description of the machine. Only light impor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -274,25 +275,41 @@ def _time(fn, repeats: int, min_time: float, max_time: float = 4.0) -> dict:
     """Median seconds per call of ``fn()`` over ``repeats`` repeats, after a warm-up; each repeat
     loops enough calls to last ``min_time``. A slow cell (a repeat over ``max_time`` / repeats)
     gets fewer repeats: at least 3, or 1 for calls over ``max_time`` / 8 (seconds each)."""
-    t0 = time.perf_counter()
-    fn()                                                    # warm-up (page faults, caches, threads)
-    single = max(time.perf_counter() - t0, 1e-7)
-    if single < min_time:                                   # the warm-up may have paid one-off costs
+    return _time_together([fn], repeats, min_time, max_time)[0]
+
+
+def _time_together(fns, repeats: int, min_time: float, max_time: float = 4.0) -> list[dict]:
+    """_time for several functions (one activation's kernels and their peers), their repeats
+    interleaved: repeat 1 of each, then repeat 2 of each, ... A busy spell of a shared machine
+    then slows actgen and its peers alike, and the ratios of their medians keep their meaning."""
+    plans = []
+    for fn in fns:
         t0 = time.perf_counter()
-        fn()
+        fn()                                                # warm-up (page faults, caches, threads)
         single = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, int(min_time / single))
-    floor = 1 if single > max_time / 8 else 3             # 0.5 s a call: timing noise is small
-    repeats = max(min(repeats, floor), min(repeats, int(max_time / (single * number))))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
+        if single < min_time:
+            t0 = time.perf_counter()
             fn()
-        times.append((time.perf_counter() - t0) / number)
-    med = statistics.median(times)
-    return {"seconds": med, "best": min(times), "spread": (max(times) - min(times)) / med if med > 0 else 0.0,
-            "calls": number, "repeats": repeats}
+            single = max(time.perf_counter() - t0, 1e-7)
+        number = max(1, int(min_time / single))
+        floor = 1 if single > max_time / 8 else 3
+        plans.append((number, max(min(repeats, floor), min(repeats, int(max_time / (single * number))))))
+    times = [[] for _ in fns]
+    for k in range(max((r for _, r in plans), default=0)):
+        for i, fn in enumerate(fns):
+            number, count = plans[i]
+            if k >= count:
+                continue
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[i].append((time.perf_counter() - t0) / number)
+    out = []
+    for (number, count), ts in zip(plans, times):
+        med = statistics.median(ts)
+        out.append({"seconds": med, "best": min(ts), "spread": (max(ts) - min(ts)) / med if med > 0 else 0.0,
+                    "calls": number, "repeats": count})
+    return out
 
 
 # ---- the machine ---------------------------------------------------------------------------
@@ -443,42 +460,39 @@ def bench(names: list[str] | None = None, *, sizes_threads=None, dtypes=("float3
                     some = c or npb or actgen.load(name, spec=dict(targets)[name])
                     y = some(x)
                     log(f"{dtype} n={n} threads={threads}: {name}")
+                    cells = []                                  # (op, impl, fn): timed together
                     for impl, act in (("actgen", c), ("actgen_numpy", npb)):
                         if act is None:
                             continue
-                        record(name, dtype, n, threads, "forward", impl,
-                               _time(lambda: act(x, out=bufs[0]), repeats, min_time))
-                        record(name, dtype, n, threads, "backward", impl,
-                               _time(lambda: act.backward(x, dy, out=bufs[0]), repeats, min_time))
+                        cells.append(("forward", impl, lambda act=act: act(x, out=bufs[0])))
+                        cells.append(("backward", impl, lambda act=act: act.backward(x, dy, out=bufs[0])))
                         if act.has_output_derivative and act.kind == "elementwise":
-                            record(name, dtype, n, threads, "backward_from_output", impl,
-                                   _time(lambda: act.backward_from_output(y, dy, out=bufs[0]), repeats, min_time))
-                        record(name, dtype, n, threads, "forward_with_derivative", impl,
-                               _time(lambda: act.forward_with_derivative(x, out=bufs[0], deriv_out=bufs[1]),
-                                     repeats, min_time))
+                            cells.append(("backward_from_output", impl,
+                                          lambda act=act: act.backward_from_output(y, dy, out=bufs[0])))
+                        cells.append(("forward_with_derivative", impl,
+                                      lambda act=act: act.forward_with_derivative(x, out=bufs[0], deriv_out=bufs[1])))
                     if "numpy" in impls and name in formulas and _defaults_match(formulas[name][0], some):
                         _, fwd, bwd = formulas[name]
-                        with np.errstate(all="ignore"):
-                            record(name, dtype, n, threads, "forward", "numpy", _time(lambda: fwd(x), repeats, min_time))
-                            record(name, dtype, n, threads, "backward", "numpy",
-                                   _time(lambda: bwd(x, dy), repeats, min_time))
+                        cells.append(("forward", "numpy", lambda fwd=fwd: fwd(x)))
+                        cells.append(("backward", "numpy", lambda bwd=bwd: bwd(x, dy)))
                     if torch is not None and name in tpeers and _defaults_match(tpeers[name][0], some):
                         _, fo, fa, bo, ba = tpeers[name]
                         tx, ty, tdy = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(dy)
                         tout = torch.from_numpy(bufs[0])
-                        with torch.no_grad():
-                            if "torch_out" in impls and fo is not None:
-                                record(name, dtype, n, threads, "forward", "torch_out",
-                                       _time(lambda: fo(tx, tout), repeats, min_time))
-                            if "torch_out" in impls and bo is not None:
-                                record(name, dtype, n, threads, "backward", "torch_out",
-                                       _time(lambda: bo(tx, ty, tdy, tout), repeats, min_time))
-                            if "torch" in impls and fa is not None:
-                                record(name, dtype, n, threads, "forward", "torch",
-                                       _time(lambda: fa(tx), repeats, min_time))
-                            if "torch" in impls and ba is not None:
-                                record(name, dtype, n, threads, "backward", "torch",
-                                       _time(lambda: ba(tx, ty, tdy), repeats, min_time))
+                        if "torch_out" in impls and fo is not None:
+                            cells.append(("forward", "torch_out", lambda fo=fo, tx=tx, tout=tout: fo(tx, tout)))
+                        if "torch_out" in impls and bo is not None:
+                            cells.append(("backward", "torch_out",
+                                          lambda bo=bo, tx=tx, ty=ty, tdy=tdy, tout=tout: bo(tx, ty, tdy, tout)))
+                        if "torch" in impls and fa is not None:
+                            cells.append(("forward", "torch", lambda fa=fa, tx=tx: fa(tx)))
+                        if "torch" in impls and ba is not None:
+                            cells.append(("backward", "torch", lambda ba=ba, tx=tx, ty=ty, tdy=tdy: ba(tx, ty, tdy)))
+                    grad = torch.no_grad() if torch is not None else contextlib.nullcontext()
+                    with grad, np.errstate(all="ignore"):
+                        timings = _time_together([fn for _, _, fn in cells], repeats, min_time)
+                    for (op, impl, _), timing in zip(cells, timings):
+                        record(name, dtype, n, threads, op, impl, timing)
     finally:
         actgen.set_num_threads(saved_threads)
         if torch is not None:
