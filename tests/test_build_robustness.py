@@ -399,3 +399,21 @@ exec {real} "$@"
     assert act.backend == "c"
     x = np.linspace(-2.0, 2.0, 100_001)
     assert np.allclose(act(x), x * np.tanh(x))
+
+
+@requires_cc
+def test_a_march_the_compiler_rejects_is_reported_once_and_the_other_probes_still_decide(
+        spec, fresh_cache, monkeypatch, fresh_toolchain):
+    # the probes run at once, all with -march; when it is rejected they run again without it
+    monkeypatch.setenv("ACTGEN_MARCH", "no-such-cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tc = build_module.toolchain()
+        act = actgen.load("tiny", spec=spec)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ActgenWarning)]
+    assert len(messages) == 1 and "rejected -march=no-such-cpu" in messages[0], messages
+    assert not any(f.startswith("-march") for f in tc.flags)
+    assert tc.openmp and "-fopenmp" in tc.flags
+    assert act.backend == "c"
+    x = np.linspace(-2.0, 2.0, 100_001)
+    assert np.allclose(act(x), x * np.tanh(x))
