@@ -7,6 +7,7 @@ reference. Precision is raised until the result, rounded to the target format, i
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mpmath
@@ -170,14 +171,6 @@ def _real(v):
     return v
 
 
-def _sech_squared(z):
-    """1 - tanh(z)**2 = sech(z)**2 = 4 e / (1 + e)**2 with e = exp(-2|z|): no cancellation."""
-    if mpmath.isnan(z):
-        return z
-    e = _exp(-2 * abs(z))
-    return 4 * e / (1 + e) ** 2
-
-
 def _tanh_derivative_argument(e):
     """u if ``e`` is the sum 1 - tanh(u)**2 (SymPy's d/du tanh(u)), else None."""
     if len(e.args) != 2 or sp.S.One not in e.args:
@@ -207,21 +200,32 @@ def _erf_complement(e):
     return None
 
 
+def _equal_without_cancellation(e):
+    """For a sum that cancels catastrophically where its value is small, an equal expression
+    that does not (else None): 1 - tanh(u)**2 -> 4 t / (1 + t)**2 with t = exp(-2|u|) (sech(u)**2;
+    literally it cancels about 2.9|u| bits, and the precision loop went to its 16384-bit ceiling
+    at every large u of tanh', mish', gelu_tanh'), and c + c*erf(u) -> c*erfc(-u)."""
+    u = _tanh_derivative_argument(e)
+    if u is not None:
+        t = sp.exp(-2 * sp.Abs(u))
+        return 4 * t / (1 + t) ** 2
+    return _erf_complement(e)
+
+
+@functools.lru_cache(maxsize=512)
+def _without_cancellations(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every sum that _equal_without_cancellation knows replaced: the same values
+    (exact identities), found in fewer bits. Once per expression, not per point."""
+    return expr.replace(lambda e: e.is_Add and _equal_without_cancellation(e) is not None,
+                        _equal_without_cancellation)
+
+
 def _eval(e, env):
     if e.is_Symbol:
         return env[e]
     if e.is_Number or e.is_NumberSymbol or e in (sp.S.Infinity, sp.S.NegativeInfinity, sp.S.NaN):
         return _mpf_of_number(e)
     if e.is_Add:
-        u = _tanh_derivative_argument(e)
-        if u is not None:
-            # the same value by an exact identity: literally, 1 - tanh(u)**2 cancels about
-            # 2.9|u| bits, and the precision loop went to its 16384-bit ceiling at every large u
-            return _sech_squared(_eval(u, env))
-        if e.has(sp.erf):
-            complement = _erf_complement(e)
-            if complement is not None:
-                return _eval(complement, env)
         terms = [_eval(a, env) for a in e.args]
         total = _real(mpmath.fsum(terms))
         if _NEEDED_BITS[0] and mpmath.isfinite(total):
@@ -290,6 +294,7 @@ def _cond(c, env) -> bool:
 
 def evaluate(expr: sp.Expr, values: dict, prec: int) -> mpmath.mpf:
     """Evaluate ``expr`` at ``values`` ({Symbol: float or mpf}) with ``prec`` bits. May raise Undefined."""
+    expr = _without_cancellations(expr)
     with mpmath.workprec(prec):
         env = {s: mpmath.mpf(v) for s, v in values.items()}
         return _eval(expr, env)
