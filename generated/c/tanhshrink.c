@@ -88,14 +88,15 @@ static inline double actgen_expm1_d32(double a)
     return ((a <= 0.35) & (a >= -0.35)) ? p : e;
 }
 
-/* tanh for a float32 result: sign(a) E/(E + 2), E = expm1(2|a|) (|a| capped at 30, where tanh is 1
- * to 2^-86); copysign keeps -0 */
+/* tanh for a float32 result: sign(a) E/(E + 2), E = expm1(2|a|); 1 beyond |a| = 30, where tanh is 1
+ * to 2^-86 (and E/(E + 2) would become inf/inf). The select comes last: capping |a| first made
+ * gcc 12 leave the loop scalar without AVX-512 ("control flow in loop"). copysign keeps -0. */
 static inline double actgen_tanh_d32(double a)
 {
-    double m = fabs(a);
-    m = m > 30.0 ? 30.0 : m;
+    const double m = fabs(a);
     const double e = actgen_expm1_d32(2.0 * m);
-    return copysign(e / (e + 2.0), a);
+    const double r = e / (e + 2.0);
+    return copysign(m > 30.0 ? 1.0 : r, a);
 }
 
 /* ---- float32: element functions ---- */
