@@ -127,3 +127,33 @@ def test_the_kernels_of_each_dtype_compile_as_their_own_translation_unit(fresh_c
         x = np.array([-1.5, 0.25, 3.0], dtype=dtype)
         assert np.allclose(mine(x), x * np.tanh(x), rtol=1e-6)
         assert np.allclose(mine.backward(x, np.ones_like(x)), np.tanh(x) + x / np.cosh(x) ** 2, rtol=1e-6)
+
+
+@requires_cc
+@pytest.mark.parametrize("name", ["tanhshrink", "squareplus", "selu", "mish", "hard_swish"])
+def test_kernel_loops_vectorise_without_avx512_too(name):
+    # before AVX-512 there is no masked division: with trapping math, gcc 12 kept every loop
+    # whose select had a division in an arm scalar (-fno-trapping-math in the flags), and
+    # tanh_d32's cap of |a| did the same; the thread-dispatch loops are not kernel loops
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from actgen.build import split_units
+
+    tc = toolchain()
+    if "gcc" not in tc.version.lower() and "cc (" not in tc.version.lower():
+        pytest.skip("-fopt-info is gcc's")
+    flags = [f for f in tc.flags if not f.startswith(("-march", "-mprefer-vector-width", "-shared"))]
+    source = (Path(__file__).resolve().parent.parent / "generated" / "c" / f"{name}.c").read_text()
+    for unit in split_units(source):
+        proc = subprocess.run([*tc.cc, *flags, "-march=x86-64-v3", "-fopt-info-vec-all", "-x", "c", "-c", "-",
+                               "-o", "/dev/null"], input=unit, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = unit.splitlines()
+        scalar = [lines[int(m.group(1)) - 1].strip()
+                  for m in re.finditer(r"<stdin>:(\d+):\d+: missed: not vectorized: control flow in loop",
+                                       proc.stderr)]
+        kernel_loops = [s for s in scalar if "* share" not in s and "t / chunks" not in s]
+        assert kernel_loops == [], kernel_loops
+        assert "loop vectorized" in proc.stderr
