@@ -77,3 +77,16 @@ def test_bench_cli_writes_json_and_markdown(tmp_path):
 def test_bench_cli_rejects_a_bad_size():
     out = run_cli("bench", "relu", "--size", "lots")
     assert out.returncode != 0 and "not an element count" in out.stderr
+
+
+def test_the_repeats_of_an_activation_and_its_peers_are_interleaved():
+    from actgen.bench import _time_together
+
+    calls = []
+    timings = _time_together([lambda: calls.append("a"), lambda: calls.append("b")], repeats=5, min_time=0.0)
+    assert [t["repeats"] for t in timings] == [5, 5] and all(t["calls"] >= 1 for t in timings)
+    assert calls[:2] == ["a", "b"]                   # one warm-up call each (min_time 0)
+    timed = "".join(calls[2:])
+    assert timed.startswith("ab") and "aaaaa" not in timed and "bbbbb" not in timed
+    a, b = timed.count("a"), timed.count("b")
+    assert a == 5 * timings[0]["calls"] and b == 5 * timings[1]["calls"]
