@@ -7,6 +7,9 @@
   its own empty cache;
 - cached: `actgen.load(name, spec=SPEC)` of an unchanged spec in a new process whose cache has
   it (the time of the call, after `import actgen`), median of 5 processes;
+- where a cold build's time goes, per phase, in a new process with an empty cache (median of
+  the cold runs' count): importing actgen's spec parser (SymPy), choosing the forms (derivatives,
+  the mpmath reference sweeps, NumPy candidates), probing the C compiler, rendering and compiling;
 - library: `actgen build --builtins --backend c` (every built-in, as many jobs as CPUs) with an
   empty cache, one run.
 Goals: under 3 s, under 50 ms, under 60 s.
@@ -46,6 +49,25 @@ print(seconds)
 """
 
 
+PHASES = """
+import sys, time
+t0 = time.perf_counter()
+from actgen.spec import parse_spec_text
+from actgen.render import lower_activation
+from actgen import pipeline
+from actgen.build import toolchain
+t1 = time.perf_counter()
+(act,) = parse_spec_text(open(sys.argv[1]).read(), path=sys.argv[1])
+lowered = lower_activation(act)
+t2 = time.perf_counter()
+tc = toolchain()
+t3 = time.perf_counter()
+pipeline.build(act, "c", sys.argv[1], lowered)
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+"""
+
+
 def _env(cache: str) -> dict:
     return dict(os.environ, ACTGEN_CACHE_DIR=cache, XDG_CACHE_HOME=cache)
 
@@ -56,6 +78,13 @@ def _cold(spec: Path) -> float:
         subprocess.run([sys.executable, "-m", "actgen.cli", "build", str(spec), "--backend", "c"],
                        check=True, capture_output=True, env=_env(cache))
         return time.perf_counter() - start
+
+
+def _phases(spec: Path) -> list[float]:
+    with tempfile.TemporaryDirectory() as cache:
+        out = subprocess.run([sys.executable, "-c", PHASES, str(spec)], check=True, capture_output=True,
+                             text=True, env=_env(cache)).stdout
+        return [float(v) for v in out.split()[-4:]]
 
 
 def _cached(name: str, spec: Path, cache: str) -> float:
@@ -70,8 +99,9 @@ def main() -> None:
     print(f"Machine: {m['cpu']}, {m['usable_cpus']} CPUs, {m.get('cc', '')}, {m['libc']}; "
           f"actgen commit {m.get('actgen_commit', '?')}.\n")
     print(f"Medians of {RUNS} runs (min-max in parentheses).\n")
-    print("| new spec | cold `actgen build` (s) | cached `actgen.load` (ms) |")
-    print("|---|---:|---:|")
+    print("| new spec | cold `actgen build` (s) | cached `actgen.load` (ms) | imports (s) | choosing forms (s) "
+          "| compiler probe (s) | render + compile (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in SPECS.items():
             spec = Path(tmp) / f"{name}.toml"
@@ -81,8 +111,10 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "actgen.cli", "build", str(spec), "--backend", "c"],
                            check=True, capture_output=True, env=_env(cache))
             cached = [1e3 * _cached(name, spec, cache) for _ in range(RUNS)]
+            phases = [statistics.median(p) for p in zip(*[_phases(spec) for _ in range(RUNS)])]
             print(f"| {name} | {statistics.median(cold):.2f} ({min(cold):.2f}-{max(cold):.2f}) "
-                  f"| {statistics.median(cached):.1f} ({min(cached):.1f}-{max(cached):.1f}) |")
+                  f"| {statistics.median(cached):.1f} ({min(cached):.1f}-{max(cached):.1f}) | "
+                  + " | ".join(f"{p:.2f}" for p in phases) + " |")
         with tempfile.TemporaryDirectory() as cache:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "actgen.cli", "build", "--builtins", "--backend", "c"],
