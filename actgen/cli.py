@@ -258,6 +258,8 @@ def cmd_verify(args) -> int:
     if not items:
         _print_err("nothing to verify: name spec files or built-ins, or pass --all")
         return 2
+    if args.exhaustive:
+        return _verify_exhaustive(items, args)
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
     backends = ("c", "numpy") if args.backend == "both" else (args.backend,)
     results = []
@@ -281,6 +283,36 @@ def cmd_verify(args) -> int:
 
         write_page(Path(args.markdown),
                    render_verification([r.as_dict() for r in results], verify_command(args)))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _verify_exhaustive(items, args) -> int:
+    """verify --exhaustive: every float32 input, the float32 C kernels against the float64 ones."""
+    import json
+
+    import actgen
+
+    from .exhaustive import format_table, run
+
+    results = []
+    for _display, path, activations in _spec_arguments(items):
+        spec = None if path.startswith("actgen/library/") else path
+        for act, _table in activations:
+            if act.kind != "elementwise":
+                print(f"  {act.name}: skipped ({act.kind}: not a function of one input)", file=sys.stderr)
+                continue
+            started = time.perf_counter()
+            loaded = actgen.load(act.name, spec=spec, backend="c")
+            found = run(loaded, act)
+            results.extend(found)
+            if args.progress:
+                worst = max(r.max_ulp for r in found)
+                print(f"  {act.name}: max {worst:g} ULP ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    print(format_table(results))
+    if args.json:
+        from .build import write_atomic
+
+        write_atomic(Path(args.json), json.dumps([r.as_dict() for r in results], indent=1) + "\n")
     return 0 if all(r.passed for r in results) else 1
 
 
@@ -364,6 +396,10 @@ def parser() -> argparse.ArgumentParser:
                    help="also write the results as a Markdown page (docs/verification.md)")
     v.add_argument("--quick", action="store_true", help="fewer points (about a third)")
     v.add_argument("--progress", action="store_true", help="a line per activation on stderr")
+    v.add_argument("--exhaustive", action="store_true",
+                   help="instead: every one of the 2^32 float32 inputs, the float32 C kernels (f and "
+                        "f') against the float64 ones rounded to float32 (elementwise activations, "
+                        "default parameters; about a minute each)")
     v.set_defaults(func=cmd_verify)
 
     g = sub.add_parser("generate", help="write the built-in library's sources (the generated/ folder)")
