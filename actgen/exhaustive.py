@@ -65,8 +65,7 @@ def compare(x: np.ndarray, got: np.ndarray, ref: np.ndarray, scale_at=None) -> t
     return float(dist[k]), float(x[idx[k]]), int(idx.size), nonfinite
 
 
-def run(act, activation, *, codes: tuple[int, int] = (0, 1 << 32), chunk: int = CHUNK,
-        progress=None) -> list[ExhaustiveResult]:
+def run(act, activation, *, codes: tuple[int, int] = (0, 1 << 32), chunk: int = CHUNK) -> list[ExhaustiveResult]:
     """The forward and the derivative of ``act`` (``activation`` loaded: elementwise, C
     backend), float32, at every input whose bit pattern is in [codes[0], codes[1]) (default:
     all 2^32), at the default parameters rounded to float32 (for both dtypes)."""
@@ -105,9 +104,7 @@ def run(act, activation, *, codes: tuple[int, int] = (0, 1 << 32), chunk: int = 
             s[2] += differing
             s[3] += nonfinite
             s[4] += time.perf_counter() - t0
-        if progress:
-            progress(hi - start, stop - start)
-    kinds = {"forward": "forward", "derivative": "backward"}
+    kinds = {"forward": "forward", "derivative": "backward"}         # op -> the budget's kernel kind
     return [ExhaustiveResult(activation.name, op, stop - start, s[0], s[1], s[2], s[3],
                              activation.budget(kinds[op], "float32"), s[4])
             for op, s in stats.items()]
