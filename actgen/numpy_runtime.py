@@ -75,6 +75,58 @@ def softplus(z):
     return numpy.maximum(z, 0) + numpy.log1p(numpy.exp(-numpy.abs(z)))
 
 
+# ---- models of the C prelude's float helpers (actgen_exp_f32, actgen_sigmoid_f32) -------------------
+# Selection measures a float32 form computed in float with these, so that it measures what the C
+# kernel computes: the same operations in float32, each rounded as C rounds it. A fused
+# multiply-add is the product in double (exact for two floats) and one double add, rounded to
+# float: what ACTGEN_FMAF is without FP_FAST_FMAF, and a true fmaf except where that double
+# rounding lands on a float tie (rare; at most 1 ULP of that step).
+
+_F = numpy.float32
+
+
+def _fmaf(a, b, c):
+    return (numpy.asarray(a, numpy.float64) * numpy.asarray(b, numpy.float64)
+            + numpy.asarray(c, numpy.float64)).astype(_F)
+
+
+def _pow2_f32(k):
+    """2^k for integral float32 k in [-126, 127], by the exponent bits."""
+    return ((k.astype(numpy.int32) + 127).astype(numpy.uint32) << numpy.uint32(23)).view(_F)
+
+
+def exp_f32(a):
+    """actgen_exp_f32: exp in float32 arithmetic (see templates/c/prelude.jinja)."""
+    a = numpy.asarray(a, _F)
+    with numpy.errstate(all="ignore"):
+        c = numpy.where(a < _F(-104.0), _F(-104.0), a)
+        c = numpy.where(c > _F(89.0), _F(89.0), c)
+        k = numpy.rint(c.astype(numpy.float64) * numpy.float64(_F(1.44269502))).astype(_F)  # fma + shifter
+        rh = _fmaf(k, _F(-0.693359375), c)
+        rl = k * _F(2.12194442e-4)
+        r = rh + rl
+        q = _F(1.39505358e-3)
+        for coefficient in (8.36891960e-3, 4.16662060e-2, 1.66665182e-1, 0.5):
+            q = _fmaf(q, r, _F(coefficient))
+        p = _F(1.0) + (rh + _fmaf(r * r, q, rl))
+        k = numpy.where(numpy.isnan(k), _F(0.0), k)
+        k1 = numpy.rint(k.astype(numpy.float64) / 2).astype(_F)
+        return numpy.where(numpy.isnan(a), a, p * _pow2_f32(k1) * _pow2_f32(k - k1))
+
+
+def sigmoid_f32(z):
+    """actgen_sigmoid_f32: n / (1 + e) in float32, 1 + e exact as dh + dl, one correction."""
+    z = numpy.asarray(z, _F)
+    with numpy.errstate(all="ignore"):
+        e = exp_f32(-numpy.abs(z))
+        n = numpy.where(z >= 0, _F(1.0), e)
+        dh = _F(1.0) + e
+        dl = (_F(1.0) - dh) + e
+        r = _F(1.0) / dh
+        q = n * r
+        return _fmaf(_fmaf(-q, dh, n) - q * dl, r, q)
+
+
 def nan_guard(x, value):
     """NaN where x is NaN (a select would otherwise turn NaN into a number)."""
     return numpy.where(numpy.isnan(x), x, value)

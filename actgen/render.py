@@ -29,6 +29,8 @@ HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "exp": (), "e
                 "sigmoid": ("exp",), "softplus": ("exp", "log1p", "fabs"), "dd": ()}
 #: Helpers that call other helpers.
 HELPER_USES = {"softplus": ("max",), "dd": ("max", "sigmoid", "softplus")}
+#: ... in float arithmetic (the _f32 helpers): sigmoid calls actgen's float exp, not expf.
+FLOAT_USES = {"sigmoid": ("exp",)}
 #: ... and the float32-result variants (_d32, printed where a float32 kernel computes in double):
 #: they call actgen's own exp and log1p on [0, 1] instead of libm's.
 NARROW_USES = {"sigmoid": ("exp",), "softplus": ("exp", "log1p_unit"), "expm1": ("exp",),
@@ -189,6 +191,8 @@ def _collect(printer, compute: str, helpers: dict, simd: set) -> None:
     used = set(printer.helpers)
     for h in list(used):
         used.update(HELPER_USES.get(h, ()))
+        if compute == "float":
+            used.update(FLOAT_USES.get(h, ()))
     narrow = set(printer.narrow_helpers)
     for h in list(narrow):
         narrow.update(NARROW_USES.get(h, ()))
@@ -196,7 +200,8 @@ def _collect(printer, compute: str, helpers: dict, simd: set) -> None:
     for h in sorted(used):
         helpers[(h, compute, "")] = HelperView(h, compute, "f32" if compute == "float" else "f64",
                                                suffix, "F" if compute == "float" else "")
-        simd.update((compute, f + suffix) for f in HELPER_NEEDS[h] if f in LIBMVEC)
+        needs = () if compute == "float" and h in FLOAT_USES else HELPER_NEEDS[h]
+        simd.update((compute, f + suffix) for f in needs if f in LIBMVEC)
     for h in sorted(narrow):
         helpers[(h, "double", "d32")] = HelperView(h, "double", "d32", "", "")
     simd.update((compute, f) for f in printer.math_functions if (f[:-1] if suffix else f) in LIBMVEC)

@@ -79,17 +79,18 @@ def calls_libm(form: Form) -> bool:
 
 # ---- numeric evaluation of forms ----------------------------------------------------------------
 
-def numpy_function(form: Form, params: list[str]):
-    """A Python function (x, *params) -> values, from the NumPy printer (our own code, no user code)."""
-    return _numpy_function(form, tuple(params))
+def numpy_function(form: Form, params: list[str], c_float: bool = False):
+    """A Python function (x, *params) -> values, from the NumPy printer (our own code, no user
+    code); with ``c_float``, a model of the C kernel computed in float (its own exp, sigmoid)."""
+    return _numpy_function(form, tuple(params), c_float)
 
 
 @functools.lru_cache(maxsize=512)
-def _numpy_function(form: Form, params: tuple[str, ...]):
+def _numpy_function(form: Form, params: tuple[str, ...], c_float: bool = False):
     from . import numpy_runtime
     from .printers.numpy import KernelNumPyPrinter
 
-    printer = KernelNumPyPrinter(form.dd_temps, form.compensated)
+    printer = KernelNumPyPrinter(form.dd_temps, form.compensated, c_float=c_float)
     lines = [f"def kernel(x{''.join(', ' + p for p in params)}):"]
     lines += [f"    {sym} = {printer._dd(value) if sym in form.dd_temps else printer.doprint(value)}"
               for sym, value in form.temps]
@@ -99,10 +100,12 @@ def _numpy_function(form: Form, params: tuple[str, ...]):
     return namespace["kernel"]
 
 
-def evaluate_form(form: Form, xs: np.ndarray, params: dict, dtype: str, compute: str) -> np.ndarray:
-    """The form at xs, computed in ``dtype`` (or in float64 when compute == "double"), as dtype."""
+def evaluate_form(form: Form, xs: np.ndarray, params: dict, dtype: str, compute: str,
+                  c_model: bool = True) -> np.ndarray:
+    """The form at xs, computed in ``dtype`` (or in float64 when compute == "double"), as dtype.
+    In float32, as the C kernel computes it in float (``c_model``; NumPy's functions without)."""
     work = np.float64 if compute == "double" else np.dtype(dtype).type
-    fn = numpy_function(form, list(params))
+    fn = numpy_function(form, list(params), c_float=c_model and work is np.float32)
     with np.errstate(all="ignore"):
         value = fn(xs.astype(work), *[work(v) for v in params.values()])
         value = np.broadcast_to(np.asarray(value, dtype=work), xs.shape)
@@ -451,8 +454,9 @@ def conditioned_distance(got: np.ndarray, ref: np.ndarray, scale: np.ndarray | N
     return np.where(usable, np.minimum(dist, cond), dist)
 
 
-def measure(form: Form, sweep_xs, ref, params, dtype, compute, scale) -> tuple[float, int]:
-    got = evaluate_form(form, sweep_xs, params, dtype, compute)
+def measure(form: Form, sweep_xs, ref, params, dtype, compute, scale,
+            c_model: bool = True) -> tuple[float, int]:
+    got = evaluate_form(form, sweep_xs, params, dtype, compute, c_model)
     finite_ref = np.isfinite(ref)
     nonfinite = int(np.sum(np.isfinite(got) != finite_ref) + np.sum(np.isnan(got) & ~np.isnan(ref)))
     dist = conditioned_distance(got, ref, scale)
@@ -578,7 +582,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
 def _naive(act, kernel, sweep, scale) -> Measured:
     form = naive_form(act, kernel)
     err, nonfinite = measure(form, sweep.xs, sweep.kernel_refs[kernel.name], sweep.params, sweep.dtype,
-                             "dtype", scale)
+                             "dtype", scale, c_model=False)       # NumPy's functions, as lambdify
     return Measured("naive", "dtype", err, nonfinite)
 
 

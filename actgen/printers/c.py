@@ -10,6 +10,9 @@ Changes from SymPy's ``C99CodePrinter`` (each for a reason):
 * Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers from the prelude that
   propagate NaN (``fmaxf`` drops NaN and blocks vectorisation);
 * the math functions and helpers used are recorded, so the template declares exactly those;
+* in float arithmetic, exp and sigmoid call actgen's own float functions (``actgen_exp_f32``:
+  within 1 ULP of exp; libmvec's expf is within 3), which ``actgen.numpy_runtime`` models
+  operation by operation, so that selection measures what the C kernel computes;
 * ``narrow`` (double arithmetic whose result is rounded to float32): exp, expm1, tanh, cosh and
   the sigmoid/softplus helpers call actgen's own exp (``actgen_exp_d32``: relative error below
   2^-36, far under float32's 2^-24, at a fraction of the cost of libm's correctly-near-rounded
@@ -230,6 +233,9 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
     def _print_exp(self, e):
         if self.narrow:
             return self._narrow_helper("exp", e.args[0])
+        if self.compute == "float":
+            # actgen's float exp (within 1 ULP; libmvec's expf: 3), modelled by selection
+            return self._helper("exp", e.args[0])
         return self._sensitive(e, self._print_math_func)
 
     def _print_erfc(self, e):

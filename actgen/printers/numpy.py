@@ -5,6 +5,9 @@ Changes from SymPy's ``NumPyPrinter`` (each for a reason):
   arrays stay float32 (``numpy.sqrt(2)`` or ``numpy.pi`` are float64 and would upcast);
 * Piecewise is ``rt.piecewise``, which evaluates each branch only on the elements that take
   it (``numpy.select`` evaluates every branch everywhere: warnings, NaN, wasted work);
+* with ``c_float`` (selection's model of a C kernel computed in float), exp and sigmoid are
+  ``rt.exp_f32``/``rt.sigmoid_f32``, operation-by-operation models of the C prelude's own float
+  functions;
 * erf/erfc are vectorised ufuncs (``math.erf`` is not), sigmoid/softplus are the stable
   implementations of ``actgen.numpy_runtime``; Max/Min are ``numpy.maximum``/``minimum``,
   which propagate NaN.
@@ -22,10 +25,13 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
     """Prints kernel expressions as NumPy code; ``rt`` is ``actgen.numpy_runtime``. With
     ``compensate``, sensitive functions get double-double arguments ((hi, lo) tuples)."""
 
-    def __init__(self, dd_temps=frozenset(), compensate: bool = False):
+    def __init__(self, dd_temps=frozenset(), compensate: bool = False, c_float: bool = False):
         super().__init__({"strict": True, "fully_qualified_modules": True})
         self.dd_temps = frozenset(dd_temps)
         self.compensate = compensate
+        # c_float: model the C kernel computed in float (selection): exp and sigmoid are the
+        # models of actgen's own float functions, not NumPy's
+        self.c_float = c_float
 
     literal_digits = None    # repr of the nearest double
 
@@ -96,6 +102,8 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         return self._print(e.args[0])
 
     def _print_sigmoid(self, e):
+        if self.c_float:
+            return self._rt("sigmoid_f32", e)
         return self._sensitive(e, lambda e: self._rt("sigmoid", e))
 
     def _print_softplus(self, e):
@@ -108,6 +116,8 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         return self._sensitive(e, lambda e: self._rt("erfc", e))
 
     def _print_exp(self, e):
+        if self.c_float:
+            return self._rt("exp_f32", e)
         return self._sensitive(e, lambda e: f"numpy.exp({self._print(e.args[0])})")
 
     def _print_cosh(self, e):

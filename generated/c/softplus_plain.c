@@ -98,9 +98,6 @@ static inline double actgen_log1p_unit_d32(double e)
     return e * q * p;
 }
 
-/* sigmoid for a float32 result: e/(1 + e) or 1/(1 + e), e = exp(-|z|) (actgen_exp_d32), one division */
-static inline double actgen_sigmoid_d32(double z) { const double e = actgen_exp_d32(-fabs(z)); return (z >= 0 ? 1.0 : e) / (1.0 + e); }
-
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
 static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z)); const double r = 1.0 / (1.0 + e); return z >= 0 ? r : e * r; }
 
@@ -109,6 +106,56 @@ static inline double actgen_softplus_d32(double z) { return actgen_max_f64(z, 0.
 
 /* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow */
 static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(exp(-fabs(z))); }
+
+/* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
+ * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
+#ifdef FP_FAST_FMAF
+#define ACTGEN_FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define ACTGEN_FMAF(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
+#endif
+
+/* exp in float arithmetic, for kernels computed in float: k = rint(a / ln 2), r = a - k ln 2
+ * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
+ * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
+ * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
+ * rounded exp for every float input (tests/test_narrow_helpers.py: all 2^32); libmvec's
+ * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled bit for bit
+ * by actgen.numpy_runtime.exp_f32, which selection measures. */
+static inline float actgen_exp_f32(float a)
+{
+    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
+    c = c > 89.0F ? 89.0F : c;
+    const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
+    const float k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    const float rh = ACTGEN_FMAF(k, -0.693359375F, c);
+    const float rl = k * 2.12194442e-4F;
+    const float r = rh + rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
+    q = ACTGEN_FMAF(q, r, 0.5F);
+    const float p = 1.0F + (rh + ACTGEN_FMAF(r * r, q, rl));
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
+    s2.u = (s2.u + 127) << 23;
+    return p * s1.f * s2.f;
+}
+
+/* sigmoid in float: n / (1 + e), e = exp(-|z|) (actgen_exp_f32), n = 1 or e; 1 + e held exactly
+ * as dh + dl (e <= 1), and the quotient corrected once by its remainder: within 1 ULP of the
+ * correctly rounded sigmoid over every float input (a plain n / (1 + e): 2) */
+static inline float actgen_sigmoid_f32(float z)
+{
+    const float e = actgen_exp_f32(-fabsf(z));
+    const float n = z >= 0 ? 1.0F : e;
+    const float dh = 1.0F + e, dl = (1.0F - dh) + e;
+    const float r = 1.0F / dh, q = n * r;
+    return ACTGEN_FMAF(ACTGEN_FMAF(-q, dh, n) - q * dl, r, q);
+}
 
 /* ---- float32: element functions ---- */
 
@@ -119,11 +166,11 @@ static inline ACTGEN_INLINE double actgen_softplus_plain_forward_elem_f32(const 
     return actgen_softplus_d32(x);
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive NaN/inf; rewrites: softplus */
-static inline ACTGEN_INLINE double actgen_softplus_plain_backward_elem_f32(const double x)
+/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive NaN/inf; rewrites: softplus */
+static inline ACTGEN_INLINE float actgen_softplus_plain_backward_elem_f32(const float x)
 {
     (void)x;
-    return actgen_sigmoid_d32(x);
+    return actgen_sigmoid_f32(x);
 }
 
 /* dx = dy * f'(x), written with y = f(x): rewritten, measured by actgen verify at y = f(x) */
@@ -216,7 +263,7 @@ void actgen_softplus_plain_forward_deriv_f32(const float *restrict in, float *re
     }
     #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
-        const float xi = in[i]; const double fi = actgen_softplus_plain_forward_elem_f32(xi); const double di = actgen_softplus_plain_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
+        const float xi = in[i]; const double fi = actgen_softplus_plain_forward_elem_f32(xi); const float di = actgen_softplus_plain_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
     }
 }
 

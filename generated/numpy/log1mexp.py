@@ -18,8 +18,7 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive 1 ULP"""
-    x = numpy.asarray(x, numpy.float64)
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.logical_and.reduce((numpy.less(x, 0.6931471805599453),numpy.greater_equal(x, 0.0))), lambda x: numpy.log(-numpy.expm1(-x))), (lambda x: numpy.greater_equal(x, 0.6931471805599453), lambda x: numpy.log1p(-numpy.exp(-x))), (lambda x: numpy.greater(x, -0.6931471805599453), lambda x: numpy.log(-numpy.expm1(x))), (None, lambda x: numpy.log1p(-numpy.exp(x)))))
 
 

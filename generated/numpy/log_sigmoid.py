@@ -23,8 +23,7 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 1 ULP (conditioned); rewrites: log_sigmoid"""
-    x = numpy.asarray(x, numpy.float64)
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: log_sigmoid"""
     return rt.sigmoid(-x)
 
 

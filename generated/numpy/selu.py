@@ -25,10 +25,7 @@ def _forward_f32(x, alpha, scale):
 
 
 def _backward_f32(x, alpha, scale):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned)"""
-    x = numpy.asarray(x, numpy.float64)
-    alpha = numpy.asarray(alpha, numpy.float64)
-    scale = numpy.asarray(scale, numpy.float64)
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned)"""
     return rt.nan_guard(x, rt.piecewise((alpha, scale, x, ), (lambda alpha, scale, x: numpy.greater(x, 0.0), lambda alpha, scale, x: scale), (None, lambda alpha, scale, x: alpha*scale*numpy.exp(x))))
 
 

@@ -17,14 +17,12 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive 1 ULP"""
-    x = numpy.asarray(x, numpy.float64)
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
     return rt.sigmoid(x)
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned)"""
-    x = numpy.asarray(x, numpy.float64)
+    """dx = dy * f'(x) (float32): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned)"""
     return rt.sigmoid(-x)*rt.sigmoid(x)
 
 

@@ -26,10 +26,7 @@ def _forward_f32(x, beta, threshold):
 
 
 def _backward_f32(x, beta, threshold):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 1 ULP (conditioned)"""
-    x = numpy.asarray(x, numpy.float64)
-    beta = numpy.asarray(beta, numpy.float64)
-    threshold = numpy.asarray(threshold, numpy.float64)
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned)"""
     t0 = beta*x
     return rt.nan_guard(x, rt.piecewise((t0, threshold, ), (lambda t0, threshold: numpy.greater(t0, threshold), lambda t0, threshold: 1.0), (None, lambda t0, threshold: rt.sigmoid(t0))))
 

@@ -23,8 +23,7 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive NaN/inf; rewrites: softplus"""
-    x = numpy.asarray(x, numpy.float64)
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive NaN/inf; rewrites: softplus"""
     return rt.sigmoid(x)
 
 
