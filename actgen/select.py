@@ -52,11 +52,12 @@ class Choice:
     @property
     def c_compute(self) -> str:
         """The C type of the arithmetic: the one selection measured. A float32 form is chosen
-        in float only if NumPy's float evaluation stays within MARGIN (half) of the budget, so
-        that libmvec's vector float functions, which NumPy's measurement cannot see (up to 1-4
-        ULP each on their own), have the other half; ``actgen verify`` (and the accuracy tests)
-        then measure the compiled kernel itself. In float, gcc calls the 16-lane functions
-        (_ZGVeN16v_expf): 2-3x the throughput of the 8-lane double ones (measured)."""
+        in float only if its float evaluation stays within MARGIN (half) of the budget. exp and
+        sigmoid are actgen's own float functions there, which the evaluation models operation
+        by operation; the other functions are libmvec's vector float functions, which NumPy's
+        measurement cannot see (up to 1-4 ULP each on their own): they have the other half.
+        ``actgen verify`` (and the accuracy tests) then measure the compiled kernel itself. In
+        float, a vector holds 16 lanes instead of 8: 2-3x the throughput (measured)."""
         if self.compute == "double" or self.dtype == "float64":
             return "double"
         return "float"

@@ -47,7 +47,9 @@ def test_float32_kernels_agree_with_float64_ones_on_every_input_of_a_range(name,
     assert [r.op for r in results] == ["forward", "derivative"]
     for r in results:
         assert r.inputs == codes[1] - codes[0] and r.passed, r
-        assert r.max_ulp <= 1 and r.nonfinite_mismatch == 0, r
+        # sigmoid's f' is computed in float, sigmoid(-x) sigmoid(x), each within 1 ULP: 2
+        assert r.max_ulp <= (2 if (name, r.op) == ("sigmoid", "derivative") else 1), r
+        assert r.nonfinite_mismatch == 0, r
 
 
 @requires_cc
