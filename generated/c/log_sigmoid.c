@@ -119,9 +119,9 @@ static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.
  * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
  * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
  * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
- * rounded exp for every float input (tests/test_narrow_helpers.py: all 2^32); libmvec's
- * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled bit for bit
- * by actgen.numpy_runtime.exp_f32, which selection measures. */
+ * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
+ * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
+ * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
 static inline float actgen_exp_f32(float a)
 {
     float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
