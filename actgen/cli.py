@@ -208,7 +208,11 @@ def describe_choice(choice) -> str:
     against the naive evaluation of the same expression (see actgen.select)."""
     unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
     text = f"{choice.label}"
-    if choice.dtype == "float32" and choice.compute == "double":
+    if choice.float_range is not None:
+        text += (f", in C {choice.range_text()} (blocks of inputs with one outside, and other"
+                 f" parameter values, in double; NumPy: in double; in double alone: "
+                 f"{choice.fallback_error:.3g} {unit})")
+    elif choice.dtype == "float32" and choice.compute == "double":
         text += ", computed in double"
         in_float = _best_in_float(choice)
         if in_float is not None:

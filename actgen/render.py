@@ -36,6 +36,10 @@ FLOAT_USES = {"sigmoid": ("exp",)}
 NARROW_USES = {"sigmoid": ("exp",), "softplus": ("exp", "log1p_unit"), "expm1": ("exp",),
                "tanh": ("exp", "expm1"), "cosh": ("exp",)}
 
+#: Elements per range check where a float32 kernel is computed in float on an interval only
+#: (select.Choice.float_range): a block with any input outside is computed in double.
+FLOAT_BLOCK = 1024
+
 
 @dataclass(frozen=True)
 class KernelView:
@@ -52,6 +56,11 @@ class KernelView:
     rules: tuple[str, ...]
     compute: str              # C: the type arithmetic is done in; NumPy: "dtype" or "double"
     note: str                 # how the form was chosen (shown in a comment)
+    #: C, a float32 kernel computed in float on an interval only (select.Choice.float_range):
+    #: the float element function, and the interval's bounds as C literals; this kernel is
+    #: then the one computed in double, which every loop may call
+    fast: KernelView | None = None
+    bounds: tuple[str, str] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,12 @@ class RoleView:
     kernel: str               # the element kernel it evaluates
     param: str
     channels: bool
+    #: (lo, hi) as C literals if every kernel the role evaluates has a float variant on an
+    #: interval (the flat loops then check blocks of elements against the common interval)
+    bounds: tuple[str, str] = ()
+    #: C: true where the parameters differ from the values selection measured the interval at
+    #: (their defaults): the loop then computes every block in double
+    unmeasured: str = "0"
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,7 @@ class ActivationView:
     dtypes: tuple[DtypeView, ...]
     helpers: tuple[HelperView, ...]
     simd_functions: tuple[tuple[str, str], ...]   # (compute type, libm name) to declare SIMD
+    float_block: int = 0      # FLOAT_BLOCK if some flat loop checks blocks against a float interval
 
 
 @dataclass(frozen=True)
@@ -119,16 +135,19 @@ def lower_activation(act: Activation) -> Lowered:
     return Lowered(act, kernels, choose_all(act, list(kernels)))
 
 
-def _note(choice, compute: str) -> str:
+def _note(choice, compute: str, ranged: bool = False) -> str:
     parts = [choice.label]
-    if choice.dtype == "float32" and compute == "double":
+    if ranged:
+        parts.append(choice.range_text())
+    elif choice.dtype == "float32" and compute == "double":
         parts.append("computed in double")
     if choice.form.guards:
         parts.append("limits at infinity")
     if choice.kernel.kind == "backward_y":      # its input is y: actgen verify measures it, selection does not
         return ", ".join([*parts, "measured by actgen verify at y = f(x)"])
     unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
-    parts.append(f"measured {choice.error:.3g} {unit}")
+    error = choice.fallback_error if choice.float_range is not None and not ranged else choice.error
+    parts.append(f"measured {error:.3g} {unit}")
     if choice.naive is not None and choice.naive.label == "naive":
         naive = "NaN/inf" if choice.naive.nonfinite else f"{choice.naive.error:.3g} {unit}"
         parts.append(f"naive {naive}")
@@ -154,16 +173,28 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         kernels = {}
         for k in lowered.kernels:
             choice = lowered.choices[k.name, dtype]
-            compute = choice.c_compute if backend.name == "c" else choice.compute
-            form = choice.form
-            narrow = backend.name == "c" and dtype == "float32" and compute == "double"
-            printer = backend.printer(compute, form.dd_temps, form.compensated, narrow=narrow)
-            temps, result = _print_kernel(printer, form)
-            kernels[k.name] = KernelView(
-                k.name, k.kind, f"actgen_{act.name}_{k.name}_elem_{tag}", str(k.variable), k.description,
-                temps, result, form.needs_nan_guard, form.rules, compute, _note(choice, compute))
-            if backend.name == "c":
-                _collect(printer, compute, helpers, simd)
+            elem = f"actgen_{act.name}_{k.name}_elem_{tag}"
+
+            def kernel_view(form, compute, elem, ranged=False, **extra):
+                narrow = backend.name == "c" and dtype == "float32" and compute == "double"
+                printer = backend.printer(compute, form.dd_temps, form.compensated, narrow=narrow)
+                temps, result = _print_kernel(printer, form)
+                if backend.name == "c":
+                    _collect(printer, compute, helpers, simd)
+                return KernelView(k.name, k.kind, elem, str(k.variable), k.description, temps, result,
+                                  form.needs_nan_guard, form.rules, compute, _note(choice, compute, ranged),
+                                  **extra)
+
+            if choice.float_range is not None:
+                # the double form for every loop; the float one for the flat loops' in-range blocks
+                # (NumPy, and the gated kind, which has no flat loops: the double form only)
+                c = backend.name == "c" and act.kind == "elementwise"
+                fast = kernel_view(choice.form, "float", f"{elem}_in_float", True) if c else None
+                kernels[k.name] = kernel_view(choice.fallback, "double", elem, c, fast=fast,
+                                              bounds=tuple(_float_literal(b) for b in choice.float_range))
+            else:
+                compute = choice.c_compute if backend.name == "c" else choice.compute
+                kernels[k.name] = kernel_view(choice.form, compute, elem)
         printer = backend.printer(ctype if backend.name == "c" else dtype)
         valid = printer.doprint(act.output_derivative_valid)
         if backend.name == "c":
@@ -173,8 +204,9 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
             simd.update(("double", f) for f in ("exp", "log", "log1p"))
             if dtype == "float32":          # float32 rows call actgen's exp (the _d32 helpers)
                 helpers[("exp", "double", "d32")] = HelperView("exp", "double", "d32", "", "")
+        unmeasured = " || ".join(f"p_{p} != {_float_literal(v)}" for p, v in act.params.items()) or "0"
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
-                               r.channels) for r in role_list)
+                               r.channels, _role_bounds(act, r, kernels), unmeasured) for r in role_list)
         dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))
     order = list(HELPER_NEEDS)
     return ActivationView(
@@ -182,7 +214,24 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         spec=spec_display, expr_text=act.expr_text,
         params=tuple(act.params.items()), learnable=act.learnable, dtypes=tuple(dtypes),
         helpers=tuple(sorted(helpers.values(), key=lambda h: (h.compute, order.index(h.name), h.tag))),
-        simd_functions=tuple(sorted(simd)))
+        simd_functions=tuple(sorted(simd)),
+        float_block=FLOAT_BLOCK if any(r.bounds for d in dtypes for r in d.roles) else 0)
+
+
+def _float_literal(value: float) -> str:
+    import numpy as np
+
+    return f"{np.float32(value)!r}".removeprefix("np.float32(").removesuffix(")") + "F"
+
+
+def _role_bounds(act: Activation, role: Role, kernels: dict) -> tuple[str, str]:
+    """The interval a flat loop of ``role`` may compute in float: that of its kernel(s) (forward
+    and derivative for forward_deriv, which must agree); () where it does not apply."""
+    if act.kind != "elementwise" or role.channels or role.loop not in ("forward", "backward", "forward_deriv"):
+        return ()
+    used = ["forward", "backward"] if role.loop == "forward_deriv" else [role.kernel]
+    bounds = {kernels[name].bounds for name in used}
+    return bounds.pop() if len(bounds) == 1 and all(kernels[name].fast for name in used) else ()
 
 
 def _collect(printer, compute: str, helpers: dict, simd: set) -> None:

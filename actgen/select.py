@@ -28,6 +28,7 @@ from .functions import erfc, sigmoid, softplus
 from .rewrite import Form, compensate, lower, stabilize, stable_source
 
 MARGIN = 0.5      # a float candidate must be within MARGIN * budget to be preferred
+RANGE_MIN = 16.0  # a float range (see Choice.float_range) must cover [-RANGE_MIN, RANGE_MIN]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ class Choice:
     error: float
     naive: Measured | None
     measured: tuple[Measured, ...] = field(default=())
+    #: float32 computed in float only for x in [lo, hi] (where it measured within its share of
+    #: the budget): the C loops check each block of elements and compute a block with any x
+    #: outside (NaN and +-inf included) with ``fallback``, the form computed in double
+    float_range: tuple[float, float] | None = None
+    fallback: Form | None = None
+    fallback_error: float = math.nan      # the double form's error on its own (on every point)
 
     @property
     def c_compute(self) -> str:
@@ -61,6 +68,15 @@ class Choice:
         if self.compute == "double" or self.dtype == "float64":
             return "double"
         return "float"
+
+    def range_text(self) -> str:
+        lo, hi = self.float_range
+        return f"in float on [{_bound_text(lo)}, {_bound_text(hi)}], else in double"
+
+
+def _bound_text(v: float) -> str:
+    return "-max" if v == -float(np.finfo(np.float32).max) else (
+        "max" if v == float(np.finfo(np.float32).max) else f"{v:g}")
 
 
 #: Functions that are exact or correctly rounded in C (no libm approximation involved).
@@ -473,6 +489,47 @@ def _dense_xs() -> np.ndarray:
     return np.concatenate([mags, -mags, np.linspace(-100.0, 100.0, 4001)]).astype(np.float32)
 
 
+def dense_float_distances(form: Form, xs: np.ndarray, params: dict, scale) -> np.ndarray:
+    """Per point, the error of a float32 form computed in float32 against the same form
+    computed in double (then rounded); inf where one is NaN or infinite and the other not."""
+    ref = evaluate_form(form, xs, params, "float32", "double")
+    got = evaluate_form(form, xs, params, "float32", "dtype")
+    return conditioned_distance(got, ref, scale)
+
+
+def float_range(xs: np.ndarray, dist: np.ndarray, limit: float) -> tuple[float, float] | None:
+    """The interval around 0 on which a form computed in float measured within ``limit``:
+    bounded by the nearest finite points of each sign over it, pulled in to the last good
+    point inside, by 1/32 more and to an integer (the points are samples: the C kernel's
+    exhaustive check then covers every input); the largest float where no point is over.
+    None if it does not cover [-RANGE_MIN, RANGE_MIN] (no use: the blocks of ordinary inputs
+    would go to double) or 0 itself is over."""
+    top = float(np.finfo(np.float32).max)
+    finite = np.isfinite(xs)
+    xs, over = xs[finite].astype(np.float64), ~(dist[finite] <= limit)
+    if over[xs == 0].any():
+        return None
+    bounds = []
+    for sign in (-1, 1):
+        side = sign * xs > 0
+        bad = np.abs(xs[side & over])
+        if not bad.size:
+            bounds.append(sign * top)
+            continue
+        good = np.abs(xs[side & ~over])
+        inside = good[good < bad.min()]
+        edge = math.floor((inside.max() if inside.size else 0.0) * (1 - 1 / 32))
+        bounds.append(float(sign * edge))
+    lo, hi = bounds
+    return (lo, hi) if lo <= -RANGE_MIN and hi >= RANGE_MIN else None
+
+
+def _in_range(xs: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """The points a ranged kernel computes in float (the C check: lo <= x <= hi; NaN fails)."""
+    with np.errstate(invalid="ignore"):
+        return (xs >= bounds[0]) & (xs <= bounds[1])
+
+
 def dense_float_error(form: Form, xs: np.ndarray, params: dict, scale) -> float:
     """Max error of a float32 form computed in float32 against the same form computed in double
     (then rounded), on dense inputs: a check that computing in float loses nothing where the
@@ -559,13 +616,21 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
             guarded = add_guards(form, limits, act, dtype, compute)
             err, nonfinite = measure(guarded, sweep.xs, ref, params, dtype, compute, scale)
             measured.append(Measured(label, compute, err, nonfinite))
-            if compute == "dtype" and dtype == "float32" and nonfinite == 0 and err <= budget:
+            if compute == "dtype" and dtype == "float32":
                 if dense is None:
                     dense = _dense_xs()
                     dense_scale = (None if kernel.kind == "forward"
                                    else term_scale(options[0][1].stable, dense, params))
-                err_d = dense_float_error(guarded, dense, params, dense_scale)
-                if err_d > budget * MARGIN:   # float loses where the sweep does not look
+                dist_d = dense_float_distances(guarded, dense, params, dense_scale)
+                err_d = float(np.max(dist_d))
+                if kernel.kind != "param_grad" and (nonfinite or err > budget * MARGIN
+                                                    or err_d > budget * MARGIN):
+                    ranged = _ranged(act, kernel, sweep, scale, limits, label, form, guarded,
+                                     (dense, dist_d), measured)
+                    if ranged is not None:
+                        return ranged
+                if nonfinite == 0 and err <= budget and err_d > budget * MARGIN:
+                    # float loses where the sweep does not look
                     measured.append(Measured(f"{label} (dense float check)", compute, err_d, 0))
                     continue
             entry = (guarded, compute, label, err, nonfinite)
@@ -578,6 +643,31 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
     guarded, compute, label, err, _ = best
     return Choice(kernel, dtype, guarded, compute, label, err, _naive(act, kernel, sweep, scale),
                   tuple(measured))
+
+
+def _ranged(act, kernel, sweep, scale, limits, label, form, guarded, dense, measured) -> Choice | None:
+    """The float form on the interval where it measured within MARGIN of the budget (on the
+    sweep against the reference, and on the dense points against itself in double), the form
+    computed in double elsewhere; None if there is no such interval or the double form is
+    over the budget. Its error: the worse of the two where each is used."""
+    dtype, params, ref = sweep.dtype, sweep.params, sweep.kernel_refs[kernel.name]
+    budget = act.budget(kernel.kind, dtype)
+    limit = budget * MARGIN
+    got = evaluate_form(guarded, sweep.xs, params, dtype, "dtype")
+    dist_s = conditioned_distance(got, ref, scale)
+    bounds = float_range(np.concatenate([sweep.xs, dense[0]]), np.concatenate([dist_s, dense[1]]), limit)
+    if bounds is None:
+        return None
+    fallback = add_guards(form, limits, act, dtype, "double")
+    err_w, nonfinite = measure(fallback, sweep.xs, ref, params, dtype, "double", scale)
+    if nonfinite or err_w > budget:
+        return None
+    inside = _in_range(sweep.xs, bounds)
+    err_f = float(np.max(dist_s[inside])) if inside.any() else 0.0
+    err = max(err_f, err_w)
+    measured.append(Measured(f"{label} (float on [{bounds[0]:g}, {bounds[1]:g}])", "dtype", err_f, 0))
+    return Choice(kernel, dtype, guarded, "dtype", label, err, _naive(act, kernel, sweep, scale),
+                  tuple(measured), bounds, fallback, err_w)
 
 
 def _naive(act, kernel, sweep, scale) -> Measured:

@@ -69,16 +69,26 @@ def test_show_labels_the_derivative_from_the_output():
 
 @requires_cc
 def test_show_says_why_a_float32_kernel_computes_in_double():
-    # swish in float arithmetic loses ~50 ULP where its result is subnormal (x ~ -90): selection
-    # measured that and chose double; show must say so with the number, not just "double"
+    # mish in float arithmetic loses ~50 ULP where its result is subnormal (x ~ -90) and 3 near
+    # x = -4 (no interval around 0 is clear of that): selection measured that and chose double;
+    # show must say so with the number, not just "double"
     import re
 
-    out = run_cli("show", "swish")
+    out = run_cli("show", "mish")
     assert out.returncode == 0
     line = next(l for l in out.stdout.splitlines() if l.strip().startswith("float32:"))
     m = re.search(r"computed in double \(in float: ([0-9.e+]+) ULP\)", line)
     assert m, line
     assert float(m.group(1)) > 2     # over the float candidates' share of the 4 ULP budget
+
+
+def test_show_says_where_a_float32_kernel_computes_in_float():
+    # swish's float form is within 1 ULP above x = -85 (below, sigmoid(x) is subnormal in float)
+    out = run_cli("show", "swish")
+    assert out.returncode == 0
+    line = next(l for l in out.stdout.splitlines() if l.strip().startswith("float32:"))
+    assert "in C in float on [-85, max], else in double" in line, line
+    assert "NumPy: in double" in line
 
 
 @pytest.mark.parametrize("verb", ["build", "list", "show", "new", "generate"])

@@ -8,6 +8,9 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_FLOAT_BLOCK
+#define ACTGEN_FLOAT_BLOCK 1024         /* elements per range check of a kernel computed in float on an interval */
+#endif
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
@@ -76,9 +79,59 @@ static inline double actgen_sigmoid_d32(double z) { const double e = actgen_exp_
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
 static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z)); const double r = 1.0 / (1.0 + e); return z >= 0 ? r : e * r; }
 
+/* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
+ * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
+#ifdef FP_FAST_FMAF
+#define ACTGEN_FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define ACTGEN_FMAF(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
+#endif
+
+/* exp in float arithmetic, for kernels computed in float: k = rint(a / ln 2), r = a - k ln 2
+ * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
+ * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
+ * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
+ * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
+ * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
+ * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
+static inline float actgen_exp_f32(float a)
+{
+    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
+    c = c > 89.0F ? 89.0F : c;
+    const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
+    const float k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    const float rh = ACTGEN_FMAF(k, -0.693359375F, c);
+    const float rl = k * 2.12194442e-4F;
+    const float r = rh + rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
+    q = ACTGEN_FMAF(q, r, 0.5F);
+    const float p = 1.0F + (rh + ACTGEN_FMAF(r * r, q, rl));
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
+    s2.u = (s2.u + 127) << 23;
+    return p * s1.f * s2.f;
+}
+
+/* sigmoid in float: n / (1 + e), e = exp(-|z|) (actgen_exp_f32), n = 1 or e; 1 + e held exactly
+ * as dh + dl (e <= 1), and the quotient corrected once by its remainder: within 1 ULP of the
+ * correctly rounded sigmoid over every float input (a plain n / (1 + e): 2) */
+static inline float actgen_sigmoid_f32(float z)
+{
+    const float e = actgen_exp_f32(-fabsf(z));
+    const float n = z >= 0 ? 1.0F : e;
+    const float dh = 1.0F + e, dl = (1.0F - dh) + e;
+    const float r = 1.0F / dh, q = n * r;
+    return ACTGEN_FMAF(ACTGEN_FMAF(-q, dh, n) - q * dl, r, q);
+}
+
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+/* y = f(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
@@ -86,13 +139,31 @@ static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x,
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
+/* y = f(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+static inline ACTGEN_INLINE float actgen_swish_forward_elem_f32_in_float(const float x, float beta)
+{
+    (void)x; (void)beta;
+    const float actgen_r = ({ const float actgen_b1 = x*actgen_sigmoid_f32(beta*x); ((((x < -3.40282346638528859812e+38F) & (beta > 0.0F))) ? (0.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
+}
+
+/* dx = dy * f'(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
     const double t0 = beta*x;
     const double t1 = actgen_sigmoid_d32(t0);
     const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_d32(-t0) + t1; double actgen_s2 = actgen_b1; actgen_s2 = (((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : actgen_s2; actgen_s2 = (((x > 3.40282346638528859812e+38) & (beta > 0.0))) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
+}
+
+/* dx = dy * f'(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
+static inline ACTGEN_INLINE float actgen_swish_backward_elem_f32_in_float(const float x, float beta)
+{
+    (void)x; (void)beta;
+    const float t0 = beta*x;
+    const float t1 = actgen_sigmoid_f32(t0);
+    const float actgen_r = ({ const float actgen_b1 = t0*t1*actgen_sigmoid_f32(-t0) + t1; float actgen_s2 = actgen_b1; actgen_s2 = (((x < -3.40282346638528859812e+38F) & (beta > 0.0F))) ? (0.0F) : actgen_s2; actgen_s2 = (((x > 3.40282346638528859812e+38F) & (beta > 0.0F))) ? (1.0F) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -120,9 +191,26 @@ void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int
         }
         return;
     }
-    #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-        out[i] = (float)actgen_swish_forward_elem_f32(in[i], p_beta);
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, 3.4028235e+38F] (where
+       selection measured the float form; NaN and +-inf do not) and the parameters are
+       those it measured at, else in double */
+    for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
+        const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
+        int wide = p_beta != 1.0F;
+        #pragma omp simd reduction(|:wide)
+        for (int64_t i = b; i < b + e; ++i)
+            wide |= ((in[i] >= -85.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+        if (wide) {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                out[i] = (float)actgen_swish_forward_elem_f32(in[i], p_beta);
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                out[i] = (float)actgen_swish_forward_elem_f32_in_float(in[i], p_beta);
+            }
+        }
     }
 }
 
@@ -140,9 +228,26 @@ void actgen_swish_backward_f32(const float *restrict in, const float *restrict g
         }
         return;
     }
-    #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-        grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32(in[i], p_beta));
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, 3.4028235e+38F] (where
+       selection measured the float form; NaN and +-inf do not) and the parameters are
+       those it measured at, else in double */
+    for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
+        const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
+        int wide = p_beta != 1.0F;
+        #pragma omp simd reduction(|:wide)
+        for (int64_t i = b; i < b + e; ++i)
+            wide |= ((in[i] >= -85.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+        if (wide) {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32(in[i], p_beta));
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32_in_float(in[i], p_beta));
+            }
+        }
     }
 }
 
@@ -160,9 +265,26 @@ void actgen_swish_forward_deriv_f32(const float *restrict in, float *restrict ou
         }
         return;
     }
-    #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-        const float xi = in[i]; const double fi = actgen_swish_forward_elem_f32(xi, p_beta); const double di = actgen_swish_backward_elem_f32(xi, p_beta); out[i] = (float)fi; deriv[i] = (float)di;
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, 3.4028235e+38F] (where
+       selection measured the float form; NaN and +-inf do not) and the parameters are
+       those it measured at, else in double */
+    for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
+        const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
+        int wide = p_beta != 1.0F;
+        #pragma omp simd reduction(|:wide)
+        for (int64_t i = b; i < b + e; ++i)
+            wide |= ((in[i] >= -85.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+        if (wide) {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                const float xi = in[i]; const double fi = actgen_swish_forward_elem_f32(xi, p_beta); const double di = actgen_swish_backward_elem_f32(xi, p_beta); out[i] = (float)fi; deriv[i] = (float)di;
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                const float xi = in[i]; const float fi = actgen_swish_forward_elem_f32_in_float(xi, p_beta); const float di = actgen_swish_backward_elem_f32_in_float(xi, p_beta); out[i] = (float)fi; deriv[i] = (float)di;
+            }
+        }
     }
 }
 

@@ -1,0 +1,126 @@
+"""float32 kernels computed in float on an interval only (select.Choice.float_range).
+
+silu's x * sigmoid(x) in float loses 51 ULP where sigmoid(x) is subnormal (x < -87) and the
+product is not; everywhere else it is within 1-2 ULP. Selection then keeps the float form on
+the interval where it measured within its share of the budget and the double form elsewhere:
+the C loops check each block of render.FLOAT_BLOCK inputs and compute a block with any input
+outside the interval (NaN and +-inf included), or any parameter away from the value measured,
+in double. These tests check the choice, each path of the loops, that the paths really differ
+(so that the tests can fail) and that both stay accurate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import actgen
+from actgen import library
+from actgen.render import FLOAT_BLOCK
+from actgen.select import RANGE_MIN, choose_all, float_range
+from actgen.spec import parse_spec_text
+from actgen.verify import ulp_distance
+
+from conftest import requires_cc
+
+TOP = float(np.finfo(np.float32).max)
+
+
+def _choices(name):
+    act = next(a for a in parse_spec_text(library.read(name)) if a.name == name)
+    return choose_all(act)
+
+
+@pytest.mark.parametrize("name", ["silu", "swish"])
+def test_silu_and_swish_compute_in_float_above_the_subnormal_sigmoid(name):
+    choices = _choices(name)
+    for kernel in ("forward", "backward"):
+        c = choices[kernel, "float32"]
+        assert c.c_compute == "float" and c.fallback is not None, kernel
+        lo, hi = c.float_range
+        assert -88.0 <= lo <= -RANGE_MIN and hi == TOP, (kernel, c.float_range)
+        assert c.error <= 2.0
+        assert choices[kernel, "float64"].float_range is None
+    # sums are not split into blocks: a parameter's gradient is never ranged
+    for (kernel, dtype), c in choices.items():
+        if kernel.startswith("grad_"):
+            assert c.float_range is None
+
+
+def test_float_range_is_the_interval_around_zero_clear_of_the_bad_points():
+    xs = np.array([-200.0, -90.0, -88.0, -40.0, -1.0, 0.0, 1.0, 50.0, 1e30, np.nan, np.inf], np.float32)
+    dist = np.array([0, 9, 0, 0, 0, 0, 0, 0, 0, np.inf, np.inf])
+    # the nearest bad point below is -90; the last good one inside is -88, pulled in by 1/32
+    assert float_range(xs, dist, 2.0) == (-85.0, TOP)
+    dist[7] = 3.0                           # 50 over: hi = floor(1 * 31/32) -> too narrow
+    assert float_range(xs, dist, 2.0) is None
+    dist[7] = 0.0
+    dist[5] = 3.0                           # 0 itself over: no interval
+    assert float_range(xs, dist, 2.0) is None
+
+
+def _rounded_double(act, x, **params):
+    """The float64 kernel rounded to float32: within 1 ULP of the correctly rounded value."""
+    return np.asarray(act(x.astype(np.float64), **params)).astype(np.float32)
+
+
+@requires_cc
+def test_in_range_blocks_compute_in_float_and_blocks_with_an_outlier_in_double():
+    silu = actgen.load("silu")
+    x = np.linspace(-84.0, 84.0, 16 * FLOAT_BLOCK, dtype=np.float32)
+    fast = np.asarray(silu(x))
+    mixed = x.copy()
+    mixed[::FLOAT_BLOCK] = np.nan            # every block has a NaN: all of it in double
+    slow = np.asarray(silu(mixed))
+    keep = ~np.isnan(mixed)
+    ref = _rounded_double(silu, x)
+    assert np.isnan(slow[~keep]).all()
+    assert (fast[keep] != slow[keep]).any()  # the two paths are different code
+    assert ulp_distance(fast, ref).max() <= 2
+    assert ulp_distance(slow[keep], ref[keep]).max() <= 1
+    # one input below the interval sends its block (only) to double, and is accurate there
+    low = x.copy()
+    low[3 * FLOAT_BLOCK + 7] = -100.0
+    got = np.asarray(silu(low))
+    block = slice(3 * FLOAT_BLOCK, 4 * FLOAT_BLOCK)
+    np.testing.assert_array_equal(np.delete(got, np.r_[block]), np.delete(fast, np.r_[block]))
+    assert ulp_distance(got[block], _rounded_double(silu, low)[block]).max() <= 1
+    assert got[3 * FLOAT_BLOCK + 7] != 0 and got[3 * FLOAT_BLOCK + 7] > -1e-40   # subnormal, kept
+    # the backward (dx = dy f') takes the same paths
+    dy = np.ones_like(x)
+    dfast = np.asarray(silu.backward(x, dy))
+    dslow = np.asarray(silu.backward(mixed, dy))
+    assert (dfast[keep] != dslow[keep]).any()
+
+
+@requires_cc
+def test_in_place_with_mixed_blocks_matches_out_of_place():
+    silu = actgen.load("silu")
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.0, 40.0, 10 * FLOAT_BLOCK + 13).astype(np.float32)    # some below -85
+    x[::97] = np.nan
+    want = np.asarray(silu(x))
+    work = x.copy()
+    silu(work, out=work)
+    np.testing.assert_array_equal(work, want)
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    want = np.asarray(silu.backward(x, dy))
+    work = x.copy()
+    silu.backward(work, dy, out=work)          # dx over x: each block checks x before writing
+    np.testing.assert_array_equal(work, want)
+
+
+@requires_cc
+def test_parameters_away_from_the_measured_ones_compute_in_double():
+    """swish's interval was measured at beta = 1: sigmoid(2 x) is subnormal from x < -43.6, so
+    at beta = 2 the float form would lose bits inside [-85, max]. The loop then computes every
+    block in double, as the per-channel loop (which never computes in float) does."""
+    swish = actgen.load("swish")
+    x = np.linspace(-84.0, 84.0, 8 * FLOAT_BLOCK, dtype=np.float32)
+    per_channel = np.asarray(swish(x.reshape(1, 1, -1), beta=np.array([2.0], np.float32),
+                                   param_axis=1)).ravel()
+    np.testing.assert_array_equal(np.asarray(swish(x, beta=2.0)), per_channel)
+    assert ulp_distance(np.asarray(swish(x, beta=2.0)), _rounded_double(swish, x, beta=2.0)).max() <= 1
+    # at beta = 1 the same comparison differs: the float path is taken
+    per_channel = np.asarray(swish(x.reshape(1, 1, -1), beta=np.array([1.0], np.float32),
+                                   param_axis=1)).ravel()
+    assert (np.asarray(swish(x, beta=1.0)) != per_channel).any()
