@@ -78,7 +78,8 @@ def built(request, tmp_path_factory):
     views = [HelperView("max", "double", "f64", "", "")]
     views += [HelperView(h, "double", "d32", "", "") for h in FUNCTIONS]
     views += [HelperView(h, "float", "f32", "f", "F") for h in FUNCTIONS]
-    prelude = render_template("c/prelude.jinja", act=SimpleNamespace(simd_functions=(), helpers=views))
+    prelude = render_template("c/prelude.jinja", act=SimpleNamespace(simd_functions=(), helpers=views,
+                                                                 float_block=0))
     loops = "\n".join(
         f"void eval_{h}(const float *x, float *y, int64_t n) "
         f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_f32(x[i]); }}" for h in FUNCTIONS)

@@ -41,7 +41,8 @@ def helpers(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("narrow")
     views = [HelperView("max", "double", "f64", "", "")]
     views += [HelperView(h, "double", "d32", "", "") for h in HELPERS]
-    prelude = render_template("c/prelude.jinja", act=SimpleNamespace(simd_functions=(), helpers=views))
+    prelude = render_template("c/prelude.jinja", act=SimpleNamespace(simd_functions=(), helpers=views,
+                                                                 float_block=0))
     loops = "\n".join(
         f"void eval_{h}(const double *x, double *y, int64_t n) "
         f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_d32(x[i]); }}" for h in HELPERS)
