@@ -9,7 +9,9 @@ and is evaluated with NumPy on the verification sweep against the mpmath referen
 
 Policy: the first candidate, in order of cost, that is within the ULP budget (with a margin,
 so that libm differences between NumPy and C cannot flip the choice) and has no spurious
-NaN/inf; if none is, the most accurate one. The naive candidate (the expression as written,
+NaN/inf; if none is, the most accurate one. A float32 candidate computed in float that is within
+its share of the budget only on an interval around 0 (silu: above x = -85) is kept there, the
+same form computed in double elsewhere (Choice.float_range: the C loops check blocks of inputs). The naive candidate (the expression as written,
 computed in the dtype: what lambdify would give) is measured too, to show what was gained.
 """
 
@@ -491,7 +493,10 @@ def _dense_xs() -> np.ndarray:
 
 def dense_float_distances(form: Form, xs: np.ndarray, params: dict, scale) -> np.ndarray:
     """Per point, the error of a float32 form computed in float32 against the same form
-    computed in double (then rounded); inf where one is NaN or infinite and the other not."""
+    computed in double (then rounded), on dense inputs; inf where one is NaN or infinite and
+    the other not. A check that computing in float loses nothing where the verification sweep
+    has few points (e.g. silu's exp(x) going subnormal at x ~ -90, which costs 51 ULP in float):
+    it can only reject computing in float (or limit it to an interval), never accept it."""
     ref = evaluate_form(form, xs, params, "float32", "double")
     got = evaluate_form(form, xs, params, "float32", "dtype")
     return conditioned_distance(got, ref, scale)
@@ -528,16 +533,6 @@ def _in_range(xs: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     """The points a ranged kernel computes in float (the C check: lo <= x <= hi; NaN fails)."""
     with np.errstate(invalid="ignore"):
         return (xs >= bounds[0]) & (xs <= bounds[1])
-
-
-def dense_float_error(form: Form, xs: np.ndarray, params: dict, scale) -> float:
-    """Max error of a float32 form computed in float32 against the same form computed in double
-    (then rounded), on dense inputs: a check that computing in float loses nothing where the
-    verification sweep has few points (e.g. silu's exp(x) going subnormal at x ~ -90, which
-    costs 10 ULP in float). It can only reject computing in float, never accept it."""
-    ref = evaluate_form(form, xs, params, "float32", "double")
-    err, nonfinite = measure(form, xs, ref, params, "float32", "dtype", scale)
-    return math.inf if nonfinite else err
 
 
 # ---- candidates and the choice ----------------------------------------------------------------------
