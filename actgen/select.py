@@ -475,13 +475,19 @@ def conditioned_distance(got: np.ndarray, ref: np.ndarray, scale: np.ndarray | N
 
 def measure(form: Form, sweep_xs, ref, params, dtype, compute, scale,
             c_model: bool = True) -> tuple[float, int]:
+    return measure_points(form, sweep_xs, ref, params, dtype, compute, scale, c_model)[:2]
+
+
+def measure_points(form: Form, sweep_xs, ref, params, dtype, compute, scale,
+                   c_model: bool = True) -> tuple[float, int, np.ndarray]:
+    """(max error where both are finite, spurious NaN/inf count, the per-point errors)."""
     got = evaluate_form(form, sweep_xs, params, dtype, compute, c_model)
     finite_ref = np.isfinite(ref)
     nonfinite = int(np.sum(np.isfinite(got) != finite_ref) + np.sum(np.isnan(got) & ~np.isnan(ref)))
     dist = conditioned_distance(got, ref, scale)
     comparable = np.isfinite(got) == finite_ref
     err = float(np.max(dist[comparable])) if comparable.any() else math.inf
-    return err, nonfinite
+    return err, nonfinite, dist
 
 
 def _dense_xs() -> np.ndarray:
@@ -609,7 +615,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
             if form.compensated and dtype == "float32":
                 continue                    # float32 computed in double needs no compensation
             guarded = add_guards(form, limits, act, dtype, compute)
-            err, nonfinite = measure(guarded, sweep.xs, ref, params, dtype, compute, scale)
+            err, nonfinite, dist_s = measure_points(guarded, sweep.xs, ref, params, dtype, compute, scale)
             measured.append(Measured(label, compute, err, nonfinite))
             if compute == "dtype" and dtype == "float32":
                 if dense is None:
@@ -621,7 +627,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                 if kernel.kind != "param_grad" and (nonfinite or err > budget * MARGIN
                                                     or err_d > budget * MARGIN):
                     ranged = _ranged(act, kernel, sweep, scale, limits, label, form, guarded,
-                                     (dense, dist_d), measured)
+                                     (sweep.xs, dist_s), (dense, dist_d), measured)
                     if ranged is not None:
                         return ranged
                 if nonfinite == 0 and err <= budget and err_d > budget * MARGIN:
@@ -640,17 +646,18 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                   tuple(measured))
 
 
-def _ranged(act, kernel, sweep, scale, limits, label, form, guarded, dense, measured) -> Choice | None:
+def _ranged(act, kernel, sweep, scale, limits, label, form, guarded, swept, dense,
+            measured) -> Choice | None:
     """The float form on the interval where it measured within MARGIN of the budget (on the
     sweep against the reference, and on the dense points against itself in double), the form
     computed in double elsewhere; None if there is no such interval or the double form is
-    over the budget. Its error: the worse of the two where each is used."""
+    over the budget. Its error: the worse of the two where each is used. ``swept`` and
+    ``dense``: (points, per-point errors of the float form) on the sweep and the dense points."""
     dtype, params, ref = sweep.dtype, sweep.params, sweep.kernel_refs[kernel.name]
     budget = act.budget(kernel.kind, dtype)
     limit = budget * MARGIN
-    got = evaluate_form(guarded, sweep.xs, params, dtype, "dtype")
-    dist_s = conditioned_distance(got, ref, scale)
-    bounds = float_range(np.concatenate([sweep.xs, dense[0]]), np.concatenate([dist_s, dense[1]]), limit)
+    dist_s = swept[1]
+    bounds = float_range(np.concatenate([swept[0], dense[0]]), np.concatenate([dist_s, dense[1]]), limit)
     if bounds is None:
         return None
     fallback = add_guards(form, limits, act, dtype, "double")

@@ -55,3 +55,34 @@ def have_compiler() -> bool:
 
 
 requires_cc = pytest.mark.skipif(not have_compiler(), reason="no C compiler on this machine")
+
+
+def build_prelude_module(name: str, views, code: str, cdef: str, variant: str, tmp):
+    """Compile templates/c/prelude.jinja with the helpers ``views`` (render.HelperView) and C
+    ``code`` after it, exporting ``cdef``, for this machine (variant "target") or for baseline
+    x86-64 ("no-fma": no fused multiply-add, so ACTGEN_FMAF / ACTGEN_MAD are a multiply and an
+    add; skipped where that build is not gcc on x86-64); the loaded cffi module."""
+    import dataclasses
+    import importlib.util
+    import platform
+    from types import SimpleNamespace
+
+    from actgen.build import compile_c, toolchain
+    from actgen.render import render_template
+
+    tc = toolchain()
+    if variant == "no-fma":
+        if platform.machine() not in ("x86_64", "AMD64") or "clang" in tc.version.lower():
+            pytest.skip("the no-fma build is checked with gcc on x86-64")
+        # -mno-fma alone is not enough: AVX-512F has its own FMA (FP_FAST_FMA stays defined)
+        flags = [f for f in tc.flags if not f.startswith(("-march=", "-mprefer-vector-width="))]
+        tc = dataclasses.replace(tc, flags=(*flags, "-march=x86-64"))
+    prelude = render_template("c/prelude.jinja",
+                              act=SimpleNamespace(simd_functions=(), helpers=views, float_block=0))
+    source = f"#include <math.h>\n#include <stdint.h>\n#include <string.h>\n{prelude}\n{code}\n"
+    output = compile_c(name, source, cdef, tmp, tc)
+    spec = importlib.util.spec_from_file_location(name, tmp / output)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules.pop(name, None)
+    return module

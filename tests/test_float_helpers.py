@@ -12,17 +12,14 @@ Both for this machine and for baseline x86-64 (no fma: ACTGEN_FMAF is a double p
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from actgen import numpy_runtime as rt
-from actgen.render import HelperView, render_template
+from actgen.render import HelperView
 
-from conftest import requires_cc
+from conftest import build_prelude_module, requires_cc
 
 FUNCTIONS = ("exp", "sigmoid")
 STRIDE = {"target": 1, "no-fma": 16}
@@ -64,38 +61,20 @@ SWEEP(sigmoid, actgen_sigmoid_f32, actgen_sigmoid_d32)
 
 @pytest.fixture(scope="module", params=["target", "no-fma"])
 def built(request, tmp_path_factory):
-    import dataclasses
-    import platform
-
-    from actgen.build import compile_c, toolchain
-
-    tc = toolchain()
-    if request.param == "no-fma":
-        if platform.machine() not in ("x86_64", "AMD64") or "clang" in tc.version.lower():
-            pytest.skip("the no-fma build is checked with gcc on x86-64")
-        flags = [f for f in tc.flags if not f.startswith(("-march=", "-mprefer-vector-width="))]
-        tc = dataclasses.replace(tc, flags=(*flags, "-march=x86-64"))
     views = [HelperView("max", "double", "f64", "", "")]
     views += [HelperView(h, "double", "d32", "", "") for h in FUNCTIONS]
     views += [HelperView(h, "float", "f32", "f", "F") for h in FUNCTIONS]
-    prelude = render_template("c/prelude.jinja", act=SimpleNamespace(simd_functions=(), helpers=views,
-                                                                 float_block=0))
     loops = "\n".join(
         f"void eval_{h}(const float *x, float *y, int64_t n) "
         f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_f32(x[i]); }}" for h in FUNCTIONS)
     loops += "\nint fast_fmaf(void) {\n#ifdef FP_FAST_FMAF\nreturn 1;\n#else\nreturn 0;\n#endif\n}"
-    source = f"#include <math.h>\n#include <stdint.h>\n#include <string.h>\n{prelude}\n{loops}\n{SWEEP}"
     cdef = "\n".join(f"void eval_{h}(const float *x, float *y, int64_t n);\n"
                      f"void sweep_{h}(int stride, int64_t *worst, uint32_t *worst_input, int64_t *nan_mismatch);"
                      for h in FUNCTIONS)
     cdef += "\nint fast_fmaf(void);"
     name = f"_actgen_float_helpers_{request.param.replace('-', '_')}"
-    tmp = tmp_path_factory.mktemp("float_helpers")
-    output = compile_c(name, source, cdef, tmp, tc)
-    spec = importlib.util.spec_from_file_location(name, tmp / output)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules.pop(name, None)
+    module = build_prelude_module(name, views, f"{loops}\n{SWEEP}", cdef, request.param,
+                                  tmp_path_factory.mktemp("float_helpers"))
     if request.param == "no-fma":
         assert module.lib.fast_fmaf() == 0
     return request.param, module

@@ -6,16 +6,13 @@ NaN, +-inf, +-0, overflow and underflow as the functions they replace."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from actgen.render import HelperView, render_template
+from actgen.render import HelperView
 
-from conftest import requires_cc
+from conftest import build_prelude_module, requires_cc
 
 BOUND = 2.0 ** -33   # relative error allowed (float32: 2^-24); measured: exp 2^-36.6, expm1 2^-35, log1p 2^-39.3
 
@@ -26,36 +23,16 @@ HELPERS = ("exp", "expm1", "log1p_unit", "tanh", "cosh", "sigmoid", "softplus")
 def helpers(request, tmp_path_factory):
     """The helpers built for this machine, and for baseline x86-64 (ACTGEN_MARCH=x86-64: no fused
     multiply-add, so ACTGEN_MAD is a multiply and an add)."""
-    import dataclasses
-    import platform
-
-    from actgen.build import compile_c, toolchain
-
-    tc = toolchain()
-    if request.param == "no-fma":
-        if platform.machine() not in ("x86_64", "AMD64") or "clang" in tc.version.lower():
-            pytest.skip("the no-fma build is checked with gcc on x86-64")
-        # -mno-fma alone is not enough: AVX-512F has its own FMA (FP_FAST_FMA stays defined)
-        flags = [f for f in tc.flags if not f.startswith(("-march=", "-mprefer-vector-width="))]
-        tc = dataclasses.replace(tc, flags=(*flags, "-march=x86-64"))
-    tmp = tmp_path_factory.mktemp("narrow")
     views = [HelperView("max", "double", "f64", "", "")]
     views += [HelperView(h, "double", "d32", "", "") for h in HELPERS]
-    prelude = render_template("c/prelude.jinja", act=SimpleNamespace(simd_functions=(), helpers=views,
-                                                                 float_block=0))
     loops = "\n".join(
         f"void eval_{h}(const double *x, double *y, int64_t n) "
         f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_d32(x[i]); }}" for h in HELPERS)
     loops += "\nint fast_fma(void) {\n#ifdef FP_FAST_FMA\nreturn 1;\n#else\nreturn 0;\n#endif\n}"
-    source = f"#include <math.h>\n#include <stdint.h>\n{prelude}\n{loops}\n"
     cdef = "\n".join(f"void eval_{h}(const double *x, double *y, int64_t n);" for h in HELPERS)
     cdef += "\nint fast_fma(void);"
-    name = "_actgen_narrow_test"
-    output = compile_c(name, source, cdef, tmp, tc)
-    spec = importlib.util.spec_from_file_location(name, tmp / output)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules.pop(name, None)
+    module = build_prelude_module("_actgen_narrow_test", views, loops, cdef, request.param,
+                                  tmp_path_factory.mktemp("narrow"))
     if request.param == "no-fma":
         assert module.lib.fast_fma() == 0           # ACTGEN_MAD is a multiply and an add here
 
