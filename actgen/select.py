@@ -555,6 +555,16 @@ def _rationalize(e):
     return (root.base - rest**2) / (root - rest)
 
 
+def _sech2_sigmoid(e):
+    """cosh(u)**-2 -> 4 sigmoid(2u) sigmoid(-2u): the same value, e/(1 + e)^2 with e = exp(-2|u|)
+    (2u exact where u is), which actgen's float sigmoid computes within 1 ULP each; in float,
+    cosh overflows at |u| ~ 89 and libmvec's coshf is not modelled by selection."""
+    if e.is_Pow and e.exp == -2 and isinstance(e.base, sp.cosh):
+        u = e.base.args[0]
+        return 4 * sigmoid(2 * u) * sigmoid(-2 * u)
+    return None
+
+
 def _user_form(act: Activation) -> sp.Expr | None:
     """The expression as written (SymPy's canonical grouping undone: evaluate=False)."""
     from .spec import parse_expression
@@ -577,6 +587,9 @@ def candidates(act: Activation, kernel: Kernel) -> list[tuple[str, Form]]:
     rational = source.replace(lambda e: _rationalize(e) is not None, _rationalize)
     if rational != source:
         out.append(("rationalized", lower(rational, [*rules, "rationalize"])))
+    sech2 = rewritten.stable.replace(lambda e: _sech2_sigmoid(e) is not None, _sech2_sigmoid)
+    if sech2 != rewritten.stable:
+        out.append(("sech2 as sigmoid", lower(sech2, [*rewritten.rules, "sech2_sigmoid"])))
     if kernel.kind == "forward":
         written = _user_form(act)
         if written is not None and written != source:

@@ -130,3 +130,25 @@ def test_confined_branches_give_the_same_values_in_c_and_numpy():
             np.testing.assert_array_equal(got[special], want[special])
             np.testing.assert_array_equal(np.signbit(got[special]), np.signbit(want[special]))
             np.testing.assert_array_max_ulp(got[~special], want[~special], maxulp=4)
+
+
+def test_sech2_as_sigmoid_is_a_float32_candidate_with_the_same_values():
+    """cosh(u)**-2 = 4 sigmoid(2u) sigmoid(-2u): tanh's f' computed in float with actgen's float
+    sigmoid (1 ULP each) instead of in double; float64 keeps 1/cosh^2."""
+    from actgen import library
+    from actgen.select import _sech2_sigmoid, choose_all
+    from actgen.spec import parse_spec_text
+
+    alt = _sech2_sigmoid(sp.cosh(X)**-2)
+    assert alt == 4 * sigmoid(2 * X) * sigmoid(-2 * X)
+    assert _sech2_sigmoid(sp.cosh(X)**2) is None and _sech2_sigmoid(sp.tanh(X)) is None
+    for x in (-60.0, -7.5, -1e-3, 0.0, 0.5, 3.0, 44.0):
+        a, b = evaluate(alt, {X: x}, 200), evaluate(sp.cosh(X)**-2, {X: x}, 200)
+        assert abs(a - b) <= mpmath.mpf(10) ** -50 * abs(b), x
+    act = next(a for a in parse_spec_text(library.read("tanh")) if a.name == "tanh")
+    choices = choose_all(act)
+    f32, f64 = choices["backward", "float32"], choices["backward", "float64"]
+    assert (f32.label, f32.c_compute) == ("sech2 as sigmoid", "float") and f32.error <= 2.0
+    # the float form as written, 1/cosh(x)**2 in float, measured over its share of the budget
+    assert any(m.label == "rewritten" and m.compute == "dtype" and m.error > 2.0 for m in f32.measured)
+    assert f64.label == "rewritten" and "sech2_sigmoid" not in f64.form.rules

@@ -33,78 +33,55 @@ double tanh(double) ACTGEN_CONST;
 float tanhf(float) ACTGEN_CONST;
 #endif
 
-/* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
- * software fma would be ~30x slower; the _d32 helpers need no exact product) */
-#ifdef FP_FAST_FMA
-#define ACTGEN_MAD(a, b, c) fma(a, b, c)
+/* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
+ * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
+#ifdef FP_FAST_FMAF
+#define ACTGEN_FMAF(a, b, c) fmaf(a, b, c)
 #else
-#define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
+#define ACTGEN_FMAF(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
 #endif
 
-/* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
- * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
- * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans
- * [-2020, 2020] and an underflowing result rounds once. No libm call, no table: it vectorises on any target. NaN stays NaN, +-inf and
- * overflow/underflow as exp. (glibc's double exp, libmvec's included, is accurate to 2^-52 and
- * about half as fast; its float exp, to 2-3 ULP of float, too inaccurate for a 4 ULP budget.) */
-static inline double actgen_exp_d32(double a)
+/* exp in float arithmetic, for kernels computed in float: k = rint(a / ln 2), r = a - k ln 2
+ * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
+ * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
+ * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
+ * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
+ * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
+ * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
+static inline float actgen_exp_f32(float a)
 {
-    double c = a < -1400.0 ? -1400.0 : a;         /* two selects: nested ?: stops the vectoriser */
-    c = c > 1400.0 ? 1400.0 : c;
-    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    const double t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
-    const double k = t - shifter;
-    /* ln 2 = hi + lo, hi with 32 significant bits (fdlibm's): k hi is exact even without fma */
-    const double r = ACTGEN_MAD(k, -1.9082149292705877e-10, ACTGEN_MAD(k, -0.6931471803691238, c));
-    double p = 2.7557319223985891e-06;
-    p = ACTGEN_MAD(p, r, 2.4801587301587302e-05);
-    p = ACTGEN_MAD(p, r, 1.9841269841269841e-04);
-    p = ACTGEN_MAD(p, r, 1.3888888888888889e-03);
-    p = ACTGEN_MAD(p, r, 8.3333333333333333e-03);
-    p = ACTGEN_MAD(p, r, 4.1666666666666667e-02);
-    p = ACTGEN_MAD(p, r, 1.6666666666666667e-01);
-    p = ACTGEN_MAD(p, r, 0.5);
-    p = ACTGEN_MAD(p, r, 1.0);
-    p = ACTGEN_MAD(p, r, 1.0);
-    const double k1 = ACTGEN_MAD(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
-    const double k2 = (k - (k1 - shifter)) + shifter;
-    union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
-    s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
-    s2.u = (s2.u + 1023) << 52;
-    return p * s1.d * s2.d;
+    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
+    c = c > 89.0F ? 89.0F : c;
+    const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
+    const float k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    const float rh = ACTGEN_FMAF(k, -0.693359375F, c);
+    const float rl = k * 2.12194442e-4F;
+    const float r = rh + rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
+    q = ACTGEN_FMAF(q, r, 0.5F);
+    const float p = 1.0F + (rh + ACTGEN_FMAF(r * r, q, rl));
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
+    s2.u = (s2.u + 127) << 23;
+    return p * s1.f * s2.f;
 }
 
-/* expm1 for a float32 result: its Taylor polynomial (degree 10) where |a| <= 0.35, where
- * exp(a) - 1 would cancel; exp(a) - 1 beyond */
-static inline double actgen_expm1_d32(double a)
+/* sigmoid in float: n / (1 + e), e = exp(-|z|) (actgen_exp_f32), n = 1 or e; 1 + e held exactly
+ * as dh + dl (e <= 1), and the quotient corrected once by its remainder: within 1 ULP of the
+ * correctly rounded sigmoid over every float input (a plain n / (1 + e): 2) */
+static inline float actgen_sigmoid_f32(float z)
 {
-    double p = 2.7557319223985891e-07;
-    p = ACTGEN_MAD(p, a, 2.7557319223985891e-06);
-    p = ACTGEN_MAD(p, a, 2.4801587301587302e-05);
-    p = ACTGEN_MAD(p, a, 1.9841269841269841e-04);
-    p = ACTGEN_MAD(p, a, 1.3888888888888889e-03);
-    p = ACTGEN_MAD(p, a, 8.3333333333333333e-03);
-    p = ACTGEN_MAD(p, a, 4.1666666666666667e-02);
-    p = ACTGEN_MAD(p, a, 1.6666666666666667e-01);
-    p = ACTGEN_MAD(p, a, 0.5);
-    p = ACTGEN_MAD(p, a, 1.0) * a;
-    const double e = actgen_exp_d32(a) - 1.0;
-    return ((a <= 0.35) & (a >= -0.35)) ? p : e;
+    const float e = actgen_exp_f32(-fabsf(z));
+    const float n = z >= 0 ? 1.0F : e;
+    const float dh = 1.0F + e, dl = (1.0F - dh) + e;
+    const float r = 1.0F / dh, q = n * r;
+    return ACTGEN_FMAF(ACTGEN_FMAF(-q, dh, n) - q * dl, r, q);
 }
-
-/* tanh for a float32 result: sign(a) E/(E + 2), E = expm1(2|a|); 1 beyond |a| = 30, where tanh is 1
- * to 2^-86 (and E/(E + 2) would become inf/inf). The select comes last: capping |a| first made
- * gcc 12 leave the loop scalar without AVX-512 ("control flow in loop"). copysign keeps -0. */
-static inline double actgen_tanh_d32(double a)
-{
-    const double m = fabs(a);
-    const double e = actgen_expm1_d32(2.0 * m);
-    const double r = e / (e + 2.0);
-    return copysign(m > 30.0 ? 1.0 : r, a);
-}
-
-/* cosh for a float32 result: h + 1/(4h), h = exp(|a|)/2 = exp(|a| - ln 2) (finite as far as cosh is) */
-static inline double actgen_cosh_d32(double a) { const double h = actgen_exp_d32(fabs(a) - 0.6931471805599453); return h + 0.25 / h; }
 
 /* ---- float32: element functions ---- */
 
@@ -115,11 +92,12 @@ static inline ACTGEN_INLINE float actgen_lisht_forward_elem_f32(const float x)
     return x*tanhf(x);
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
-static inline ACTGEN_INLINE double actgen_lisht_backward_elem_f32(const double x)
+/* dx = dy * f'(x): sech2 as sigmoid, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf; rewrites: sech2, sech2_sigmoid */
+static inline ACTGEN_INLINE float actgen_lisht_backward_elem_f32(const float x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x/actgen_cosh_d32(x)/actgen_cosh_d32(x) + actgen_tanh_d32(x); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (-1.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float t0 = 2.0F*x;
+    const float actgen_r = ({ const float actgen_b1 = 4.0F*x*actgen_sigmoid_f32(-t0)*actgen_sigmoid_f32(t0) + tanhf(x); float actgen_s2 = actgen_b1; actgen_s2 = (x <= -8.50705917302346158658e+37F) ? (-1.0F) : actgen_s2; actgen_s2 = (x >= 8.50705917302346158658e+37F) ? (1.0F) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -180,7 +158,7 @@ void actgen_lisht_forward_deriv_f32(const float *restrict in, float *restrict ou
     }
     #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
-        const float xi = in[i]; const float fi = actgen_lisht_forward_elem_f32(xi); const double di = actgen_lisht_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
+        const float xi = in[i]; const float fi = actgen_lisht_forward_elem_f32(xi); const float di = actgen_lisht_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
     }
 }
 

@@ -22,9 +22,9 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 2.66e+07 ULP (conditioned); rewrites: sech2"""
-    x = numpy.asarray(x, numpy.float64)
-    return numpy.cosh(x)**-2
+    """dx = dy * f'(x) (float32): sech2 as sigmoid, measured 1 ULP (conditioned), naive 2.66e+07 ULP (conditioned); rewrites: sech2, sech2_sigmoid"""
+    t0 = 2.0*x
+    return 4.0*rt.sigmoid(-t0)*rt.sigmoid(t0)
 
 
 def _backward_y_f32(y):
