@@ -127,6 +127,110 @@ def sigmoid_f32(z):
         return _fmaf(_fmaf(-q, dh, n) - q * dl, r, q)
 
 
+# ---- float-float arithmetic (compensated arguments of float32 kernels computed in float) ---------
+# The C prelude's actgen_ff_*: (hi, lo) float32 pairs, exact products by (modelled) fma.
+
+def ff(hi):
+    hi = numpy.asarray(hi, _F)
+    return hi, numpy.zeros_like(hi)
+
+
+def _ff_renorm(s, e):
+    with numpy.errstate(all="ignore"):
+        h = s + e
+        return h, numpy.where(numpy.isfinite(h), e - (h - s), _F(0.0))
+
+
+def ff_add(a, b):
+    with numpy.errstate(all="ignore"):
+        s = a[0] + b[0]
+        bb = s - a[0]
+        e = (a[0] - (s - bb)) + (b[0] - bb) + a[1] + b[1]
+        return _ff_renorm(s, numpy.where(numpy.isfinite(s), e, _F(0.0)))
+
+
+def ff_mul(a, b):
+    with numpy.errstate(all="ignore"):
+        p = a[0] * b[0]
+        e = numpy.where(numpy.isfinite(p), _fmaf(a[0], b[0], -p) + (a[0] * b[1] + a[1] * b[0]), _F(0.0))
+        return _ff_renorm(p, e)
+
+
+def ff_neg(a):
+    return -a[0], -a[1]
+
+
+def exp_ff(u):
+    """actgen_exp_ff: exp(hi) (1 + lo) in float32."""
+    e = exp_f32(u[0])
+    with numpy.errstate(all="ignore"):
+        return numpy.where(numpy.isfinite(e), _fmaf(e, u[1], e), e)
+
+
+# erfcx(a) = t P(t - c), t = 1/(1 + a/4), on two intervals of t (the C prelude's table; fitted
+# by actgen.erfc_fit): (c, c0 hi, c0 lo, (c1, ..., c8))
+ERFC_F32_SPLIT = 0.6
+ERFC_F32_PIECES = (
+    (0.8, 0.5344795, -1.071247e-08,
+     (1.4663696, 3.0366256, 4.8732805, 6.0678015, 5.7173986, 3.7736006, 1.2829369, -0.24257529)),
+    (0.43793103, 0.24643083, -5.5347518e-09,
+     (0.4036229, 0.5993058, 0.8013433, 0.95534235, 0.9999713, 0.89654917, 0.66286725, 0.35383213)),
+)
+_TWO_OVER_SQRT_PI = 1.1283791670955126
+
+
+def erfc_ff(u):
+    """actgen_erfc_ff: erfc of a float32 argument carried as (hi, lo), in float32 arithmetic
+    (see templates/c/prelude.jinja)."""
+    hi, lo = (numpy.asarray(v, _F) for v in u)
+    with numpy.errstate(all="ignore"):
+        m0 = numpy.abs(hi)
+        a = numpy.where(m0 > _F(10.5), _F(10.5), m0)
+        al = numpy.where(m0 > _F(10.5), _F(0.0), numpy.where(hi < 0, -lo, lo))
+        p = a * a
+        pl = _fmaf(a, a, -p)
+        k = numpy.rint((-p).astype(numpy.float64) * numpy.float64(_F(1.44269502))).astype(_F)
+        k = numpy.where(numpy.isnan(k), _F(0.0), k)
+        rh = _fmaf(k, _F(-0.693359375), -p)
+        rl = k * _F(2.12194442e-4)
+        r = rh + rl
+        q = _F(1.39505358e-3)
+        for coefficient in (8.36891960e-3, 4.16662060e-2, 1.66665182e-1, 0.5):
+            q = _fmaf(q, r, _F(coefficient))
+        sx = _fmaf(r * r, q, rl)
+        h = a * _F(0.25)
+        d = _F(1.0) + h
+        dl = h - (d - _F(1.0))
+        t = _F(1.0) / d
+        upper = t >= _F(ERFC_F32_SPLIT)
+        (ca, c0ha, c0la, cas), (cb, c0hb, c0lb, cbs) = ERFC_F32_PIECES
+
+        def pick(x, y):
+            return numpy.where(upper, _F(x), _F(y))
+        w = t - pick(ca, cb)
+        p2 = pick(cas[-1], cbs[-1])
+        for x, y in zip(cas[-2:0:-1], cbs[-2:0:-1]):
+            p2 = _fmaf(p2, w, pick(x, y))
+        c1, c0h, c0l = pick(cas[0], cbs[0]), pick(c0ha, c0hb), pick(c0la, c0lb)
+        twh = t * w
+        twl = _fmaf(t, w, -twh)
+        ah = t * c0h
+        al0 = _fmaf(t, c0h, -ah)
+        bh = c1 * twh
+        bl = _fmaf(c1, twh, -bh)
+        s = ah + bh
+        e2 = bh - (s - ah)
+        rest = _fmaf(twh * w, p2, al0 + bl + c1 * twl + t * c0l)
+        g0 = s + rest
+        delta = _F(4.0) * (_fmaf(t, d, _F(-1.0)) + t * dl) * d
+        corr = delta * (_F(2.0) * a * g0 - _F(_TWO_OVER_SQRT_PI)) - g0 * pl - _F(_TWO_OVER_SQRT_PI) * al
+        e = e2 + rest + corr
+        m = s + _fmaf(rh, s, _fmaf(sx, s, e + (rh + sx) * e))
+        k1 = numpy.rint(k.astype(numpy.float64) / 2).astype(_F)
+        value = m * _pow2_f32(k1) * _pow2_f32(k - k1)
+        return numpy.where(hi < 0, _F(2.0) - value, value)
+
+
 def nan_guard(x, value):
     """NaN where x is NaN (a select would otherwise turn NaN into a number)."""
     return numpy.where(numpy.isnan(x), x, value)

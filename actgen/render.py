@@ -26,9 +26,9 @@ LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp
 #: In definition order (a helper may call those before it).
 HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "exp": (), "expm1": (), "log1p_unit": (),
                 "tanh": (), "cosh": (),
-                "sigmoid": ("exp",), "softplus": ("exp", "log1p", "fabs"), "dd": ()}
+                "sigmoid": ("exp",), "softplus": ("exp", "log1p", "fabs"), "ff": (), "dd": ()}
 #: Helpers that call other helpers.
-HELPER_USES = {"softplus": ("max",), "dd": ("max", "sigmoid", "softplus")}
+HELPER_USES = {"softplus": ("max",), "ff": ("exp",), "dd": ("max", "sigmoid", "softplus")}
 #: ... in float arithmetic (the _f32 helpers): sigmoid calls actgen's float exp, not expf.
 FLOAT_USES = {"sigmoid": ("exp",)}
 #: ... and the float32-result variants (_d32, printed where a float32 kernel computes in double):
@@ -136,7 +136,10 @@ def lower_activation(act: Activation) -> Lowered:
 
 
 def _note(choice, compute: str, ranged: bool = False) -> str:
-    parts = [choice.label]
+    # the double fallback (outside the interval; the NumPy backend's) has its own measurement,
+    # and where the float form is compensated (float-float), it is the plain rewrite
+    fallback = choice.fallback is not None and not ranged and compute == "double"
+    parts = ["rewritten" if fallback and choice.form.compensated else choice.label]
     if ranged:
         parts.append(choice.range_text())
     elif choice.dtype == "float32" and compute == "double":
@@ -146,7 +149,7 @@ def _note(choice, compute: str, ranged: bool = False) -> str:
     if choice.kernel.kind == "backward_y":      # its input is y: actgen verify measures it, selection does not
         return ", ".join([*parts, "measured by actgen verify at y = f(x)"])
     unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
-    error = choice.fallback_error if choice.float_range is not None and not ranged else choice.error
+    error = choice.fallback_error if fallback else choice.error
     parts.append(f"measured {error:.3g} {unit}")
     if choice.naive is not None and choice.naive.label == "naive":
         naive = "NaN/inf" if choice.naive.nonfinite else f"{choice.naive.error:.3g} {unit}"
@@ -192,6 +195,9 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
                 fast = kernel_view(choice.form, "float", f"{elem}_in_float", True) if c else None
                 kernels[k.name] = kernel_view(choice.fallback, "double", elem, c, fast=fast,
                                               bounds=tuple(_float_literal(b) for b in choice.float_range))
+            elif choice.fallback is not None and backend.name != "c":
+                # float-float in float is C's (and selection's model); NumPy: the form in double
+                kernels[k.name] = kernel_view(choice.fallback, "double", elem)
             else:
                 compute = choice.c_compute if backend.name == "c" else choice.compute
                 kernels[k.name] = kernel_view(choice.form, compute, elem)

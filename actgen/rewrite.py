@@ -450,6 +450,19 @@ def _rounds(e, dd_temps) -> bool:
     return True
 
 
+def float_compensable(form: Form) -> bool:
+    """Whether a compensated form can be computed in float: every sensitive function that gets a
+    compensated argument has a float-float variant (printers.FLOAT_COMPENSATED)."""
+    from .printers import FLOAT_COMPENSATED
+
+    for e in [v for _, v in form.temps] + [form.result]:
+        for node in sp.preorder_traversal(e):
+            if (isinstance(node, SENSITIVE) and dd_printable(node.args[0])
+                    and _rounds(node.args[0], form.dd_temps) and type(node).__name__ not in FLOAT_COMPENSATED):
+                return False
+    return True
+
+
 def compensate(form: Form) -> Form | None:
     """The form with double-double arguments for its sensitive functions, or None if no
     sensitive function has an argument that rounds."""

@@ -27,10 +27,10 @@ import sympy as sp
 from .activation import X, Activation, param_symbol
 from .derive import Kernel, derive, differentiate, ties_to_piecewise
 from .functions import erfc, sigmoid, softplus
-from .rewrite import Form, compensate, lower, stabilize, stable_source
+from .rewrite import Form, compensate, float_compensable, lower, stabilize, stable_source
 
 MARGIN = 0.5      # a float candidate must be within MARGIN * budget to be preferred
-RANGE_MIN = 16.0  # a float range (see Choice.float_range) must cover [-RANGE_MIN, RANGE_MIN]
+RANGE_MIN = 12.0  # a float range (see Choice.float_range) must cover [-RANGE_MIN, RANGE_MIN]
 
 
 @dataclass(frozen=True)
@@ -623,10 +623,9 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
     dense = dense_scale = None
     for compute in computes:
         for label, form in options:
-            if form.compensated and not (compute == "double" or dtype == "float64"):
-                continue                    # double-double arguments only where double is used
-            if form.compensated and dtype == "float32":
-                continue                    # float32 computed in double needs no compensation
+            if form.compensated and dtype == "float32" and (compute == "double" or not float_compensable(form)):
+                continue                    # float32 computed in double needs no compensation;
+                                            # in float, float-float exp and erfc only
             guarded = add_guards(form, limits, act, dtype, compute)
             err, nonfinite, dist_s = measure_points(guarded, sweep.xs, ref, params, dtype, compute, scale)
             measured.append(Measured(label, compute, err, nonfinite))
@@ -639,7 +638,8 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                 err_d = float(np.max(dist_d))
                 if kernel.kind != "param_grad" and (nonfinite or err > budget * MARGIN
                                                     or err_d > budget * MARGIN):
-                    ranged = _ranged(act, kernel, sweep, scale, limits, label, form, guarded,
+                    ranged = _ranged(act, kernel, sweep, scale, limits, label,
+                                     options[0][1] if form.compensated else form, guarded,
                                      (sweep.xs, dist_s), (dense, dist_d), measured)
                     if ranged is not None:
                         return ranged
@@ -652,6 +652,13 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                 best = entry
             limit = budget * (MARGIN if compute == "dtype" and dtype == "float32" else 1.0)
             if nonfinite == 0 and err <= limit:
+                if form.compensated and dtype == "float32":
+                    # float-float in float: the NumPy backend computes the plain form in double
+                    fallback = add_guards(options[0][1], limits, act, dtype, "double")
+                    err_w, _ = measure(fallback, sweep.xs, ref, params, dtype, "double", scale)
+                    return Choice(kernel, dtype, guarded, compute, label, err,
+                                  _naive(act, kernel, sweep, scale), tuple(measured),
+                                  fallback=fallback, fallback_error=err_w)
                 return Choice(kernel, dtype, guarded, compute, label, err,
                               _naive(act, kernel, sweep, scale), tuple(measured))
     guarded, compute, label, err, _ = best
@@ -665,7 +672,9 @@ def _ranged(act, kernel, sweep, scale, limits, label, form, guarded, swept, dens
     sweep against the reference, and on the dense points against itself in double), the form
     computed in double elsewhere; None if there is no such interval or the double form is
     over the budget. Its error: the worse of the two where each is used. ``swept`` and
-    ``dense``: (points, per-point errors of the float form) on the sweep and the dense points."""
+    ``dense``: (points, per-point errors of the float form) on the sweep and the dense points;
+    ``form``: the one the fallback computes in double (the plain form where ``guarded`` is
+    compensated in float: double needs no compensation for a float32 result)."""
     dtype, params, ref = sweep.dtype, sweep.params, sweep.kernel_refs[kernel.name]
     budget = act.budget(kernel.kind, dtype)
     limit = budget * MARGIN

@@ -10,8 +10,11 @@ in double. These tests check the choice, each path of the loops, that the paths 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from scipy.special import erfc
 
 import actgen
 from actgen import library
@@ -124,3 +127,44 @@ def test_parameters_away_from_the_measured_ones_compute_in_double():
     per_channel = np.asarray(swish(x.reshape(1, 1, -1), beta=np.array([1.0], np.float32),
                                    param_axis=1)).ravel()
     assert (np.asarray(swish(x, beta=1.0)) != per_channel).any()
+
+
+def test_gelu_computes_in_float_float_above_its_subnormal_tail():
+    """GELU's float32 kernels: x/2 erfc(-x/sqrt 2) with the argument as a float-float pair and
+    actgen's float erfc (the plain float form loses 95 ULP: -x/sqrt 2 rounds, and erfc magnifies
+    that by 2u^2). Below x = -13.1 erfc(u) is subnormal before x/2 erfc(u) is: double there."""
+    choices = _choices("gelu")
+    for kernel in ("forward", "backward"):
+        c = choices[kernel, "float32"]
+        assert c.label == "compensated" and c.form.compensated and c.c_compute == "float", kernel
+        lo, hi = c.float_range
+        assert -13.0 <= lo <= -RANGE_MIN and hi == TOP, (kernel, c.float_range)
+        assert c.error <= 2.0
+        assert not c.fallback.compensated                 # double needs no compensation
+        plain = next(m for m in c.measured if m.label == "rewritten" and m.compute == "dtype")
+        assert plain.error > 4.0                          # what compensation gained
+
+
+@requires_cc
+def test_gelu_float_path_is_taken_and_accurate():
+    gelu = actgen.load("gelu")
+    x = np.linspace(-12.0, 12.0, 16 * FLOAT_BLOCK, dtype=np.float32)
+    fast = np.asarray(gelu(x))
+    mixed = x.copy()
+    mixed[::FLOAT_BLOCK] = -30.0             # every block has an input below -12: all in double
+    slow = np.asarray(gelu(mixed))
+    keep = mixed != -30.0
+    ref = _rounded_double(gelu, x)
+    assert (fast[keep] != slow[keep]).any()  # the two paths are different code
+    assert ulp_distance(fast, ref).max() <= 2
+    assert ulp_distance(slow[keep], ref[keep]).max() <= 1
+    assert slow[0] == np.float32(0.5 * -30.0 * math.erfc(30.0 / math.sqrt(2.0)))   # 0: underflow
+    dy = np.ones_like(x)
+    dfast, dslow = np.asarray(gelu.backward(x, dy)), np.asarray(gelu.backward(mixed, dy))
+    assert (dfast[keep] != dslow[keep]).any()
+    dref = np.asarray(gelu.backward(x.astype(np.float64), dy.astype(np.float64))).astype(np.float32)
+    # f' in ULPs of max(|f'|, sum |terms|), as verify measures it (f' has a root at x = -0.75)
+    xd = x.astype(np.float64)
+    terms = np.abs(xd * np.exp(-0.5 * xd**2) / math.sqrt(2 * math.pi)) + 0.5 * erfc(-xd / math.sqrt(2))
+    unit = np.spacing(np.maximum(np.abs(dref.astype(np.float64)), terms).astype(np.float32)).astype(np.float64)
+    assert (np.abs(dfast.astype(np.float64) - dref) / unit).max() <= 3

@@ -126,3 +126,28 @@ def test_generated_simd_loops_vectorise_with_gcc(tmp_path):
     with ThreadPoolExecutor(2) as pool:
         bad = [b for found in pool.map(scalar_simd_loops, sources) for b in found]
     assert not bad, bad
+
+
+def test_compensated_arguments_in_float_are_float_float_pairs():
+    """A float32 kernel computed in float gets float-float arguments (actgen_ff_*) for exp and
+    erfc, with constants split into two floats; the NumPy model prints the same operations."""
+    import pytest
+
+    from actgen.rewrite import Form, compensate, float_compensable
+
+    arg = -sp.Float("0.70710678118654752440084436", 30) * X
+    c = KernelCPrinter("float", compensate=True)
+    assert c.doprint(erfc(arg)) == ("actgen_erfc_ff(actgen_ff_mul(actgen_ff_make(-0.70710677F, "
+                                    "-1.21016175e-08F), actgen_ff_make(x, 0.0F)))")
+    assert c.doprint(sp.exp(-X**2 / 2)) == ("actgen_exp_ff(actgen_ff_mul(actgen_ff_make(-0.5F, 0.0F), "
+                                           "actgen_ff_mul(actgen_ff_make(x, 0.0F), actgen_ff_make(x, 0.0F))))")
+    assert c.helpers == {"ff"} and c.math_functions == set()
+    n = KernelNumPyPrinter(compensate=True, c_float=True)
+    assert n.doprint(erfc(arg)) == ("rt.erfc_ff(rt.ff_mul((numpy.float32(-0.7071067690849304), "
+                                    "numpy.float32(-1.2101617485882343e-08)), rt.ff(x)))")
+    # double keeps double-double; no float-float sigmoid: such forms are not computed in float
+    assert KernelCPrinter("double", compensate=True).doprint(sp.exp(3 * X)).startswith("actgen_exp_dd(")
+    with pytest.raises(ValueError, match="no float-float sigmoid"):
+        c.doprint(sigmoid(3 * X))
+    assert float_compensable(compensate(Form((), erfc(arg))))
+    assert not float_compensable(compensate(Form((), sigmoid(arg))))

@@ -89,6 +89,10 @@ class KernelNumbers:
 
 MAX_DIVISIONS = 4
 
+#: The sensitive functions with a float-float variant (actgen_exp_ff, actgen_erfc_ff): a float32
+#: kernel computed in float can be compensated only where these are the ones that need it
+FLOAT_COMPENSATED = ("exp", "erfc")
+
 
 class DoubleDouble:
     """Mixin: arguments of sensitive functions printed in double-double (rewrite.compensate).
@@ -101,6 +105,14 @@ class DoubleDouble:
 
     dd_temps: frozenset = frozenset()
     compensate: bool = False
+    #: the pairs are float-float (float32 halves: a kernel computed in float) instead of double-double
+    dd_float: bool = False
+
+    def _dd_round(self, value) -> float:
+        """A constant's hi or lo part: the nearest double, or float for float-float."""
+        import numpy as np
+
+        return float(np.float32(float(value))) if self.dd_float else float(value)
 
     def _dd_wanted(self, arg) -> bool:
         from ..rewrite import _rounds, dd_printable
@@ -112,8 +124,8 @@ class DoubleDouble:
             return self._dd_pair(e.name) if e in self.dd_temps else self._dd_lift(self._print(e))
         if not e.free_symbols:
             exact = sp.N(e, 40)
-            hi = float(exact)
-            return self._dd_const(hi, float(sp.N(exact - sp.Float(hi, 40), 20)))
+            hi = self._dd_round(exact)
+            return self._dd_const(hi, self._dd_round(sp.N(exact - sp.Float(hi, 40), 20)))
         if isinstance(e, sp.UnevaluatedExpr):
             return self._dd(e.args[0])
         if e.is_Add or e.is_Mul:
@@ -134,7 +146,10 @@ class DoubleDouble:
 
     def _sensitive(self, e, fallback):
         if self._dd_wanted(e.args[0]):
-            return self._dd_call(type(e).__name__ if type(e).__name__ != "erfc" else "erfc", self._dd(e.args[0]))
+            name = type(e).__name__
+            if self.dd_float and name not in FLOAT_COMPENSATED:
+                raise ValueError(f"no float-float {name}: only {', '.join(FLOAT_COMPENSATED)}")
+            return self._dd_call(name, self._dd(e.args[0]))
         return fallback(e)
 
     def _print_Symbol(self, e):

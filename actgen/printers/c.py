@@ -58,7 +58,9 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         self.math_functions: set[str] = set()   # e.g. {"expf", "log1pf"}
         self.helpers: set[str] = set()          # e.g. {"max", "sigmoid"}
         self.dd_temps = frozenset(dd_temps)
-        self.compensate = compensate and compute == "double"
+        self.compensate = compensate
+        self.dd_float = compute == "float"      # float-float pairs (actgen_ff) in float arithmetic
+        self._pair = "ff" if self.dd_float else "dd"
         self._branch_temps = 0                  # names of hoisted Piecewise branches
         self.narrow = narrow and not self.compensate
         self.narrow_helpers: set[str] = set()   # helpers in their float32-result variant (_d32)
@@ -203,20 +205,22 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
             return self._narrow_helper("tanh", e.args[0])
         return self._print_math_func(e)
 
-    # double-double (compensated arguments) --------------------------------------------------
+    # double-double (compensated arguments; float-float in float arithmetic) -------------------
     def _dd_lift(self, text):
-        self.helpers.add("dd")
-        return f"actgen_dd_make({text}, 0.0)"
+        self.helpers.add(self._pair)
+        return f"actgen_{self._pair}_make({text}, {self._literal(0)})"
 
     def _dd_const(self, hi, lo):
-        self.helpers.add("dd")
+        self.helpers.add(self._pair)
+        if self.dd_float:
+            return f"actgen_ff_make({_float_text(hi)}, {_float_text(lo)})"
         return f"actgen_dd_make({hi!r}, {lo!r})"
 
     def _dd_op(self, name, a, b):
-        return f"actgen_dd_{name}({a}, {b})"
+        return f"actgen_{self._pair}_{name}({a}, {b})"
 
     def _dd_neg(self, a):
-        return f"actgen_dd_neg({a})"
+        return f"actgen_{self._pair}_neg({a})"
 
     def _dd_hi(self, name):
         return f"{name}.hi"
@@ -225,7 +229,9 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         return name
 
     def _dd_call(self, function, dd):
-        self.helpers.add("dd")
+        self.helpers.add(self._pair)
+        if self.dd_float:       # actgen_exp_ff, actgen_erfc_ff: no libm (the ff helper calls actgen's exp)
+            return f"actgen_{function}_ff({dd})"
         self.helpers.update({"sigmoid": ("sigmoid",), "softplus": ("softplus",)}.get(function, ()))
         self.math_functions.update(DD_NEEDS[function])
         return f"actgen_{function}_dd({dd})"
@@ -235,7 +241,7 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
             return self._narrow_helper("exp", e.args[0])
         if self.compute == "float":
             # actgen's float exp (within 1 ULP; libmvec's expf: 3), modelled by selection
-            return self._helper("exp", e.args[0])
+            return self._sensitive(e, lambda e: self._helper("exp", e.args[0]))
         return self._sensitive(e, self._print_math_func)
 
     def _print_erfc(self, e):
@@ -259,6 +265,13 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
 
     def _print_BooleanFalse(self, e):
         return "0"
+
+
+def _float_text(value: float) -> str:
+    """A float32 literal that reads back as exactly ``value`` (a float32 value)."""
+    import numpy as np
+
+    return f"{np.float32(value)!r}".removeprefix("np.float32(").removesuffix(")") + "F"
 
 
 def _calls(e) -> bool:

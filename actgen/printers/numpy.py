@@ -29,6 +29,8 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         super().__init__({"strict": True, "fully_qualified_modules": True})
         self.dd_temps = frozenset(dd_temps)
         self.compensate = compensate
+        # the model of a C kernel computed in float: float-float pairs (rt.ff_*), as the C prelude's
+        self.dd_float = c_float
         # c_float: model the C kernel computed in float (selection): exp and sigmoid are the
         # models of actgen's own float functions, not NumPy's
         self.c_float = c_float
@@ -117,7 +119,7 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
 
     def _print_exp(self, e):
         if self.c_float:
-            return self._rt("exp_f32", e)
+            return self._sensitive(e, lambda e: self._rt("exp_f32", e))
         return self._sensitive(e, lambda e: f"numpy.exp({self._print(e.args[0])})")
 
     def _print_cosh(self, e):
@@ -128,16 +130,18 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
 
     # double-double (compensated arguments) --------------------------------------------------
     def _dd_lift(self, text):
-        return f"rt.dd({text})"
+        return f"rt.{'ff' if self.dd_float else 'dd'}({text})"
 
     def _dd_const(self, hi, lo):
+        if self.dd_float:
+            return f"(numpy.float32({hi!r}), numpy.float32({lo!r}))"
         return f"({hi!r}, {lo!r})"
 
     def _dd_op(self, name, a, b):
-        return f"rt.dd_{name}({a}, {b})"
+        return f"rt.{'ff' if self.dd_float else 'dd'}_{name}({a}, {b})"
 
     def _dd_neg(self, a):
-        return f"rt.dd_neg({a})"
+        return f"rt.{'ff' if self.dd_float else 'dd'}_neg({a})"
 
     _dd_names: dict = {}     # inside rt.piecewise lambdas: name -> (hi text, pair text)
 
@@ -148,7 +152,7 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         return self._dd_names[name][1] if name in self._dd_names else name
 
     def _dd_call(self, function, dd):
-        return f"rt.{function}_dd({dd})"
+        return f"rt.{function}_{'ff' if self.dd_float else 'dd'}({dd})"
 
     def _print_DiracDelta(self, e):
         return "0.0"

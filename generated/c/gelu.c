@@ -8,6 +8,9 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_FLOAT_BLOCK
+#define ACTGEN_FLOAT_BLOCK 1024         /* elements per range check of a kernel computed in float on an interval */
+#endif
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
@@ -98,9 +101,117 @@ static inline double actgen_softplus_dd(actgen_dd u) { return actgen_softplus_f6
 static inline double actgen_cosh_dd(actgen_dd u) { return cosh(u.hi) + sinh(u.hi) * u.lo; }
 static inline double actgen_sinh_dd(actgen_dd u) { return sinh(u.hi) + cosh(u.hi) * u.lo; }
 
+/* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
+ * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
+#ifdef FP_FAST_FMAF
+#define ACTGEN_FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define ACTGEN_FMAF(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
+#endif
+
+/* exp in float arithmetic, for kernels computed in float: k = rint(a / ln 2), r = a - k ln 2
+ * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
+ * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
+ * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
+ * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
+ * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
+ * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
+static inline float actgen_exp_f32(float a)
+{
+    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
+    c = c > 89.0F ? 89.0F : c;
+    const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
+    const float k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    const float rh = ACTGEN_FMAF(k, -0.693359375F, c);
+    const float rl = k * 2.12194442e-4F;
+    const float r = rh + rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
+    q = ACTGEN_FMAF(q, r, 0.5F);
+    const float p = 1.0F + (rh + ACTGEN_FMAF(r * r, q, rl));
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
+    s2.u = (s2.u + 127) << 23;
+    return p * s1.f * s2.f;
+}
+
+/* float-float, for float32 kernels computed in float: hi + lo carries the rounding error of a
+ * sensitive function's argument (exact products by fma), and the function takes it into account */
+typedef struct { float hi, lo; } actgen_ff;
+static inline actgen_ff actgen_ff_make(float hi, float lo) { actgen_ff r; r.hi = hi; r.lo = lo; return r; }
+static inline actgen_ff actgen_ff_renorm(float s, float e) { const float h = s + e; return actgen_ff_make(h, isfinite(h) ? e - (h - s) : 0.0F); }
+static inline actgen_ff actgen_ff_add(actgen_ff a, actgen_ff b) { const float s = a.hi + b.hi, bb = s - a.hi; const float e = (a.hi - (s - bb)) + (b.hi - bb) + a.lo + b.lo; return actgen_ff_renorm(s, isfinite(s) ? e : 0.0F); }
+static inline actgen_ff actgen_ff_mul(actgen_ff a, actgen_ff b) { const float p = a.hi * b.hi; const float e = isfinite(p) ? ACTGEN_FMAF(a.hi, b.hi, -p) + (a.hi * b.lo + a.lo * b.hi) : 0.0F; return actgen_ff_renorm(p, e); }
+static inline actgen_ff actgen_ff_neg(actgen_ff a) { return actgen_ff_make(-a.hi, -a.lo); }
+/* exp(hi + lo) = exp(hi) (1 + lo); where exp(hi) overflows, inf (not inf * lo + inf) */
+static inline float actgen_exp_ff(actgen_ff u) { const float e = actgen_exp_f32(u.hi); return isfinite(e) ? ACTGEN_FMAF(e, u.lo, e) : e; }
+
+/* erfc(hi + lo) in float: erfc(a) = exp(-a^2) erfcx(a) for a = |hi| <= 10.5 (beyond, erfc rounds
+ * to 0 in float), erfc(-a) = 2 - erfc(a). a^2 = p + pl exactly (fma); exp(-p) = 2^k (1 + s) by
+ * actgen_exp_f32's reduction; exp(-p - pl) = exp(-p) (1 - pl). erfcx(a) = t P(t - c), t = 1/(1 + a/4),
+ * P of degree 8 fitted on t >= 0.6 and on t < 0.6 (relative error 2^-28.8 and 2^-32.5, float
+ * coefficients but c0 as hi + lo; actgen/erfc_fit.py), chosen per lane; t - c is exact. t (c0 + c1 w)
+ * is held exactly (fma products, a Fast2Sum); the rest of P, the first-order corrections for the
+ * rounding of t (erfcx' = 2a erfcx - 2/sqrt(pi)), of a^2 and for lo, and the product with 1 + s
+ * are added to it at the end, one rounding. Within 1.4 ULP of erfc over every float hi with lo = 0
+ * (tests/test_float_helpers.py); libmvec's erfcf is not used. Modelled by
+ * actgen.numpy_runtime.erfc_ff (bit for bit without fmaf). */
+static inline float actgen_erfc_ff(actgen_ff u)
+{
+    const float m0 = fabsf(u.hi);
+    const float a = m0 > 10.5F ? 10.5F : m0;
+    const float al = m0 > 10.5F ? 0.0F : (u.hi < 0 ? -u.lo : u.lo);
+    const float p = a * a, pl = ACTGEN_FMAF(a, a, -p);
+    const float shifter = 12582912.0F;
+    const float k = ACTGEN_FMAF(-p, 1.44269502F, shifter) - shifter;   /* k in [-159, 0] */
+    const float rh = ACTGEN_FMAF(k, -0.693359375F, -p);
+    const float rl = k * 2.12194442e-4F;
+    const float r = rh + rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
+    q = ACTGEN_FMAF(q, r, 0.5F);
+    const float sx = ACTGEN_FMAF(r * r, q, rl);     /* exp(r) - 1 = rh + sx */
+    const float h = a * 0.25F, d = 1.0F + h, dl = h - (d - 1.0F);   /* 1 + a/4 = d + dl */
+    const float t = 1.0F / d;
+    const int upper = t >= 0.6F;
+    const float w = t - (upper ? 0.8F : 0.43793103F);
+    float p2 = upper ? -0.24257529F : 0.35383213F;
+    p2 = ACTGEN_FMAF(p2, w, upper ? 1.2829369F : 0.66286725F);
+    p2 = ACTGEN_FMAF(p2, w, upper ? 3.7736006F : 0.89654917F);
+    p2 = ACTGEN_FMAF(p2, w, upper ? 5.7173986F : 0.9999713F);
+    p2 = ACTGEN_FMAF(p2, w, upper ? 6.0678015F : 0.95534235F);
+    p2 = ACTGEN_FMAF(p2, w, upper ? 4.8732805F : 0.8013433F);
+    p2 = ACTGEN_FMAF(p2, w, upper ? 3.0366256F : 0.5993058F);
+    const float c1 = upper ? 1.4663696F : 0.4036229F;
+    const float c0h = upper ? 0.5344795F : 0.24643083F, c0l = upper ? -1.071247e-08F : -5.5347518e-09F;
+    const float twh = t * w, twl = ACTGEN_FMAF(t, w, -twh);
+    const float ah = t * c0h, al0 = ACTGEN_FMAF(t, c0h, -ah);
+    const float bh = c1 * twh, bl = ACTGEN_FMAF(c1, twh, -bh);
+    const float s = ah + bh, e2 = bh - (s - ah);     /* |ah| >= |bh| */
+    const float rest = ACTGEN_FMAF(twh * w, p2, al0 + bl + c1 * twl + t * c0l);
+    const float g0 = s + rest;
+    const float delta = 4.0F * (ACTGEN_FMAF(t, d, -1.0F) + t * dl) * d;  /* a - 4 (1/t - 1) */
+    const float corr = delta * (2.0F * a * g0 - 1.1283791670955126F) - g0 * pl - 1.1283791670955126F * al;
+    const float e = e2 + rest + corr;
+    const float m = s + ACTGEN_FMAF(rh, s, ACTGEN_FMAF(sx, s, e + (rh + sx) * e));
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter);
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;
+    s2.u = (s2.u + 127) << 23;
+    const float value = m * s1.f * s2.f;
+    return u.hi < 0 ? 2.0F - value : value;
+}
+
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: erfc */
+/* y = f(x): compensated, in float on [-12, max], else in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: erfc */
 static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f32(const double x)
 {
     (void)x;
@@ -108,11 +219,27 @@ static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f32(const double x)
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: erfc */
+/* y = f(x): compensated, in float on [-12, max], else in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: erfc, compensated */
+static inline ACTGEN_INLINE float actgen_gelu_forward_elem_f32_in_float(const float x)
+{
+    (void)x;
+    const float actgen_r = ({ const float actgen_b1 = 0.5F*x*actgen_erfc_ff(actgen_ff_mul(actgen_ff_make(-0.70710677F, -1.21016175e-08F), actgen_ff_make(x, 0.0F))); ((x < -3.40282346638528859812e+38F) ? (0.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
+}
+
+/* dx = dy * f'(x): compensated, in float on [-12, max], else in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc */
 static inline ACTGEN_INLINE double actgen_gelu_backward_elem_f32(const double x)
 {
     (void)x;
     const double actgen_r = ({ const double actgen_b1 = 0.39894228040143267794*x*actgen_exp_d32(-0.5*(x*x)) + 0.5*erfc(-0.707106781186547524401*x); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
+}
+
+/* dx = dy * f'(x): compensated, in float on [-12, max], else in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc, compensated */
+static inline ACTGEN_INLINE float actgen_gelu_backward_elem_f32_in_float(const float x)
+{
+    (void)x;
+    const float actgen_r = ({ const float actgen_b1 = 0.39894228040143267794F*x*actgen_exp_ff(actgen_ff_mul(actgen_ff_make(-0.5F, 0.0F), actgen_ff_mul(actgen_ff_make(x, 0.0F), actgen_ff_make(x, 0.0F)))) + 0.5F*actgen_erfc_ff(actgen_ff_mul(actgen_ff_make(-0.70710677F, -1.21016175e-08F), actgen_ff_make(x, 0.0F))); float actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38F) ? (0.0F) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38F) ? (1.0F) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -131,9 +258,25 @@ void actgen_gelu_forward_f32(const float *restrict in, float *restrict out, int6
         }
         return;
     }
-    #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-        out[i] = (float)actgen_gelu_forward_elem_f32(in[i]);
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-12.0F, 3.4028235e+38F] (where
+       selection measured the float form; NaN and +-inf do not), else in double */
+    for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
+        const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
+        int wide = 0;
+        #pragma omp simd reduction(|:wide)
+        for (int64_t i = b; i < b + e; ++i)
+            wide |= ((in[i] >= -12.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+        if (wide) {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                out[i] = (float)actgen_gelu_forward_elem_f32(in[i]);
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                out[i] = (float)actgen_gelu_forward_elem_f32_in_float(in[i]);
+            }
+        }
     }
 }
 
@@ -151,9 +294,25 @@ void actgen_gelu_backward_f32(const float *restrict in, const float *restrict gr
         }
         return;
     }
-    #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-        grad_in[i] = (float)(grad_out[i] * actgen_gelu_backward_elem_f32(in[i]));
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-12.0F, 3.4028235e+38F] (where
+       selection measured the float form; NaN and +-inf do not), else in double */
+    for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
+        const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
+        int wide = 0;
+        #pragma omp simd reduction(|:wide)
+        for (int64_t i = b; i < b + e; ++i)
+            wide |= ((in[i] >= -12.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+        if (wide) {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                grad_in[i] = (float)(grad_out[i] * actgen_gelu_backward_elem_f32(in[i]));
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                grad_in[i] = (float)(grad_out[i] * actgen_gelu_backward_elem_f32_in_float(in[i]));
+            }
+        }
     }
 }
 
@@ -171,9 +330,25 @@ void actgen_gelu_forward_deriv_f32(const float *restrict in, float *restrict out
         }
         return;
     }
-    #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-        const float xi = in[i]; const double fi = actgen_gelu_forward_elem_f32(xi); const double di = actgen_gelu_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-12.0F, 3.4028235e+38F] (where
+       selection measured the float form; NaN and +-inf do not), else in double */
+    for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
+        const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
+        int wide = 0;
+        #pragma omp simd reduction(|:wide)
+        for (int64_t i = b; i < b + e; ++i)
+            wide |= ((in[i] >= -12.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+        if (wide) {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                const float xi = in[i]; const double fi = actgen_gelu_forward_elem_f32(xi); const double di = actgen_gelu_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                const float xi = in[i]; const float fi = actgen_gelu_forward_elem_f32_in_float(xi); const float di = actgen_gelu_backward_elem_f32_in_float(xi); out[i] = (float)fi; deriv[i] = (float)di;
+            }
+        }
     }
 }
 
