@@ -263,6 +263,13 @@ def cmd_verify(args) -> int:
         _print_err("nothing to verify: name spec files or built-ins, or pass --all")
         return 2
     if args.exhaustive:
+        ignored = ([f"--dtype {args.dtype}"] * (args.dtype not in ("both", "float32"))
+                   + [f"--backend {args.backend}"] * (args.backend not in ("both", "c"))
+                   + ["--markdown"] * bool(args.markdown) + ["--quick"] * bool(args.quick))
+        if ignored:
+            _print_err(f"verify --exhaustive checks the float32 C kernels at every input: {', '.join(ignored)} "
+                       "does not apply to it; drop it, or verify without --exhaustive")
+            return 2
         return _verify_exhaustive(items, args)
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
     backends = ("c", "numpy") if args.backend == "both" else (args.backend,)

@@ -84,3 +84,12 @@ def test_the_cli_prints_the_table_and_skips_what_is_not_elementwise(monkeypatch,
     assert status == 0
     assert "relu        forward" in out and "relu        derivative" in out and "4,096" in out
     assert "softmax: skipped" in err
+
+
+def test_the_cli_refuses_options_that_do_not_apply(capsys):
+    from actgen import cli
+
+    for extra in (["--dtype", "float64"], ["--backend", "numpy"], ["--markdown", "x.md"], ["--quick"]):
+        status = cli.main(["verify", "relu", "--exhaustive", *extra])
+        _, err = capsys.readouterr()
+        assert status == 2 and "does not apply" in err and extra[0] in err and "Traceback" not in err
