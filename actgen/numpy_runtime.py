@@ -231,6 +231,41 @@ def erfc_ff(u):
         return numpy.where(hi < 0, _F(2.0) - value, value)
 
 
+def softplus_f32(z):
+    """actgen_softplus_f32: max(z, 0) + 2 atanh(e/(2 + e)) in float32, e = exp(-|z|) unrounded."""
+    z = numpy.asarray(z, _F)
+    with numpy.errstate(all="ignore"):
+        c = -numpy.abs(z)
+        c = numpy.where(c < _F(-104.0), _F(-104.0), c)
+        k = numpy.rint(c.astype(numpy.float64) * numpy.float64(_F(1.44269502))).astype(_F)
+        k = numpy.where(numpy.isnan(k), _F(0.0), k)
+        rh = _fmaf(k, _F(-0.693359375), c)
+        rl = k * _F(2.12194442e-4)
+        r = rh + rl
+        q = _F(1.39505358e-3)
+        for coefficient in (8.36891960e-3, 4.16662060e-2, 1.66665182e-1, 0.5):
+            q = _fmaf(q, r, _F(coefficient))
+        p0 = _F(1.0) + rh
+        p1 = ((_F(1.0) - p0) + rh) + _fmaf(r * r, q, rl)
+        ph = p0 + p1
+        pl = p1 - (ph - p0)
+        k1 = numpy.rint(k.astype(numpy.float64) / 2).astype(_F)
+        scale1, scale2 = _pow2_f32(k1), _pow2_f32(k - k1)
+        eh, el = ph * scale1 * scale2, pl * scale1 * scale2
+        d = _F(2.0) + eh
+        dl = ((_F(2.0) - d) + eh) + el
+        inv = _F(1.0) / d
+        sh = eh * inv
+        sl = (_fmaf(-sh, d, eh) + el - sh * dl) * inv
+        t = sh * sh
+        w = _F(7.69230769e-2)
+        for coefficient in (9.09090909e-2, 1.11111111e-1, 1.42857143e-1, 2.0e-1, 3.33333333e-1):
+            w = _fmaf(w, t, _F(coefficient))
+        tiny = (ph + (pl - _F(0.5) * ph * eh)) * scale1 * scale2
+        value = numpy.where(k < _F(-24.0), tiny, _F(2.0) * (sh + _fmaf(sh * t, w, sl)))
+        return numpy.maximum(z, _F(0.0)) + value
+
+
 def nan_guard(x, value):
     """NaN where x is NaN (a select would otherwise turn NaN into a number)."""
     return numpy.where(numpy.isnan(x), x, value)

@@ -29,8 +29,9 @@ HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "exp": (), "e
                 "sigmoid": ("exp",), "softplus": ("exp", "log1p", "fabs"), "ff": (), "dd": ()}
 #: Helpers that call other helpers.
 HELPER_USES = {"softplus": ("max",), "ff": ("exp",), "dd": ("max", "sigmoid", "softplus")}
-#: ... in float arithmetic (the _f32 helpers): sigmoid calls actgen's float exp, not expf.
-FLOAT_USES = {"sigmoid": ("exp",)}
+#: ... in float arithmetic (the _f32 helpers): sigmoid and softplus use actgen's float exp
+#: (softplus its reduction and the macro), not expf and log1pf.
+FLOAT_USES = {"sigmoid": ("exp",), "softplus": ("exp",)}
 #: ... and the float32-result variants (_d32, printed where a float32 kernel computes in double):
 #: they call actgen's own exp and log1p on [0, 1] instead of libm's.
 NARROW_USES = {"sigmoid": ("exp",), "softplus": ("exp", "log1p_unit"), "expm1": ("exp",),

@@ -61,8 +61,9 @@ class Choice:
     @property
     def c_compute(self) -> str:
         """The C type of the arithmetic: the one selection measured. A float32 form is chosen
-        in float only if its float evaluation stays within MARGIN (half) of the budget. exp and
-        sigmoid are actgen's own float functions there, which the evaluation models operation
+        in float only if its float evaluation stays within MARGIN (half) of the budget. exp,
+        sigmoid, softplus and erfc (with a compensated argument) are actgen's own float
+        functions there, which the evaluation models operation
         by operation; the other functions are libmvec's vector float functions, which NumPy's
         measurement cannot see (up to 1-4 ULP each on their own): they have the other half.
         ``actgen verify`` (and the accuracy tests) then measure the compiled kernel itself. In

@@ -1,12 +1,13 @@
-"""actgen's own float exp and sigmoid (``actgen_exp_f32``, ``actgen_sigmoid_f32`` of
-templates/c/prelude.jinja: kernels computed in float call them instead of libmvec's expf):
+"""actgen's own float exp, sigmoid and softplus (``actgen_exp_f32``, ``actgen_sigmoid_f32``,
+``actgen_softplus_f32`` of templates/c/prelude.jinja: kernels computed in float call them instead
+of libmvec's expf and log1pf):
 
 * over every one of the 2^32 float inputs, within 1 ULP of the float64 helpers rounded to float
   (the ``_d32`` helpers: relative error < 2^-33, so that is the correctly rounded value except
   where it lies within 2^-33 of a float tie), NaN exactly where they give NaN;
 * ``actgen.numpy_runtime``'s models of them (what selection measures) agree with the C bit for
   bit without a fused multiply-add, and to 1 ULP with it (the model's fma rounds twice);
-* NaN, +-inf, +-0, +-1e-30, overflow and underflow as exp and sigmoid.
+* NaN, +-inf, +-0, +-1e-30, overflow and underflow as exp, sigmoid and softplus.
 
 Both for this machine and for baseline x86-64 (no fma: ACTGEN_FMAF is a double product)."""
 
@@ -21,7 +22,7 @@ from actgen.render import HelperView
 
 from conftest import build_prelude_module, requires_cc
 
-FUNCTIONS = ("exp", "sigmoid")
+FUNCTIONS = ("exp", "sigmoid", "softplus")
 STRIDE = {"target": 1, "no-fma": 16}
 
 # Over all 2^32 inputs (every STRIDE-th for baseline x86-64, whose emulated fmaf is slow), in C:
@@ -56,13 +57,14 @@ void sweep_##NAME(int stride, int64_t *worst, uint32_t *worst_input, int64_t *na
 }
 SWEEP(exp, actgen_exp_f32, actgen_exp_d32)
 SWEEP(sigmoid, actgen_sigmoid_f32, actgen_sigmoid_d32)
+SWEEP(softplus, actgen_softplus_f32, actgen_softplus_d32)
 """
 
 
 @pytest.fixture(scope="module", params=["target", "no-fma"])
 def built(request, tmp_path_factory):
-    views = [HelperView("max", "double", "f64", "", "")]
-    views += [HelperView(h, "double", "d32", "", "") for h in FUNCTIONS]
+    views = [HelperView("max", "double", "f64", "", ""), HelperView("max", "float", "f32", "f", "F")]
+    views += [HelperView(h, "double", "d32", "", "") for h in ("exp", "log1p_unit", "sigmoid", "softplus")]
     views += [HelperView(h, "float", "f32", "f", "F") for h in FUNCTIONS]
     loops = "\n".join(
         f"void eval_{h}(const float *x, float *y, int64_t n) "
@@ -140,3 +142,16 @@ def test_special_values(built):
     assert s[4] == 1.0 and s[5] == 0.0 and np.isnan(s[6]) and s[7] == 1.0 and s[10] == 0.0
     # subnormal results keep their bits: sigmoid(-100) = exp(-100) / (1 + exp(-100))
     assert _call(module, "sigmoid", np.array([-100.0], np.float32))[0] == np.float32(np.exp(-100.0))
+
+
+@requires_cc
+def test_softplus_special_values(built):
+    _, module = built
+    x = np.array([0.0, -0.0, 1e-30, -1e-30, np.inf, -np.inf, np.nan, 1e30, -1e30, 89.0, -100.0, -87.0],
+                 np.float32)
+    s = _call(module, "softplus", x)
+    assert s[:4].tolist() == [np.float32(np.log(2.0))] * 4
+    assert s[4] == np.inf and s[5] == 0.0 and np.isnan(s[6]) and s[7] == np.float32(1e30) and s[8] == 0.0
+    assert s[9] == np.float32(89.0)
+    # log1p(exp(z)) = exp(z) to 2^-100 here: subnormal and smallest-normal results keep their bits
+    assert s[10] == np.float32(np.exp(-100.0)) and s[11] == np.float32(np.exp(-87.0))

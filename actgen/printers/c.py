@@ -10,9 +10,11 @@ Changes from SymPy's ``C99CodePrinter`` (each for a reason):
 * Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers from the prelude that
   propagate NaN (``fmaxf`` drops NaN and blocks vectorisation);
 * the math functions and helpers used are recorded, so the template declares exactly those;
-* in float arithmetic, exp and sigmoid call actgen's own float functions (``actgen_exp_f32``:
-  within 1 ULP of exp; libmvec's expf is within 3), which ``actgen.numpy_runtime`` models
-  operation by operation, so that selection measures what the C kernel computes;
+* in float arithmetic, exp, sigmoid and softplus call actgen's own float functions
+  (``actgen_exp_f32``: within 1 ULP of exp; libmvec's expf is within 3), and compensated
+  arguments of exp and erfc are float-float pairs (``actgen_exp_ff``, ``actgen_erfc_ff``), which
+  ``actgen.numpy_runtime`` models operation by operation, so that selection measures what the C
+  kernel computes;
 * ``narrow`` (double arithmetic whose result is rounded to float32): exp, expm1, tanh, cosh and
   the sigmoid/softplus helpers call actgen's own exp (``actgen_exp_d32``: relative error below
   2^-36, far under float32's 2^-24, at a fraction of the cost of libm's correctly-near-rounded

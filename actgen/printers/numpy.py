@@ -5,9 +5,10 @@ Changes from SymPy's ``NumPyPrinter`` (each for a reason):
   arrays stay float32 (``numpy.sqrt(2)`` or ``numpy.pi`` are float64 and would upcast);
 * Piecewise is ``rt.piecewise``, which evaluates each branch only on the elements that take
   it (``numpy.select`` evaluates every branch everywhere: warnings, NaN, wasted work);
-* with ``c_float`` (selection's model of a C kernel computed in float), exp and sigmoid are
-  ``rt.exp_f32``/``rt.sigmoid_f32``, operation-by-operation models of the C prelude's own float
-  functions;
+* with ``c_float`` (selection's model of a C kernel computed in float), exp, sigmoid and
+  softplus are ``rt.exp_f32``/``rt.sigmoid_f32``/``rt.softplus_f32`` and compensated arguments
+  float-float pairs (``rt.ff_*``, ``rt.erfc_ff``): operation-by-operation models of the C
+  prelude's own float functions;
 * erf/erfc are vectorised ufuncs (``math.erf`` is not), sigmoid/softplus are the stable
   implementations of ``actgen.numpy_runtime``; Max/Min are ``numpy.maximum``/``minimum``,
   which propagate NaN.
@@ -109,6 +110,8 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         return self._sensitive(e, lambda e: self._rt("sigmoid", e))
 
     def _print_softplus(self, e):
+        if self.c_float:
+            return self._sensitive(e, lambda e: self._rt("softplus_f32", e))
         return self._sensitive(e, lambda e: self._rt("softplus", e))
 
     def _print_erf(self, e):

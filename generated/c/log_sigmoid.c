@@ -38,74 +38,14 @@ float expm1f(float) ACTGEN_CONST;
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
 static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
 
-/* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
- * software fma would be ~30x slower; the _d32 helpers need no exact product) */
-#ifdef FP_FAST_FMA
-#define ACTGEN_MAD(a, b, c) fma(a, b, c)
-#else
-#define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
- * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
- * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans
- * [-2020, 2020] and an underflowing result rounds once. No libm call, no table: it vectorises on any target. NaN stays NaN, +-inf and
- * overflow/underflow as exp. (glibc's double exp, libmvec's included, is accurate to 2^-52 and
- * about half as fast; its float exp, to 2-3 ULP of float, too inaccurate for a 4 ULP budget.) */
-static inline double actgen_exp_d32(double a)
-{
-    double c = a < -1400.0 ? -1400.0 : a;         /* two selects: nested ?: stops the vectoriser */
-    c = c > 1400.0 ? 1400.0 : c;
-    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    const double t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
-    const double k = t - shifter;
-    /* ln 2 = hi + lo, hi with 32 significant bits (fdlibm's): k hi is exact even without fma */
-    const double r = ACTGEN_MAD(k, -1.9082149292705877e-10, ACTGEN_MAD(k, -0.6931471803691238, c));
-    double p = 2.7557319223985891e-06;
-    p = ACTGEN_MAD(p, r, 2.4801587301587302e-05);
-    p = ACTGEN_MAD(p, r, 1.9841269841269841e-04);
-    p = ACTGEN_MAD(p, r, 1.3888888888888889e-03);
-    p = ACTGEN_MAD(p, r, 8.3333333333333333e-03);
-    p = ACTGEN_MAD(p, r, 4.1666666666666667e-02);
-    p = ACTGEN_MAD(p, r, 1.6666666666666667e-01);
-    p = ACTGEN_MAD(p, r, 0.5);
-    p = ACTGEN_MAD(p, r, 1.0);
-    p = ACTGEN_MAD(p, r, 1.0);
-    const double k1 = ACTGEN_MAD(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
-    const double k2 = (k - (k1 - shifter)) + shifter;
-    union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
-    s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
-    s2.u = (s2.u + 1023) << 52;
-    return p * s1.d * s2.d;
-}
-
-/* log1p(e) for e in [0, 1] (softplus: e = exp(-|z|)) and a float32 result: 2 atanh(s),
- * s = e / (2 + e) in [0, 1/3], by its series to s^21 (relative error < 2^-35) */
-static inline double actgen_log1p_unit_d32(double e)
-{
-    const double q = 2.0 / (2.0 + e), s = 0.5 * e * q, s2 = s * s;   /* q: e stays exact where tiny */
-    double p = 1.0 / 21;
-    p = ACTGEN_MAD(p, s2, 1.0 / 19);
-    p = ACTGEN_MAD(p, s2, 1.0 / 17);
-    p = ACTGEN_MAD(p, s2, 1.0 / 15);
-    p = ACTGEN_MAD(p, s2, 1.0 / 13);
-    p = ACTGEN_MAD(p, s2, 1.0 / 11);
-    p = ACTGEN_MAD(p, s2, 1.0 / 9);
-    p = ACTGEN_MAD(p, s2, 1.0 / 7);
-    p = ACTGEN_MAD(p, s2, 1.0 / 5);
-    p = ACTGEN_MAD(p, s2, 1.0 / 3);
-    p = ACTGEN_MAD(p, s2, 1.0);
-    return e * q * p;
-}
-
 /* 1 / (1 + exp(-z)) as e/(1 + e), e = exp(z), for z < 0: no overflow, subnormal results kept */
 static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z)); const double r = 1.0 / (1.0 + e); return z >= 0 ? r : e * r; }
 
-/* softplus for a float32 result: max(z, 0) + log1p(exp(-|z|)) with actgen's exp and log1p */
-static inline double actgen_softplus_d32(double z) { return actgen_max_f64(z, 0.0) + actgen_log1p_unit_d32(actgen_exp_d32(-fabs(z))); }
-
 /* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow */
 static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(exp(-fabs(z))); }
+
+/* max that propagates NaN (fmax drops it and blocks vectorisation) */
+static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
 
 /* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
  * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
@@ -157,13 +97,61 @@ static inline float actgen_sigmoid_f32(float z)
     return ACTGEN_FMAF(ACTGEN_FMAF(-q, dh, n) - q * dl, r, q);
 }
 
+/* softplus in float: max(z, 0) + log1p(e), e = exp(-|z|) = 2^k (ph + pl) by actgen_exp_f32's
+ * reduction with its last addition kept exact (no rounding of e: relative error 2^-27);
+ * log1p(e) = 2 atanh(s), s = e/(2 + e) in [0, 1/3] held as sh + sl (the quotient's remainder by
+ * fma), 2 atanh(s) = 2s + 2s^3 Q(s^2), Q the series to s^10 (2^-21 of a term that is at most 4% of
+ * the sum): one rounding of the sum, then of max(z, 0) + it; for e < 2^-24, e (1 - e/2), scaled
+ * by 2^k last. Within 1 ULP of the correctly
+ * rounded softplus over every float input (tests/test_float_helpers.py; log1pf(expf(-|z|)):
+ * 2-3). Modelled by actgen.numpy_runtime.softplus_f32. */
+static inline float actgen_softplus_f32(float z)
+{
+    float c = -fabsf(z);
+    c = c < -104.0F ? -104.0F : c;                 /* exp(-104) rounds to 0 */
+    const float shifter = 12582912.0F;
+    const float k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    const float rh = ACTGEN_FMAF(k, -0.693359375F, c);
+    const float rl = k * 2.12194442e-4F;
+    const float r = rh + rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
+    q = ACTGEN_FMAF(q, r, 0.5F);
+    const float p0 = 1.0F + rh;                    /* exp(r) = ph + pl: (1 - p0) + rh is exact */
+    const float p1 = ((1.0F - p0) + rh) + ACTGEN_FMAF(r * r, q, rl);
+    const float ph = p0 + p1, pl = p1 - (ph - p0); /* |pl| <= ulp(ph) / 2 */
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter);
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;
+    s2.u = (s2.u + 127) << 23;
+    const float eh = ph * s1.f * s2.f, el = pl * s1.f * s2.f;
+    const float d = 2.0F + eh, dl = ((2.0F - d) + eh) + el;     /* 2 + e = d + dl */
+    const float inv = 1.0F / d;
+    const float sh = eh * inv;
+    const float sl = (ACTGEN_FMAF(-sh, d, eh) + el - sh * dl) * inv;   /* s - sh */
+    const float t = sh * sh;
+    float w = 7.69230769e-2F;
+    w = ACTGEN_FMAF(w, t, 9.09090909e-2F);
+    w = ACTGEN_FMAF(w, t, 1.11111111e-1F);
+    w = ACTGEN_FMAF(w, t, 1.42857143e-1F);
+    w = ACTGEN_FMAF(w, t, 2.0e-1F);
+    w = ACTGEN_FMAF(w, t, 3.33333333e-1F);
+    /* e < 2^-24: log1p(e) = e (1 - e/2) to 2^-50, scaled last (a subnormal e would lose el) */
+    const float tiny = (ph + (pl - 0.5F * ph * eh)) * s1.f * s2.f;
+    const float l = k < -24.0F ? tiny : 2.0F * (sh + ACTGEN_FMAF(sh * t, w, sl));
+    return actgen_max_f32(z, 0.0F) + l;
+}
+
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, measured 0 ULP, naive NaN/inf; rewrites: log_sigmoid */
-static inline ACTGEN_INLINE double actgen_log_sigmoid_forward_elem_f32(const double x)
+/* y = f(x): rewritten, measured 1 ULP, naive NaN/inf; rewrites: log_sigmoid */
+static inline ACTGEN_INLINE float actgen_log_sigmoid_forward_elem_f32(const float x)
 {
     (void)x;
-    return -actgen_softplus_d32(-x);
+    return -actgen_softplus_f32(-x);
 }
 
 /* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: log_sigmoid */
@@ -263,7 +251,7 @@ void actgen_log_sigmoid_forward_deriv_f32(const float *restrict in, float *restr
     }
     #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
-        const float xi = in[i]; const double fi = actgen_log_sigmoid_forward_elem_f32(xi); const float di = actgen_log_sigmoid_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
+        const float xi = in[i]; const float fi = actgen_log_sigmoid_forward_elem_f32(xi); const float di = actgen_log_sigmoid_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
     }
 }
 

@@ -8,6 +8,9 @@
 #ifndef ACTGEN_OMP_MIN_ELEMENTS
 #define ACTGEN_OMP_MIN_ELEMENTS 32768  /* below this, one thread */
 #endif
+#ifndef ACTGEN_FLOAT_BLOCK
+#define ACTGEN_FLOAT_BLOCK 1024         /* elements per range check of a kernel computed in float on an interval */
+#endif
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
@@ -33,6 +36,8 @@ double exp(double) ACTGEN_CONST;
 double log1p(double) ACTGEN_CONST;
 #pragma omp declare simd notinbranch
 double tanh(double) ACTGEN_CONST;
+#pragma omp declare simd notinbranch
+float tanhf(float) ACTGEN_CONST;
 #endif
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
@@ -142,13 +147,110 @@ static inline double actgen_softplus_d32(double z) { return actgen_max_f64(z, 0.
 /* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): no overflow */
 static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(exp(-fabs(z))); }
 
+/* max that propagates NaN (fmax drops it and blocks vectorisation) */
+static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
+
+/* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
+ * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
+#ifdef FP_FAST_FMAF
+#define ACTGEN_FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define ACTGEN_FMAF(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
+#endif
+
+/* exp in float arithmetic, for kernels computed in float: k = rint(a / ln 2), r = a - k ln 2
+ * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
+ * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
+ * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
+ * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
+ * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
+ * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
+static inline float actgen_exp_f32(float a)
+{
+    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
+    c = c > 89.0F ? 89.0F : c;
+    const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
+    const float k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    const float rh = ACTGEN_FMAF(k, -0.693359375F, c);
+    const float rl = k * 2.12194442e-4F;
+    const float r = rh + rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
+    q = ACTGEN_FMAF(q, r, 0.5F);
+    const float p = 1.0F + (rh + ACTGEN_FMAF(r * r, q, rl));
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
+    s2.u = (s2.u + 127) << 23;
+    return p * s1.f * s2.f;
+}
+
+/* softplus in float: max(z, 0) + log1p(e), e = exp(-|z|) = 2^k (ph + pl) by actgen_exp_f32's
+ * reduction with its last addition kept exact (no rounding of e: relative error 2^-27);
+ * log1p(e) = 2 atanh(s), s = e/(2 + e) in [0, 1/3] held as sh + sl (the quotient's remainder by
+ * fma), 2 atanh(s) = 2s + 2s^3 Q(s^2), Q the series to s^10 (2^-21 of a term that is at most 4% of
+ * the sum): one rounding of the sum, then of max(z, 0) + it; for e < 2^-24, e (1 - e/2), scaled
+ * by 2^k last. Within 1 ULP of the correctly
+ * rounded softplus over every float input (tests/test_float_helpers.py; log1pf(expf(-|z|)):
+ * 2-3). Modelled by actgen.numpy_runtime.softplus_f32. */
+static inline float actgen_softplus_f32(float z)
+{
+    float c = -fabsf(z);
+    c = c < -104.0F ? -104.0F : c;                 /* exp(-104) rounds to 0 */
+    const float shifter = 12582912.0F;
+    const float k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    const float rh = ACTGEN_FMAF(k, -0.693359375F, c);
+    const float rl = k * 2.12194442e-4F;
+    const float r = rh + rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
+    q = ACTGEN_FMAF(q, r, 0.5F);
+    const float p0 = 1.0F + rh;                    /* exp(r) = ph + pl: (1 - p0) + rh is exact */
+    const float p1 = ((1.0F - p0) + rh) + ACTGEN_FMAF(r * r, q, rl);
+    const float ph = p0 + p1, pl = p1 - (ph - p0); /* |pl| <= ulp(ph) / 2 */
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter);
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;
+    s2.u = (s2.u + 127) << 23;
+    const float eh = ph * s1.f * s2.f, el = pl * s1.f * s2.f;
+    const float d = 2.0F + eh, dl = ((2.0F - d) + eh) + el;     /* 2 + e = d + dl */
+    const float inv = 1.0F / d;
+    const float sh = eh * inv;
+    const float sl = (ACTGEN_FMAF(-sh, d, eh) + el - sh * dl) * inv;   /* s - sh */
+    const float t = sh * sh;
+    float w = 7.69230769e-2F;
+    w = ACTGEN_FMAF(w, t, 9.09090909e-2F);
+    w = ACTGEN_FMAF(w, t, 1.11111111e-1F);
+    w = ACTGEN_FMAF(w, t, 1.42857143e-1F);
+    w = ACTGEN_FMAF(w, t, 2.0e-1F);
+    w = ACTGEN_FMAF(w, t, 3.33333333e-1F);
+    /* e < 2^-24: log1p(e) = e (1 - e/2) to 2^-50, scaled last (a subnormal e would lose el) */
+    const float tiny = (ph + (pl - 0.5F * ph * eh)) * s1.f * s2.f;
+    const float l = k < -24.0F ? tiny : 2.0F * (sh + ACTGEN_FMAF(sh * t, w, sl));
+    return actgen_max_f32(z, 0.0F) + l;
+}
+
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, computed in double, limits at infinity, measured 0 ULP, naive NaN/inf */
+/* y = f(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_mish_forward_elem_f32(const double x)
 {
     (void)x;
     const double actgen_r = ({ const double actgen_b1 = x*actgen_tanh_d32(actgen_softplus_d32(x)); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    return x != x ? x : actgen_r;
+}
+
+/* y = f(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+static inline ACTGEN_INLINE float actgen_mish_forward_elem_f32_in_float(const float x)
+{
+    (void)x;
+    const float actgen_r = ({ const float actgen_b1 = x*tanhf(actgen_softplus_f32(x)); ((x < -3.40282346638528859812e+38F) ? (0.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -176,9 +278,25 @@ void actgen_mish_forward_f32(const float *restrict in, float *restrict out, int6
         }
         return;
     }
-    #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-        out[i] = (float)actgen_mish_forward_elem_f32(in[i]);
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, 3.4028235e+38F] (where
+       selection measured the float form; NaN and +-inf do not), else in double */
+    for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
+        const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
+        int wide = 0;
+        #pragma omp simd reduction(|:wide)
+        for (int64_t i = b; i < b + e; ++i)
+            wide |= ((in[i] >= -85.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+        if (wide) {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                out[i] = (float)actgen_mish_forward_elem_f32(in[i]);
+            }
+        } else {
+            #pragma omp simd
+            for (int64_t i = b; i < b + e; ++i) {
+                out[i] = (float)actgen_mish_forward_elem_f32_in_float(in[i]);
+            }
+        }
     }
 }
 

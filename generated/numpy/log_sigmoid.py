@@ -17,8 +17,7 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive NaN/inf; rewrites: log_sigmoid"""
-    x = numpy.asarray(x, numpy.float64)
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive NaN/inf; rewrites: log_sigmoid"""
     return -rt.softplus(-x)
 
 

@@ -17,10 +17,7 @@ NORMALIZER = ""
 
 
 def _forward_f32(x, beta, threshold):
-    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive 1 ULP"""
-    x = numpy.asarray(x, numpy.float64)
-    beta = numpy.asarray(beta, numpy.float64)
-    threshold = numpy.asarray(threshold, numpy.float64)
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
     t0 = beta*x
     return rt.nan_guard(x, rt.piecewise((beta, t0, threshold, x, ), (lambda beta, t0, threshold, x: numpy.greater(t0, threshold), lambda beta, t0, threshold, x: x), (None, lambda beta, t0, threshold, x: rt.softplus(t0)/beta)))
 

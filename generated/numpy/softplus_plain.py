@@ -17,8 +17,7 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive NaN/inf; rewrites: softplus"""
-    x = numpy.asarray(x, numpy.float64)
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive NaN/inf; rewrites: softplus"""
     return rt.softplus(x)
 
 
