@@ -112,8 +112,9 @@ def main(path: str = "benchmarks/results.json") -> int:
     # goal 3
     small = sorted({(r["size"], r["threads"]) for r in rows if r["size"] < big})
     for size, th in small:
-        cells = [(n, d, op, at[(n, d, size, th, op)]["vs_torch_out"]) for n in with_torch for d in ("float32", "float64")
-                 for op in OPS if (n, d, size, th, op) in at and at[(n, d, size, th, op)].get("vs_torch_out")]
+        cells = [(n, d, op, at[like_for_like((n, d, size, th, op))]["vs_torch_out"]) for n in with_torch
+                 for d in ("float32", "float64") for op in OPS
+                 if (n, d, size, th, op) in at and at[like_for_like((n, d, size, th, op))].get("vs_torch_out")]
         miss = sorted([c for c in cells if c[3] < 1.0], key=lambda c: c[3])
         print(f"3. 2^{size.bit_length() - 1} elements, {th} thread: >= 1.0x PyTorch `out=` in {len(cells) - len(miss)} "
               f"of {len(cells)} cells" + (("; below: " + ", ".join(f"{n} {d} {op} {v:.2f}" for n, d, op, v in miss[:12])
