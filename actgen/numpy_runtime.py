@@ -95,23 +95,36 @@ def _pow2_f32(k):
     return ((k.astype(numpy.int32) + 127).astype(numpy.uint32) << numpy.uint32(23)).view(_F)
 
 
+def _exp_reduced(c):
+    """actgen_exp_f32's reduction (float32, NaN-free k): (k, rh, rl, r, q) with exp(c) =
+    2^k (1 + rh + (rl + r^2 q)), r = rh + rl (the C helpers that reuse it: erfc_ff, softplus)."""
+    k = numpy.rint(c.astype(numpy.float64) * numpy.float64(_F(1.44269502))).astype(_F)  # fma + shifter
+    k = numpy.where(numpy.isnan(k), _F(0.0), k)
+    rh = _fmaf(k, _F(-0.693359375), c)
+    rl = k * _F(2.12194442e-4)
+    r = rh + rl
+    q = _F(1.39505358e-3)
+    for coefficient in (8.36891960e-3, 4.16662060e-2, 1.66665182e-1, 0.5):
+        q = _fmaf(q, r, _F(coefficient))
+    return k, rh, rl, r, q
+
+
+def _pow2_pair(k):
+    """2^k as two factors 2^k1 * 2^(k - k1), k1 = rint(k / 2): a subnormal product rounds once."""
+    k1 = numpy.rint(k.astype(numpy.float64) / 2).astype(_F)
+    return _pow2_f32(k1), _pow2_f32(k - k1)
+
+
 def exp_f32(a):
     """actgen_exp_f32: exp in float32 arithmetic (see templates/c/prelude.jinja)."""
     a = numpy.asarray(a, _F)
     with numpy.errstate(all="ignore"):
         c = numpy.where(a < _F(-104.0), _F(-104.0), a)
         c = numpy.where(c > _F(89.0), _F(89.0), c)
-        k = numpy.rint(c.astype(numpy.float64) * numpy.float64(_F(1.44269502))).astype(_F)  # fma + shifter
-        rh = _fmaf(k, _F(-0.693359375), c)
-        rl = k * _F(2.12194442e-4)
-        r = rh + rl
-        q = _F(1.39505358e-3)
-        for coefficient in (8.36891960e-3, 4.16662060e-2, 1.66665182e-1, 0.5):
-            q = _fmaf(q, r, _F(coefficient))
+        k, rh, rl, r, q = _exp_reduced(c)
         p = _F(1.0) + (rh + _fmaf(r * r, q, rl))
-        k = numpy.where(numpy.isnan(k), _F(0.0), k)
-        k1 = numpy.rint(k.astype(numpy.float64) / 2).astype(_F)
-        return numpy.where(numpy.isnan(a), a, p * _pow2_f32(k1) * _pow2_f32(k - k1))
+        s1, s2 = _pow2_pair(k)
+        return numpy.where(numpy.isnan(a), a, p * s1 * s2)
 
 
 def sigmoid_f32(z):
@@ -189,14 +202,7 @@ def erfc_ff(u):
         al = numpy.where(m0 > _F(10.5), _F(0.0), numpy.where(hi < 0, -lo, lo))
         p = a * a
         pl = _fmaf(a, a, -p)
-        k = numpy.rint((-p).astype(numpy.float64) * numpy.float64(_F(1.44269502))).astype(_F)
-        k = numpy.where(numpy.isnan(k), _F(0.0), k)
-        rh = _fmaf(k, _F(-0.693359375), -p)
-        rl = k * _F(2.12194442e-4)
-        r = rh + rl
-        q = _F(1.39505358e-3)
-        for coefficient in (8.36891960e-3, 4.16662060e-2, 1.66665182e-1, 0.5):
-            q = _fmaf(q, r, _F(coefficient))
+        k, rh, rl, r, q = _exp_reduced(-p)
         sx = _fmaf(r * r, q, rl)
         h = a * _F(0.25)
         d = _F(1.0) + h
@@ -226,8 +232,8 @@ def erfc_ff(u):
         corr = delta * (_F(2.0) * a * g0 - _F(_TWO_OVER_SQRT_PI)) - g0 * pl - _F(_TWO_OVER_SQRT_PI) * al
         e = e2 + rest + corr
         m = s + _fmaf(rh, s, _fmaf(sx, s, e + (rh + sx) * e))
-        k1 = numpy.rint(k.astype(numpy.float64) / 2).astype(_F)
-        value = m * _pow2_f32(k1) * _pow2_f32(k - k1)
+        s1, s2 = _pow2_pair(k)
+        value = m * s1 * s2
         return numpy.where(hi < 0, _F(2.0) - value, value)
 
 
@@ -237,20 +243,12 @@ def softplus_f32(z):
     with numpy.errstate(all="ignore"):
         c = -numpy.abs(z)
         c = numpy.where(c < _F(-104.0), _F(-104.0), c)
-        k = numpy.rint(c.astype(numpy.float64) * numpy.float64(_F(1.44269502))).astype(_F)
-        k = numpy.where(numpy.isnan(k), _F(0.0), k)
-        rh = _fmaf(k, _F(-0.693359375), c)
-        rl = k * _F(2.12194442e-4)
-        r = rh + rl
-        q = _F(1.39505358e-3)
-        for coefficient in (8.36891960e-3, 4.16662060e-2, 1.66665182e-1, 0.5):
-            q = _fmaf(q, r, _F(coefficient))
+        k, rh, rl, r, q = _exp_reduced(c)
         p0 = _F(1.0) + rh
         p1 = ((_F(1.0) - p0) + rh) + _fmaf(r * r, q, rl)
         ph = p0 + p1
         pl = p1 - (ph - p0)
-        k1 = numpy.rint(k.astype(numpy.float64) / 2).astype(_F)
-        scale1, scale2 = _pow2_f32(k1), _pow2_f32(k - k1)
+        scale1, scale2 = _pow2_pair(k)
         eh, el = ph * scale1 * scale2, pl * scale1 * scale2
         d = _F(2.0) + eh
         dl = ((_F(2.0) - d) + eh) + el
