@@ -93,7 +93,8 @@ def test_generated_simd_loops_vectorise_with_gcc(tmp_path):
     """Every loop that carries a SIMD pragma, in every generated source, is vectorised: gcc
     reports no "control flow in loop" for it. Each has broken once: a call in a ?: arm (elu,
     gelu), a nested ?: with a & condition (swish's f'), sin and cos merged into a scalar sincos
-    (snake's f'), forward_with_derivative's serial loop reading x twice (gelu, mish, selu).
+    (snake's f'), forward_with_derivative's serial loop reading x twice (gelu, mish, selu), a
+    helper gcc did not inline (actgen_erfc_ff: "dr in a call"; the float helpers are always_inline).
     Loops without a SIMD pragma (snake's per-channel chunk loops) may stay scalar."""
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
@@ -116,7 +117,9 @@ def test_generated_simd_loops_vectorise_with_gcc(tmp_path):
         lines = src.read_text().splitlines()
         bad = []
         for report in proc.stderr.splitlines():
-            if "control flow in loop" in report:
+            if "dr in a call" in report and "= actgen_" in report:
+                bad.append((src.name, report.split("dr in a call")[1].strip()))   # a helper not inlined
+            elif "control flow in loop" in report:
                 line = int(report.split(":")[1])    # a line of the loop: find its for
                 loop = next(i for i in range(line - 1, -1, -1) if lines[i].lstrip().startswith("for ("))
                 if "simd" in lines[loop - 1]:        # the pragma right above the for

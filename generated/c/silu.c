@@ -94,27 +94,44 @@ static inline double actgen_sigmoid_f64(double z) { const double e = exp(-fabs(z
  * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
  * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
  * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
-static inline float actgen_exp_f32(float a)
+typedef struct { float k, rh, rl, r, q; } actgen_exp_reduced_f32;
+
+/* the reduction: exp(c) = 2^k (1 + rh + (rl + r^2 q)), r = rh + rl (shared with the helpers that
+ * keep exp unrounded: actgen_erfc_ff, actgen_softplus_f32) */
+static inline ACTGEN_INLINE actgen_exp_reduced_f32 actgen_exp_reduce_f32(float c)
 {
-    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
-    c = c > 89.0F ? 89.0F : c;
+    actgen_exp_reduced_f32 e;
     const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
-    const float k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
-    const float rh = ACTGEN_FMAF(k, -0.693359375F, c);
-    const float rl = k * 2.12194442e-4F;
-    const float r = rh + rl;
+    e.k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    e.rh = ACTGEN_FMAF(e.k, -0.693359375F, c);
+    e.rl = e.k * 2.12194442e-4F;
+    e.r = e.rh + e.rl;
     float q = 1.39505358e-3F;
-    q = ACTGEN_FMAF(q, r, 8.36891960e-3F);
-    q = ACTGEN_FMAF(q, r, 4.16662060e-2F);
-    q = ACTGEN_FMAF(q, r, 1.66665182e-1F);
-    q = ACTGEN_FMAF(q, r, 0.5F);
-    const float p = 1.0F + (rh + ACTGEN_FMAF(r * r, q, rl));
+    q = ACTGEN_FMAF(q, e.r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, e.r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, e.r, 1.66665182e-1F);
+    e.q = ACTGEN_FMAF(q, e.r, 0.5F);
+    return e;
+}
+
+/* m 2^k for an integral k in [-160, 128], in two factors: a subnormal result rounds once */
+static inline ACTGEN_INLINE float actgen_scale_f32(float m, float k)
+{
+    const float shifter = 12582912.0F;
     const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
     const float k2 = (k - (k1 - shifter)) + shifter;
     union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
     s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
     s2.u = (s2.u + 127) << 23;
-    return p * s1.f * s2.f;
+    return m * s1.f * s2.f;
+}
+
+static inline float actgen_exp_f32(float a)
+{
+    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
+    c = c > 89.0F ? 89.0F : c;
+    const actgen_exp_reduced_f32 e = actgen_exp_reduce_f32(c);
+    return actgen_scale_f32(1.0F + (e.rh + ACTGEN_FMAF(e.r * e.r, e.q, e.rl)), e.k);
 }
 
 /* sigmoid in float: n / (1 + e), e = exp(-|z|) (actgen_exp_f32), n = 1 or e; 1 + e held exactly
