@@ -174,8 +174,8 @@ static inline float actgen_exp_ff(actgen_ff u) { const float e = actgen_exp_f32(
  * coefficients but c0 as hi + lo; actgen/erfc_fit.py), chosen per lane; t - c is exact. t (c0 + c1 w)
  * is held exactly (fma products, a Fast2Sum); the rest of P, the first-order corrections for the
  * rounding of t (erfcx' = 2a erfcx - 2/sqrt(pi)), of a^2 and for lo, and the product with 1 + s
- * are added to it at the end, one rounding. Within 1.4 ULP of erfc over every float hi with lo = 0
- * (tests/test_float_helpers.py); libmvec's erfcf is not used. Modelled by
+ * are added to it at the end, one rounding. Within 2 ULP of libm's double erfc rounded to float
+ * over every float hi with lo = 0 (tests/test_float_erfc.py); libmvec's erfcf is not used. Modelled by
  * actgen.numpy_runtime.erfc_ff (bit for bit without fmaf). */
 static inline ACTGEN_INLINE float actgen_erfc_ff(actgen_ff u)
 {

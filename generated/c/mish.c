@@ -210,9 +210,9 @@ static inline float actgen_exp_f32(float a)
  * log1p(e) = 2 atanh(s), s = e/(2 + e) in [0, 1/3] held as sh + sl (the quotient's remainder by
  * fma), 2 atanh(s) = 2s + 2s^3 Q(s^2), Q the series to s^10 (2^-21 of a term that is at most 4% of
  * the sum): one rounding of the sum, then of max(z, 0) + it; for e < 2^-24, e (1 - e/2), scaled
- * by 2^k last. Within 1 ULP of the correctly
- * rounded softplus over every float input (tests/test_float_helpers.py; log1pf(expf(-|z|)):
- * 2-3). Modelled by actgen.numpy_runtime.softplus_f32. */
+ * by 2^k last. Within 1 ULP of the float64 helper rounded (the correctly rounded softplus but
+ * near ties) over every float input (tests/test_float_helpers.py). Modelled by
+ * actgen.numpy_runtime.softplus_f32. */
 static inline ACTGEN_INLINE float actgen_softplus_f32(float z)
 {
     float c = -fabsf(z);
