@@ -21,6 +21,8 @@ import actgen
 from actgen.errors import KernelArgumentError, SpecError
 from actgen.spec import parse_spec_text
 
+from conftest import requires_cc
+
 BACKENDS = ["c", "numpy"]
 DTYPES = [np.float32, np.float64]
 RNG = np.random.default_rng(2024)
@@ -81,6 +83,26 @@ def test_softmax_rows_with_nan_and_infinities_follow_pytorch(backend):
     assert np.array_equal(lsm(x[3:4]), [[-np.inf, -np.log(2), -np.log(2)]])
     # the largest element's log-probability keeps its bits (no cancellation in log(sum))
     assert lsm(np.array([0.0, -50.0]))[0] == -np.exp(-50.0)
+
+
+@requires_cc
+def test_float32_rows_compute_exp_in_float_within_two_ulp():
+    """float32 rows whose score is computed in float take exp in float (actgen_exp_f32, s - m as
+    an exact float pair) and the reciprocal of the sum: within 2 ULP of the float64 kernel rounded,
+    over wide spreads (exp underflowing), ties and short and long rows; NaN rows stay NaN."""
+    from actgen.verify import ulp_distance
+
+    rng = np.random.default_rng(7)
+    acts = [actgen.load(n) for n in ("softmax", "log_softmax", "softmin")]
+    for sigma, cols in ((0.1, 10), (3.0, 3), (30.0, 37), (100.0, 1000)):
+        x = (rng.standard_normal((300, cols)) * sigma).astype(np.float32)
+        x[::7, 0] = x[::7, -1]                                  # ties at the maximum, some rows
+        for act in acts:
+            got, want = np.asarray(act(x)), np.asarray(act(x.astype(np.float64))).astype(np.float32)
+            assert ulp_distance(got, want).max() <= 2, (act.name, sigma, cols)
+    x = np.array([[0.0, np.nan, 1.0], [-np.inf, 0.0, 0.0]], np.float32)
+    y = np.asarray(acts[0](x))
+    assert np.isnan(y[0]).all() and np.array_equal(y[1], [0.0, 0.5, 0.5])
 
 
 def test_temperature_softmax_is_a_spec_not_code(tmp_path):

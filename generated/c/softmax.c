@@ -74,6 +74,61 @@ static inline double actgen_exp_d32(double a)
     return p * s1.d * s2.d;
 }
 
+/* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
+ * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
+#ifdef FP_FAST_FMAF
+#define ACTGEN_FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define ACTGEN_FMAF(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
+#endif
+
+/* exp in float arithmetic, for kernels computed in float: k = rint(a / ln 2), r = a - k ln 2
+ * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
+ * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
+ * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
+ * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
+ * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
+ * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
+typedef struct { float k, rh, rl, r, q; } actgen_exp_reduced_f32;
+
+/* the reduction: exp(c) = 2^k (1 + rh + (rl + r^2 q)), r = rh + rl (shared with the helpers that
+ * keep exp unrounded: actgen_erfc_ff, actgen_softplus_f32) */
+static inline ACTGEN_INLINE actgen_exp_reduced_f32 actgen_exp_reduce_f32(float c)
+{
+    actgen_exp_reduced_f32 e;
+    const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
+    e.k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    e.rh = ACTGEN_FMAF(e.k, -0.693359375F, c);
+    e.rl = e.k * 2.12194442e-4F;
+    e.r = e.rh + e.rl;
+    float q = 1.39505358e-3F;
+    q = ACTGEN_FMAF(q, e.r, 8.36891960e-3F);
+    q = ACTGEN_FMAF(q, e.r, 4.16662060e-2F);
+    q = ACTGEN_FMAF(q, e.r, 1.66665182e-1F);
+    e.q = ACTGEN_FMAF(q, e.r, 0.5F);
+    return e;
+}
+
+/* m 2^k for an integral k in [-160, 128], in two factors: a subnormal result rounds once */
+static inline ACTGEN_INLINE float actgen_scale_f32(float m, float k)
+{
+    const float shifter = 12582912.0F;
+    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
+    const float k2 = (k - (k1 - shifter)) + shifter;
+    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
+    s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
+    s2.u = (s2.u + 127) << 23;
+    return m * s1.f * s2.f;
+}
+
+static inline float actgen_exp_f32(float a)
+{
+    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
+    c = c > 89.0F ? 89.0F : c;
+    const actgen_exp_reduced_f32 e = actgen_exp_reduce_f32(c);
+    return actgen_scale_f32(1.0F + (e.rh + ACTGEN_FMAF(e.r * e.r, e.q, e.rl)), e.k);
+}
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
@@ -99,37 +154,42 @@ static inline ACTGEN_INLINE float actgen_softmax_backward_y_elem_f32(const float
     return y != y ? y : actgen_r;
 }
 
-/* The row's maximum score m and sum of exp(s - m), in double. s - m is carried as hi + lo
+/* The row's maximum score m and sum of exp(s - m), the sum in double (float32 rows whose score is
+ * computed in float: the maximum and exp in float, see below). s - m is carried as hi + lo
  * (its rounding error), so exp(s - m) = exp(hi) * (1 + lo) keeps the score's bits; the
  * elements equal to m count exactly (ties), so that log_softmax's log(sum) = log(ties) +
  * log1p(rest / ties) does not cancel. A NaN, or an infinite maximum, makes the row NaN. */
 static inline double actgen_softmax_row_max_f32(const float *restrict x, int64_t n)
 {
-    double m = -INFINITY;
+    float m = -INFINITY;
     #pragma omp simd reduction(max:m)
     for (int64_t j = 0; j < n; ++j) {
-        const double s = actgen_softmax_forward_elem_f32(x[j]);
+        const float s = actgen_softmax_forward_elem_f32(x[j]);
         m = s > m ? s : m;
     }
     return m;
 }
 
-static inline double actgen_softmax_row_exp_f32(const double s, const double m)
+/* float32 rows whose score is computed in float: s - m = hi + lo exactly (a two-sum in float) and
+ * exp(s - m) = exp(hi) (1 + lo) by actgen's float exp (16 lanes; within 1 ULP); the sums in double */
+static inline float actgen_softmax_row_exp_f32(const float s, const float m)
 {
-    const double hi = s - m, bb = hi - s;
-    const double lo = isfinite(hi) ? (s - (hi - bb)) + (-m - bb) : 0.0;
-    return actgen_exp_d32(hi) * (1.0 + lo);   /* float32 rows: actgen's exp (2^-36) */
+    const float hi = s - m, bb = hi - s;
+    const float lo = isfinite(hi) ? (s - (hi - bb)) + (-m - bb) : 0.0F;
+    const float e = actgen_exp_f32(hi);
+    return ACTGEN_FMAF(e, lo, e);
 }
 
 static inline void actgen_softmax_row_sum_f32(const float *restrict x, int64_t n, double m, double *ties_out, double *rest_out)
 {
     double ties = 0.0, rest = 0.0;
+    const float ms = (float)m;
     #pragma omp simd reduction(+:ties, rest)
     for (int64_t j = 0; j < n; ++j) {
-        const double s = actgen_softmax_forward_elem_f32(x[j]);
-        const double e = actgen_softmax_row_exp_f32(s, m);
-        ties += (s == m) ? 1.0 : 0.0;
-        rest += (s == m) ? 0.0 : e;
+        const float s = actgen_softmax_forward_elem_f32(x[j]);
+        const double e = actgen_softmax_row_exp_f32(s, ms);
+        ties += (s == ms) ? 1.0 : 0.0;
+        rest += (s == ms) ? 0.0 : e;
     }
     *ties_out = ties;
     *rest_out = rest;
@@ -141,19 +201,23 @@ static inline void actgen_softmax_row_sum_f32(const float *restrict x, int64_t n
 static inline void actgen_softmax_row_softmax_f32(const float *restrict x, float *restrict p, int64_t n)
 {
     const double m = actgen_softmax_row_max_f32(x, n);
+    const float ms = (float)m;
     double ties = 0.0, rest = 0.0;
     #pragma omp simd reduction(+:ties, rest)
     for (int64_t j = 0; j < n; ++j) {
-        const double s = actgen_softmax_forward_elem_f32(x[j]);
-        const double e = actgen_softmax_row_exp_f32(s, m);
-        ties += (s == m) ? 1.0 : 0.0;
-        rest += (s == m) ? 0.0 : e;
+        const float s = actgen_softmax_forward_elem_f32(x[j]);
+        const float e = actgen_softmax_row_exp_f32(s, ms);
+        ties += (s == ms) ? 1.0 : 0.0;
+        rest += (s == ms) ? 0.0 : e;
         p[j] = (float)e;
     }
     const double total = isfinite(m) ? ties + rest : NAN;
+    /* float32: times 1/total in double (two roundings of 2^-53 before the float one: the same
+       float but within 2^-28 ULP of a tie) instead of a division, 8 lanes at a time */
+    const double inv = 1.0 / total;
     #pragma omp simd
     for (int64_t j = 0; j < n; ++j)
-        p[j] = (float)((double)p[j] / total);
+        p[j] = (float)((double)p[j] * inv);
 }
 
 /* ---- float32: exported functions ---- */
@@ -241,7 +305,8 @@ static inline ACTGEN_INLINE double actgen_softmax_backward_y_elem_f64(const doub
     return y != y ? y : actgen_r;
 }
 
-/* The row's maximum score m and sum of exp(s - m), in double. s - m is carried as hi + lo
+/* The row's maximum score m and sum of exp(s - m), the sum in double (float32 rows whose score is
+ * computed in float: the maximum and exp in float, see below). s - m is carried as hi + lo
  * (its rounding error), so exp(s - m) = exp(hi) * (1 + lo) keeps the score's bits; the
  * elements equal to m count exactly (ties), so that log_softmax's log(sum) = log(ties) +
  * log1p(rest / ties) does not cancel. A NaN, or an infinite maximum, makes the row NaN. */
@@ -266,12 +331,13 @@ static inline double actgen_softmax_row_exp_f64(const double s, const double m)
 static inline void actgen_softmax_row_sum_f64(const double *restrict x, int64_t n, double m, double *ties_out, double *rest_out)
 {
     double ties = 0.0, rest = 0.0;
+    const double ms = (double)m;
     #pragma omp simd reduction(+:ties, rest)
     for (int64_t j = 0; j < n; ++j) {
         const double s = actgen_softmax_forward_elem_f64(x[j]);
-        const double e = actgen_softmax_row_exp_f64(s, m);
-        ties += (s == m) ? 1.0 : 0.0;
-        rest += (s == m) ? 0.0 : e;
+        const double e = actgen_softmax_row_exp_f64(s, ms);
+        ties += (s == ms) ? 1.0 : 0.0;
+        rest += (s == ms) ? 0.0 : e;
     }
     *ties_out = ties;
     *rest_out = rest;
@@ -283,13 +349,14 @@ static inline void actgen_softmax_row_sum_f64(const double *restrict x, int64_t 
 static inline void actgen_softmax_row_softmax_f64(const double *restrict x, double *restrict p, int64_t n)
 {
     const double m = actgen_softmax_row_max_f64(x, n);
+    const double ms = (double)m;
     double ties = 0.0, rest = 0.0;
     #pragma omp simd reduction(+:ties, rest)
     for (int64_t j = 0; j < n; ++j) {
         const double s = actgen_softmax_forward_elem_f64(x[j]);
-        const double e = actgen_softmax_row_exp_f64(s, m);
-        ties += (s == m) ? 1.0 : 0.0;
-        rest += (s == m) ? 0.0 : e;
+        const double e = actgen_softmax_row_exp_f64(s, ms);
+        ties += (s == ms) ? 1.0 : 0.0;
+        rest += (s == ms) ? 0.0 : e;
         p[j] = (double)e;
     }
     const double total = isfinite(m) ? ties + rest : NAN;
