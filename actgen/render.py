@@ -209,10 +209,11 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         if act.kind == "rowwise" and act.normalizer != "sparsemax":
             # the row loops compute in double: exp (float32: in float), log and log1p of the normalisation
             simd.update(("double", f) for f in ("exp", "log", "log1p"))
-            if dtype == "float32":          # float32 rows call actgen's exp: in float for the
-                                            # normalisation, the _d32 helper elsewhere
+            if dtype == "float32":          # float32 rows call actgen's exp: the _d32 helper, and
+                                            # in float for the normalisation of a float score
                 helpers[("exp", "double", "d32")] = HelperView("exp", "double", "d32", "", "")
-                helpers[("exp", "float", "")] = HelperView("exp", "float", "f32", "f", "F")
+                if kernels["forward"].compute == "float":
+                    helpers[("exp", "float", "")] = HelperView("exp", "float", "f32", "f", "F")
         unmeasured = " || ".join(f"p_{p} != {_float_literal(v)}" for p, v in act.params.items()) or "0"
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
                                r.channels, _role_bounds(act, r, kernels), unmeasured) for r in role_list)
