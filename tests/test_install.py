@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,13 @@ def run(*args, **kw):
 
 
 def test_wheel_install_builds_from_another_directory(tmp_path):
+    # from a copy of the checkout: setuptools builds in the source tree (build/, *.egg-info),
+    # which must stay as the developer left it
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "*.so", "*.o"))
     wheels = tmp_path / "wheels"
-    built = run(sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
+    built = run(sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
                 "-w", str(wheels), "-q")
     assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("actgen-*.whl")
