@@ -179,7 +179,16 @@ def _torch_peers(torch):
                 lambda x, y, dy, dx: A.gelu_backward.grad_input(dy, x, approximate=approximate, grad_input=dx),
                 lambda x, y, dy: A.gelu_backward(dy, x, approximate=approximate))
 
-    empty = {t: torch.empty(0, dtype=t) for t in (torch.float32, torch.float64)}  # log_sigmoid's (unused on CPU)
+    # log_sigmoid_forward writes a second output, exp(-|x|), into this buffer (resized by out=);
+    # PyTorch's CPU log_sigmoid_backward reads it (no exp of its own: a zeroed buffer changes its
+    # result), so its backward gets the buffer of the same x, made once outside the timing
+    empty = {t: torch.empty(0, dtype=t) for t in (torch.float32, torch.float64)}
+    saved = [None, None]
+
+    def buffer_of(x):
+        if saved[0] is not x:
+            saved[0], saved[1] = x, A.log_sigmoid_forward(x)[1]
+        return saved[1]
 
     def hardtanh(lo, hi, defaults):
         return (defaults, lambda x, y: nn.hardtanh(x, lo, hi, out=y),
@@ -236,8 +245,8 @@ def _torch_peers(torch):
                            lambda x, y, dy: A.softplus_backward(dy, x, 1, 20)),
         "log_sigmoid": ({}, lambda x, y: A.log_sigmoid_forward.output(x, output=y, buffer=empty[x.dtype]),
                         torch.nn.functional.logsigmoid,
-                        lambda x, y, dy, dx: A.log_sigmoid_backward.grad_input(dy, x, empty[x.dtype], grad_input=dx),
-                        lambda x, y, dy: A.log_sigmoid_backward(dy, x, empty[x.dtype])),
+                        lambda x, y, dy, dx: A.log_sigmoid_backward.grad_input(dy, x, buffer_of(x), grad_input=dx),
+                        lambda x, y, dy: A.log_sigmoid_backward(dy, x, buffer_of(x))),
         "hardshrink": ({"lambd": 0.5}, lambda x, y: A.hardshrink.out(x, 0.5, out=y),
                        lambda x: torch.nn.functional.hardshrink(x, 0.5),
                        lambda x, y, dy, dx: A.hardshrink_backward.grad_input(dy, x, 0.5, grad_input=dx),
