@@ -8,12 +8,15 @@ warm-up) the forward, backward, backward_from_output and forward_with_derivative
 - ``numpy``         NumPy as users write it (a hand-written formula per common activation, allocating);
 - ``torch_out``     PyTorch's CPU kernels with a preallocated ``out=`` (``grad_input=`` for backward);
 - ``torch``         PyTorch's ordinary allocating calls;
+- ``numexpr``       numexpr (when installed) evaluating the formula as users write it, ``out=``
+                    preallocated, with the same thread count;
 - ``copy``          the copy bandwidth (the faster of a threaded ``torch`` copy and ``np.copyto``),
                     the yardstick of a memory-bound kernel.
 
 and reports Gelem/s, GB/s (bytes read + written), the ratios of actgen to ``torch_out``, ``torch``,
-``numpy`` and the best peer, and the % of the copy bandwidth. Timings are printed and, optionally,
-written as JSON and markdown with a description of the machine. Only light imports at top level.
+``numpy``, ``numexpr`` and the best peer, and the % of the copy bandwidth. Timings are printed and,
+optionally, written as JSON and markdown with a description of the machine, and drawn as
+throughput against size (``--plot``, matplotlib). Only light imports at top level.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 HELP = "measure kernel throughput against NumPy and PyTorch"
 DESCRIPTION = ("Measure Gelem/s of actgen's C kernels (forward, backward, backward_from_output, "
                "forward_with_derivative), actgen's NumPy backend, NumPy as users write it, PyTorch "
-               "(out= and allocating, when installed) and the copy bandwidth, in one run (medians of "
+               "(out= and allocating) and numexpr when installed, and the copy bandwidth, in one run (medians of "
                "repeats after a warm-up), and print the ratios. Without --size/--threads it runs the "
                "standard set: 2^24 elements with all threads, and 2^16 and 2^12 elements with 1 thread "
                "(call overhead).")
@@ -39,8 +42,8 @@ DESCRIPTION = ("Measure Gelem/s of actgen's C kernels (forward, backward, backwa
 OPS = ("forward", "backward", "backward_from_output", "forward_with_derivative")
 #: arrays read + written per element, for GB/s and the % of the copy bandwidth
 STREAMS = {"forward": 2, "backward": 3, "backward_from_output": 3, "forward_with_derivative": 3, "copy": 2}
-IMPLS = ("actgen", "actgen_numpy", "numpy", "torch_out", "torch")
-PEERS = ("numpy", "torch_out", "torch")
+IMPLS = ("actgen", "actgen_numpy", "numpy", "torch_out", "torch", "numexpr")
+PEERS = ("numpy", "torch_out", "torch", "numexpr")
 SHORT = {"forward": "fwd", "backward": "bwd", "backward_from_output": "bwd(y)",
          "forward_with_derivative": "fwd+d"}
 STANDARD = ((1 << 24, None), (1 << 16, 1), (1 << 12, 1))   # (size, threads); None: all CPUs
@@ -75,8 +78,9 @@ def _positive(text: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME",
                    help="built-in activations or spec files (.toml: all its elementwise tables); "
-                        "default: every built-in elementwise activation")
-    p.add_argument("--size", nargs="+", type=_size, metavar="N",
+                        "default: every built-in elementwise activation (as --all)")
+    p.add_argument("--all", action="store_true", help="every built-in elementwise activation")
+    p.add_argument("--size", "--sizes", dest="size", nargs="+", type=_size, metavar="N",
                    help="element counts, e.g. 2^24 65536 (default: the standard set, see above)")
     p.add_argument("--threads", nargs="+", type=_positive, metavar="T",
                    help="thread counts (default: the standard set; all CPUs with --size)")
@@ -90,6 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="a line per activation on stderr")
     p.add_argument("--json", metavar="FILE", help="write all measurements and ratios as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the ratio tables and the machine as markdown")
+    p.add_argument("--plot", metavar="FILE.png", help="draw Gelem/s against the array size, per activation "
+                   "and op, every implementation and the copy bandwidth's limit (needs matplotlib)")
 
 
 # ---- peers: NumPy as users write it, PyTorch ------------------------------------------------
@@ -268,6 +274,60 @@ def _torch_peers(torch):
     }
 
 
+def _numexpr_formulas():
+    """{name: (defaults, forward, backward, constants)}: numexpr expressions in x (and dy) as users
+    write them. A float literal would make numexpr compute a float32 array in float64, so the
+    constants are named and passed in the array's dtype."""
+    sig_b = "dy / ((1 + exp(-x)) * (1 + exp(x)))"
+    silu_f, silu_b = "x / (1 + exp(-x))", "dy / (1 + exp(-x)) * (1 + x / (1 + exp(x)))"
+    leaky = ("where(x > 0, x, a * x)", "where(x > 0, dy, a * dy)")
+    elu = ("where(x > 0, x, a * expm1(x))", "where(x > 0, dy, dy * a * exp(x))")
+    shrink_b = "where(abs(x) > l, dy, 0)"
+    gt = "tanh(c * (x + k * x * x * x))"
+    gelu_tanh = {"h": 0.5, "c": 0.7978845608028654, "k": 0.044715, "k3": 3 * 0.044715}
+    sp = "tanh(log1p(exp(x)))"
+    return {
+        "relu": ({}, "where(x > 0, x, 0)", "where(x > 0, dy, 0)", {}),
+        "leaky_relu": ({"negative_slope": 0.01}, *leaky, {"a": 0.01}),
+        "prelu": ({"alpha": 0.25}, *leaky, {"a": 0.25}),
+        "elu": ({"alpha": 1.0}, *elu, {"a": 1.0}),
+        "celu": ({"alpha": 1.0}, *elu, {"a": 1.0}),
+        "selu": ({"alpha": 1.6732632423543772, "scale": 1.0507009873554805},
+                 "s * where(x > 0, x, a * expm1(x))", "dy * s * where(x > 0, 1, a * exp(x))",
+                 {"a": 1.6732632423543772, "s": 1.0507009873554805}),
+        "sigmoid": ({}, "1 / (1 + exp(-x))", sig_b, {}),
+        "log_sigmoid": ({}, "-log1p(exp(-x))", "dy / (1 + exp(x))", {}),
+        "exponential": ({}, "exp(x)", "dy * exp(x)", {}),
+        "tanh": ({}, "tanh(x)", "dy * (1 - tanh(x) ** 2)", {}),
+        "silu": ({}, silu_f, silu_b, {}),
+        "swish": ({"beta": 1.0}, silu_f, silu_b, {}),
+        "gelu_tanh": ({}, f"h * x * (1 + {gt})",
+                      f"dy * (h * (1 + {gt}) + h * x * (1 - {gt} ** 2) * c * (1 + k3 * x * x))", gelu_tanh),
+        "mish": ({}, f"x * {sp}", f"dy * ({sp} + x * (1 - {sp} ** 2) / (1 + exp(-x)))", {}),
+        "softplus": ({"beta": 1.0, "threshold": 20.0}, "log1p(exp(x))", "dy / (1 + exp(-x))", {}),
+        "softplus_plain": ({}, "log1p(exp(x))", "dy / (1 + exp(-x))", {}),
+        "softsign": ({}, "x / (1 + abs(x))", "dy / (1 + abs(x)) ** 2", {}),
+        "hard_sigmoid": ({}, "where(x <= -3, 0, where(x >= 3, 1, x / 6 + h))",
+                         "where((x > -3) & (x < 3), dy / 6, 0)", {"h": 0.5}),
+        "hard_swish": ({}, "x * where(x <= -3, 0, where(x >= 3, 6, x + 3)) / 6",
+                       "dy * where(x < -3, 0, where(x > 3, 1, (2 * x + 3) / 6))", {}),
+        "hardtanh": ({"min_val": -1.0, "max_val": 1.0}, "where(x < -1, -1, where(x > 1, 1, x))",
+                     "where((x > -1) & (x < 1), dy, 0)", {}),
+        "relu6": ({}, "where(x < 0, 0, where(x > 6, 6, x))", "where((x > 0) & (x < 6), dy, 0)", {}),
+        "hardshrink": ({"lambd": 0.5}, "where(abs(x) > l, x, 0)", shrink_b, {"l": 0.5}),
+        "softshrink": ({"lambd": 0.5}, "where(x > l, x - l, where(x < -l, x + l, 0))", shrink_b, {"l": 0.5}),
+        "lisht": ({}, "x * tanh(x)", "dy * (tanh(x) + x * (1 - tanh(x) ** 2))", {}),
+    }
+
+
+def _numexpr_calls(ne, formula, x, dy, y, dx):
+    """forward() and backward() of one numexpr formula on these arrays, writing into y and dx."""
+    _, fwd, bwd, consts = formula
+    names = {k: x.dtype.type(v) for k, v in consts.items()}
+    fdict, bdict = {"x": x, **names}, {"x": x, "dy": dy, **names}
+    return (lambda: ne.evaluate(fwd, local_dict=fdict, out=y)), (lambda: ne.evaluate(bwd, local_dict=bdict, out=dx))
+
+
 def _defaults_match(wanted: dict, act) -> bool:
     return all(p in act.params and math.isclose(act.params[p], v) for p, v in wanted.items()) and \
         all(p in wanted or _trivial_default(p, v) for p, v in act.params.items())
@@ -359,12 +419,11 @@ def machine() -> dict:
         info["torch"] = torch.__version__
     except ImportError:
         info["torch"] = None
-    try:
-        import scipy
-
-        info["scipy"] = scipy.__version__
-    except ImportError:
-        info["scipy"] = None
+    for module in ("scipy", "numexpr"):
+        try:
+            info[module] = __import__(module).__version__
+        except ImportError:
+            info[module] = None
     from . import __version__
 
     info["actgen"] = __version__
@@ -426,11 +485,17 @@ def bench(names: list[str] | None = None, *, sizes_threads=None, dtypes=("float3
         import torch
     except ImportError:
         torch = None
-    impls = [i for i in impls if torch is not None or not i.startswith("torch")]
+    try:
+        import numexpr
+    except ImportError:
+        numexpr = None
+    impls = [i for i in impls if (torch is not None or not i.startswith("torch"))
+             and (numexpr is not None or i != "numexpr")]
     targets = _targets(list(names or []))
     sizes_threads = list(sizes_threads or [(n, t or (os.cpu_count() or 1)) for n, t in STANDARD])
     formulas = _numpy_formulas(np)
     tpeers = _torch_peers(torch) if torch is not None else {}
+    nepeers = _numexpr_formulas() if numexpr is not None else {}
     acts = {}
     for name, spec in targets:
         acts[name] = {"c": actgen.load(name, spec=spec) if "actgen" in impls else None,
@@ -439,6 +504,7 @@ def bench(names: list[str] | None = None, *, sizes_threads=None, dtypes=("float3
     results = []
     saved_threads = actgen.get_num_threads()
     saved_torch = torch.get_num_threads() if torch is not None else None
+    saved_numexpr = numexpr.get_num_threads() if numexpr is not None else None
 
     def record(name, dtype, n, threads, op, impl, timing):
         streams = STREAMS[op] if op in STREAMS else 2
@@ -454,6 +520,8 @@ def bench(names: list[str] | None = None, *, sizes_threads=None, dtypes=("float3
             actgen.set_num_threads(threads)
             if torch is not None:
                 torch.set_num_threads(threads)
+            if numexpr is not None:
+                numexpr.set_num_threads(threads)
             for dtype in dtypes:
                 x = (rng.standard_normal(n) * 3).astype(dtype)
                 dy = rng.standard_normal(n).astype(dtype)
@@ -497,6 +565,10 @@ def bench(names: list[str] | None = None, *, sizes_threads=None, dtypes=("float3
                             cells.append(("forward", "torch", lambda fa=fa, tx=tx: fa(tx)))
                         if "torch" in impls and ba is not None:
                             cells.append(("backward", "torch", lambda ba=ba, tx=tx, ty=ty, tdy=tdy: ba(tx, ty, tdy)))
+                    if "numexpr" in impls and name in nepeers and _defaults_match(nepeers[name][0], some):
+                        fwd, bwd = _numexpr_calls(numexpr, nepeers[name], x, dy, bufs[0], bufs[1])
+                        cells.append(("forward", "numexpr", fwd))
+                        cells.append(("backward", "numexpr", bwd))
                     grad = torch.no_grad() if torch is not None else contextlib.nullcontext()
                     with grad, np.errstate(all="ignore"):
                         timings = _time_together([fn for _, _, fn in cells], repeats, min_time)
@@ -506,6 +578,8 @@ def bench(names: list[str] | None = None, *, sizes_threads=None, dtypes=("float3
         actgen.set_num_threads(saved_threads)
         if torch is not None:
             torch.set_num_threads(saved_torch)
+        if numexpr is not None:
+            numexpr.set_num_threads(saved_numexpr)
     return {"machine": machine(),
             "config": {"names": [t for t, _ in targets], "sizes_threads": [list(c) for c in sizes_threads],
                        "dtypes": list(dtypes), "repeats": repeats, "min_time": min_time, "impls": list(impls)},
@@ -559,8 +633,8 @@ def _tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         groups.setdefault((r["dtype"], r["size"], r["threads"]), []).append(r)
     copies = {(r["dtype"], r["size"], r["threads"]): r for r in report["results"] if r["op"] == "copy"}
     out = []
-    header = ["activation", "op", "actgen", "actgen numpy", "numpy", "torch out=", "torch",
-              "vs torch out=", "vs torch", "vs numpy", "% copy bw"]
+    header = ["activation", "op", "actgen", "actgen numpy", "numpy", "torch out=", "torch", "numexpr",
+              "vs torch out=", "vs torch", "vs numpy", "vs best peer", "% copy bw"]
     for (dtype, size, threads), rows in groups.items():
         c = copies.get((dtype, size, threads))
         exp = math.log2(size)
@@ -573,8 +647,8 @@ def _tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             g = r["gelem_s"]
             body.append([r["name"], SHORT[r["op"]], _fmt(g.get("actgen")), _fmt(g.get("actgen_numpy")),
                          _fmt(g.get("numpy")), _fmt(g.get("torch_out")), _fmt(g.get("torch")),
-                         _fmt(r["vs_torch_out"]), _fmt(r["vs_torch"]), _fmt(r["vs_numpy"], ".1f"),
-                         _fmt(r["pct_copy"], ".0f")])
+                         _fmt(g.get("numexpr")), _fmt(r["vs_torch_out"]), _fmt(r["vs_torch"]),
+                         _fmt(r["vs_numpy"], ".1f"), _fmt(r.get("vs_best_peer")), _fmt(r["pct_copy"], ".0f")])
         out.append((title, header, body))
     return out
 
@@ -604,7 +678,7 @@ def format_markdown(report: dict, command: str | None = None) -> str:
               f"{', '.join(m.get('cpu_flags') or []) or 'no AVX flags'})",
               f"- compiler: {m.get('cc')}; flags: `{m.get('cflags', '')}`",
               f"- libc: {m.get('libc')}; Python {m.get('python')}; NumPy {m.get('numpy')}; "
-              f"SciPy {m.get('scipy')}; PyTorch {m.get('torch')}",
+              f"SciPy {m.get('scipy')}; PyTorch {m.get('torch')}; numexpr {m.get('numexpr')}",
               f"- actgen {m.get('actgen')}" + (f" (commit {m['actgen_commit']})" if m.get("actgen_commit") else ""),
               f"- {cfg['repeats']} timed repeats per cell after a warm-up, median reported; each repeat lasts "
               f">= {cfg['min_time']} s; cells slower than 4 s in all get fewer repeats (at least 3, or 1 for "
@@ -614,7 +688,8 @@ def format_markdown(report: dict, command: str | None = None) -> str:
               "backward; `fwd+d` produces y and f'(x) in one pass. `% copy bw` is the bytes read and written "
               "per second over those of a plain copy with the same threads (the memory-bound limit). "
               "`numpy` is NumPy as users write it (allocating); `torch out=` calls PyTorch's kernels with a "
-              "preallocated output, `torch` its ordinary allocating call.", ""]
+              "preallocated output, `torch` its ordinary allocating call, `numexpr` evaluates the formula "
+              "as users write it into a preallocated output; `vs best peer` is over the fastest of them.", ""]
     for title, header, body in _tables(report):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
@@ -628,6 +703,11 @@ def run(args) -> int:
 
     from .errors import ActgenError
 
+    if args.all and args.names:
+        raise ActgenError("actgen bench: give activation names or --all, not both")
+    if args.plot and not _has_matplotlib():
+        raise ActgenError("actgen bench: --plot needs matplotlib, which is not installed: pip install "
+                          "matplotlib (or 'actgen[compare]'), or leave out --plot")
     configs = _configs(args)
     report = bench(args.names, sizes_threads=configs, dtypes=tuple(args.dtype), repeats=args.repeats,
                    min_time=args.min_time, impls=tuple(args.impl),
@@ -640,9 +720,88 @@ def run(args) -> int:
             _write(args.json, json.dumps(report, indent=1, default=float) + "\n")
         if args.markdown:
             _write(args.markdown, format_markdown(report, command))
+        if args.plot:
+            plot(report, args.plot)
     except OSError as exc:
         raise ActgenError(f"cannot write {exc.filename}: {exc.strerror}") from None
     return 0
+
+
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+#: how each implementation is drawn (colour, label)
+STYLE = {"actgen": ("C0", "actgen C"), "actgen_numpy": ("C1", "actgen NumPy"), "numpy": ("C2", "NumPy"),
+         "torch_out": ("C3", "PyTorch out="), "torch": ("C4", "PyTorch"), "numexpr": ("C5", "numexpr")}
+
+
+def plot(report: dict, path: str) -> None:
+    """Gelem/s against the number of elements: a panel per activation (rows) and op (columns),
+    a colour per implementation, solid float32 and dashed float64 lines, one line per thread count;
+    the grey lines are the copy bandwidth's limit for the op (bytes a copy moves per second over the
+    op's bytes per element). Written atomically (PNG, or whatever the suffix says)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [r for r in report["results"] if r["op"] != "copy"]
+    names = list(dict.fromkeys(r["name"] for r in results))
+    ops = [op for op in OPS if any(r["op"] == op for r in results)]
+    copies = {(r["dtype"], r["threads"], r["size"]): r["gb_s"] for r in report["results"] if r["op"] == "copy"}
+    fig, axes = plt.subplots(len(names), len(ops), figsize=(4.2 * len(ops), 2.9 * len(names)),
+                             squeeze=False, sharex=True)
+    for i, name in enumerate(names):
+        for j, op in enumerate(ops):
+            ax = axes[i][j]
+            lines = {}
+            for r in results:
+                if r["name"] == name and r["op"] == op:
+                    lines.setdefault((r["impl"], r["dtype"], r["threads"]), []).append((r["size"], r["gelem_s"]))
+            for (impl, dtype, threads), points in sorted(lines.items()):
+                points.sort()
+                colour, label = STYLE.get(impl, ("k", impl))
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, color=colour,
+                        ls="-" if dtype == "float32" else "--", lw=1.4 if impl == "actgen" else 1.0,
+                        label=f"{label}, {dtype}, {threads} thr")
+            for dtype in dict.fromkeys(d for _, d, _ in lines):
+                itemsize = 4 if dtype == "float32" else 8
+                for threads in dict.fromkeys(t for _, d, t in lines if d == dtype):
+                    limit = sorted((size, gb / (STREAMS[op] * itemsize)) for (d, t, size), gb in copies.items()
+                                   if d == dtype and t == threads)
+                    if limit:
+                        ax.plot([p[0] for p in limit], [p[1] for p in limit], color="0.6", lw=0.8,
+                                ls="-" if dtype == "float32" else "--")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{name}: {SHORT[op]}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            if j == 0:
+                ax.set_ylabel("Gelem/s")
+            if i == len(names) - 1:
+                ax.set_xlabel("elements")
+    handles, labels = {}, []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=4, fontsize=7,
+               bbox_to_anchor=(0.5, 1.0))
+    m = report["machine"]
+    fig.suptitle(f"actgen bench: {m.get('cpu')}, {m.get('usable_cpus')} CPUs (grey: copy bandwidth)",
+                 fontsize=10, y=1.0 + 0.12 / max(1, len(names)))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / max(1, len(names))))
+    suffix = os.path.splitext(path)[1] or ".png"
+    tmp = f"{path}.{os.getpid()}.tmp{suffix}"
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _write(path: str, text: str) -> None:

@@ -43,7 +43,11 @@ def piecewise(args, *pieces):
     both functions of ``*args`` (condition None means "otherwise"). Elements where no
     condition holds (NaN inputs make every comparison false) take the last branch.
     """
-    arrays = numpy.broadcast_arrays(*[numpy.asarray(a) for a in args])
+    originals = [numpy.asarray(a) for a in args]
+    arrays = numpy.broadcast_arrays(*originals)
+    # a value gets a 0-d argument (a scalar parameter) as it is: picking the taken elements out of
+    # its stride-0 broadcast view cost 70% of a relu's time (0.02 Gelem/s)
+    picked = [o if o.ndim == 0 else None for o in originals]
     dtype = numpy.result_type(*args)
     if not numpy.issubdtype(dtype, numpy.floating):
         dtype = numpy.float64
@@ -55,7 +59,7 @@ def piecewise(args, *pieces):
         else:
             mask = remaining & numpy.asarray(cond(*arrays), bool)
         if mask.any():
-            out[mask] = value(*[a[mask] for a in arrays])
+            out[mask] = value(*[a[mask] if p is None else p for a, p in zip(arrays, picked)])
         remaining &= ~mask
         if not remaining.any():
             break

@@ -19,12 +19,14 @@ def run_cli(*args):
                           cwd=ROOT, timeout=600)
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def _has_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _has("torch")
 
 
 @requires_cc
@@ -52,8 +54,10 @@ def test_bench_reports_every_implementation_and_the_ratios(tmp_path):
     assert fwd["pct_copy"] > 0 and fwd["copy_gb_s"] > 0
     if _has_torch():
         assert math.isclose(fwd["vs_torch_out"], fwd["gelem_s"]["actgen"] / fwd["gelem_s"]["torch_out"])
-        assert fwd["vs_best_peer"] == pytest.approx(
-            fwd["gelem_s"]["actgen"] / max(fwd["gelem_s"][p] for p in ("numpy", "torch_out", "torch")))
+    peers = [p for p in ("numpy", "torch_out", "torch", "numexpr") if p in fwd["gelem_s"]]
+    assert fwd["vs_best_peer"] == pytest.approx(fwd["gelem_s"]["actgen"] / max(fwd["gelem_s"][p] for p in peers))
+    if _has("numexpr"):
+        assert {(name, op, "numexpr") for name in ("sigmoid", "relu") for op in ("forward", "backward")} <= cells
     text = format_text(report)
     assert "float32, 2^12 elements, 1 thread" in text and "vs torch out=" in text
     md = format_markdown(report, "actgen bench sigmoid relu")
@@ -90,3 +94,59 @@ def test_the_repeats_of_an_activation_and_its_peers_are_interleaved():
     assert timed.startswith("ab") and "aaaaa" not in timed and "bbbbb" not in timed
     a, b = timed.count("a"), timed.count("b")
     assert a == 5 * timings[0]["calls"] and b == 5 * timings[1]["calls"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numexpr_peers_compute_the_activation_and_its_derivative(dtype):
+    """A wrong formula would time the wrong thing: each numexpr peer agrees with actgen's kernels
+    (forward and dy * f'(x)) away from overflow, and stays in the array's dtype."""
+    ne = pytest.importorskip("numexpr")
+    import numpy as np
+
+    import actgen
+    from actgen.bench import _defaults_match, _numexpr_calls, _numexpr_formulas
+
+    x = np.concatenate([np.linspace(-8, 8, 641), [-20.0, -3.0, -2.5, -1.0, 0.0, 1.0, 2.5, 3.0, 6.0, 20.0]])
+    x = x.astype(dtype)
+    dy = np.linspace(0.5, 1.5, x.size).astype(dtype)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    formulas = _numexpr_formulas()
+    assert len(formulas) >= 24
+    for name, formula in formulas.items():
+        act = actgen.load(name, backend="numpy")
+        assert _defaults_match(formula[0], act), name
+        y, dx = np.empty_like(x), np.empty_like(x)
+        fwd, bwd = _numexpr_calls(ne, formula, x, dy, y, dx)
+        assert fwd() is y and bwd() is dx and y.dtype == dx.dtype == np.dtype(dtype)
+        kink = np.isin(x, [0.0, -3.0, 3.0, -2.5, 2.5, -1.0, 1.0, 6.0, 0.5, -0.5])   # conventions differ there
+        np.testing.assert_allclose(y, act(x), rtol=tol, atol=tol, err_msg=name)
+        np.testing.assert_allclose(dx[~kink], act.backward(x, dy)[~kink], rtol=tol, atol=tol, err_msg=name)
+
+
+def test_bench_all_and_names_together_is_a_clear_error():
+    out = run_cli("bench", "relu", "--all")
+    assert out.returncode != 0 and "names or --all, not both" in out.stderr and "Traceback" not in out.stderr
+
+
+@requires_cc
+def test_bench_sizes_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "bench.png"
+    out = run_cli("bench", "relu", "sigmoid", "--sizes", "2^8", "2^10", "--threads", "1", "--dtype", "float32",
+                  "--repeats", "1", "--min-time", "0", "--impl", "actgen", "numpy", "--plot", str(plot))
+    assert out.returncode == 0, out.stderr
+    assert "float32, 2^8 elements, 1 thread" in out.stdout and "float32, 2^10 elements, 1 thread" in out.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.png"]          # no temporary left
+
+
+def test_bench_plot_without_matplotlib_says_so_before_measuring(monkeypatch, capsys, tmp_path):
+    from actgen import bench
+    from actgen.cli import main as cli_main
+
+    monkeypatch.setattr(bench, "_has_matplotlib", lambda: False)
+    monkeypatch.setattr(bench, "bench", lambda *a, **k: pytest.fail("measured before the error"))
+    assert cli_main(["bench", "relu", "--plot", str(tmp_path / "b.png")]) == 1
+    err = capsys.readouterr().err
+    assert "--plot needs matplotlib" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

@@ -44,3 +44,20 @@ def test_readme_first_command_after_the_install(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "void actgen_serf_forward_f32(" in out.stdout
     assert "gelu_tanh" in out.stdout               # the built-ins were built too
+
+
+def test_readme_speed_table_is_the_committed_benchmark_summary():
+    """The README's speed table and the commit it names are benchmarks/summary.md's, and that file
+    is what benchmarks/summary.py writes from the committed benchmarks/results.json."""
+    summary = (ROOT / "benchmarks" / "summary.md").read_text()
+    regenerated = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "summary.py")], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=120)
+    assert regenerated.returncode == 0, regenerated.stderr
+    assert regenerated.stdout == summary, "regenerate: python benchmarks/summary.py > benchmarks/summary.md"
+    speed = README.split("\n## Speed\n", 1)[1].split("\n## ", 1)[0]
+
+    def table(text):
+        return [line for line in text.splitlines() if line.startswith("| ")]
+    assert table(speed) and table(speed) == table(summary), "paste benchmarks/summary.md's table into the README"
+    commit = re.search(r"actgen commit (\w+)", summary).group(1)
+    assert f"actgen commit {commit}" in speed
