@@ -537,7 +537,12 @@ def bench(names: list[str] | None = None, *, sizes_threads=None, dtypes=("float3
                     some = c or npb or actgen.load(name, spec=dict(targets)[name])
                     y = some(x)
                     log(f"{dtype} n={n} threads={threads}: {name}")
-                    cells = []                                  # (op, impl, fn): timed together
+                    # a copy, timed with this activation's cells: the bandwidth a shared machine
+                    # gives varies over a run, and % copy bw compares cells measured together
+                    cells = [("copy", "copy", lambda: np.copyto(bufs[0], x))]  # (op, impl, fn): timed together
+                    if torch is not None:
+                        cells.append(("copy", "copy_torch", lambda tb=torch.from_numpy(bufs[0]),
+                                      tx=torch.from_numpy(x): tb.copy_(tx)))
                     for impl, act in (("actgen", c), ("actgen_numpy", npb)):
                         if act is None:
                             continue
@@ -572,8 +577,11 @@ def bench(names: list[str] | None = None, *, sizes_threads=None, dtypes=("float3
                     grad = torch.no_grad() if torch is not None else contextlib.nullcontext()
                     with grad, np.errstate(all="ignore"):
                         timings = _time_together([fn for _, _, fn in cells], repeats, min_time)
+                    copies = [t for (op, _, _), t in zip(cells, timings) if op == "copy"]
+                    record(name, dtype, n, threads, "copy", "copy", min(copies, key=lambda t: t["seconds"]))
                     for (op, impl, _), timing in zip(cells, timings):
-                        record(name, dtype, n, threads, op, impl, timing)
+                        if op != "copy":
+                            record(name, dtype, n, threads, op, impl, timing)
     finally:
         actgen.set_num_threads(saved_threads)
         if torch is not None:
@@ -591,11 +599,11 @@ def ratios(results: list[dict]) -> list[dict]:
     actgen / torch_out, actgen / torch, actgen / numpy, actgen / the best peer, and the % of the copy
     bandwidth (bytes moved per second / the copy's)."""
     by = {}
-    copy = {}
+    copy = {}                       # (name, dtype, size, threads): the copy timed with name's cells
     for r in results:
         key = (r["dtype"], r["size"], r["threads"])
         if r["op"] == "copy":
-            copy[key] = r
+            copy[(r["name"], *key)] = r
         else:
             by.setdefault((r["name"], *key, r["op"]), {})[r["impl"]] = r
     # a backward peer with no backward_from_output counterpart is compared with both of actgen's
@@ -613,7 +621,7 @@ def ratios(results: list[dict]) -> list[dict]:
             row[f"vs_{p}"] = a / peer[p]["gelem_s"] if p in peer else None
         best = [peer[p]["gelem_s"] for p in PEERS if p in peer]
         row["vs_best_peer"] = a / max(best) if best else None
-        c = copy.get((dtype, size, threads))
+        c = copy.get((name, dtype, size, threads)) or copy.get(("copy", dtype, size, threads))
         row["pct_copy"] = (100.0 * impls["actgen"]["gb_s"] / c["gb_s"]) if c else None
         row["copy_gb_s"] = c["gb_s"] if c else None
         rows.append(row)
@@ -631,7 +639,8 @@ def _tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     groups = {}
     for r in report["ratios"]:
         groups.setdefault((r["dtype"], r["size"], r["threads"]), []).append(r)
-    copies = {(r["dtype"], r["size"], r["threads"]): r for r in report["results"] if r["op"] == "copy"}
+    copies = {(r["dtype"], r["size"], r["threads"]): r for r in report["results"]
+              if r["op"] == "copy" and r["name"] == "copy"}
     out = []
     header = ["activation", "op", "actgen", "actgen numpy", "numpy", "torch out=", "torch", "numexpr",
               "vs torch out=", "vs torch", "vs numpy", "vs best peer", "% copy bw"]
@@ -751,7 +760,8 @@ def plot(report: dict, path: str) -> None:
     results = [r for r in report["results"] if r["op"] != "copy"]
     names = list(dict.fromkeys(r["name"] for r in results))
     ops = [op for op in OPS if any(r["op"] == op for r in results)]
-    copies = {(r["dtype"], r["threads"], r["size"]): r["gb_s"] for r in report["results"] if r["op"] == "copy"}
+    copies = {(r["dtype"], r["threads"], r["size"]): r["gb_s"] for r in report["results"]
+              if r["op"] == "copy" and r["name"] == "copy"}
     fig, axes = plt.subplots(len(names), len(ops), figsize=(4.2 * len(ops), 2.9 * len(names)),
                              squeeze=False, sharex=True)
     for i, name in enumerate(names):

@@ -37,6 +37,7 @@ def test_bench_reports_every_implementation_and_the_ratios(tmp_path):
                    min_time=0.0)
     cells = {(r["name"], r["op"], r["impl"]) for r in report["results"]}
     assert ("copy", "copy", "copy") in cells
+    assert ("sigmoid", "copy", "copy") in cells and ("relu", "copy", "copy") in cells   # timed with their cells
     for name in ("sigmoid", "relu"):
         for impl in ("actgen", "actgen_numpy"):
             for op in ("forward", "backward", "forward_with_derivative"):
