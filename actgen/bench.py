@@ -793,7 +793,7 @@ def plot(report: dict, path: str) -> None:
                 ax.set_ylabel("Gelem/s")
             if i == len(names) - 1:
                 ax.set_xlabel("elements")
-    handles, labels = {}, []
+    handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
