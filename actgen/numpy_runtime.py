@@ -119,6 +119,12 @@ def _pow2_pair(k):
     return _pow2_f32(k1), _pow2_f32(k - k1)
 
 
+def _pow2_neg(k):
+    """2^k for integral float32 k in [-160, 0] as actgen_scale_neg_f32 applies it: 2^(k + 126),
+    then 2^-126 (the first product exact, the second rounds once)."""
+    return _pow2_f32(k + _F(126.0)), _F(2.0 ** -126)
+
+
 def exp_f32(a):
     """actgen_exp_f32: exp in float32 arithmetic (see templates/c/prelude.jinja)."""
     a = numpy.asarray(a, _F)
@@ -135,7 +141,7 @@ def sigmoid_f32(z):
     """actgen_sigmoid_f32: n / (1 + e) in float32, 1 + e exact as dh + dl, one correction."""
     z = numpy.asarray(z, _F)
     with numpy.errstate(all="ignore"):
-        e = exp_f32(-numpy.abs(z))
+        e = exp_f32(-numpy.abs(z))      # C: actgen_exp_neg_f32, the same float for a <= 0
         n = numpy.where(z >= 0, _F(1.0), e)
         dh = _F(1.0) + e
         dl = (_F(1.0) - dh) + e
@@ -236,7 +242,7 @@ def erfc_ff(u):
         corr = delta * (_F(2.0) * a * g0 - _F(_TWO_OVER_SQRT_PI)) - g0 * pl - _F(_TWO_OVER_SQRT_PI) * al
         e = e2 + rest + corr
         m = s + _fmaf(rh, s, _fmaf(sx, s, e + (rh + sx) * e))
-        s1, s2 = _pow2_pair(k)
+        s1, s2 = _pow2_neg(k)
         value = m * s1 * s2
         return numpy.where(hi < 0, _F(2.0) - value, value)
 
@@ -252,7 +258,7 @@ def softplus_f32(z):
         p1 = ((_F(1.0) - p0) + rh) + _fmaf(r * r, q, rl)
         ph = p0 + p1
         pl = p1 - (ph - p0)
-        scale1, scale2 = _pow2_pair(k)
+        scale1, scale2 = _pow2_neg(k)
         eh, el = ph * scale1 * scale2, pl * scale1 * scale2
         d = _F(2.0) + eh
         dl = ((_F(2.0) - d) + eh) + el

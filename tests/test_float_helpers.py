@@ -1,4 +1,4 @@
-"""actgen's own float exp, sigmoid and softplus (``actgen_exp_f32``, ``actgen_sigmoid_f32``,
+"""actgen's own float exp, sigmoid and softplus (``actgen_exp_f32`` and ``actgen_exp_neg_f32``, ``actgen_sigmoid_f32``,
 ``actgen_softplus_f32`` of templates/c/prelude.jinja: kernels computed in float call them instead
 of libmvec's expf and log1pf):
 
@@ -56,6 +56,24 @@ void sweep_##NAME(int stride, int64_t *worst, uint32_t *worst_input, int64_t *na
     *worst = w; *worst_input = at; *nan_mismatch = bad;                                    \
 }
 SWEEP(exp, actgen_exp_f32, actgen_exp_d32)
+
+/* actgen_exp_neg_f32 (sigmoid's, softplus's and erfc's scaling, for arguments <= 0) against
+ * actgen_exp_f32: the bit patterns that differ over every float with the sign bit set and +0 */
+int64_t exp_neg_mismatches(void)
+{
+    int64_t bad = 0;
+    _Pragma("omp parallel for schedule(static) reduction(+:bad)")
+    for (int64_t hi = 0x8000; hi < 0x10000; ++hi) {
+        _Pragma("omp simd reduction(+:bad)")
+        for (int64_t lo = 0; lo < 65536; ++lo) {
+            union { uint32_t u; float f; } v = {(uint32_t)(hi << 16 | lo)}, a, b;
+            a.f = actgen_exp_f32(v.f); b.f = actgen_exp_neg_f32(v.f);
+            bad += (a.u != b.u) & ((a.f == a.f) | (b.f == b.f));
+        }
+    }
+    union { float f; uint32_t u; } z0 = {actgen_exp_neg_f32(0.0F)};
+    return bad + (z0.u != 0x3f800000u);
+}
 SWEEP(sigmoid, actgen_sigmoid_f32, actgen_sigmoid_d32)
 SWEEP(softplus, actgen_softplus_f32, actgen_softplus_d32)
 """
@@ -73,7 +91,7 @@ def built(request, tmp_path_factory):
     cdef = "\n".join(f"void eval_{h}(const float *x, float *y, int64_t n);\n"
                      f"void sweep_{h}(int stride, int64_t *worst, uint32_t *worst_input, int64_t *nan_mismatch);"
                      for h in FUNCTIONS)
-    cdef += "\nint fast_fmaf(void);"
+    cdef += "\nint fast_fmaf(void);\nint64_t exp_neg_mismatches(void);"
     name = f"_actgen_float_helpers_{request.param.replace('-', '_')}"
     module = build_prelude_module(name, views, f"{loops}\n{SWEEP}", cdef, request.param,
                                   tmp_path_factory.mktemp("float_helpers"))
@@ -99,6 +117,14 @@ def test_every_float_input(built, h):
     x = np.array([at[0]], np.uint32).view(np.float32)[0]
     assert nan_mismatch[0] == 0
     assert worst[0] <= 1, f"{h}: {worst[0]} ULP at x = {x!r}"
+
+
+@requires_cc
+def test_exp_of_a_negative_argument_is_exp(built):
+    """sigmoid, softplus, erfc and float softmax scale exp(a <= 0) by 2^(k + 126) 2^-126 (four
+    operations) instead of actgen_scale_f32's two factors (ten): the same float, bit for bit."""
+    _, module = built
+    assert module.lib.exp_neg_mismatches() == 0
 
 
 def _inputs():

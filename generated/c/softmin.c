@@ -89,7 +89,7 @@ static inline double actgen_exp_d32(double a)
  * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
  * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
  * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
-typedef struct { float k, rh, rl, r, q; } actgen_exp_reduced_f32;
+typedef struct { float k, t, rh, rl, r, q; } actgen_exp_reduced_f32;   /* t = k + 1.5 * 2^23 */
 
 /* the reduction: exp(c) = 2^k (1 + rh + (rl + r^2 q)), r = rh + rl (shared with the helpers that
  * keep exp unrounded: actgen_erfc_ff, actgen_softplus_f32) */
@@ -97,7 +97,8 @@ static inline ACTGEN_INLINE actgen_exp_reduced_f32 actgen_exp_reduce_f32(float c
 {
     actgen_exp_reduced_f32 e;
     const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
-    e.k = ACTGEN_FMAF(c, 1.44269502F, shifter) - shifter;
+    e.t = ACTGEN_FMAF(c, 1.44269502F, shifter);
+    e.k = e.t - shifter;
     e.rh = ACTGEN_FMAF(e.k, -0.693359375F, c);
     e.rl = e.k * 2.12194442e-4F;
     e.r = e.rh + e.rl;
@@ -119,6 +120,24 @@ static inline ACTGEN_INLINE float actgen_scale_f32(float m, float k)
     s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
     s2.u = (s2.u + 127) << 23;
     return m * s1.f * s2.f;
+}
+
+/* m 2^k for an integral k in [-160, 0], t = k + 1.5 * 2^23 (actgen_exp_reduce_f32's): m 2^(k + 126)
+ * is exact (normal for m >= 2^-92), times 2^-126 rounds once, as actgen_scale_f32 does; four
+ * operations against its ten (exp(-|z|) in sigmoid, softplus and erfc: 25-30% of sigmoid's time) */
+static inline ACTGEN_INLINE float actgen_scale_neg_f32(float m, float t)
+{
+    union { float f; uint32_t u; } s = {t};
+    s.u = (s.u + 253) << 23;                       /* the low bits hold k: 2^(k + 126) */
+    return m * s.f * 0x1p-126F;
+}
+
+/* exp(a) for a <= 0 (NaN stays NaN): actgen_exp_f32's value with actgen_scale_neg_f32 */
+static inline float actgen_exp_neg_f32(float a)
+{
+    const float c = a < -104.0F ? -104.0F : a;     /* exp(-104) rounds to 0 */
+    const actgen_exp_reduced_f32 e = actgen_exp_reduce_f32(c);
+    return actgen_scale_neg_f32(1.0F + (e.rh + ACTGEN_FMAF(e.r * e.r, e.q, e.rl)), e.t);
 }
 
 static inline float actgen_exp_f32(float a)
@@ -176,7 +195,7 @@ static inline float actgen_softmin_row_exp_f32(const float s, const float m)
 {
     const float hi = s - m, bb = hi - s;
     const float lo = isfinite(hi) ? (s - (hi - bb)) + (-m - bb) : 0.0F;
-    const float e = actgen_exp_f32(hi);
+    const float e = actgen_exp_neg_f32(hi);            /* hi <= 0 (or NaN) */
     return ACTGEN_FMAF(e, lo, e);
 }
 
