@@ -7,6 +7,7 @@ strings. They never receive SymPy objects, modules or functions.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import jinja2
@@ -231,6 +232,8 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
 def _float_literal(value: float) -> str:
     import numpy as np
 
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "-INFINITY"
     return f"{np.float32(value)!r}".removeprefix("np.float32(").removesuffix(")") + "F"
 
 

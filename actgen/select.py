@@ -53,7 +53,7 @@ class Choice:
     measured: tuple[Measured, ...] = field(default=())
     #: float32 computed in float only for x in [lo, hi] (where it measured within its share of
     #: the budget): the C loops check each block of elements and compute a block with any x
-    #: outside (NaN and +-inf included) with ``fallback``, the form computed in double
+    #: outside (NaN included; +-inf where that bound is finite) with ``fallback``, the form computed in double
     float_range: tuple[float, float] | None = None
     fallback: Form | None = None
     fallback_error: float = math.nan      # the double form's error on its own (on every point)
@@ -78,6 +78,8 @@ class Choice:
 
 
 def _bound_text(v: float) -> str:
+    if math.isinf(v):
+        return "-inf" if v < 0 else "inf"
     return "-max" if v == -float(np.finfo(np.float32).max) else (
         "max" if v == float(np.finfo(np.float32).max) else f"{v:g}")
 
@@ -536,6 +538,25 @@ def float_range(xs: np.ndarray, dist: np.ndarray, limit: float) -> tuple[float, 
     return (lo, hi) if lo <= -RANGE_MIN and hi >= RANGE_MIN else None
 
 
+def _open_ended(bounds: tuple[float, float], form: Form, fallback: Form, params: dict,
+                dtype: str) -> tuple[float, float]:
+    """A bound at the largest float becomes infinite where the form computed in float gives
+    at that infinity what the double form gives (both NaN counts; -0 and 0 do not): the C
+    loops then compare each input with one bound instead of two (silu: 5% of its time), and
+    an infinite input no longer sends its block to double. NaN still does (it fails x >= lo)."""
+    top = float(np.finfo(np.float32).max)
+    out = list(bounds)
+    for i, sign in ((0, -1.0), (1, 1.0)):
+        if out[i] != sign * top:
+            continue
+        x = np.array([sign * math.inf], dtype=dtype)
+        a = evaluate_form(form, x, params, dtype, "dtype")[0]
+        b = evaluate_form(fallback, x, params, dtype, "double")[0]
+        if (np.isnan(a) and np.isnan(b)) or (a == b and np.signbit(a) == np.signbit(b)):
+            out[i] = sign * math.inf
+    return out[0], out[1]
+
+
 def _in_range(xs: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     """The points a ranged kernel computes in float (the C check: lo <= x <= hi; NaN fails)."""
     with np.errstate(invalid="ignore"):
@@ -687,6 +708,7 @@ def _ranged(act, kernel, sweep, scale, limits, label, form, guarded, swept, dens
     err_w, nonfinite = measure(fallback, sweep.xs, ref, params, dtype, "double", scale)
     if nonfinite or err_w > budget:
         return None
+    bounds = _open_ended(bounds, guarded, fallback, params, dtype)
     inside = _in_range(sweep.xs, bounds)
     err_f = float(np.max(dist_s[inside])) if inside.any() else 0.0
     err = max(err_f, err_w)

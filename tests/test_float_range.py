@@ -4,7 +4,7 @@ silu's x * sigmoid(x) in float loses 51 ULP where sigmoid(x) is subnormal (x < -
 product is not; everywhere else it is within 1-2 ULP. Selection then keeps the float form on
 the interval where it measured within its share of the budget and the double form elsewhere:
 the C loops check each block of render.FLOAT_BLOCK inputs and compute a block with any input
-outside the interval (NaN and +-inf included), or any parameter away from the value measured,
+outside the interval (NaN, and +-inf where that bound is finite), or any parameter away from the value measured,
 in double. These tests check the choice, each path of the loops, that the paths really differ
 (so that the tests can fail) and that both stay accurate."""
 
@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 import pytest
+import sympy as sp
 from scipy.special import erfc
 
 import actgen
@@ -40,7 +41,8 @@ def test_silu_and_swish_compute_in_float_above_the_subnormal_sigmoid(name):
         c = choices[kernel, "float32"]
         assert c.c_compute == "float" and c.fallback is not None, kernel
         lo, hi = c.float_range
-        assert -88.0 <= lo <= -RANGE_MIN and hi == TOP, (kernel, c.float_range)
+        # the float form gives at +inf what the double one gives: the bound is open there
+        assert -88.0 <= lo <= -RANGE_MIN and hi == math.inf, (kernel, c.float_range)
         assert c.error <= 2.0
         assert choices[kernel, "float64"].float_range is None
     # sums are not split into blocks: a parameter's gradient is never ranged
@@ -95,6 +97,38 @@ def test_in_range_blocks_compute_in_float_and_blocks_with_an_outlier_in_double()
     assert (dfast[keep] != dslow[keep]).any()
 
 
+def test_a_bound_opens_only_where_the_float_form_agrees_at_that_infinity():
+    from actgen.activation import X
+    from actgen.rewrite import Form
+    from actgen.select import _open_ended
+    twice, nan_there, one = Form((), X + X), Form((), X - X), Form((), sp.Integer(1))
+    for form in (twice, nan_there):           # +-inf in both; NaN in both
+        assert _open_ended((-85.0, TOP), form, form, {}, "float32") == (-85.0, math.inf)
+        assert _open_ended((-TOP, 12.0), form, form, {}, "float32") == (-math.inf, 12.0)
+        assert _open_ended((-TOP, TOP), form, form, {}, "float32") == (-math.inf, math.inf)
+    assert _open_ended((-85.0, 40.0), twice, twice, {}, "float32") == (-85.0, 40.0)
+    assert _open_ended((-85.0, TOP), twice, one, {}, "float32") == (-85.0, TOP)     # inf against 1
+
+
+@requires_cc
+def test_an_infinite_input_stays_on_the_float_path_where_the_bound_is_open():
+    silu = actgen.load("silu")
+    x = np.linspace(-84.0, 84.0, 4 * FLOAT_BLOCK, dtype=np.float32)
+    fast = np.asarray(silu(x))
+    up = x.copy()
+    up[::FLOAT_BLOCK] = np.inf                # open above: every block still in float
+    got = np.asarray(silu(up))
+    keep = ~np.isinf(up)
+    np.testing.assert_array_equal(got[keep], fast[keep])
+    assert (got[~keep] == np.inf).all()
+    down = x.copy()
+    down[::FLOAT_BLOCK] = -np.inf             # closed below: every block in double
+    got = np.asarray(silu(down))
+    assert (got[keep] != fast[keep]).any() and (got[~keep] == 0).all()
+    dy = np.ones_like(x)
+    assert (np.asarray(silu.backward(up, dy))[~keep] == 1).all()
+
+
 @requires_cc
 def test_in_place_with_mixed_blocks_matches_out_of_place():
     silu = actgen.load("silu")
@@ -115,7 +149,7 @@ def test_in_place_with_mixed_blocks_matches_out_of_place():
 @requires_cc
 def test_parameters_away_from_the_measured_ones_compute_in_double():
     """swish's interval was measured at beta = 1: sigmoid(2 x) is subnormal from x < -43.6, so
-    at beta = 2 the float form would lose bits inside [-85, max]. The loop then computes every
+    at beta = 2 the float form would lose bits inside [-85, inf]. The loop then computes every
     block in double, as the per-channel loop (which never computes in float) does."""
     swish = actgen.load("swish")
     x = np.linspace(-84.0, 84.0, 8 * FLOAT_BLOCK, dtype=np.float32)
@@ -138,7 +172,7 @@ def test_gelu_computes_in_float_float_above_its_subnormal_tail():
         c = choices[kernel, "float32"]
         assert c.label == "compensated" and c.form.compensated and c.c_compute == "float", kernel
         lo, hi = c.float_range
-        assert -13.0 <= lo <= -RANGE_MIN and hi == TOP, (kernel, c.float_range)
+        assert -13.0 <= lo <= -RANGE_MIN and hi == math.inf, (kernel, c.float_range)
         assert c.error <= 2.0
         assert not c.fallback.compensated                 # double needs no compensation
         plain = next(m for m in c.measured if m.label == "rewritten" and m.compute == "dtype")

@@ -167,7 +167,7 @@ static inline float actgen_sigmoid_f32(float z)
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+/* y = f(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
@@ -175,7 +175,7 @@ static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x,
     return x != x ? x : actgen_r;
 }
 
-/* y = f(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+/* y = f(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
 static inline ACTGEN_INLINE float actgen_swish_forward_elem_f32_in_float(const float x, float beta)
 {
     (void)x; (void)beta;
@@ -183,7 +183,7 @@ static inline ACTGEN_INLINE float actgen_swish_forward_elem_f32_in_float(const f
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
+/* dx = dy * f'(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
@@ -193,7 +193,7 @@ static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, in float on [-85, max], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
+/* dx = dy * f'(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
 static inline ACTGEN_INLINE float actgen_swish_backward_elem_f32_in_float(const float x, float beta)
 {
     (void)x; (void)beta;
@@ -227,15 +227,15 @@ void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int
         }
         return;
     }
-    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, 3.4028235e+38F] (where
-       selection measured the float form; NaN and +-inf do not) and the parameters are
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, INFINITY] (where
+       selection measured the float form at the infinite bound too; NaN does not) and the parameters are
        those it measured at, else in double */
     for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
         const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
         int wide = p_beta != 1.0F;
         #pragma omp simd reduction(|:wide)
         for (int64_t i = b; i < b + e; ++i)
-            wide |= ((in[i] >= -85.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+            wide |= !(in[i] >= -85.0F);
         if (wide) {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
@@ -264,15 +264,15 @@ void actgen_swish_backward_f32(const float *restrict in, const float *restrict g
         }
         return;
     }
-    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, 3.4028235e+38F] (where
-       selection measured the float form; NaN and +-inf do not) and the parameters are
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, INFINITY] (where
+       selection measured the float form at the infinite bound too; NaN does not) and the parameters are
        those it measured at, else in double */
     for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
         const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
         int wide = p_beta != 1.0F;
         #pragma omp simd reduction(|:wide)
         for (int64_t i = b; i < b + e; ++i)
-            wide |= ((in[i] >= -85.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+            wide |= !(in[i] >= -85.0F);
         if (wide) {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
@@ -301,15 +301,15 @@ void actgen_swish_forward_deriv_f32(const float *restrict in, float *restrict ou
         }
         return;
     }
-    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, 3.4028235e+38F] (where
-       selection measured the float form; NaN and +-inf do not) and the parameters are
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, INFINITY] (where
+       selection measured the float form at the infinite bound too; NaN does not) and the parameters are
        those it measured at, else in double */
     for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
         const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
         int wide = p_beta != 1.0F;
         #pragma omp simd reduction(|:wide)
         for (int64_t i = b; i < b + e; ++i)
-            wide |= ((in[i] >= -85.0F) & (in[i] <= 3.4028235e+38F)) ^ 1;
+            wide |= !(in[i] >= -85.0F);
         if (wide) {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
