@@ -81,6 +81,8 @@ class RoleView:
     #: C: true where the parameters differ from the values selection measured the interval at
     #: (their defaults): the loop then computes every block in double
     unmeasured: str = "0"
+    #: C: the measured values as call arguments (", 1.0F"), which the float variant is called with
+    measured: str = ""
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,10 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
                 if kernels["forward"].compute == "float":
                     helpers[("exp", "float", "")] = HelperView("exp", "float", "f32", "f", "F")
         unmeasured = " || ".join(f"p_{p} != {_float_literal(v)}" for p, v in act.params.items()) or "0"
+        measured = "".join(f", {_float_literal(v)}" for v in act.params.values())
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
-                               r.channels, _role_bounds(act, r, kernels), unmeasured) for r in role_list)
+                               r.channels, _role_bounds(act, r, kernels), unmeasured, measured)
+                      for r in role_list)
         dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))
     order = list(HELPER_NEEDS)
     return ActivationView(

@@ -244,7 +244,7 @@ void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int
         } else {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
-                out[i] = (float)actgen_swish_forward_elem_f32_in_float(in[i], p_beta);
+                out[i] = (float)actgen_swish_forward_elem_f32_in_float(in[i], 1.0F);
             }
         }
     }
@@ -281,7 +281,7 @@ void actgen_swish_backward_f32(const float *restrict in, const float *restrict g
         } else {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
-                grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32_in_float(in[i], p_beta));
+                grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32_in_float(in[i], 1.0F));
             }
         }
     }
@@ -318,7 +318,7 @@ void actgen_swish_forward_deriv_f32(const float *restrict in, float *restrict ou
         } else {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
-                const float xi = in[i]; const float fi = actgen_swish_forward_elem_f32_in_float(xi, p_beta); const float di = actgen_swish_backward_elem_f32_in_float(xi, p_beta); out[i] = (float)fi; deriv[i] = (float)di;
+                const float xi = in[i]; const float fi = actgen_swish_forward_elem_f32_in_float(xi, 1.0F); const float di = actgen_swish_backward_elem_f32_in_float(xi, 1.0F); out[i] = (float)fi; deriv[i] = (float)di;
             }
         }
     }
