@@ -17,6 +17,7 @@ from .backends import BACKENDS, DTYPES, Backend
 from .derive import Kernel, derive
 from .resources import template_root
 from .rewrite import Form
+from .select import within
 from .roles import Role, roles
 
 #: libmvec (glibc >= 2.35, x86_64) has SIMD variants of these, for float and double.
@@ -182,21 +183,24 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
             choice = lowered.choices[k.name, dtype]
             elem = f"actgen_{act.name}_{k.name}_elem_{tag}"
 
-            def kernel_view(form, compute, elem, ranged=False, **extra):
+            def kernel_view(form, compute, elem, ranged=False, nan_guard=None, **extra):
                 narrow = backend.name == "c" and dtype == "float32" and compute == "double"
                 printer = backend.printer(compute, form.dd_temps, form.compensated, narrow=narrow)
                 temps, result = _print_kernel(printer, form)
                 if backend.name == "c":
                     _collect(printer, compute, helpers, simd)
                 return KernelView(k.name, k.kind, elem, str(k.variable), k.description, temps, result,
-                                  form.needs_nan_guard, form.rules, compute, _note(choice, compute, ranged),
+                                  form.needs_nan_guard if nan_guard is None else nan_guard, form.rules,
+                                  compute, _note(choice, compute, ranged),
                                   **extra)
 
             if choice.float_range is not None:
                 # the double form for every loop; the float one for the flat loops' in-range blocks
                 # (NumPy, and the gated kind, which has no flat loops: the double form only)
                 c = backend.name == "c" and act.kind == "elementwise"
-                fast = kernel_view(choice.form, "float", f"{elem}_in_float", True) if c else None
+                # (its blocks hold no NaN and no x outside the interval: no guards for those)
+                fast = (kernel_view(within(choice.form, choice.float_range), "float", f"{elem}_in_float", True,
+                                    nan_guard=False) if c else None)
                 kernels[k.name] = kernel_view(choice.fallback, "double", elem, c, fast=fast,
                                               bounds=tuple(_float_literal(b) for b in choice.float_range))
             elif choice.fallback is not None and backend.name != "c":

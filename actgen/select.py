@@ -557,6 +557,26 @@ def _open_ended(bounds: tuple[float, float], form: Form, fallback: Form, params:
     return out[0], out[1]
 
 
+def within(form: Form, bounds: tuple[float, float]) -> Form:
+    """The float variant of a ranged kernel as its blocks see it: only x in [lo, hi] (an
+    infinite bound: +-inf too), never NaN (it fails every check, so the C needs no NaN guard
+    there either). The guards (add_guards) whose test on x fails at both ends of the interval
+    are dropped (the tests are monotone in x: false at both ends is false between)."""
+    if not form.guards:
+        return form
+    pieces, rest = form.result.args[:len(form.guards)], form.result.args[len(form.guards):]
+    ends = [sp.oo if math.isinf(b) and b > 0 else -sp.oo if math.isinf(b) else sp.Float(b, 30) for b in bounds]
+
+    def dead(condition):
+        tests = [a for a in ([condition] if condition.is_Relational else condition.args)
+                 if a.is_Relational and a.has(X)]
+        return any(all(t.subs(X, e) == sp.false for e in ends) for t in tests)
+
+    live = [(value, cond) for value, cond in pieces if not dead(cond)]
+    result = sp.Piecewise(*live, *rest) if live else rest[0][0]
+    return replace(form, result=result, guards=tuple(v for v, _ in live))
+
+
 def _in_range(xs: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     """The points a ranged kernel computes in float (the C check: lo <= x <= hi; NaN fails)."""
     with np.errstate(invalid="ignore"):

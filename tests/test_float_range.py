@@ -110,6 +110,22 @@ def test_a_bound_opens_only_where_the_float_form_agrees_at_that_infinity():
     assert _open_ended((-85.0, TOP), twice, one, {}, "float32") == (-85.0, TOP)     # inf against 1
 
 
+def test_the_float_variant_drops_the_guards_its_blocks_never_need():
+    """silu's float32 blocks hold x in [-85, inf]: the guard at x = -inf is dead there, the one
+    at +inf (f' = 1, where the form gives inf * 0) is not."""
+    from actgen.select import within
+    choices = _choices("silu")
+    forward, backward = choices["forward", "float32"], choices["backward", "float32"]
+    assert len(forward.form.guards) == 1 and len(backward.form.guards) == 2
+    assert within(forward.form, forward.float_range).guards == ()
+    assert not within(forward.form, forward.float_range).result.has(sp.Piecewise)
+    kept = within(backward.form, backward.float_range)
+    assert len(kept.guards) == 1 and float(kept.guards[0]) == 1.0
+    # on a closed interval both go; on the whole line both stay
+    assert within(backward.form, (-85.0, 80.0)).guards == ()
+    assert len(within(backward.form, (-math.inf, math.inf)).guards) == 2
+
+
 @requires_cc
 def test_an_infinite_input_stays_on_the_float_path_where_the_bound_is_open():
     silu = actgen.load("silu")

@@ -246,8 +246,7 @@ static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f32(const double x)
 static inline ACTGEN_INLINE float actgen_gelu_forward_elem_f32_in_float(const float x)
 {
     (void)x;
-    const float actgen_r = ({ const float actgen_b1 = 0.5F*x*actgen_erfc_ff(actgen_ff_mul(actgen_ff_make(-0.70710677F, -1.21016175e-08F), actgen_ff_make(x, 0.0F))); ((x < -3.40282346638528859812e+38F) ? (0.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
-    return x != x ? x : actgen_r;
+    return 0.5F*x*actgen_erfc_ff(actgen_ff_mul(actgen_ff_make(-0.70710677F, -1.21016175e-08F), actgen_ff_make(x, 0.0F)));
 }
 
 /* dx = dy * f'(x): compensated, in float on [-12, inf], else in double, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc */
@@ -262,8 +261,7 @@ static inline ACTGEN_INLINE double actgen_gelu_backward_elem_f32(const double x)
 static inline ACTGEN_INLINE float actgen_gelu_backward_elem_f32_in_float(const float x)
 {
     (void)x;
-    const float actgen_r = ({ const float actgen_b1 = 0.39894228040143267794F*x*actgen_exp_ff(actgen_ff_mul(actgen_ff_make(-0.5F, 0.0F), actgen_ff_mul(actgen_ff_make(x, 0.0F), actgen_ff_make(x, 0.0F)))) + 0.5F*actgen_erfc_ff(actgen_ff_mul(actgen_ff_make(-0.70710677F, -1.21016175e-08F), actgen_ff_make(x, 0.0F))); float actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38F) ? (0.0F) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38F) ? (1.0F) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
-    return x != x ? x : actgen_r;
+    return ({ const float actgen_b1 = 0.39894228040143267794F*x*actgen_exp_ff(actgen_ff_mul(actgen_ff_make(-0.5F, 0.0F), actgen_ff_mul(actgen_ff_make(x, 0.0F), actgen_ff_make(x, 0.0F)))) + 0.5F*actgen_erfc_ff(actgen_ff_mul(actgen_ff_make(-0.70710677F, -1.21016175e-08F), actgen_ff_make(x, 0.0F))); ((x > 3.40282346638528859812e+38F) ? (1.0F) : (actgen_b1)); });
 }
 
 /* ---- float32: exported functions ---- */

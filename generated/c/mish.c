@@ -273,8 +273,7 @@ static inline ACTGEN_INLINE double actgen_mish_forward_elem_f32(const double x)
 static inline ACTGEN_INLINE float actgen_mish_forward_elem_f32_in_float(const float x)
 {
     (void)x;
-    const float actgen_r = ({ const float actgen_b1 = x*tanhf(actgen_softplus_f32(x)); ((x < -3.40282346638528859812e+38F) ? (0.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
-    return x != x ? x : actgen_r;
+    return x*tanhf(actgen_softplus_f32(x));
 }
 
 /* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2 */

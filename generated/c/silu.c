@@ -179,8 +179,7 @@ static inline ACTGEN_INLINE double actgen_silu_forward_elem_f32(const double x)
 static inline ACTGEN_INLINE float actgen_silu_forward_elem_f32_in_float(const float x)
 {
     (void)x;
-    const float actgen_r = ({ const float actgen_b1 = x*actgen_sigmoid_f32(x); ((x < -3.40282346638528859812e+38F) ? (0.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
-    return x != x ? x : actgen_r;
+    return x*actgen_sigmoid_f32(x);
 }
 
 /* dx = dy * f'(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
@@ -197,8 +196,7 @@ static inline ACTGEN_INLINE float actgen_silu_backward_elem_f32_in_float(const f
 {
     (void)x;
     const float t0 = actgen_sigmoid_f32(x);
-    const float actgen_r = ({ const float actgen_b1 = t0*x*actgen_sigmoid_f32(-x) + t0; float actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38F) ? (0.0F) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38F) ? (1.0F) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
-    return x != x ? x : actgen_r;
+    return ({ const float actgen_b1 = t0*x*actgen_sigmoid_f32(-x) + t0; ((x > 3.40282346638528859812e+38F) ? (1.0F) : (actgen_b1)); });
 }
 
 /* ---- float32: exported functions ---- */

@@ -179,8 +179,7 @@ static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x,
 static inline ACTGEN_INLINE float actgen_swish_forward_elem_f32_in_float(const float x, float beta)
 {
     (void)x; (void)beta;
-    const float actgen_r = ({ const float actgen_b1 = x*actgen_sigmoid_f32(beta*x); ((((x < -3.40282346638528859812e+38F) & (beta > 0.0F))) ? (0.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
-    return x != x ? x : actgen_r;
+    return x*actgen_sigmoid_f32(beta*x);
 }
 
 /* dx = dy * f'(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
@@ -199,8 +198,7 @@ static inline ACTGEN_INLINE float actgen_swish_backward_elem_f32_in_float(const 
     (void)x; (void)beta;
     const float t0 = beta*x;
     const float t1 = actgen_sigmoid_f32(t0);
-    const float actgen_r = ({ const float actgen_b1 = t0*t1*actgen_sigmoid_f32(-t0) + t1; float actgen_s2 = actgen_b1; actgen_s2 = (((x < -3.40282346638528859812e+38F) & (beta > 0.0F))) ? (0.0F) : actgen_s2; actgen_s2 = (((x > 3.40282346638528859812e+38F) & (beta > 0.0F))) ? (1.0F) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
-    return x != x ? x : actgen_r;
+    return ({ const float actgen_b1 = t0*t1*actgen_sigmoid_f32(-t0) + t1; ((((x > 3.40282346638528859812e+38F) & (beta > 0.0F))) ? (1.0F) : (actgen_b1)); });
 }
 
 /* dbeta = sum(dy * df/dbeta): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
