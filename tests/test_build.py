@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import actgen
-from actgen.build import cache_root, toolchain
+from actgen.build import ActgenWarning, cache_root, toolchain
 from actgen.errors import BuildError
 from actgen.pipeline import build
 from actgen.spec import parse_spec_text
@@ -53,7 +53,8 @@ def test_meta_records_the_module_hash_and_a_corrupted_module_is_rebuilt(fresh_ca
     meta = json.loads((art.path / "meta.json").read_text())
     assert meta["file"] == art.module_file.name and len(meta["sha256"]) == 64
     art.module_file.write_bytes(art.module_file.read_bytes()[:100])      # truncated
-    rebuilt = build(act, "c", "mine.toml")
+    with pytest.warns(ActgenWarning, match="is corrupt .* rebuilding it"):   # said, not silent
+        rebuilt = build(act, "c", "mine.toml")
     assert rebuilt.compiled and rebuilt.key == art.key
 
 
