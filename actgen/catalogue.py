@@ -346,14 +346,9 @@ def _cell(text: str) -> str:
 def template_environment():
     """The Jinja environment of the documentation templates (templates/docs/): strict, like the
     code templates', with one filter, ``cell``, for text inside a Markdown table."""
-    import jinja2
+    from .resources import environment
 
-    from .resources import template_root
-
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda name: (template_root() / name).read_text(encoding="utf-8")),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True, autoescape=False)
+    env = environment().overlay()
     env.filters["cell"] = _cell
     return env
 

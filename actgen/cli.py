@@ -100,6 +100,8 @@ def cmd_build(args) -> int:
     import multiprocessing
     import os
 
+    from . import fastcall
+
     items = list(args.spec) + (library.names() if args.builtins else [])
     if not items:
         _print_err("nothing to build: name spec files or built-ins, or pass --builtins")
@@ -114,7 +116,10 @@ def cmd_build(args) -> int:
         # fork: the workers inherit SymPy and the parsed activations (no re-import)
         pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         results = pool.map(_build_activation, jobs)
-    failed = False
+    # the C fast path of a call (actgen/fastcall.py), which every C load needs: built beside the
+    # kernels (after the pool's fork: its workers are started by map), once per cache
+    fast = fastcall.start() if "c" in backends else None
+    failed, built_c = False, False
     try:
         for (act, _table, _display, _backends), lines in zip(jobs, results):
             for backend, status, where in lines:
@@ -124,10 +129,15 @@ def cmd_build(args) -> int:
                 elif status == "skipped":
                     print(f"{act.name:22s} [{backend:5s}] skipped: {where}", file=sys.stderr)
                 else:
+                    built_c = built_c or backend == "c"
                     print(f"{act.name:22s} [{backend:5s}] {status:22s} {where}", flush=True)
     finally:
         if workers > 1:
             pool.shutdown(cancel_futures=True)
+        if fast is not None:
+            fast.join()
+            if not built_c:             # a command that built nothing leaves nothing behind
+                fastcall.discard_if_built_here()
     return 1 if failed else 0
 
 

@@ -18,8 +18,11 @@ UPDATE_COMMAND = "actgen generate generated"
 
 
 def render_library() -> dict[str, str]:
-    """{relative path: text} for every built-in activation and every backend."""
-    files: dict[str, str] = {}
+    """{relative path: text} for every built-in activation and every backend, and the C fast path
+    of a call (actgen/fastcall.py)."""
+    from . import fastcall
+
+    files: dict[str, str] = {fastcall.GENERATED: fastcall.render_source()}
     for name in library.names():
         display = library.display_path(name)
         (act,) = parse_spec_text(library.read(name), path=display)

@@ -19,3 +19,22 @@ def template_root():
         if (checkout / "c").is_dir():
             return checkout
         raise
+
+
+def _load_template(name: str) -> str:
+    return (template_root() / name).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def environment():
+    """The Jinja environment of every template (jinja2 is imported on first use)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(_load_template),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, autoescape=False)
+
+
+def render_template(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)

@@ -7,10 +7,12 @@ is wrapped using the metadata stored beside it.
 Every call brings its arrays to the layout of the exported functions (actgen/roles.py):
 contiguous, of a kernel dtype, seen as (n,), (outer, channels, inner), (outer, 2, half) or
 (rows, n); both backends get the same layouts. The common case (contiguous float32/float64
-arrays, default parameters, no ``out=`` or a fitting one) takes a short path: a few attribute
-checks and one call of a per-dtype closure made at load time: 0.6-0.9 us above the bare cffi
-call (measured with 1 thread on the development machine), so that small arrays are not
-dominated by Python.
+arrays, scalar parameters, no ``out=`` or a fitting one) takes a short path so that small
+arrays are not dominated by Python: for the elementwise roles of the C backend one C call
+(actgen/fastcall.py: NumPy's C API checks the arrays and calls the kernel's address; ~0.2 us
+above the kernel, measured with 1 thread on the development machine), elsewhere a few
+attribute checks and one call of a per-dtype closure made at load time (~1.3 us above it
+through cffi).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import library
+from . import fastcall, library
 from .build import (ActgenWarning, cache_root, import_module_file, locked, lookup_artifact, read_index, spec_key,
                     warn_once, write_index)
 from .errors import KernelArgumentError, ToolchainError
@@ -68,6 +70,8 @@ def set_num_threads(n: int) -> None:
                   "(start worker processes with the 'spawn' or 'forkserver' method to use threads)")
         n = 1
     _THREADS[0] = n
+    if (fc := fastcall.loaded()) is not None:
+        fc.set_threads(n)
 
 
 def get_num_threads() -> int:
@@ -78,6 +82,8 @@ def _after_fork_in_child() -> None:
     global _LOCK
     _FORKED[0] = True
     _THREADS[0] = 1
+    if (fc := fastcall.loaded()) is not None:
+        fc.set_threads(1)
     _LOCK = threading.RLock()       # a load running in another thread of the parent never ends here
 
 
@@ -101,6 +107,21 @@ class _CKernels:
         self.buf = self.ffi.from_buffer
         # the array types as cffi objects (a type given as a string is looked up on every call)
         self.ctype = {"float32": self.ffi.typeof("float[]"), "float64": self.ffi.typeof("double[]")}
+        self.lib, self.meta = lib, meta
+
+    def entries(self, defaults) -> tuple[object, dict]:
+        """(fastcall's call, {role: its Entry}) for the C fast path of the elementwise roles; a
+        backward_y entry only for the dtypes where output_derivative_valid holds at the
+        defaults. (None, {}) where the path does not apply or the extension is unavailable."""
+        valid = {dtype: "backward_y_valid" not in self.meta["functions"] or self.valid(dtype, defaults)
+                 for dtype in self.ctype} if "backward_y" in self.meta["functions"] else {}
+        found = fastcall.entries(self.lib, self.ffi, self.meta,
+                                 usable=lambda role, dtype: role != "backward_y" or valid[dtype])
+        fc = fastcall.loaded()
+        if fc is None or not found:
+            return None, {}
+        fc.set_threads(_THREADS[0])
+        return fc.call, found
 
     def fast(self, role, dtype, kind="elementwise"):
         """The call path of the common case, everything that does not depend on the arrays
@@ -211,6 +232,11 @@ class _NumPyKernels:
     def __init__(self, module, meta):
         self.fn = {(role, dtype): getattr(module, symbol)
                    for role, symbols in meta["functions"].items() for dtype, symbol in symbols.items()}
+
+    @staticmethod
+    def entries(defaults) -> tuple[object, dict]:
+        """No C fast path: the NumPy backend's calls take the Python one."""
+        return None, {}
 
     @staticmethod
     def _scalars(dtype, params):
@@ -418,6 +444,12 @@ class Activation:
             if "backward_y" in meta["functions"] and (
                     self.kind != "elementwise" or self._kernels.valid(tag, self._defaults)):
                 self._fast_backward_y[dtype] = self._kernels.fast("backward_y", tag, self.kind)
+        # the C fast path (actgen/fastcall.py): elementwise roles of the C backend
+        self._fastcall, entries = self._kernels.entries(self._defaults)
+        self._entry_forward = entries.get("forward")
+        self._entry_backward = entries.get("backward")
+        self._entry_backward_y = entries.get("backward_y")
+        self._entry_forward_deriv = entries.get("forward_deriv")
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -638,13 +670,20 @@ class Activation:
         return vectors
 
     # the kernels -------------------------------------------------------------------------
-    # Each method first tries the common case inline (contiguous float32/float64 arrays, default
-    # parameters, no out= or a fitting one): a few attribute checks and one C call. Anything
-    # else goes through the general path below it, which converts, checks and explains.
+    # Each method first tries the common case (contiguous float32/float64 arrays, scalar
+    # parameters given as Python numbers, no out= or a fitting one): in C through fastcall's
+    # entry where the C backend has one, else inline, a few attribute checks and one call of
+    # the backend. Anything else goes through the general path below it, which converts,
+    # checks and explains.
 
     def __call__(self, x, out=None, *, param_axis=None, **params):
         """y = f(x) elementwise."""
-        if type(x) is np.ndarray:
+        if (entry := self._entry_forward) is not None:
+            if (values := self._scalar_values(params) if params else self._defaults) is not None:
+                y = self._fastcall(entry, x, out, values)
+                if y is not None:
+                    return y
+        elif type(x) is np.ndarray:
             run = self._fast_forward.get(x.dtype)
             if (run is not None and (f := x.flags).c_contiguous and f.aligned
                     and (values := self._scalar_values(params) if params else self._defaults) is not None):
@@ -691,7 +730,12 @@ class Activation:
 
     def backward(self, x, dy, out=None, *, param_axis=None, **params):
         """dL/dx = dy * f'(x) elementwise, given dL/dy = dy (same shape as x)."""
-        if type(x) is np.ndarray and type(dy) is np.ndarray:
+        if (entry := self._entry_backward) is not None:
+            if (values := self._scalar_values(params) if params else self._defaults) is not None:
+                dx = self._fastcall(entry, x, dy, out, values)
+                if dx is not None:
+                    return dx
+        elif type(x) is np.ndarray and type(dy) is np.ndarray:
             run = self._fast_backward.get(x.dtype)
             if (run is not None and dy.dtype is x.dtype and dy.shape == x.shape
                     and (fx := x.flags).c_contiguous and fx.aligned and (fd := dy.flags).c_contiguous and fd.aligned
@@ -723,10 +767,15 @@ class Activation:
         """dL/dx from the saved output y = f(x) instead of x (no transcendental function for
         sigmoid, tanh, elu...; PyTorch's backward does the same). Only where the spec gives
         ``output_derivative`` and its ``output_derivative_valid`` condition holds."""
-        if not params and type(y) is np.ndarray and type(dy) is np.ndarray:
-            dx = self._fast_backward_call(self._fast_backward_y, y, dy, out)
-            if dx is not None:
-                return dx
+        if not params:
+            if (entry := self._entry_backward_y) is not None:
+                dx = self._fastcall(entry, y, dy, out, self._defaults)
+                if dx is not None:
+                    return dx
+            elif type(y) is np.ndarray and type(dy) is np.ndarray:
+                dx = self._fast_backward_call(self._fast_backward_y, y, dy, out)
+                if dx is not None:
+                    return dx
         if not self.has_output_derivative:
             raise KernelArgumentError(
                 f"{self.name} has no backward_from_output: f'(x) is not written in terms of y = f(x) in its "
@@ -749,6 +798,11 @@ class Activation:
         """(y, f'(x)) in one pass over x: a training loop keeps f'(x) and later computes
         dx = dy * f'(x) without recomputing anything. ``out`` and ``deriv_out`` must be two
         separate arrays; either may be x (then computed through a temporary)."""
+        if (entry := self._entry_forward_deriv) is not None:
+            if (values := self._scalar_values(params) if params else self._defaults) is not None:
+                pair = self._fastcall(entry, x, out, deriv_out, values)
+                if pair is not None:
+                    return pair
         xa, result = self._array(x, "x")
         values, arrays = self._params(params)
         self._scalar_only(arrays, "forward_with_derivative")

@@ -107,7 +107,9 @@ def test_generated_simd_loops_vectorise_with_gcc(tmp_path):
     tc = toolchain()
     if "clang" in tc.version.lower() or "-fno-tree-sink" not in tc.flags:
         pytest.skip("vectoriser reports are gcc's")
-    sources = sorted((Path(__file__).resolve().parent.parent / "generated" / "c").glob("*.c"))
+    # (_fastcall.c, the C fast path of a call, has no SIMD loop and needs Python's headers)
+    sources = sorted(p for p in (Path(__file__).resolve().parent.parent / "generated" / "c").glob("*.c")
+                     if p.name != "_fastcall.c")
     assert len(sources) >= 40
 
     def scalar_simd_loops(src):
