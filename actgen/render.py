@@ -25,12 +25,14 @@ LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp
 #: In definition order (a helper may call those before it).
 HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "exp": (), "expm1": (), "log1p_unit": (),
                 "tanh": (), "cosh": (),
-                "sigmoid": ("exp",), "softplus": ("exp", "log1p", "fabs"), "ff": (), "dd": ()}
-#: Helpers that call other helpers.
-HELPER_USES = {"softplus": ("max",), "ff": ("exp",), "dd": ("max", "sigmoid", "softplus")}
-#: ... in float arithmetic (the _f32 helpers): sigmoid and softplus use actgen's float exp
-#: (softplus its reduction and the macro), not expf and log1pf.
-FLOAT_USES = {"sigmoid": ("exp",), "softplus": ("exp",)}
+                "sigmoid": (), "softplus": ("log1p",), "ff": (), "dd": ()}
+#: Helpers that call other helpers. sigmoid and softplus call actgen's exp (in float,
+#: actgen_exp_f32 and its reduction; in double, actgen_exp_neg_f64), not libm's; in float softplus
+#: needs no log1pf either.
+HELPER_USES = {"sigmoid": ("exp",), "softplus": ("max", "exp"), "ff": ("exp",),
+               "dd": ("max", "sigmoid", "softplus")}
+#: ... the helpers whose float (_f32) variant calls no libm function at all.
+FLOAT_OWN = frozenset({"sigmoid", "softplus"})
 #: ... and the float32-result variants (_d32, printed where a float32 kernel computes in double):
 #: they call actgen's own exp and log1p on [0, 1] instead of libm's.
 NARROW_USES = {"sigmoid": ("exp",), "softplus": ("exp", "log1p_unit"), "expm1": ("exp",),
@@ -255,11 +257,12 @@ def _role_bounds(act: Activation, role: Role, kernels: dict) -> tuple[str, str]:
 def _collect(printer, compute: str, helpers: dict, simd: set) -> None:
     """Record the helpers and SIMD-capable math functions a printer used."""
     suffix = "f" if compute == "float" else ""
-    used = set(printer.helpers)
-    for h in list(used):
-        used.update(HELPER_USES.get(h, ()))
-        if compute == "float":
-            used.update(FLOAT_USES.get(h, ()))
+    used, todo = set(), list(printer.helpers)
+    while todo:                                  # the helpers' helpers, transitively
+        h = todo.pop()
+        if h not in used:
+            used.add(h)
+            todo.extend(HELPER_USES.get(h, ()))
     narrow = set(printer.narrow_helpers)
     for h in list(narrow):
         narrow.update(NARROW_USES.get(h, ()))
@@ -267,7 +270,7 @@ def _collect(printer, compute: str, helpers: dict, simd: set) -> None:
     for h in sorted(used):
         helpers[(h, compute, "")] = HelperView(h, compute, "f32" if compute == "float" else "f64",
                                                suffix, "F" if compute == "float" else "")
-        needs = () if compute == "float" and h in FLOAT_USES else HELPER_NEEDS[h]
+        needs = () if compute == "float" and h in FLOAT_OWN else HELPER_NEEDS[h]
         simd.update((compute, f + suffix) for f in needs if f in LIBMVEC)
     for h in sorted(narrow):
         helpers[(h, "double", "d32")] = HelperView(h, "double", "d32", "", "")
