@@ -1,5 +1,5 @@
-"""actgen's own exp(-|z|) for float64 kernels (actgen_exp_neg_f64 of templates/c/prelude.jinja)
-and the sigmoid and softplus helpers built on it, compiled on their own and compared with
+"""actgen's own exp for float64 kernels (actgen_exp_f64 and, for exp(-|z|), actgen_exp_neg_f64 of
+templates/c/prelude.jinja) and the sigmoid and softplus helpers built on it, compiled on their own and compared with
 correctly rounded mpmath values and with NumPy's (glibc's) exp, in ULPs of double. Within
 1 ULP of exp (faithful: one of the two doubles around the exact value), subnormal results
 rounded once, NaN/inf/0 as exp; on the baseline x86-64 build (no fused multiply-add) too."""
@@ -15,7 +15,7 @@ from actgen.verify import ulp_distance
 
 from conftest import build_prelude_module, requires_cc
 
-HELPERS = ("exp_neg", "sigmoid", "softplus")
+HELPERS = ("exp", "exp_neg", "sigmoid", "softplus")
 TINY = 5e-324
 
 
@@ -74,6 +74,28 @@ def test_exp_neg_is_faithful(helpers):
     # a large sample against glibc's exp (within 1 ULP as well): at most 1 ULP apart (9% differ)
     a = np.concatenate([np.linspace(-746.0, 0.0, 1_000_001), _negatives(rng, 200_000)])
     assert ulp_distance(helpers("exp_neg", a), np.exp(a)).max() <= 1
+
+
+@requires_cc
+def test_exp_is_faithful_over_the_whole_range(helpers):
+    rng = np.random.default_rng(5)
+    a = np.concatenate([_negatives(rng, 1000), -_negatives(rng, 1000)[:1500] * (709.78 / 746)])
+    got = helpers("exp", a)
+    assert _exact_error(got, a, mpmath.exp) < 1.0           # measured: 0.80 (without fma 0.83)
+    a = np.concatenate([np.linspace(-746.0, 709.78, 1_000_001), rng.uniform(-30, 30, 200_000)])
+    assert ulp_distance(helpers("exp", a), np.exp(a)).max() <= 1
+    neg = -rng.uniform(0, 746, 100_000)                          # exp_neg's values, where both apply
+    assert np.array_equal(helpers("exp", neg), helpers("exp_neg", neg))
+
+
+@requires_cc
+def test_exp_special_values(helpers):
+    a = np.array([0.0, -0.0, 1e-30, -1e-30, np.inf, -np.inf, np.nan, 709.78, 709.79, 710.0, 1e4, 1e308,
+                  -745.1332191019411, -746.0, -1e308])
+    got = helpers("exp", a)
+    assert got[:4].tolist() == [1.0, 1.0, 1.0, 1.0] and got[4] == np.inf and got[5] == 0.0 and np.isnan(got[6])
+    assert got[7] == np.exp(709.78) and np.isfinite(got[7]) and np.all(got[8:12] == np.inf)
+    assert got[12] == TINY and got[13] == got[14] == 0.0
 
 
 @requires_cc
