@@ -213,8 +213,11 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         if backend.name == "c":
             _collect(printer, ctype, helpers, simd)
         if act.kind == "rowwise" and act.normalizer != "sparsemax":
-            # the row loops compute in double: exp (float32: in float), log and log1p of the normalisation
-            simd.update(("double", f) for f in ("exp", "log", "log1p"))
+            # the row loops compute in double: exp (actgen's; float32: in float), log and log1p of
+            # the normalisation
+            simd.update(("double", f) for f in ("log", "log1p"))
+            if dtype == "float64":
+                helpers[("exp", "double", "")] = HelperView("exp", "double", "f64", "", "")
             if dtype == "float32":          # float32 rows call actgen's exp: the _d32 helper, and
                                             # in float for the normalisation of a float score
                 helpers[("exp", "double", "d32")] = HelperView("exp", "double", "d32", "", "")
