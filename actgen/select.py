@@ -29,6 +29,8 @@ from .derive import Kernel, derive, differentiate, ties_to_piecewise
 from .functions import erfc, sigmoid, softplus
 from .rewrite import Form, compensate, float_compensable, lower, stabilize, stable_source
 
+#: Candidates that cost less than the stable rewrite (fewer transcendental calls), tried before it.
+CHEAPER = frozenset({"softplus rational"})
 MARGIN = 0.5      # a float candidate must be within MARGIN * budget to be preferred
 RANGE_MIN = 12.0  # a float range (see Choice.float_range) must cover [-RANGE_MIN, RANGE_MIN]
 
@@ -371,7 +373,8 @@ def add_guards(form: Form, limits: dict, act: Activation, dtype: str, compute: s
     params = {p: float(np.dtype(dtype).type(v)) for p, v in act.params.items()}
     names = list(act.params)
     pieces = []
-    source = form.stable if form.stable is not None else form.result
+    source = form.equivalent if form.equivalent is not None else (
+        form.stable if form.stable is not None else form.result)
 
     def values(f, xs):
         return evaluate_form(f, xs, params, dtype, compute)
@@ -607,6 +610,41 @@ def _sech2_sigmoid(e):
     return None
 
 
+def _softplus_rational(expr: sp.Expr, u: sp.Expr) -> sp.Expr:
+    """expr with tanh(softplus(u)), cosh(softplus(u))**-2 and sigmoid(u) written as rational
+    functions of v = exp(-|u|) <= 1 (w = e^u: tanh(log(1 + w)) = w(w + 2) / (w(w + 2) + 2); for
+    u >= 0, w = 1/v): tanh = a/d, sech^2 = 4 (1 + v)^2 m / d^2, sigmoid = s / (1 + v), with a, d,
+    m, s selected by the sign of u, d in [1, 5]. Mish and its derivative then take one exp and one
+    division (r = 1/d), no tanh, cosh or log1p, and nothing overflows: each factor that multiplies x
+    (tanh, sigmoid * sech^2) is one bounded unit (UnevaluatedExpr keeps SymPy from distributing
+    x's coefficient, or from clearing exp(-a) as 1/exp(a))."""
+    v = sp.UnevaluatedExpr(sp.exp(-sp.Abs(u)))
+
+    def pick(positive, negative):
+        return sp.Piecewise((positive, u >= 0), (negative, True))
+
+    a = pick(1 + 2 * v, v * (v + 2))
+    d = pick(1 + 2 * v + 2 * v**2, v * (v + 2) + 2)
+    m, s = pick(v**2, 1), pick(1, v)
+    r = sp.UnevaluatedExpr(1 / d)
+    tanh, sech2 = sp.tanh(softplus(u)), sp.cosh(softplus(u)) ** -2
+
+    def product(e):                 # sigmoid(u) * sech^2(softplus(u)) * rest -> one unit * rest
+        if e.is_Mul and sigmoid(u) in e.args and sech2 in e.args:
+            rest = [f for f in e.args if f not in (sigmoid(u), sech2)]
+            return sp.Mul(sp.UnevaluatedExpr(4 * s * (1 + v) * m * r * r), *rest)
+        return None
+
+    expr = expr.replace(lambda e: product(e) is not None, product)
+    table = {tanh: sp.UnevaluatedExpr(a * r), sech2: sp.UnevaluatedExpr(4 * (1 + v) ** 2 * m * r * r),
+             sigmoid(u): s / (1 + v)}
+    return expr.replace(lambda e: e in table, lambda e: table[e])
+
+
+def _softplus_arguments(e) -> set:
+    return {f.args[0].args[0] for f in e.atoms(sp.tanh, sp.cosh) if isinstance(f.args[0], softplus)}
+
+
 def _user_form(act: Activation) -> sp.Expr | None:
     """The expression as written (SymPy's canonical grouping undone: evaluate=False)."""
     from .spec import parse_expression
@@ -632,6 +670,11 @@ def candidates(act: Activation, kernel: Kernel) -> list[tuple[str, Form]]:
     sech2 = rewritten.stable.replace(lambda e: _sech2_sigmoid(e) is not None, _sech2_sigmoid)
     if sech2 != rewritten.stable:
         out.append(("sech2 as sigmoid", lower(sech2, [*rewritten.rules, "sech2_sigmoid"])))
+    inner = _softplus_arguments(rewritten.stable)
+    if len(inner) == 1:
+        rational = _softplus_rational(rewritten.stable, inner.pop())
+        out.append(("softplus rational", replace(lower(rational, [*rewritten.rules, "softplus_rational"]),
+                                                 equivalent=rewritten.stable)))
     if kernel.kind == "forward":
         written = _user_form(act)
         if written is not None and written != source:
@@ -660,11 +703,14 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
         limits = kernel_limits(act, kernel)
     computes = ["dtype", "double"] if dtype == "float32" else ["dtype"]
     options = candidates(act, kernel)
+    # cheaper candidates are tried first; the stable rewrite stays options[0] (its terms scale the
+    # derivatives' errors, and it is the form the fallbacks compute in double)
+    tried = sorted(options, key=lambda option: option[0] not in CHEAPER)
     scale = None if kernel.kind == "forward" else term_scale(options[0][1].stable, sweep.xs, params)
     measured, best = [], None
     dense = dense_scale = None
     for compute in computes:
-        for label, form in options:
+        for label, form in tried:
             if form.compensated and dtype == "float32" and (compute == "double" or not float_compensable(form)):
                 continue                    # float32 computed in double needs no compensation;
                                             # in float, float-float exp and erfc only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mpmath
+import numpy as np
 import pytest
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
@@ -152,3 +153,33 @@ def test_sech2_as_sigmoid_is_a_float32_candidate_with_the_same_values():
     # the float form as written, 1/cosh(x)**2 in float, measured over its share of the budget
     assert any(m.label == "rewritten" and m.compute == "dtype" and m.error > 2.0 for m in f32.measured)
     assert f64.label == "rewritten" and "sech2_sigmoid" not in f64.form.rules
+
+
+def test_softplus_rational_is_mish_with_one_exp_and_no_overflow():
+    """tanh(softplus(u)), cosh(softplus(u))**-2 and sigmoid(u) as rational functions of
+    exp(-|u|): equal to the originals (mpmath, both signs, far tails), chosen for mish's
+    derivative (cheaper: one exp, no tanh/cosh/log1p), and finite wherever the function is."""
+    from actgen import library
+    from actgen.select import CHEAPER, _softplus_rational, choose_all, evaluate_form
+    from actgen.spec import parse_spec_text
+
+    assert "softplus rational" in CHEAPER
+    sp_x = softplus(X)
+    original = X * sigmoid(X) / sp.cosh(sp_x) ** 2 + sp.tanh(sp_x)
+    alt = _softplus_rational(original, X)
+    assert not alt.has(sp.tanh) and not alt.has(sp.cosh) and not alt.has(softplus) and not alt.has(sigmoid)
+    for x in (-700.0, -40.0, -1.19, -1e-3, 0.0, 0.5, 3.0, 40.0, 700.0):
+        a, b = evaluate(alt.doit(), {X: x}, 200), evaluate(original, {X: x}, 200)
+        assert abs(a - b) <= mpmath.mpf(10) ** -50 * max(abs(b), mpmath.mpf(10) ** -300), x
+    act = next(a for a in parse_spec_text(library.read("mish")) if a.name == "mish")
+    choices = choose_all(act)
+    for dtype in ("float32", "float64"):
+        choice = choices["backward", dtype]
+        assert choice.label == "softplus rational" and choice.error <= act.budget("backward", dtype) / 2
+        big = np.finfo(dtype).max
+        xs = np.array([-np.inf, -big, -745.0, -700.0, -1.0, 0.0, 1.0, 40.0, 400.0, 710.0, big, np.inf],
+                      dtype=dtype)
+        got = evaluate_form(choice.form, xs, {}, dtype, "double" if choice.compute == "double" else "dtype")
+        assert np.all(np.isfinite(got))
+        assert got[0] == 0.0 and got[-1] == 1.0 and np.all(got[-4:] == 1.0)
+    assert choices["forward", "float64"].label == "softplus rational"

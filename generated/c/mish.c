@@ -29,12 +29,6 @@
 #if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
     && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
-double cosh(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
-double log1p(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
-double tanh(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
 float tanhf(float) ACTGEN_CONST;
 #endif
 
@@ -198,21 +192,8 @@ static inline double actgen_tanh_d32(double a)
     return copysign(m > 30.0 ? 1.0 : r, a);
 }
 
-/* cosh for a float32 result: h + 1/(4h), h = exp(|a|)/2 = exp(|a| - ln 2) (finite as far as cosh is) */
-static inline double actgen_cosh_d32(double a) { const double h = actgen_exp_d32(fabs(a) - 0.6931471805599453); return h + 0.25 / h; }
-
-/* sigmoid for a float32 result: e/(1 + e) or 1/(1 + e), e = exp(-|z|) (actgen_exp_d32), one division */
-static inline double actgen_sigmoid_d32(double z) { const double e = actgen_exp_d32(-fabs(z)); return (z >= 0 ? 1.0 : e) / (1.0 + e); }
-
-/* 1 / (1 + exp(-z)) as n / (1 + e), e = exp(-|z|) (actgen_exp_neg_f64), n = 1 or e: no overflow,
- * subnormal results kept, one division */
-static inline double actgen_sigmoid_f64(double z) { const double e = actgen_exp_neg_f64(-fabs(z)); return (z >= 0 ? 1.0 : e) / (1.0 + e); }
-
 /* softplus for a float32 result: max(z, 0) + log1p(exp(-|z|)) with actgen's exp and log1p */
 static inline double actgen_softplus_d32(double z) { return actgen_max_f64(z, 0.0) + actgen_log1p_unit_d32(actgen_exp_d32(-fabs(z))); }
-
-/* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)) (actgen_exp_neg_f64): no overflow */
-static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(actgen_exp_neg_f64(-fabs(z))); }
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
 static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
@@ -343,12 +324,17 @@ static inline ACTGEN_INLINE float actgen_mish_forward_elem_f32_in_float(const fl
     return x*tanhf(actgen_softplus_f32(x));
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
+/* dx = dy * f'(x): softplus rational, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2, softplus_rational, root_shift */
 static inline ACTGEN_INLINE double actgen_mish_backward_elem_f32(const double x)
 {
     (void)x;
-    const double t0 = actgen_softplus_d32(x);
-    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_d32(x))/actgen_cosh_d32(t0)/actgen_cosh_d32(t0) + actgen_tanh_d32(t0); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double t0 = actgen_exp_d32(-fabs(x));
+    const double t1 = t0 + 1.0;
+    const double t2 = (t0*t0);
+    const double t3 = (1.0/(2.0*t0 + 2.0*t2 + 1.0));
+    const double t4 = t0 + 2.0;
+    const double t5 = (1.0/(t0*t4 + 2.0));
+    const double actgen_r = ({ const double actgen_b1 = ((x >= 0.0) ? (x*(4.0*t1*t2*(t3*t3)) + 2.0*t3*(t0 + 0.5)) : (x*(4.0*t0*t1*(t5*t5)) + t0*t4*t5)); double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -432,20 +418,27 @@ void actgen_mish_forward_deriv_f32(const float *restrict in, float *restrict out
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf */
+/* y = f(x): softplus rational, limits at infinity, measured 3 ULP, naive NaN/inf; rewrites: softplus_rational, root_shift */
 static inline ACTGEN_INLINE double actgen_mish_forward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x*tanh(actgen_softplus_f64(x)); ((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double t0 = actgen_exp_f64(-fabs(x));
+    const double t1 = t0 + 2.0;
+    const double actgen_r = ({ const double actgen_b1 = ((x >= 0.0) ? (x*(2.0*(t0 + 0.5)*(1.0/(2.0*(t0*t0) + 2.0*t0 + 1.0)))) : (x*(t0*t1*(1.0/(t0*t1 + 2.0))))); ((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sech2 */
+/* dx = dy * f'(x): softplus rational, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sech2, softplus_rational, root_shift */
 static inline ACTGEN_INLINE double actgen_mish_backward_elem_f64(const double x)
 {
     (void)x;
-    const double t0 = actgen_softplus_f64(x);
-    const double actgen_r = ({ const double actgen_b1 = (x*actgen_sigmoid_f64(x))/cosh(t0)/cosh(t0) + tanh(t0); double actgen_s2 = actgen_b1; actgen_s2 = (x < -1.79769313486231570815e+308) ? (0.0) : actgen_s2; actgen_s2 = (x > 1.79769313486231570815e+308) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double t0 = actgen_exp_f64(-fabs(x));
+    const double t1 = t0 + 1.0;
+    const double t2 = (t0*t0);
+    const double t3 = (1.0/(2.0*t0 + 2.0*t2 + 1.0));
+    const double t4 = t0 + 2.0;
+    const double t5 = (1.0/(t0*t4 + 2.0));
+    const double actgen_r = ({ const double actgen_b1 = ((x >= 0.0) ? (x*(4.0*t1*t2*(t3*t3)) + 2.0*t3*(t0 + 0.5)) : (x*(4.0*t0*t1*(t5*t5)) + t0*t4*t5)); double actgen_s2 = actgen_b1; actgen_s2 = (x < -1.79769313486231570815e+308) ? (0.0) : actgen_s2; actgen_s2 = (x > 1.79769313486231570815e+308) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 

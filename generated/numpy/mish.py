@@ -23,10 +23,15 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2"""
+    """dx = dy * f'(x) (float32): softplus rational, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sech2, softplus_rational, root_shift"""
     x = numpy.asarray(x, numpy.float64)
-    t0 = rt.softplus(x)
-    return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, x: 0.0), (None, lambda t0, x: (x*rt.sigmoid(x))/numpy.cosh(t0)/numpy.cosh(t0) + numpy.tanh(t0))))
+    t0 = numpy.exp(-abs(x))
+    t1 = t0 + 1.0
+    t2 = t0**2
+    t3 = (2.0*t0 + 2.0*t2 + 1.0)**-1
+    t4 = t0 + 2.0
+    t5 = (t0*t4 + 2.0)**-1
+    return rt.nan_guard(x, rt.piecewise((t0, t1, t2, t3, t4, t5, x, ), (lambda t0, t1, t2, t3, t4, t5, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, t1, t2, t3, t4, t5, x: 1.0), (lambda t0, t1, t2, t3, t4, t5, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, t1, t2, t3, t4, t5, x: 0.0), (None, lambda t0, t1, t2, t3, t4, t5, x: rt.piecewise((t0, t1, t2, t3, t4, t5, x, ), (lambda t0, t1, t2, t3, t4, t5, x: numpy.greater_equal(x, 0.0), lambda t0, t1, t2, t3, t4, t5, x: x*(4.0*t1*t2*t3**2) + 2.0*t3*(t0 + 0.5)), (None, lambda t0, t1, t2, t3, t4, t5, x: x*(4.0*t0*t1*t5**2) + t0*t4*t5)))))
 
 
 def forward_f32(_x):
@@ -42,14 +47,21 @@ def forward_deriv_f32(_x):
 
 
 def _forward_f64(x):
-    """y = f(x) (float64): rewritten, limits at infinity, measured 1 ULP, naive NaN/inf"""
-    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: 0.0), (None, lambda x: x*numpy.tanh(rt.softplus(x)))))
+    """y = f(x) (float64): softplus rational, limits at infinity, measured 3 ULP, naive NaN/inf; rewrites: softplus_rational, root_shift"""
+    t0 = numpy.exp(-abs(x))
+    t1 = t0 + 2.0
+    return rt.nan_guard(x, rt.piecewise((t0, t1, x, ), (lambda t0, t1, x: numpy.less(x, -1.7976931348623157e+308), lambda t0, t1, x: 0.0), (None, lambda t0, t1, x: rt.piecewise((t0, t1, x, ), (lambda t0, t1, x: numpy.greater_equal(x, 0.0), lambda t0, t1, x: x*(2.0*(t0 + 0.5)*(2.0*t0**2 + 2.0*t0 + 1.0)**-1)), (None, lambda t0, t1, x: x*(t0*t1*(t0*t1 + 2.0)**-1))))))
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sech2"""
-    t0 = rt.softplus(x)
-    return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 1.7976931348623157e+308), lambda t0, x: 1.0), (lambda t0, x: numpy.less(x, -1.7976931348623157e+308), lambda t0, x: 0.0), (None, lambda t0, x: (x*rt.sigmoid(x))/numpy.cosh(t0)/numpy.cosh(t0) + numpy.tanh(t0))))
+    """dx = dy * f'(x) (float64): softplus rational, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sech2, softplus_rational, root_shift"""
+    t0 = numpy.exp(-abs(x))
+    t1 = t0 + 1.0
+    t2 = t0**2
+    t3 = (2.0*t0 + 2.0*t2 + 1.0)**-1
+    t4 = t0 + 2.0
+    t5 = (t0*t4 + 2.0)**-1
+    return rt.nan_guard(x, rt.piecewise((t0, t1, t2, t3, t4, t5, x, ), (lambda t0, t1, t2, t3, t4, t5, x: numpy.greater(x, 1.7976931348623157e+308), lambda t0, t1, t2, t3, t4, t5, x: 1.0), (lambda t0, t1, t2, t3, t4, t5, x: numpy.less(x, -1.7976931348623157e+308), lambda t0, t1, t2, t3, t4, t5, x: 0.0), (None, lambda t0, t1, t2, t3, t4, t5, x: rt.piecewise((t0, t1, t2, t3, t4, t5, x, ), (lambda t0, t1, t2, t3, t4, t5, x: numpy.greater_equal(x, 0.0), lambda t0, t1, t2, t3, t4, t5, x: x*(4.0*t1*t2*t3**2) + 2.0*t3*(t0 + 0.5)), (None, lambda t0, t1, t2, t3, t4, t5, x: x*(4.0*t0*t1*t5**2) + t0*t4*t5)))))
 
 
 def forward_f64(_x):
