@@ -271,9 +271,6 @@ class Form:
     #: temporaries evaluated in double-double (hi, lo), for arguments of sensitive functions
     dd_temps: frozenset = field(default=frozenset())
     compensated: bool = False
-    #: an equal expression whose saturating calls give the guards' asymptotes where the form's
-    #: own do not (select._softplus_rational's exp(u) grows where tanh(softplus(u)) saturates)
-    equivalent: sp.Expr | None = None
 
     @property
     def needs_nan_guard(self) -> bool:

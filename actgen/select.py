@@ -373,8 +373,7 @@ def add_guards(form: Form, limits: dict, act: Activation, dtype: str, compute: s
     params = {p: float(np.dtype(dtype).type(v)) for p, v in act.params.items()}
     names = list(act.params)
     pieces = []
-    source = form.equivalent if form.equivalent is not None else (
-        form.stable if form.stable is not None else form.result)
+    source = form.stable if form.stable is not None else form.result
 
     def values(f, xs):
         return evaluate_form(f, xs, params, dtype, compute)
@@ -673,8 +672,7 @@ def candidates(act: Activation, kernel: Kernel) -> list[tuple[str, Form]]:
     inner = _softplus_arguments(rewritten.stable)
     if len(inner) == 1:
         rational = _softplus_rational(rewritten.stable, inner.pop())
-        out.append(("softplus rational", replace(lower(rational, [*rewritten.rules, "softplus_rational"]),
-                                                 equivalent=rewritten.stable)))
+        out.append(("softplus rational", lower(rational, [*rewritten.rules, "softplus_rational"])))
     if kernel.kind == "forward":
         written = _user_form(act)
         if written is not None and written != source:
