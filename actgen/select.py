@@ -724,8 +724,11 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                 err_d = float(np.max(dist_d))
                 if kernel.kind != "param_grad" and (nonfinite or err > budget * MARGIN
                                                     or err_d > budget * MARGIN):
-                    ranged = _ranged(act, kernel, sweep, scale, limits, label,
-                                     options[0][1] if form.compensated else form, guarded,
+                    plain = options[0][1] if form.compensated else form
+                    # in double, a cheaper candidate may do (blocks outside the interval, and
+                    # forward_with_derivative where the derivative is computed in double)
+                    doubles = [f for l, f in options if l in CHEAPER and f is not plain] + [plain]
+                    ranged = _ranged(act, kernel, sweep, scale, limits, label, doubles, guarded,
                                      (sweep.xs, dist_s), (dense, dist_d), measured)
                     if ranged is not None:
                         return ranged
@@ -752,15 +755,16 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                   tuple(measured))
 
 
-def _ranged(act, kernel, sweep, scale, limits, label, form, guarded, swept, dense,
+def _ranged(act, kernel, sweep, scale, limits, label, forms, guarded, swept, dense,
             measured) -> Choice | None:
     """The float form on the interval where it measured within MARGIN of the budget (on the
     sweep against the reference, and on the dense points against itself in double), the form
     computed in double elsewhere; None if there is no such interval or the double form is
     over the budget. Its error: the worse of the two where each is used. ``swept`` and
     ``dense``: (points, per-point errors of the float form) on the sweep and the dense points;
-    ``form``: the one the fallback computes in double (the plain form where ``guarded`` is
-    compensated in float: double needs no compensation for a float32 result)."""
+    ``forms``: those the fallback may compute in double, the first within the budget (cheaper
+    candidates, then the plain form where ``guarded`` is compensated in float: double needs no
+    compensation for a float32 result)."""
     dtype, params, ref = sweep.dtype, sweep.params, sweep.kernel_refs[kernel.name]
     budget = act.budget(kernel.kind, dtype)
     limit = budget * MARGIN
@@ -768,9 +772,12 @@ def _ranged(act, kernel, sweep, scale, limits, label, form, guarded, swept, dens
     bounds = float_range(np.concatenate([swept[0], dense[0]]), np.concatenate([dist_s, dense[1]]), limit)
     if bounds is None:
         return None
-    fallback = add_guards(form, limits, act, dtype, "double")
-    err_w, nonfinite = measure(fallback, sweep.xs, ref, params, dtype, "double", scale)
-    if nonfinite or err_w > budget:
+    for form in forms:
+        fallback = add_guards(form, limits, act, dtype, "double")
+        err_w, nonfinite = measure(fallback, sweep.xs, ref, params, dtype, "double", scale)
+        if not nonfinite and err_w <= budget:
+            break
+    else:
         return None
     bounds = _open_ended(bounds, guarded, fallback, params, dtype)
     inside = _in_range(sweep.xs, bounds)

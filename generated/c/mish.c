@@ -32,9 +32,6 @@
 float tanhf(float) ACTGEN_CONST;
 #endif
 
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
-
 /* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
  * software fma would be ~30x slower; the _d32 and _f64 helpers need no exact product) */
 #ifndef ACTGEN_MAD
@@ -143,57 +140,6 @@ static inline ACTGEN_INLINE double actgen_exp_f64(double a)
     s2.u = (s2.u + 1023) << 52;
     return m * s1.d * s2.d;
 }
-
-/* expm1 for a float32 result: its Taylor polynomial (degree 10) where |a| <= 0.35, where
- * exp(a) - 1 would cancel; exp(a) - 1 beyond */
-static inline double actgen_expm1_d32(double a)
-{
-    double p = 2.7557319223985891e-07;
-    p = ACTGEN_MAD(p, a, 2.7557319223985891e-06);
-    p = ACTGEN_MAD(p, a, 2.4801587301587302e-05);
-    p = ACTGEN_MAD(p, a, 1.9841269841269841e-04);
-    p = ACTGEN_MAD(p, a, 1.3888888888888889e-03);
-    p = ACTGEN_MAD(p, a, 8.3333333333333333e-03);
-    p = ACTGEN_MAD(p, a, 4.1666666666666667e-02);
-    p = ACTGEN_MAD(p, a, 1.6666666666666667e-01);
-    p = ACTGEN_MAD(p, a, 0.5);
-    p = ACTGEN_MAD(p, a, 1.0) * a;
-    const double e = actgen_exp_d32(a) - 1.0;
-    return ((a <= 0.35) & (a >= -0.35)) ? p : e;
-}
-
-/* log1p(e) for e in [0, 1] (softplus: e = exp(-|z|)) and a float32 result: 2 atanh(s),
- * s = e / (2 + e) in [0, 1/3], by its series to s^21 (relative error < 2^-35) */
-static inline double actgen_log1p_unit_d32(double e)
-{
-    const double q = 2.0 / (2.0 + e), s = 0.5 * e * q, s2 = s * s;   /* q: e stays exact where tiny */
-    double p = 1.0 / 21;
-    p = ACTGEN_MAD(p, s2, 1.0 / 19);
-    p = ACTGEN_MAD(p, s2, 1.0 / 17);
-    p = ACTGEN_MAD(p, s2, 1.0 / 15);
-    p = ACTGEN_MAD(p, s2, 1.0 / 13);
-    p = ACTGEN_MAD(p, s2, 1.0 / 11);
-    p = ACTGEN_MAD(p, s2, 1.0 / 9);
-    p = ACTGEN_MAD(p, s2, 1.0 / 7);
-    p = ACTGEN_MAD(p, s2, 1.0 / 5);
-    p = ACTGEN_MAD(p, s2, 1.0 / 3);
-    p = ACTGEN_MAD(p, s2, 1.0);
-    return e * q * p;
-}
-
-/* tanh for a float32 result: sign(a) E/(E + 2), E = expm1(2|a|); 1 beyond |a| = 30, where tanh is 1
- * to 2^-86 (and E/(E + 2) would become inf/inf). The select comes last: capping |a| first made
- * gcc 12 leave the loop scalar without AVX-512 ("control flow in loop"). copysign keeps -0. */
-static inline double actgen_tanh_d32(double a)
-{
-    const double m = fabs(a);
-    const double e = actgen_expm1_d32(2.0 * m);
-    const double r = e / (e + 2.0);
-    return copysign(m > 30.0 ? 1.0 : r, a);
-}
-
-/* softplus for a float32 result: max(z, 0) + log1p(exp(-|z|)) with actgen's exp and log1p */
-static inline double actgen_softplus_d32(double z) { return actgen_max_f64(z, 0.0) + actgen_log1p_unit_d32(actgen_exp_d32(-fabs(z))); }
 
 /* max that propagates NaN (fmax drops it and blocks vectorisation) */
 static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
@@ -309,11 +255,13 @@ static inline ACTGEN_INLINE float actgen_softplus_f32(float z)
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+/* y = f(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: softplus_rational, root_shift */
 static inline ACTGEN_INLINE double actgen_mish_forward_elem_f32(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x*actgen_tanh_d32(actgen_softplus_d32(x)); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double t0 = actgen_exp_d32(-fabs(x));
+    const double t1 = t0 + 2.0;
+    const double actgen_r = ({ const double actgen_b1 = ((x >= 0.0) ? (x*(2.0*(t0 + 0.5)*(1.0/(2.0*(t0*t0) + 2.0*t0 + 1.0)))) : (x*(t0*t1*(1.0/(t0*t1 + 2.0))))); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
