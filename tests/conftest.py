@@ -57,6 +57,29 @@ def have_compiler() -> bool:
 requires_cc = pytest.mark.skipif(not have_compiler(), reason="no C compiler on this machine")
 
 
+def double_helpers(name: str, views, helpers, tag: str, variant: str, tmp):
+    """build_prelude_module with an eval_<h>(x, y, n) loop over actgen_<h>_<tag> for each of
+    ``helpers`` (double -> double); returns call(h, x) -> y. The no-fma build is checked to be one."""
+    import numpy as np
+
+    loops = "\n".join(
+        f"void eval_{h}(const double *x, double *y, int64_t n) "
+        f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_{tag}(x[i]); }}" for h in helpers)
+    loops += "\nint fast_fma(void) {\n#ifdef FP_FAST_FMA\nreturn 1;\n#else\nreturn 0;\n#endif\n}"
+    cdef = "\n".join(f"void eval_{h}(const double *x, double *y, int64_t n);" for h in helpers)
+    module = build_prelude_module(name, views, loops, cdef + "\nint fast_fma(void);", variant, tmp)
+    if variant == "no-fma":
+        assert module.lib.fast_fma() == 0           # ACTGEN_MAD is a multiply and an add here
+
+    def call(h, x):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        y = np.empty_like(x)
+        getattr(module.lib, f"eval_{h}")(module.ffi.from_buffer("double[]", x),
+                                        module.ffi.from_buffer("double[]", y), x.size)
+        return y
+    return call
+
+
 def build_prelude_module(name: str, views, code: str, cdef: str, variant: str, tmp):
     """Compile templates/c/prelude.jinja with the helpers ``views`` (render.HelperView) and C
     ``code`` after it, exporting ``cdef``, for this machine (variant "target") or for baseline

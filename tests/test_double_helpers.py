@@ -13,7 +13,7 @@ import pytest
 from actgen.render import HelperView
 from actgen.verify import ulp_distance
 
-from conftest import build_prelude_module, requires_cc
+from conftest import double_helpers, requires_cc
 
 HELPERS = ("exp", "exp_neg", "sigmoid", "softplus")
 TINY = 5e-324
@@ -22,24 +22,8 @@ TINY = 5e-324
 @pytest.fixture(scope="module", params=["target", "no-fma"])
 def helpers(request, tmp_path_factory):
     views = [HelperView(h, "double", "f64", "", "") for h in ("max", "exp", "sigmoid", "softplus")]
-    loops = "\n".join(
-        f"void eval_{h}(const double *x, double *y, int64_t n) "
-        f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_f64(x[i]); }}" for h in HELPERS)
-    loops += "\nint fast_fma(void) {\n#ifdef FP_FAST_FMA\nreturn 1;\n#else\nreturn 0;\n#endif\n}"
-    cdef = "\n".join(f"void eval_{h}(const double *x, double *y, int64_t n);" for h in HELPERS)
-    cdef += "\nint fast_fma(void);"
-    module = build_prelude_module("_actgen_double_test", views, loops, cdef, request.param,
-                                  tmp_path_factory.mktemp("double"))
-    if request.param == "no-fma":
-        assert module.lib.fast_fma() == 0
-
-    def call(h, x):
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        y = np.empty_like(x)
-        getattr(module.lib, f"eval_{h}")(module.ffi.from_buffer("double[]", x),
-                                        module.ffi.from_buffer("double[]", y), x.size)
-        return y
-    return call
+    return double_helpers("_actgen_double_test", views, HELPERS, "f64", request.param,
+                          tmp_path_factory.mktemp("double"))
 
 
 def _exact(f, xs):

@@ -12,7 +12,7 @@ import pytest
 
 from actgen.render import HelperView
 
-from conftest import build_prelude_module, requires_cc
+from conftest import double_helpers, requires_cc
 
 BOUND = 2.0 ** -33   # relative error allowed (float32: 2^-24); measured: exp 2^-36.6, expm1 2^-35, log1p 2^-39.3
 
@@ -25,24 +25,8 @@ def helpers(request, tmp_path_factory):
     multiply-add, so ACTGEN_MAD is a multiply and an add)."""
     views = [HelperView("max", "double", "f64", "", "")]
     views += [HelperView(h, "double", "d32", "", "") for h in HELPERS]
-    loops = "\n".join(
-        f"void eval_{h}(const double *x, double *y, int64_t n) "
-        f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_d32(x[i]); }}" for h in HELPERS)
-    loops += "\nint fast_fma(void) {\n#ifdef FP_FAST_FMA\nreturn 1;\n#else\nreturn 0;\n#endif\n}"
-    cdef = "\n".join(f"void eval_{h}(const double *x, double *y, int64_t n);" for h in HELPERS)
-    cdef += "\nint fast_fma(void);"
-    module = build_prelude_module("_actgen_narrow_test", views, loops, cdef, request.param,
-                                  tmp_path_factory.mktemp("narrow"))
-    if request.param == "no-fma":
-        assert module.lib.fast_fma() == 0           # ACTGEN_MAD is a multiply and an add here
-
-    def call(h, x):
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        y = np.empty_like(x)
-        getattr(module.lib, f"eval_{h}")(module.ffi.from_buffer("double[]", x),
-                                        module.ffi.from_buffer("double[]", y), x.size)
-        return y
-    return call
+    return double_helpers("_actgen_narrow_test", views, HELPERS, "d32", request.param,
+                          tmp_path_factory.mktemp("narrow"))
 
 
 def _relative(got, ref):
