@@ -363,6 +363,8 @@ def asymptote(expr: sp.Expr, params: list[str], sign: int,
     replaced = e.replace(lambda n: saturated(n) is not None, saturated)
     if replaced == e:
         return None
+    # units (select._softplus_rational) whose calls all saturated are constants: evaluate them
+    replaced = replaced.replace(lambda n: isinstance(n, sp.UnevaluatedExpr) and n.is_number, lambda n: n.doit())
     return replaced, sp.And(*conditions)
 
 

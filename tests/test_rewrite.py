@@ -183,3 +183,20 @@ def test_softplus_rational_is_mish_with_one_exp_and_no_overflow():
         assert np.all(np.isfinite(got))
         assert got[0] == 0.0 and got[-1] == 1.0 and np.all(got[-4:] == 1.0)
     assert choices["forward", "float64"].label == "softplus rational"
+
+
+def test_softplus_rational_with_a_learnable_scale():
+    """u = a * x: the candidate's guards at large |x| evaluate its units once exp(-|u|) has
+    saturated (a crash of `actgen build` once), and its gradient in a is chosen and finite."""
+    from actgen.select import choose_all, evaluate_form
+    from actgen.spec import parse_spec_text
+
+    act = parse_spec_text('[ts]\nexpr = "x * tanh(softplus(a * x))"\nparams = { a = 1.0 }\n'
+                          'learnable = ["a"]\n')[0]
+    choices = choose_all(act)
+    assert choices["backward", "float64"].label == "softplus rational"
+    for (name, dtype), choice in choices.items():
+        big = float(np.finfo(dtype).max)
+        xs = np.array([-np.inf, -big, -1e4, -3.0, 0.0, 3.0, 1e4, big, np.inf], dtype=dtype)
+        got = evaluate_form(choice.form, xs, {"a": 1.0}, dtype, "double" if choice.compute == "double" else "dtype")
+        assert not np.isnan(got).any(), (name, dtype, choice.label)
