@@ -241,8 +241,6 @@ def fold_constants(e: sp.Basic, digits: int = 40) -> sp.Basic:
     Numbers that are already plain Integers or Rationals are kept (the printers print them
     as literals of the kernel's type).
     """
-    if isinstance(e, sp.UnevaluatedExpr) and e.is_number:
-        return fold_constants(e.doit(), digits)      # a unit that became constant (an asymptote's)
     if not e.args or isinstance(e, sp.Number):
         if e.is_NumberSymbol:
             return sp.Float(e.evalf(digits), digits)
@@ -252,7 +250,7 @@ def fold_constants(e: sp.Basic, digits: int = 40) -> sp.Basic:
         if value.is_real is not False and value.is_finite:
             return sp.Float(value, digits)
     if e.is_Add or e.is_Mul:
-        numeric = [a.doit() if isinstance(a, sp.UnevaluatedExpr) else a for a in e.args if a.is_number]
+        numeric = [a for a in e.args if a.is_number]
         rest = [fold_constants(a, digits) for a in e.args if not a.is_number]
         if len(numeric) > 1 or (numeric and not numeric[0].is_Rational):
             folded = sp.Float(e.func(*numeric).evalf(digits), digits)
