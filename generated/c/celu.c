@@ -33,12 +33,10 @@ float expm1f(float) ACTGEN_CONST;
 
 /* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
  * software fma would be ~30x slower; the _d32 and _f64 helpers need no exact product) */
-#ifndef ACTGEN_MAD
 #ifdef FP_FAST_FMA
 #define ACTGEN_MAD(a, b, c) fma(a, b, c)
 #else
 #define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
-#endif
 #endif
 
 /* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
@@ -74,19 +72,18 @@ static inline double actgen_exp_d32(double a)
     return p * s1.d * s2.d;
 }
 
-/* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
- * software fma would be ~30x slower; the _d32 and _f64 helpers need no exact product) */
-#ifndef ACTGEN_MAD
-#ifdef FP_FAST_FMA
-#define ACTGEN_MAD(a, b, c) fma(a, b, c)
-#else
-#define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
-#endif
-#endif
 
-/* exp(r) for |r| <= ln 2 / 2 (a little beyond is fine): 1 + r + r^2 q(r), SLEEF's fit (xexp) */
-static inline ACTGEN_INLINE double actgen_exp_poly_f64(double r)
+/* exp(c) = m 2^k: k = rint(c / ln 2), t = k + 1.5 * 2^52 (its low bits hold k), r = c - k ln 2
+ * (ln 2 = hi + lo, hi with 41 bits: k hi exact), m = exp(r) = 1 + r + r^2 q(r) with SLEEF's
+ * degree-12 fit (xexp) */
+typedef struct { double t, k, m; } actgen_exp_reduced_f64;
+static inline ACTGEN_INLINE actgen_exp_reduced_f64 actgen_exp_reduce_f64(double c)
 {
+    actgen_exp_reduced_f64 e;
+    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
+    e.t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
+    e.k = e.t - shifter;
+    const double r = ACTGEN_MAD(e.k, -2.8235290563031577e-13, ACTGEN_MAD(e.k, -0x1.62e42fefa3p-1, c));
     double q = 2.081276378237164457e-9;
     q = ACTGEN_MAD(q, r, 2.511210703042288022e-8);
     q = ACTGEN_MAD(q, r, 2.755762628169491192e-7);
@@ -98,46 +95,40 @@ static inline ACTGEN_INLINE double actgen_exp_poly_f64(double r)
     q = ACTGEN_MAD(q, r, 4.166666666666602598e-2);
     q = ACTGEN_MAD(q, r, 1.666666666666669072e-1);
     q = ACTGEN_MAD(q, r, 0.5);
-    return ACTGEN_MAD(r * r, q, r) + 1.0;
+    e.m = ACTGEN_MAD(r * r, q, r) + 1.0;
+    return e;
 }
 
-/* exp(a) for a <= 0 or NaN (exp(-|z|) in sigmoid and softplus), inline: k = rint(a / ln 2),
- * r = a - k ln 2 (ln 2 = hi + lo, hi with 41 bits: k hi exact), exp(r) = 1 + r + r^2 q(r) with
- * SLEEF's degree-12 fit (xexp), times 2^k as m 2^(k + 1022) (exact) times 2^-1022 (rounds once:
- * subnormal results too). Within 1 ULP of the exact exp (0.87 measured, glibc's exp 0.5;
+/* exp(a) for a <= 0 or NaN (exp(-|z|) in sigmoid and softplus), inline: m 2^k
+ * (actgen_exp_reduce_f64) as m 2^(k + 1022) (exact) times 2^-1022 (rounds once: subnormal
+ * results too). Within 1 ULP of the exact exp (0.87 measured, glibc's exp 0.5;
  * tests/test_double_helpers.py). No table and no call: a libmvec call in the loop spills the
  * vector registers, and on the machine of benchmarks/ float64 sigmoid at 2^24 elements, 2 threads,
  * ran 1.4 Gelem/s with libmvec's exp and 2.0 with this one (scratch A/B; exp(-|z|) alone, 2^16
  * elements, 1 thread: 1.05 and 1.27). NaN stays NaN; exp(-746) and below round to 0. */
 static inline ACTGEN_INLINE double actgen_exp_neg_f64(double a)
 {
-    const double c = a < -746.0 ? -746.0 : a;
-    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    const double t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
-    const double k = t - shifter;
-    const double m = actgen_exp_poly_f64(ACTGEN_MAD(k, -2.8235290563031577e-13, ACTGEN_MAD(k, -0x1.62e42fefa3p-1, c)));
-    union { double d; uint64_t u; } s = {t};
+    const actgen_exp_reduced_f64 e = actgen_exp_reduce_f64(a < -746.0 ? -746.0 : a);
+    union { double d; uint64_t u; } s = {e.t};
     s.u = (s.u + 2045) << 52;                      /* the low bits hold k in [-1076, 0]: 2^(k + 1022) */
-    return m * s.d * 0x1p-1022;
+    return e.m * s.d * 0x1p-1022;
 }
 
-/* exp(a) for any a: actgen_exp_neg_f64's reduction and polynomial, times 2^k in two factors
+/* exp(a) for any a: actgen_exp_reduce_f64's m times 2^k in two factors
  * 2^k1 2^k2 (k1 = rint(k / 2)): m 2^k1 is exact, the second product rounds once, so that
  * subnormal results round once and exp(709.79) and above overflow to inf. NaN stays NaN. */
 static inline ACTGEN_INLINE double actgen_exp_f64(double a)
 {
     double c = a < -746.0 ? -746.0 : a;            /* two selects: nested ?: stops the vectoriser */
     c = c > 710.0 ? 710.0 : c;
+    const actgen_exp_reduced_f64 e = actgen_exp_reduce_f64(c);
     const double shifter = 6755399441055744.0;
-    const double t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
-    const double k = t - shifter;
-    const double m = actgen_exp_poly_f64(ACTGEN_MAD(k, -2.8235290563031577e-13, ACTGEN_MAD(k, -0x1.62e42fefa3p-1, c)));
-    const double k1 = ACTGEN_MAD(k, 0.5, shifter);       /* k1 = rint(k / 2), k - k1 exact */
-    const double k2 = (k - (k1 - shifter)) + shifter;
+    const double k1 = ACTGEN_MAD(e.k, 0.5, shifter);     /* k1 = rint(k / 2), k - k1 exact */
+    const double k2 = (e.k - (k1 - shifter)) + shifter;
     union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
     s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
     s2.u = (s2.u + 1023) << 52;
-    return m * s1.d * s2.d;
+    return e.m * s1.d * s2.d;
 }
 
 /* expm1 for a float32 result: its Taylor polynomial (degree 10) where |a| <= 0.35, where

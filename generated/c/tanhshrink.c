@@ -31,12 +31,10 @@ double tanh(double) ACTGEN_CONST;
 
 /* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
  * software fma would be ~30x slower; the _d32 and _f64 helpers need no exact product) */
-#ifndef ACTGEN_MAD
 #ifdef FP_FAST_FMA
 #define ACTGEN_MAD(a, b, c) fma(a, b, c)
 #else
 #define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
-#endif
 #endif
 
 /* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
