@@ -42,7 +42,18 @@ def test_powers():
 def test_rational_coefficients_divide():
     assert F32.doprint(X / 6) == "x/6.0F"
     assert F32.doprint(X / 4) == "0.25F*x"                   # dyadic: an exact multiplication
-    assert F64.doprint(2 * X / 3) == "(2.0*x)/3.0"
+    assert F64.doprint(2 * X / 3) == "(2.0*x)/3.0"                 # 2x exact: one rounding
+    # any other numerator rounds anyway: a decimal written in a spec (gelu_tanh's 0.044715 =
+    # 8943/200000) multiplies by its nearest double instead of dividing each element
+    assert F64.doprint(sp.Rational(8943, 200000) * X**3) == "0.044715*(x*x*x)"
+    assert KernelNumPyPrinter().doprint(sp.Rational(8943, 200000) * X) == "0.044715*x"
+
+
+def test_exp_of_a_nonpositive_argument_skips_the_overflow_scaling():
+    p = KernelCPrinter("double")
+    assert p.doprint(sp.exp(-sp.Abs(X))) == "actgen_exp_neg_f64(-fabs(x))" and p.helpers == {"exp"}
+    assert F64.doprint(sp.exp(X)) == "actgen_exp_f64(x)"
+    assert KernelCPrinter("float").doprint(sp.exp(-2 * sp.Abs(X))) == "actgen_exp_neg_f32(-2.0F*fabsf(x))"
 
 
 def test_piecewise_is_a_single_select_and_helpers_propagate_nan():

@@ -32,8 +32,10 @@ def dyadic(r: sp.Rational) -> bool:
 
 class KernelNumbers:
     """Mixin for SymPy printers: every number is a decimal literal from ``_literal``, and a
-    rational coefficient p/q * rest prints as (p * rest)/q, a correctly rounded division
-    instead of a multiplication by the rounded 1/q."""
+    rational coefficient p/q * rest with p a power of two prints as (p * rest)/q, a correctly
+    rounded division instead of a multiplication by the rounded 1/q (x/6). Any other p/q (a
+    decimal such as gelu_tanh's 0.044715 = 8943/200000) prints as the rounded literal times rest:
+    p * rest rounds already, so the division would cost a division per element for no accuracy."""
 
     literal_digits: int | None = 21
     literal_suffix = ""
@@ -73,7 +75,7 @@ class KernelNumbers:
         if not den and not (coeff.is_Rational and not coeff.is_Integer and rest != 1):
             return super()._print_Mul(e)
         q = 1
-        if coeff.is_Rational and not dyadic(coeff):
+        if coeff.is_Rational and not dyadic(coeff) and dyadic(sp.Rational(1, abs(coeff.p))):
             q, coeff = coeff.q, sp.Integer(coeff.p)
         parts = [] if coeff == 1 else ["-" if coeff == -1 else self._literal(coeff)]
         parts += [self.parenthesize(f, PRECEDENCE["Mul"], strict=False) for f in num]

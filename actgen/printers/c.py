@@ -246,7 +246,15 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
             return self._narrow_helper("exp", e.args[0])
         # actgen's exp: in float within 1 ULP (libmvec's expf: 3), modelled by selection; in double
         # within 1 ULP too, inline (a libmvec call in a loop spills its vector registers)
-        return self._sensitive(e, lambda e: self._helper("exp", e.args[0]))
+        return self._sensitive(e, self._print_own_exp)
+
+    def _print_own_exp(self, e):
+        if e.args[0].is_nonpositive:
+            # exp(-|u|) (select's rational candidates): the same value, without the scaling
+            # that an argument > 0 needs
+            self.helpers.add("exp")
+            return f"actgen_exp_neg_{self.tag}({self._print(e.args[0])})"
+        return self._helper("exp", e.args[0])
 
     def _print_erfc(self, e):
         # no _d32 erfc: one was tried (a1b6ba1, 2^-35.6): 16% faster than libmvec's double erfc

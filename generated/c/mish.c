@@ -361,7 +361,7 @@ void actgen_mish_forward_deriv_f32(const float *restrict in, float *restrict out
 static inline ACTGEN_INLINE double actgen_mish_forward_elem_f64(const double x)
 {
     (void)x;
-    const double t0 = actgen_exp_f64(-fabs(x));
+    const double t0 = actgen_exp_neg_f64(-fabs(x));
     const double t1 = t0 + 2.0;
     const double actgen_r = ({ const double actgen_b1 = ((x >= 0.0) ? (x*(2.0*(t0 + 0.5)*(1.0/(2.0*(t0*t0) + 2.0*t0 + 1.0)))) : (x*(t0*t1*(1.0/(t0*t1 + 2.0))))); ((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
@@ -371,7 +371,7 @@ static inline ACTGEN_INLINE double actgen_mish_forward_elem_f64(const double x)
 static inline ACTGEN_INLINE double actgen_mish_backward_elem_f64(const double x)
 {
     (void)x;
-    const double t0 = actgen_exp_f64(-fabs(x));
+    const double t0 = actgen_exp_neg_f64(-fabs(x));
     const double t1 = t0 + 1.0;
     const double t2 = (t0*t0);
     const double t3 = (1.0/(2.0*t0 + 2.0*t2 + 1.0));

@@ -28,7 +28,7 @@ def _backward_f32(x):
     t0 = 1.5957691216057308*x
     t1 = t0 + 0.07135481627260025*x**3
     t2 = rt.sigmoid(t1)
-    return rt.nan_guard(x, rt.piecewise((t0, t1, t2, x, ), (lambda t0, t1, t2, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, t1, t2, x: 1.0), (lambda t0, t1, t2, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, t1, t2, x: 0.0), (None, lambda t0, t1, t2, x: t0*t2*((26829.0*x**2)/200000.0 + 1.0)*rt.sigmoid(-t1) + t2)))
+    return rt.nan_guard(x, rt.piecewise((t0, t1, t2, x, ), (lambda t0, t1, t2, x: numpy.greater(x, 3.4028234663852886e+38), lambda t0, t1, t2, x: 1.0), (lambda t0, t1, t2, x: numpy.less(x, -3.4028234663852886e+38), lambda t0, t1, t2, x: 0.0), (None, lambda t0, t1, t2, x: t0*t2*(0.134145*x**2 + 1.0)*rt.sigmoid(-t1) + t2)))
 
 
 def forward_f32(_x):
@@ -49,11 +49,11 @@ def _forward_f64(x):
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 315 ULP (conditioned), naive NaN/inf; rewrites: tanh_sigmoid"""
+    """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 314 ULP (conditioned), naive NaN/inf; rewrites: tanh_sigmoid"""
     t0 = 1.5957691216057308*x
     t1 = t0 + 0.07135481627260025*x**3
     t2 = rt.sigmoid(t1)
-    return rt.nan_guard(x, rt.piecewise((t0, t1, t2, x, ), (lambda t0, t1, t2, x: numpy.greater_equal(x, 9.434603887215772e+102), lambda t0, t1, t2, x: 1.0), (lambda t0, t1, t2, x: numpy.less_equal(x, -8.185694594335727e+151), lambda t0, t1, t2, x: 0.0), (None, lambda t0, t1, t2, x: t0*t2*((26829.0*x**2)/200000.0 + 1.0)*rt.sigmoid(-t1) + t2)))
+    return rt.nan_guard(x, rt.piecewise((t0, t1, t2, x, ), (lambda t0, t1, t2, x: numpy.greater_equal(x, 9.434603887215772e+102), lambda t0, t1, t2, x: 1.0), (lambda t0, t1, t2, x: numpy.less_equal(x, -1.3407807929942597e+154), lambda t0, t1, t2, x: 0.0), (None, lambda t0, t1, t2, x: t0*t2*(0.134145*x**2 + 1.0)*rt.sigmoid(-t1) + t2)))
 
 
 def forward_f64(_x):
