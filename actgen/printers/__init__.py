@@ -27,7 +27,11 @@ def decimal_literal(value: sp.Expr, digits: int = 21) -> str:
 def dyadic(r: sp.Rational) -> bool:
     """True if r is exactly representable in binary (its denominator is a power of two)."""
     q = int(r.q)
-    return q & (q - 1) == 0
+    return _power_of_two(q)
+
+
+def _power_of_two(n: int) -> bool:
+    return n & (n - 1) == 0
 
 
 class KernelNumbers:
@@ -75,7 +79,7 @@ class KernelNumbers:
         if not den and not (coeff.is_Rational and not coeff.is_Integer and rest != 1):
             return super()._print_Mul(e)
         q = 1
-        if coeff.is_Rational and not dyadic(coeff) and dyadic(sp.Rational(1, abs(coeff.p))):
+        if coeff.is_Rational and not dyadic(coeff) and _power_of_two(abs(int(coeff.p))):
             q, coeff = coeff.q, sp.Integer(coeff.p)
         parts = [] if coeff == 1 else ["-" if coeff == -1 else self._literal(coeff)]
         parts += [self.parenthesize(f, PRECEDENCE["Mul"], strict=False) for f in num]
