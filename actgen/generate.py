@@ -17,13 +17,13 @@ from .spec import parse_spec_text
 UPDATE_COMMAND = "actgen generate generated"
 
 
-def render_library() -> dict[str, str]:
-    """{relative path: text} for every built-in activation and every backend, and the C fast path
-    of a call (actgen/fastcall.py)."""
+def render_library(names: list[str] | None = None) -> dict[str, str]:
+    """{relative path: text} for every built-in activation (or those named) and every backend,
+    and the C fast path of a call (actgen/fastcall.py)."""
     from . import fastcall
 
     files: dict[str, str] = {fastcall.GENERATED: fastcall.render_source()}
-    for name in library.names():
+    for name in library.names() if names is None else names:
         display = library.display_path(name)
         (act,) = parse_spec_text(library.read(name), path=display)
         lowered = lower_activation(act)
@@ -32,9 +32,10 @@ def render_library() -> dict[str, str]:
     return files
 
 
-def write(out: Path) -> list[Path]:
-    """Write the generated sources under ``out``, removing generated files no longer produced."""
-    files = render_library()
+def write(out: Path, files: dict[str, str] | None = None) -> list[Path]:
+    """Write the generated sources (``files``, else the library's) under ``out``, removing
+    generated files no longer produced."""
+    files = render_library() if files is None else files
     written = []
     for rel, text in files.items():
         path = out / rel
@@ -52,9 +53,10 @@ def _existing(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".py")]
 
 
-def check(out: Path) -> list[str]:
-    """Lines describing every difference between ``out`` and a fresh rendering (empty if none)."""
-    files = render_library()
+def check(out: Path, files: dict[str, str] | None = None) -> list[str]:
+    """Lines describing every difference between ``out`` and a fresh rendering (``files``, else
+    the library's; empty if none)."""
+    files = render_library() if files is None else files
     problems = []
     present = {p.relative_to(out).as_posix(): p for p in _existing(out)} if out.exists() else {}
     for rel, text in sorted(files.items()):

@@ -155,6 +155,8 @@ def _note(choice, compute: str, ranged: bool = False) -> str:
     unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
     error = choice.fallback_error if fallback else choice.error
     parts.append(f"measured {error:.3g} {unit}")
+    if not fallback and choice.bound > choice.error:      # (NaN compares false: no bound)
+        parts.append(f"{choice.bound:.3g} with libm's documented errors")
     if choice.naive is not None and choice.naive.label == "naive":
         naive = "NaN/inf" if choice.naive.nonfinite else f"{choice.naive.error:.3g} {unit}"
         parts.append(f"naive {naive}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import sympy as sp
 
+from . import kernel_model
 from .activation import X, Activation, param_symbol
 from .derive import Kernel, derive, differentiate, ties_to_piecewise
 from .functions import erfc, sigmoid, softplus
@@ -41,6 +42,7 @@ class Measured:
     compute: str          # "dtype" (the kernel's own type) or "double"
     error: float          # max error on the sweep (ULPs; conditioned for derivatives)
     nonfinite: int        # spurious NaN/inf (or missing ones)
+    bound: float = math.nan   # the error with the C library's documented errors added (libm_bound)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Choice:
     float_range: tuple[float, float] | None = None
     fallback: Form | None = None
     fallback_error: float = math.nan      # the double form's error on its own (on every point)
+    #: the error with the documented errors of the C library functions it calls added (libm_bound)
+    bound: float = math.nan
 
     @property
     def c_compute(self) -> str:
@@ -104,22 +108,24 @@ def calls_libm(form: Form) -> bool:
 # ---- numeric evaluation of forms ----------------------------------------------------------------
 
 def numpy_function(form: Form, params: list[str], c_float: bool = False):
-    """A Python function (x, *params) -> values, from the NumPy printer (our own code, no user
-    code); with ``c_float``, a model of the C kernel computed in float (its own exp, sigmoid)."""
+    """A Python function (x, *params) -> values: selection's model of the C kernel (the NumPy
+    printer in model mode, evaluated with actgen.kernel_model: C library functions correctly
+    rounded, host-independent); with ``c_float``, the kernel computed in float (actgen's own
+    float exp, sigmoid, softplus, erfc modelled operation by operation)."""
     return _numpy_function(form, tuple(params), c_float)
 
 
 @functools.lru_cache(maxsize=512)
 def _numpy_function(form: Form, params: tuple[str, ...], c_float: bool = False):
-    from . import numpy_runtime
+    from . import kernel_model
     from .printers.numpy import KernelNumPyPrinter
 
-    printer = KernelNumPyPrinter(form.dd_temps, form.compensated, c_float=c_float)
+    printer = KernelNumPyPrinter(form.dd_temps, form.compensated, c_float=c_float, model=True)
     lines = [f"def kernel(x{''.join(', ' + p for p in params)}):"]
     lines += [f"    {sym} = {printer._dd(value) if sym in form.dd_temps else printer.doprint(value)}"
               for sym, value in form.temps]
     lines.append(f"    return {printer.doprint(form.result)}")
-    namespace = {"numpy": np, "rt": numpy_runtime}
+    namespace = {"numpy": np, "m": kernel_model}
     exec(compile("\n".join(lines), "<actgen candidate>", "exec"), namespace)  # noqa: S102
     return namespace["kernel"]
 
@@ -127,7 +133,8 @@ def _numpy_function(form: Form, params: tuple[str, ...], c_float: bool = False):
 def evaluate_form(form: Form, xs: np.ndarray, params: dict, dtype: str, compute: str,
                   c_model: bool = True) -> np.ndarray:
     """The form at xs, computed in ``dtype`` (or in float64 when compute == "double"), as dtype.
-    In float32, as the C kernel computes it in float (``c_model``; NumPy's functions without)."""
+    In float32, as the C kernel computes it in float (``c_model``: actgen's own float exp,
+    sigmoid, softplus; without, every function correctly rounded, as an ideal lambdify)."""
     work = np.float64 if compute == "double" else np.dtype(dtype).type
     fn = numpy_function(form, list(params), c_float=c_model and work is np.float32)
     with np.errstate(all="ignore"):
@@ -497,6 +504,63 @@ def measure_points(form: Form, sweep_xs, ref, params, dtype, compute, scale,
     return err, nonfinite, dist
 
 
+def libm_bound(form: Form, xs: np.ndarray, params: dict, dtype: str, compute: str, scale,
+               base: np.ndarray) -> np.ndarray:
+    """Per point, how far the documented errors of the C library functions the form calls
+    (kernel_model.LIBM_ULPS) can move its result ``base`` (the correctly rounded model), in the
+    ULPs of the measurement: each call moved by its error on its own, the effects added (to first
+    order, the worst case of all of them at once). Each call is moved both ways and the smaller
+    effect taken: to first order they are the same, and one way may leave the function's range
+    (tanh above 1), which no libm does. A float32 form computed in double gets none: a few
+    double ULPs do not reach its float result."""
+    bound = np.zeros(xs.shape)
+    if compute == "double" and dtype == "float32":
+        return bound
+    with kernel_model.perturbed() as plan:
+        evaluate_form(form, xs, params, dtype, compute)
+    for k in range(plan.count):
+        effects = []
+        for direction in (math.inf, -math.inf):
+            with kernel_model.perturbed(k, direction):
+                moved = evaluate_form(form, xs, params, dtype, compute)
+            effects.append(conditioned_distance(moved, base, scale))
+        bound += np.minimum(*effects)
+    return bound
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A candidate on the sweep: its error (the correctly rounded model against the reference),
+    that error with the C library's documented errors added (``bound``), the spurious NaN/inf,
+    and per point the error that decides (``decisive``: the larger of the two, the bound taken at
+    ``bound_weight``; the points where finiteness differs are inf)."""
+
+    error: float
+    bound: float
+    nonfinite: int
+    decisive: np.ndarray
+
+    @property
+    def decisive_max(self) -> float:
+        finite = np.isfinite(self.decisive)
+        return float(np.max(self.decisive[finite])) if finite.any() else math.inf
+
+
+def measure_bounded(form: Form, xs, ref, params, dtype, compute, scale, bound_weight: float) -> Measurement:
+    got = evaluate_form(form, xs, params, dtype, compute)
+    finite_ref = np.isfinite(ref)
+    nonfinite = int(np.sum(np.isfinite(got) != finite_ref) + np.sum(np.isnan(got) & ~np.isnan(ref)))
+    dist = conditioned_distance(got, ref, scale)
+    comparable = np.isfinite(got) == finite_ref
+    bound = dist + libm_bound(form, xs, params, dtype, compute, scale, got)
+    decisive = np.where(comparable, np.maximum(dist, bound * bound_weight), np.inf)
+
+    def top(a):
+        return float(np.max(a[comparable])) if comparable.any() else math.inf
+
+    return Measurement(top(dist), top(bound), nonfinite, decisive)
+
+
 def _dense_xs() -> np.ndarray:
     """Dense float32 inputs of both signs: 2^-24 ... 128 log-spaced (where activations bend,
     underflow and saturate), then up to the overflow range, and a uniform grid."""
@@ -710,51 +774,56 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
     measured, best = [], None
     dense = dense_scale = None
     for compute in computes:
+        in_float = compute == "dtype" and dtype == "float32"
         for label, form in tried:
             if form.compensated and dtype == "float32" and (compute == "double" or not float_compensable(form)):
                 continue                    # float32 computed in double needs no compensation;
                                             # in float, float-float exp and erfc only
             guarded = add_guards(form, limits, act, dtype, compute)
-            err, nonfinite, dist_s = measure_points(guarded, sweep.xs, ref, params, dtype, compute, scale)
-            measured.append(Measured(label, compute, err, nonfinite))
-            if compute == "dtype" and dtype == "float32":
+            # in float, the model's error must be within MARGIN of the budget and the bound (the
+            # C library's documented errors added) within the budget; elsewhere both within it
+            m = measure_bounded(guarded, sweep.xs, ref, params, dtype, compute, scale,
+                                MARGIN if in_float else 1.0)
+            err, nonfinite, decisive = m.error, m.nonfinite, m.decisive_max
+            measured.append(Measured(label, compute, err, nonfinite, m.bound))
+            if in_float:
                 if dense is None:
                     dense = _dense_xs()
                     dense_scale = (None if kernel.kind == "forward"
                                    else term_scale(options[0][1].stable, dense, params))
                 dist_d = dense_float_distances(guarded, dense, params, dense_scale)
                 err_d = float(np.max(dist_d))
-                if kernel.kind != "param_grad" and (nonfinite or err > budget * MARGIN
+                if kernel.kind != "param_grad" and (nonfinite or decisive > budget * MARGIN
                                                     or err_d > budget * MARGIN):
                     plain = options[0][1] if form.compensated else form
                     # in double, a cheaper candidate may do (blocks outside the interval, and
                     # forward_with_derivative where the derivative is computed in double)
                     doubles = [f for l, f in options if l in CHEAPER and f is not plain] + [plain]
                     ranged = _ranged(act, kernel, sweep, scale, limits, label, doubles, guarded,
-                                     (sweep.xs, dist_s), (dense, dist_d), measured)
+                                     (sweep.xs, m.decisive), (dense, dist_d), measured)
                     if ranged is not None:
                         return ranged
-                if nonfinite == 0 and err <= budget and err_d > budget * MARGIN:
+                if nonfinite == 0 and decisive <= budget and err_d > budget * MARGIN:
                     # float loses where the sweep does not look
                     measured.append(Measured(f"{label} (dense float check)", compute, err_d, 0))
                     continue
-            entry = (guarded, compute, label, err, nonfinite)
-            if best is None or (nonfinite, err) < (best[4], best[3]):
+            entry = (guarded, compute, label, err, nonfinite, decisive, m.bound)
+            if best is None or (nonfinite, decisive) < (best[4], best[5]):
                 best = entry
-            limit = budget * (MARGIN if compute == "dtype" and dtype == "float32" else 1.0)
-            if nonfinite == 0 and err <= limit:
+            limit = budget * (MARGIN if in_float else 1.0)
+            if nonfinite == 0 and decisive <= limit:
                 if form.compensated and dtype == "float32":
                     # float-float in float: the NumPy backend computes the plain form in double
                     fallback = add_guards(options[0][1], limits, act, dtype, "double")
                     err_w, _ = measure(fallback, sweep.xs, ref, params, dtype, "double", scale)
                     return Choice(kernel, dtype, guarded, compute, label, err,
                                   _naive(act, kernel, sweep, scale), tuple(measured),
-                                  fallback=fallback, fallback_error=err_w)
+                                  fallback=fallback, fallback_error=err_w, bound=m.bound)
                 return Choice(kernel, dtype, guarded, compute, label, err,
-                              _naive(act, kernel, sweep, scale), tuple(measured))
-    guarded, compute, label, err, _ = best
+                              _naive(act, kernel, sweep, scale), tuple(measured), bound=m.bound)
+    guarded, compute, label, err, _, _, bound = best
     return Choice(kernel, dtype, guarded, compute, label, err, _naive(act, kernel, sweep, scale),
-                  tuple(measured))
+                  tuple(measured), bound=bound)
 
 
 def _ranged(act, kernel, sweep, scale, limits, label, forms, guarded, swept, dense,
@@ -793,7 +862,7 @@ def _ranged(act, kernel, sweep, scale, limits, label, forms, guarded, swept, den
 def _naive(act, kernel, sweep, scale) -> Measured:
     form = naive_form(act, kernel)
     err, nonfinite = measure(form, sweep.xs, sweep.kernel_refs[kernel.name], sweep.params, sweep.dtype,
-                             "dtype", scale, c_model=False)       # NumPy's functions, as lambdify
+                             "dtype", scale, c_model=False)       # as lambdify (its libm ideal)
     return Measured("naive", "dtype", err, nonfinite)
 
 

@@ -46,6 +46,7 @@ try:
     x = np.linspace(-5.0, 5.0, 1001)
     y = act(x)
     print(json.dumps({"ok": True, "backend": act.backend, "sha": hashlib.sha256(y.tobytes()).hexdigest(),
+                      "values": y.tolist(),
                       "module": sys.modules[act.meta["module"]].__file__, "warnings": [str(w.message) for w in caught]}))
 except ActgenError as exc:
     print(json.dumps({"ok": False, "error": type(exc).__name__, "message": str(exc)}))
@@ -53,11 +54,17 @@ except ActgenError as exc:
 """
 
 
-def expected_sha() -> str:
-    import hashlib
+def within_budget(report: dict) -> bool:
+    """The loader's values of x * tanh(x) are within the float64 budget (8 ULP) of mpmath's
+    correctly rounded ones (never compared bit for bit with a libm: tanh differs between hosts)."""
+    from actgen.activation import X
+    from actgen.verify import reference_values, ulp_distance
+
+    import sympy as sp
 
     x = np.linspace(-5.0, 5.0, 1001)
-    return hashlib.sha256((x * np.tanh(x)).tobytes()).hexdigest()
+    ref = reference_values(X * sp.tanh(X), x, "float64", {})
+    return bool(np.max(ulp_distance(np.array(report["values"]), ref)) <= 8)
 
 
 def _env(cache: Path, **extra) -> dict:
@@ -139,7 +146,7 @@ def test_eight_processes_loading_one_spec_at_once_share_one_artifact(spec, tmp_p
     results = [finish(p) for p in procs]
     assert [status for status, _ in results] == [0] * 8, results
     reports = [r for _, r in results]
-    assert {r["sha"] for r in reports} == {expected_sha()}
+    assert len({r["sha"] for r in reports}) == 1 and within_budget(reports[0])
     assert {r["backend"] for r in reports} == {"c"}
     assert len({r["module"] for r in reports}) == 1
     root = cache / "v1"
@@ -210,7 +217,7 @@ def test_builds_killed_mid_compile_leave_nothing_trusted_and_the_next_load_rebui
     # 3. the next load (same compiler, same keys) rebuilds and works
     for _ in range(2):
         status, report = finish(start_loader(spec, cache, CC=cc))
-        assert status == 0 and report["sha"] == expected_sha(), report
+        assert status == 0 and within_budget(report), report
         recovered += 1
     assert len(spec_artifacts(root)) == 1 and entries(root / "tmp") == []
     assert recovered == 2

@@ -150,8 +150,10 @@ def test_sech2_as_sigmoid_is_a_float32_candidate_with_the_same_values():
     choices = choose_all(act)
     f32, f64 = choices["backward", "float32"], choices["backward", "float64"]
     assert (f32.label, f32.c_compute) == ("sech2 as sigmoid", "float") and f32.error <= 2.0
-    # the float form as written, 1/cosh(x)**2 in float, measured over its share of the budget
-    assert any(m.label == "rewritten" and m.compute == "dtype" and m.error > 2.0 for m in f32.measured)
+    # the float form as written, 1/cosh(x)**2 in float, over its share of the budget, or over
+    # the budget once libm's documented errors (coshf: 2 ULP) are added
+    assert any(m.label == "rewritten" and m.compute == "dtype" and (m.error > 2.0 or m.bound > 4.0)
+               for m in f32.measured)
     assert f64.label == "rewritten" and "sech2_sigmoid" not in f64.form.rules
 
 

@@ -9,6 +9,10 @@ Changes from SymPy's ``NumPyPrinter`` (each for a reason):
   softplus are ``rt.exp_f32``/``rt.sigmoid_f32``/``rt.softplus_f32`` and compensated arguments
   float-float pairs (``rt.ff_*``, ``rt.erfc_ff``): operation-by-operation models of the C
   prelude's own float functions;
+* with ``model`` (selection's model of the C kernel, ``actgen.kernel_model`` as ``m``), every C
+  library function is printed as ``m.<name>``, correctly rounded whatever the host, and powers
+  as the C printer writes them (products, sqrt), so that a measurement does not depend on the
+  CPU that ran it;
 * erf/erfc are vectorised ufuncs (``math.erf`` is not), sigmoid/softplus are the stable
   implementations of ``actgen.numpy_runtime``; Max/Min are ``numpy.maximum``/``minimum``,
   which propagate NaN.
@@ -20,14 +24,23 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from . import DoubleDouble, KernelNumbers
+from .c import MAX_EXPANDED_POWER
+
+#: NumPy functions that the kernel model (actgen.kernel_model) replaces by correctly rounded ones
+MODELLED = frozenset("exp expm1 exp2 log log1p log2 log10 sin cos tan arcsin arccos arctan arctan2 sinh "
+                     "cosh tanh arcsinh arccosh arctanh cbrt hypot power".split())
 
 
 class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
     """Prints kernel expressions as NumPy code; ``rt`` is ``actgen.numpy_runtime``. With
     ``compensate``, sensitive functions get double-double arguments ((hi, lo) tuples)."""
 
-    def __init__(self, dd_temps=frozenset(), compensate: bool = False, c_float: bool = False):
+    def __init__(self, dd_temps=frozenset(), compensate: bool = False, c_float: bool = False,
+                 model: bool = False):
         super().__init__({"strict": True, "fully_qualified_modules": True})
+        self.model = model
+        #: the module of the helpers: actgen.numpy_runtime, or the kernel model
+        self.rt = "m" if model else "rt"
         self.dd_temps = frozenset(dd_temps)
         self.compensate = compensate
         # the model of a C kernel computed in float: float-float pairs (rt.ff_*), as the C prelude's
@@ -37,6 +50,11 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         self.c_float = c_float
 
     literal_digits = None    # repr of the nearest double
+
+    def _module_format(self, fqn, register=True):
+        if self.model and fqn.startswith("numpy.") and fqn[6:] in MODELLED:
+            return "m." + fqn[6:]
+        return super()._module_format(fqn, register)
 
     def _print_Infinity(self, e):
         return "numpy.inf"
@@ -50,9 +68,28 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
     def _print_Pow(self, e, rational=False):
         if e.is_number:
             return self._literal(e)
+        if self.model:
+            return self._model_pow(e)
         if e.exp.is_Integer:
             return f"{self.parenthesize(e.base, 60, strict=True)}**{int(e.exp)}"
         return super()._print_Pow(e, rational)
+
+    def _model_pow(self, e):
+        """As printers.c.KernelCPrinter prints it: small integer powers as products (negative ones
+        of reciprocals), x**(k + 1/2) as products and a sqrt, anything else as pow."""
+        base, exponent = e.args
+        b = self.parenthesize(base, 60, strict=True)
+        one = self._literal(1)
+        if exponent.is_Integer and 0 < abs(int(exponent)) <= MAX_EXPANDED_POWER:
+            factor = b if exponent > 0 else f"({one}/{b})"
+            return factor if abs(int(exponent)) == 1 else "(" + "*".join([factor] * abs(int(exponent))) + ")"
+        if exponent.is_Rational and exponent.q == 2 and abs(exponent.p) <= 2 * MAX_EXPANDED_POWER + 1:
+            whole = [b] * ((abs(exponent.p) - 1) // 2)
+            product = "*".join(whole + [f"numpy.sqrt({self._print(base)})"])
+            if exponent > 0:
+                return f"({product})" if whole else product
+            return f"({one}/({product}))"
+        return f"m.power({self._print(base)}, {self._print(exponent)})"
 
     def _print_Piecewise(self, e):
         # rt.piecewise masks its array arguments; a double-double temporary t goes in as two
@@ -76,7 +113,7 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
                 pieces.append(f"({test}, lambda {params}: {self._print(value)})")
         finally:
             self._dd_names = saved
-        return f"rt.piecewise({arguments}, {', '.join(pieces)})"
+        return f"{self.rt}.piecewise({arguments}, {', '.join(pieces)})"
 
     def _fold(self, e, func):
         text = self._print(e.args[-1])
@@ -98,7 +135,7 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         return f"numpy.sign({self._print(e.args[0])})"
 
     def _rt(self, name, e):
-        return f"rt.{name}({self._print(e.args[0])})"
+        return f"{self.rt}.{name}({self._print(e.args[0])})"
 
     def _print_confine(self, e):
         # rt.piecewise evaluates a branch only on the elements that take it: x is in range
@@ -123,17 +160,22 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
     def _print_exp(self, e):
         if self.c_float:
             return self._sensitive(e, lambda e: self._rt("exp_f32", e))
-        return self._sensitive(e, lambda e: f"numpy.exp({self._print(e.args[0])})")
+        return self._sensitive(e, self._function)
 
     def _print_cosh(self, e):
-        return self._sensitive(e, lambda e: f"numpy.cosh({self._print(e.args[0])})")
+        return self._sensitive(e, self._function)
 
     def _print_sinh(self, e):
-        return self._sensitive(e, lambda e: f"numpy.sinh({self._print(e.args[0])})")
+        return self._sensitive(e, self._function)
+
+    def _function(self, e):
+        """numpy.<name>(args), through _module_format (the model's m.<name>)."""
+        name = self._module_format(self.known_functions[type(e).__name__])
+        return f"{name}({', '.join(self._print(a) for a in e.args)})"
 
     # double-double (compensated arguments) --------------------------------------------------
     def _dd_lift(self, text):
-        return f"rt.{'ff' if self.dd_float else 'dd'}({text})"
+        return f"{self.rt}.{'ff' if self.dd_float else 'dd'}({text})"
 
     def _dd_const(self, hi, lo):
         if self.dd_float:
@@ -141,10 +183,10 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         return f"({hi!r}, {lo!r})"
 
     def _dd_op(self, name, a, b):
-        return f"rt.{'ff' if self.dd_float else 'dd'}_{name}({a}, {b})"
+        return f"{self.rt}.{'ff' if self.dd_float else 'dd'}_{name}({a}, {b})"
 
     def _dd_neg(self, a):
-        return f"rt.{'ff' if self.dd_float else 'dd'}_neg({a})"
+        return f"{self.rt}.{'ff' if self.dd_float else 'dd'}_neg({a})"
 
     _dd_names: dict = {}     # inside rt.piecewise lambdas: name -> (hi text, pair text)
 
@@ -155,7 +197,7 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
         return self._dd_names[name][1] if name in self._dd_names else name
 
     def _dd_call(self, function, dd):
-        return f"rt.{function}_{'ff' if self.dd_float else 'dd'}({dd})"
+        return f"{self.rt}.{function}_{'ff' if self.dd_float else 'dd'}({dd})"
 
     def _print_DiracDelta(self, e):
         return "0.0"

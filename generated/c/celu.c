@@ -225,7 +225,7 @@ static inline float actgen_exp_f32(float a)
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+/* y = f(x): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 0 ULP */
 static inline ACTGEN_INLINE float actgen_celu_forward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
@@ -233,7 +233,7 @@ static inline ACTGEN_INLINE float actgen_celu_forward_elem_f32(const float x, fl
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned) */
+/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_celu_backward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
@@ -481,7 +481,7 @@ void actgen_celu_grad_alpha_pc_f32(const float *restrict in, const float *restri
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
+/* y = f(x): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 0 ULP */
 static inline ACTGEN_INLINE double actgen_celu_forward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
@@ -489,7 +489,7 @@ static inline ACTGEN_INLINE double actgen_celu_forward_elem_f64(const double x, 
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned) */
+/* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), 1 with libm's documented errors, naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_celu_backward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
@@ -505,7 +505,7 @@ static inline ACTGEN_INLINE double actgen_celu_backward_y_elem_f64(const double 
     return y != y ? y : actgen_r;
 }
 
-/* dalpha = sum(dy * df/dalpha): rewritten, limits at infinity, measured 8.33e+15 ULP (conditioned), naive NaN/inf */
+/* dalpha = sum(dy * df/dalpha): rewritten, limits at infinity, measured 8.33e+15 ULP (conditioned), 8.11e+18 with libm's documented errors, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;

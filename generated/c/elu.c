@@ -173,7 +173,7 @@ static inline float actgen_exp_f32(float a)
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, measured 1 ULP, naive 8.25e+08 ULP; rewrites: expm1 */
+/* y = f(x): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 8.25e+08 ULP; rewrites: expm1 */
 static inline ACTGEN_INLINE float actgen_elu_forward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
@@ -181,7 +181,7 @@ static inline ACTGEN_INLINE float actgen_elu_forward_elem_f32(const float x, flo
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1 */
+/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 0 ULP (conditioned); rewrites: expm1 */
 static inline ACTGEN_INLINE float actgen_elu_backward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
@@ -359,7 +359,7 @@ void actgen_elu_backward_pc_f32(const float *restrict in, const float *restrict 
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): rewritten, measured 0 ULP, naive 4.29e+18 ULP; rewrites: expm1 */
+/* y = f(x): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 4.29e+18 ULP; rewrites: expm1 */
 static inline ACTGEN_INLINE double actgen_elu_forward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
@@ -367,7 +367,7 @@ static inline ACTGEN_INLINE double actgen_elu_forward_elem_f64(const double x, d
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1 */
+/* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), 1 with libm's documented errors, naive 0 ULP (conditioned); rewrites: expm1 */
 static inline ACTGEN_INLINE double actgen_elu_backward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;

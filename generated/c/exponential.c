@@ -161,14 +161,14 @@ static inline float actgen_exp_f32(float a)
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, measured 1 ULP, naive 2 ULP */
+/* y = f(x): rewritten, measured 1 ULP, naive 0 ULP */
 static inline ACTGEN_INLINE float actgen_exponential_forward_elem_f32(const float x)
 {
     (void)x;
     return actgen_exp_f32(x);
 }
 
-/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned) */
+/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_exponential_backward_elem_f32(const float x)
 {
     (void)x;
@@ -272,14 +272,14 @@ void actgen_exponential_forward_deriv_f32(const float *restrict in, float *restr
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+/* y = f(x): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 0 ULP */
 static inline ACTGEN_INLINE double actgen_exponential_forward_elem_f64(const double x)
 {
     (void)x;
     return actgen_exp_f64(x);
 }
 
-/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned) */
+/* dx = dy * f'(x): rewritten, measured 0 ULP (conditioned), 1 with libm's documented errors, naive 0 ULP (conditioned) */
 static inline ACTGEN_INLINE double actgen_exponential_backward_elem_f64(const double x)
 {
     (void)x;

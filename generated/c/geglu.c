@@ -220,7 +220,7 @@ void actgen_geglu_backward_f32(const float *restrict in, const float *restrict g
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): compensated, limits at infinity, measured 3 ULP, naive NaN/inf; rewrites: erfc, compensated */
+/* y = f(x): compensated, limits at infinity, measured 1 ULP, 10 with libm's documented errors, naive NaN/inf; rewrites: erfc, compensated */
 static inline ACTGEN_INLINE double actgen_geglu_forward_elem_f64(const double x)
 {
     (void)x;
@@ -228,7 +228,7 @@ static inline ACTGEN_INLINE double actgen_geglu_forward_elem_f64(const double x)
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): compensated, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc, compensated */
+/* dx = dy * f'(x): compensated, limits at infinity, measured 2 ULP (conditioned), 6 with libm's documented errors, naive NaN/inf; rewrites: erfc, compensated */
 static inline ACTGEN_INLINE double actgen_geglu_backward_elem_f64(const double x)
 {
     (void)x;

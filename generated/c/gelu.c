@@ -436,7 +436,7 @@ void actgen_gelu_forward_deriv_f32(const float *restrict in, float *restrict out
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): compensated, limits at infinity, measured 3 ULP, naive NaN/inf; rewrites: erfc, compensated */
+/* y = f(x): compensated, limits at infinity, measured 1 ULP, 10 with libm's documented errors, naive NaN/inf; rewrites: erfc, compensated */
 static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f64(const double x)
 {
     (void)x;
@@ -444,7 +444,7 @@ static inline ACTGEN_INLINE double actgen_gelu_forward_elem_f64(const double x)
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): compensated, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc, compensated */
+/* dx = dy * f'(x): compensated, limits at infinity, measured 2 ULP (conditioned), 6 with libm's documented errors, naive NaN/inf; rewrites: erfc, compensated */
 static inline ACTGEN_INLINE double actgen_gelu_backward_elem_f64(const double x)
 {
     (void)x;

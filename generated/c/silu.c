@@ -361,7 +361,7 @@ void actgen_silu_forward_deriv_f32(const float *restrict in, float *restrict out
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): rewritten, limits at infinity, measured 2 ULP, naive NaN/inf */
+/* y = f(x): rewritten, limits at infinity, measured 2 ULP, 4 with libm's documented errors, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_silu_forward_elem_f64(const double x)
 {
     (void)x;
@@ -369,7 +369,7 @@ static inline ACTGEN_INLINE double actgen_silu_forward_elem_f64(const double x)
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), naive NaN/inf */
+/* dx = dy * f'(x): rewritten, limits at infinity, measured 3 ULP (conditioned), 4 with libm's documented errors, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_silu_backward_elem_f64(const double x)
 {
     (void)x;

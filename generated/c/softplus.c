@@ -240,7 +240,7 @@ static inline ACTGEN_INLINE float actgen_softplus_forward_elem_f32(const float x
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned) */
+/* dx = dy * f'(x): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned) */
 static inline ACTGEN_INLINE float actgen_softplus_backward_elem_f32(const float x, float beta, float threshold)
 {
     (void)x; (void)beta; (void)threshold;
@@ -385,7 +385,7 @@ void actgen_softplus_backward_pc_f32(const float *restrict in, const float *rest
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+/* y = f(x): rewritten, measured 1 ULP, 3 with libm's documented errors, naive 1 ULP */
 static inline ACTGEN_INLINE double actgen_softplus_forward_elem_f64(const double x, double beta, double threshold)
 {
     (void)x; (void)beta; (void)threshold;

@@ -29,11 +29,11 @@ static inline ACTGEN_INLINE float actgen_softsign_forward_elem_f32(const float x
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
-static inline ACTGEN_INLINE float actgen_softsign_backward_elem_f32(const float x)
+/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
+static inline ACTGEN_INLINE double actgen_softsign_backward_elem_f32(const double x)
 {
     (void)x;
-    return ((1.0F/(fabsf(x) + 1.0F))*(1.0F/(fabsf(x) + 1.0F)));
+    return ((1.0/(fabs(x) + 1.0))*(1.0/(fabs(x) + 1.0)));
 }
 
 /* ---- float32: exported functions ---- */
@@ -93,7 +93,7 @@ void actgen_softsign_forward_deriv_f32(const float *restrict in, float *restrict
     }
     #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
-        const float xi = in[i]; const float fi = actgen_softsign_forward_elem_f32(xi); const float di = actgen_softsign_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
+        const float xi = in[i]; const float fi = actgen_softsign_forward_elem_f32(xi); const double di = actgen_softsign_backward_elem_f32(xi); out[i] = (float)fi; deriv[i] = (float)di;
     }
 }
 
@@ -108,7 +108,7 @@ static inline ACTGEN_INLINE double actgen_softsign_forward_elem_f64(const double
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
+/* dx = dy * f'(x): rewritten, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together */
 static inline ACTGEN_INLINE double actgen_softsign_backward_elem_f64(const double x)
 {
     (void)x;

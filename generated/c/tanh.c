@@ -121,14 +121,14 @@ static inline float actgen_sigmoid_f32(float z)
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+/* y = f(x): rewritten, measured 0 ULP, 2 with libm's documented errors, naive 0 ULP */
 static inline ACTGEN_INLINE float actgen_tanh_forward_elem_f32(const float x)
 {
     (void)x;
     return tanhf(x);
 }
 
-/* dx = dy * f'(x): sech2 as sigmoid, measured 1 ULP (conditioned), naive 2.66e+07 ULP (conditioned); rewrites: sech2, sech2_sigmoid */
+/* dx = dy * f'(x): sech2 as sigmoid, measured 1 ULP (conditioned), naive 1.6e+07 ULP (conditioned); rewrites: sech2, sech2_sigmoid */
 static inline ACTGEN_INLINE float actgen_tanh_backward_elem_f32(const float x)
 {
     (void)x;
@@ -233,14 +233,14 @@ void actgen_tanh_forward_deriv_f32(const float *restrict in, float *restrict out
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
+/* y = f(x): rewritten, measured 0 ULP, 2 with libm's documented errors, naive 0 ULP */
 static inline ACTGEN_INLINE double actgen_tanh_forward_elem_f64(const double x)
 {
     (void)x;
     return tanh(x);
 }
 
-/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), naive 8.58e+15 ULP (conditioned); rewrites: sech2 */
+/* dx = dy * f'(x): rewritten, measured 2 ULP (conditioned), 8 with libm's documented errors, naive 8.58e+15 ULP (conditioned); rewrites: sech2 */
 static inline ACTGEN_INLINE double actgen_tanh_backward_elem_f64(const double x)
 {
     (void)x;

@@ -17,12 +17,12 @@ NORMALIZER = ""
 
 
 def _forward_f32(x, alpha):
-    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
+    """y = f(x) (float32): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 0 ULP"""
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: x), (None, lambda alpha, x: alpha*numpy.expm1(x/alpha))))
 
 
 def _backward_f32(x, alpha):
-    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 0 ULP (conditioned)"""
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: numpy.exp(x/alpha))))
 
 
@@ -64,12 +64,12 @@ def grad_alpha_f32(_x, _dy, alpha):
 
 
 def _forward_f64(x, alpha):
-    """y = f(x) (float64): rewritten, measured 0 ULP, naive 0 ULP"""
+    """y = f(x) (float64): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 0 ULP"""
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: x), (None, lambda alpha, x: alpha*numpy.expm1(x/alpha))))
 
 
 def _backward_f64(x, alpha):
-    """dx = dy * f'(x) (float64): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 0 ULP (conditioned), 1 with libm's documented errors, naive 0 ULP (conditioned)"""
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: numpy.exp(x/alpha))))
 
 
@@ -79,7 +79,7 @@ def _backward_y_f64(y, alpha):
 
 
 def _grad_alpha_f64(x, alpha):
-    """dalpha = sum(dy * df/dalpha) (float64): rewritten, limits at infinity, measured 8.33e+15 ULP (conditioned), naive NaN/inf"""
+    """dalpha = sum(dy * df/dalpha) (float64): rewritten, limits at infinity, measured 8.33e+15 ULP (conditioned), 8.11e+18 with libm's documented errors, naive NaN/inf"""
     t0 = x/alpha
     return rt.nan_guard(x, rt.piecewise((alpha, t0, x, ), (lambda alpha, t0, x: numpy.logical_and.reduce((numpy.less(x, -1.7976931348623157e+308),numpy.greater(alpha, 0.0))), lambda alpha, t0, x: -1.0), (None, lambda alpha, t0, x: rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater(x, 0.0), lambda t0, x: 0.0), (None, lambda t0, x: -t0*numpy.exp(t0) + numpy.expm1(t0))))))
 

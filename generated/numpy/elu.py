@@ -17,12 +17,12 @@ NORMALIZER = ""
 
 
 def _forward_f32(x, alpha):
-    """y = f(x) (float32): rewritten, measured 1 ULP, naive 8.25e+08 ULP; rewrites: expm1"""
+    """y = f(x) (float32): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 8.25e+08 ULP; rewrites: expm1"""
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: x), (None, lambda alpha, x: alpha*numpy.expm1(x))))
 
 
 def _backward_f32(x, alpha):
-    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1"""
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 0 ULP (conditioned); rewrites: expm1"""
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: alpha*numpy.exp(x))))
 
 
@@ -52,12 +52,12 @@ def forward_deriv_f32(_x, alpha):
 
 
 def _forward_f64(x, alpha):
-    """y = f(x) (float64): rewritten, measured 0 ULP, naive 4.29e+18 ULP; rewrites: expm1"""
+    """y = f(x) (float64): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 4.29e+18 ULP; rewrites: expm1"""
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: x), (None, lambda alpha, x: alpha*numpy.expm1(x))))
 
 
 def _backward_f64(x, alpha):
-    """dx = dy * f'(x) (float64): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1"""
+    """dx = dy * f'(x) (float64): rewritten, measured 0 ULP (conditioned), 1 with libm's documented errors, naive 0 ULP (conditioned); rewrites: expm1"""
     return rt.nan_guard(x, rt.piecewise((alpha, x, ), (lambda alpha, x: numpy.greater(x, 0.0), lambda alpha, x: 1.0), (None, lambda alpha, x: alpha*numpy.exp(x))))
 
 

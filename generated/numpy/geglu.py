@@ -37,12 +37,12 @@ def backward_f32(_a, _b, _dy):
 
 
 def _forward_f64(x):
-    """y = f(x) (float64): compensated, limits at infinity, measured 3 ULP, naive NaN/inf; rewrites: erfc, compensated"""
+    """y = f(x) (float64): compensated, limits at infinity, measured 1 ULP, 10 with libm's documented errors, naive NaN/inf; rewrites: erfc, compensated"""
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 1.7976931348623157e+308), lambda x: numpy.inf), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: 0.0), (None, lambda x: 0.5*x*rt.erfc_dd(rt.dd_mul((-0.7071067811865476, 4.833646656726457e-17), rt.dd(x))))))
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): compensated, limits at infinity, measured 2 ULP (conditioned), naive NaN/inf; rewrites: erfc, compensated"""
+    """dx = dy * f'(x) (float64): compensated, limits at infinity, measured 2 ULP (conditioned), 6 with libm's documented errors, naive NaN/inf; rewrites: erfc, compensated"""
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater_equal(x, 1.3407807830046643e+154), lambda x: 1.0), (lambda x: numpy.less_equal(x, -1.3407807830046643e+154), lambda x: 0.0), (None, lambda x: 0.3989422804014327*x*rt.exp_dd(rt.dd_mul((-0.5, 0.0), rt.dd_mul(rt.dd(x), rt.dd(x)))) + 0.5*rt.erfc_dd(rt.dd_mul((-0.7071067811865476, 4.833646656726457e-17), rt.dd(x))))))
 
 

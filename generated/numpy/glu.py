@@ -17,12 +17,12 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 2 ULP"""
     return rt.sigmoid(x)
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 2 ULP (conditioned), naive 3 ULP (conditioned)"""
     return rt.sigmoid(-x)*rt.sigmoid(x)
 
 
@@ -40,7 +40,7 @@ def _forward_f64(x):
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), 4 with libm's documented errors, naive 2 ULP (conditioned)"""
     return rt.sigmoid(-x)*rt.sigmoid(x)
 
 

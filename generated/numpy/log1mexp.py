@@ -18,13 +18,13 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
+    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive 1 ULP"""
+    x = numpy.asarray(x, numpy.float64)
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.logical_and.reduce((numpy.less(x, 0.6931471805599453),numpy.greater_equal(x, 0.0))), lambda x: numpy.log(-numpy.expm1(-x))), (lambda x: numpy.greater_equal(x, 0.6931471805599453), lambda x: numpy.log1p(-numpy.exp(-x))), (lambda x: numpy.greater(x, -0.6931471805599453), lambda x: numpy.log(-numpy.expm1(x))), (None, lambda x: numpy.log1p(-numpy.exp(x)))))
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned); rewrites: expm1"""
-    x = numpy.asarray(x, numpy.float64)
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), 3 with libm's documented errors, naive 1 ULP (conditioned); rewrites: expm1"""
     t0 = -x
     return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.logical_or.reduce((numpy.greater_equal(x, 0.6931471805599453),numpy.greater_equal(x, 0.0))), lambda t0, x: (-numpy.exp(t0))/numpy.expm1(t0)), (None, lambda t0, x: numpy.exp(x)/numpy.expm1(x))))
 
@@ -42,12 +42,12 @@ def forward_deriv_f32(_x):
 
 
 def _forward_f64(x):
-    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, 3 with libm's documented errors, naive 1 ULP"""
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.logical_and.reduce((numpy.less(x, 0.6931471805599453),numpy.greater_equal(x, 0.0))), lambda x: numpy.log(-numpy.expm1(-x))), (lambda x: numpy.greater_equal(x, 0.6931471805599453), lambda x: numpy.log1p(-numpy.exp(-x))), (lambda x: numpy.greater(x, -0.6931471805599453), lambda x: numpy.log(-numpy.expm1(x))), (None, lambda x: numpy.log1p(-numpy.exp(x)))))
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned); rewrites: expm1"""
+    """dx = dy * f'(x) (float64): rewritten, measured 1 ULP (conditioned), 3 with libm's documented errors, naive 1 ULP (conditioned); rewrites: expm1"""
     t0 = -x
     return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.logical_or.reduce((numpy.greater_equal(x, 0.6931471805599453),numpy.greater_equal(x, 0.0))), lambda t0, x: (-numpy.exp(t0))/numpy.expm1(t0)), (None, lambda t0, x: numpy.exp(x)/numpy.expm1(x))))
 

@@ -17,15 +17,12 @@ NORMALIZER = ""
 
 
 def _forward_f32(x, alpha, scale):
-    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive 1 ULP"""
-    x = numpy.asarray(x, numpy.float64)
-    alpha = numpy.asarray(alpha, numpy.float64)
-    scale = numpy.asarray(scale, numpy.float64)
+    """y = f(x) (float32): rewritten, measured 1 ULP, 3 with libm's documented errors, naive 1 ULP"""
     return rt.nan_guard(x, rt.piecewise((alpha, scale, x, ), (lambda alpha, scale, x: numpy.greater(x, 0.0), lambda alpha, scale, x: scale*x), (None, lambda alpha, scale, x: alpha*scale*numpy.expm1(x))))
 
 
 def _backward_f32(x, alpha, scale):
-    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned)"""
     return rt.nan_guard(x, rt.piecewise((alpha, scale, x, ), (lambda alpha, scale, x: numpy.greater(x, 0.0), lambda alpha, scale, x: scale), (None, lambda alpha, scale, x: alpha*scale*numpy.exp(x))))
 
 
@@ -42,12 +39,12 @@ def forward_deriv_f32(_x, alpha, scale):
 
 
 def _forward_f64(x, alpha, scale):
-    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, 3 with libm's documented errors, naive 1 ULP"""
     return rt.nan_guard(x, rt.piecewise((alpha, scale, x, ), (lambda alpha, scale, x: numpy.greater(x, 0.0), lambda alpha, scale, x: scale*x), (None, lambda alpha, scale, x: alpha*scale*numpy.expm1(x))))
 
 
 def _backward_f64(x, alpha, scale):
-    """dx = dy * f'(x) (float64): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned)"""
+    """dx = dy * f'(x) (float64): rewritten, measured 1 ULP (conditioned), 3 with libm's documented errors, naive 1 ULP (conditioned)"""
     return rt.nan_guard(x, rt.piecewise((alpha, scale, x, ), (lambda alpha, scale, x: numpy.greater(x, 0.0), lambda alpha, scale, x: scale), (None, lambda alpha, scale, x: alpha*scale*numpy.exp(x))))
 
 

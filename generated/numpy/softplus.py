@@ -23,7 +23,7 @@ def _forward_f32(x, beta, threshold):
 
 
 def _backward_f32(x, beta, threshold):
-    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 1 ULP (conditioned)"""
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), naive 2 ULP (conditioned)"""
     t0 = beta*x
     return rt.nan_guard(x, rt.piecewise((t0, threshold, ), (lambda t0, threshold: numpy.greater(t0, threshold), lambda t0, threshold: 1.0), (None, lambda t0, threshold: rt.sigmoid(t0))))
 
@@ -41,7 +41,7 @@ def forward_deriv_f32(_x, beta, threshold):
 
 
 def _forward_f64(x, beta, threshold):
-    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, 3 with libm's documented errors, naive 1 ULP"""
     t0 = beta*x
     return rt.nan_guard(x, rt.piecewise((beta, t0, threshold, x, ), (lambda beta, t0, threshold, x: numpy.greater(t0, threshold), lambda beta, t0, threshold, x: x), (None, lambda beta, t0, threshold, x: rt.softplus(t0)/beta)))
 

@@ -52,7 +52,7 @@ def forward_deriv_f32(_x):
 
 
 def _forward_f64(x):
-    """y = f(x) (float64): rewritten, measured 1 ULP, naive NaN/inf; rewrites: softplus"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, 3 with libm's documented errors, naive NaN/inf; rewrites: softplus"""
     return rt.softplus(x)
 
 

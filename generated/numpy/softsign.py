@@ -22,7 +22,8 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together"""
+    x = numpy.asarray(x, numpy.float64)
     return (abs(x) + 1.0)**-2
 
 
@@ -44,7 +45,7 @@ def _forward_f64(x):
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together"""
+    """dx = dy * f'(x) (float64): rewritten, measured 3 ULP (conditioned), naive NaN/inf; rewrites: sign_abs, together"""
     return (abs(x) + 1.0)**-2
 
 

@@ -17,12 +17,12 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
+    """y = f(x) (float32): rewritten, measured 0 ULP, 2 with libm's documented errors, naive 0 ULP"""
     return numpy.tanh(x)
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): sech2 as sigmoid, measured 1 ULP (conditioned), naive 2.66e+07 ULP (conditioned); rewrites: sech2, sech2_sigmoid"""
+    """dx = dy * f'(x) (float32): sech2 as sigmoid, measured 1 ULP (conditioned), naive 1.6e+07 ULP (conditioned); rewrites: sech2, sech2_sigmoid"""
     t0 = 2.0*x
     return 4.0*rt.sigmoid(-t0)*rt.sigmoid(t0)
 
@@ -53,12 +53,12 @@ def forward_deriv_f32(_x):
 
 
 def _forward_f64(x):
-    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
+    """y = f(x) (float64): rewritten, measured 0 ULP, 2 with libm's documented errors, naive 0 ULP"""
     return numpy.tanh(x)
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), naive 8.58e+15 ULP (conditioned); rewrites: sech2"""
+    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), 8 with libm's documented errors, naive 8.58e+15 ULP (conditioned); rewrites: sech2"""
     return numpy.cosh(x)**-2
 
 

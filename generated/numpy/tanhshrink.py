@@ -59,7 +59,7 @@ def _forward_f64(x):
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), naive 2 ULP (conditioned); rewrites: together, root_shift"""
+    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), 5 with libm's documented errors, naive 2 ULP (conditioned); rewrites: together, root_shift"""
     t0 = x**2
     t1 = t0*(t0 + 3003.0) + 1351350.0
     t2 = t0*t1 + 192972780.0
