@@ -6,10 +6,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-#: The input variable of every activation.
-X = sp.Symbol("x", real=True)
-#: The output y = f(x), the variable of an output-form derivative (``output_derivative``).
-Y = sp.Symbol("y", real=True)
+from .ir import X, param_symbol
 
 #: What an activation's expression is, and how its kernels loop over an array:
 #:   elementwise  y = f(x) element by element (the default)
@@ -19,9 +16,14 @@ Y = sp.Symbol("y", real=True)
 KINDS = ("elementwise", "gated", "rowwise")
 NORMALIZERS = ("softmax", "log_softmax", "sparsemax")
 
-
-def param_symbol(name: str) -> sp.Symbol:
-    return sp.Symbol(name, real=True)
+#: Max ULPs (of the correctly rounded reference) per kernel kind and dtype, unless a spec's
+#: ``budgets`` says otherwise. glibc's vector math promises 4 ULP per function (float and
+#: double); a kernel chains a few of them, and float64 gets 8. Parameter gradients are sums:
+#: their budget is in units of eps times sum |dy * df/dp| (the sum's own condition), since a sum
+#: has no useful ULP error.
+BUDGETS = {("forward", "float32"): 4, ("forward", "float64"): 8,
+           ("backward", "float32"): 4, ("backward", "float64"): 8,
+           ("param_grad", "float32"): 64, ("param_grad", "float64"): 64}
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,6 @@ class Activation:
     info: dict = field(default_factory=dict, compare=False)
 
     def budget(self, kind: str, dtype: str) -> float:
-        from .verify import BUDGETS
-
         return self.budgets.get((kind, dtype), BUDGETS[kind, dtype])
 
     @property

@@ -231,7 +231,7 @@ def _kink_values(act, derivative, label: str) -> tuple[str, ...]:
 
     import sympy as sp
 
-    from .activation import X, param_symbol
+    from .ir import X, param_symbol
     from .derive import kink_points
 
     values = {param_symbol(p): (sp.oo if v == math.inf else -sp.oo if v == -math.inf else sp.Rational(v))
@@ -271,7 +271,7 @@ def _value_text(value) -> str:
 
 def entry(act, table: dict) -> Entry:
     """The catalogue entry of a parsed activation (``table``: its resolved spec table)."""
-    from .activation import X, param_symbol
+    from .ir import X, param_symbol
     from .derive import differentiate
 
     frameworks, note = _frameworks(table)

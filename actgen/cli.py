@@ -65,7 +65,7 @@ def _build_activation(job) -> list[tuple[str, str, str]]:
     from .build import lookup_artifact, read_index, spec_key, write_index
     from .errors import ActgenError, ToolchainError
     from .pipeline import build
-    from .render import lower_activation
+    from .pipeline import lower_activation
 
     act, table, display, backends = job
     lines, lowered = [], None
@@ -159,7 +159,8 @@ def cmd_show(args) -> int:
     import sympy as sp
 
     from .derive import kink_points
-    from .render import lower_activation, render
+    from .pipeline import lower_activation
+    from .render import render
     from .spec import parse_table
     from .specfile import find_table, read_spec_text, read_tables, resolve_table
 
@@ -197,7 +198,7 @@ def cmd_show(args) -> int:
     kinks = kink_points(act)
     if kinks:
         from .derive import differentiate
-        from .activation import X
+        from .ir import X
 
         d = differentiate(act.expr, X)
         values = ", ".join(f"f'({k:g}) = {sp.N(d.subs(X, sp.nsimplify(k)).subs({sp.Symbol(p, real=True): v for p, v in act.params.items()}), 6)}"
@@ -266,7 +267,8 @@ def cmd_new(args) -> int:
 def cmd_verify(args) -> int:
     import json
 
-    from .verify import DTYPES, format_table, verify
+    from .ir import DTYPES
+    from .verify import format_table, verify
 
     items = list(args.spec) + (library.names() if args.all else [])
     if not items:

@@ -25,12 +25,15 @@ Kink conventions (what a derivative is at a point where it jumps) follow PyTorch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from itertools import combinations
 
+import mpmath
 import sympy as sp
 
-from .activation import X, Y, Activation, param_symbol
+from .activation import Activation
 from .errors import DerivationError
+from .ir import X, Y, Kernel, param_symbol
+from .reference import Undefined, evaluate
 
 #: Nodes of a derivative's SymPy tree (the built-ins' largest has 56). Every later stage (stable
 #: rewrites, measured selection, the mpmath reference) costs time in proportion to it, so a
@@ -39,28 +42,6 @@ MAX_DERIVATIVE_NODES = 2_000
 #: The same limit, estimated from the expression before differentiating: sp.diff itself is
 #: refused if the estimate exceeds this many nodes.
 MAX_DERIVATIVE_ESTIMATE = 10 * MAX_DERIVATIVE_NODES
-MAX_DERIVATIVE_OPS = MAX_DERIVATIVE_NODES     # (old name)
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """One generated kernel: ``exact`` is the per-element value it must reproduce."""
-
-    name: str                 # "forward", "backward", "backward_y" or "grad_<param>"
-    kind: str                 # "forward", "backward", "backward_y" or "param_grad"
-    exact: sp.Expr
-    param: str | None = None
-
-    @property
-    def description(self) -> str:
-        return {"forward": "y = f(x)", "backward": "dx = dy * f'(x)",
-                "backward_y": "dx = dy * f'(x), written with y = f(x)"}.get(
-            self.kind, f"d{self.param} = sum(dy * df/d{self.param})")
-
-    @property
-    def variable(self) -> sp.Symbol:
-        """The per-element input of the kernel expression: x, or y for backward_y."""
-        return Y if self.kind == "backward_y" else X
 
 
 def _tie(a, b, var, is_max: bool):
@@ -187,8 +168,6 @@ def kink_points(act: Activation) -> list[float]:
     Found from Piecewise conditions, Max/Min ties and the arguments of Abs/sign/Heaviside,
     solved for x. Used for test points and for documenting the derivative there.
     """
-    from itertools import combinations
-
     subs = {param_symbol(p): sp.nsimplify(v) if abs(v) != float("inf") else sp.oo * (1 if v > 0 else -1)
             for p, v in act.params.items()}
     candidates = set()
@@ -213,15 +192,51 @@ def kink_points(act: Activation) -> list[float]:
     return sorted(points)
 
 
+def _real_roots(expr: sp.Expr, subs: dict) -> set[float]:
+    """The real x where ``expr`` (with the parameters at their defaults) is 0: all of them for a
+    polynomial in x of degree up to 4 (solveset), else only whether x = 0 is one (solveset on
+    transcendental equations can take minutes; the removable singularities of activations are
+    at 0: sin(x)/x, (exp(x) - 1)/x, x/(1 - exp(-x)))."""
+    c = expr.xreplace(subs)
+    if X not in c.free_symbols or c.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+        return set()
+    if c.is_polynomial(X) and sp.degree(c, X) <= 4:
+        try:
+            solutions = sp.solveset(c, X, domain=sp.S.Reals)
+        except (NotImplementedError, ValueError, TypeError, RecursionError):
+            return set()
+        if isinstance(solutions, sp.FiniteSet):
+            return {float(s) for s in solutions if s.is_real and s.is_finite}
+        return set()
+    try:
+        at_zero = evaluate(c, {X: 0.0}, 128)
+    except (Undefined, ValueError, ZeroDivisionError, TypeError, OverflowError):
+        return set()
+    return {0.0} if at_zero == 0 else set()
+
+
+def _default_subs(act: Activation) -> dict:
+    return {param_symbol(p): sp.nsimplify(v) if abs(v) != float("inf") else sp.oo * (1 if v > 0 else -1)
+            for p, v in act.params.items()}
+
+
+def singular_points(act: Activation, expr: sp.Expr | None = None) -> list[float]:
+    """The x (at the default parameters) where a denominator of the expression (or of ``expr``)
+    vanishes: a pole, or a removable singularity (sin(x)/x at 0, where the value is the limit).
+    Found from every negative power's base, solved for x."""
+    subs = _default_subs(act)
+    points = set()
+    for node in sp.preorder_traversal(act.expr if expr is None else expr):
+        if node.is_Pow and node.exp.is_negative and node.base.has(X):
+            points |= _real_roots(node.base, subs)
+    return sorted(points)
+
+
 def check_output_derivative(act: Activation) -> str | None:
     """Check g(f(x)) == f'(x) for the spec's output_derivative g, at x on [-20, 20], at the
     kinks and next to them, for the default parameters and perturbed ones (those where
     output_derivative_valid holds), in 300-bit arithmetic. A description of the first
     mismatch, or None."""
-    import mpmath
-
-    from .reference import Undefined, evaluate
-
     derivative = differentiate(act.expr, X)
     kinks = kink_points(act)
     xs = [k / 4 + 0.0371 for k in range(-80, 81)] + [v + d for v in kinks for d in (0.0, 1e-9, -1e-9, 0.25, -0.25)]

@@ -153,7 +153,7 @@ def emit(spec: str, names: list[str] | None, directory, force: bool = False) -> 
     into ``directory``. Returns the files written."""
     from .cli import _spec_arguments
     from .errors import UnknownActivationError
-    from .render import lower_activation
+    from .pipeline import lower_activation
 
     ((display, path, activations),) = _spec_arguments([spec])
     available = [act.name for act, _table in activations]

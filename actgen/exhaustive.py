@@ -18,6 +18,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .derive import derive
+from .measure import conditioned_distance, term_scale
+from .rewrite import stable_form
+from .sweep import param_values
+
 #: float32 codes per call (64 MB of float32)
 CHUNK = 1 << 24
 
@@ -49,8 +54,6 @@ def compare(x: np.ndarray, got: np.ndarray, ref: np.ndarray, scale_at=None) -> t
     ``scale_at`` (xs -> the magnitude a derivative is computed from, sum |terms|), in ULPs of
     max(|ref|, that), as ``actgen verify`` measures derivatives: near a root of f' no fixed
     precision keeps relative accuracy. It is evaluated only where the two differ."""
-    from .select import conditioned_distance
-
     differ = got.view(np.uint32) != ref.view(np.uint32)
     differ &= ~(np.isnan(got) & np.isnan(ref))
     if not differ.any():
@@ -69,16 +72,12 @@ def run(act, activation, *, codes: tuple[int, int] = (0, 1 << 32), chunk: int = 
     """The forward and the derivative of ``act`` (``activation`` loaded: elementwise, C
     backend), float32, at every input whose bit pattern is in [codes[0], codes[1]) (default:
     all 2^32), at the default parameters rounded to float32 (for both dtypes)."""
-    from .derive import derive
-    from .select import candidates, term_scale
-    from .verify import param_values
-
     # both kernels get the parameters as float32 holds them (selu's lambda in double made its
     # float64 kernel overflow one input later than the float32 one: not an error of either)
     params = param_values(activation, "float32")
     ops = [("forward", lambda v, out: act(v, out=out, **params), None)]
     backward = next(k for k in derive(activation) if k.kind == "backward")
-    terms = candidates(activation, backward)[0][1].stable
+    terms = stable_form(backward, activation.expr).stable
     ops.append(("derivative", lambda v, out: act.backward(v, np.ones_like(v), out=out, **params),
                 lambda xs: term_scale(terms, xs, params)))
     start, stop = codes

@@ -9,7 +9,7 @@ implementations for them.
 from __future__ import annotations
 
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.cfunctions import Cbrt, exp2, expm1, hypot, log1p, log2, log10
 
 
 class sigmoid(sp.Function):
@@ -88,6 +88,29 @@ class erfc(sp.erfc):
         return sp.erfc.eval(arg) if arg.is_Number else None
 
 
+class cbrt(Cbrt):
+    """The real cube root (C99's cbrt): cbrt(-8) = -2. SymPy's Cbrt differentiates through
+    x**(2/3), the principal (complex) root for x < 0."""
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number and arg.is_extended_real:
+            return sp.sign(arg) * sp.root(abs(arg), 3)
+        return None
+
+    def fdiff(self, argindex=1):
+        return 1 / (3 * cbrt(self.args[0]) ** 2)
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real
+
+    def _eval_evalf(self, prec):
+        arg = self.args[0]._eval_evalf(prec)
+        if arg is None or not arg.is_extended_real:
+            return None
+        return (sp.sign(arg) * sp.Abs(arg) ** sp.Rational(1, 3))._eval_evalf(prec)
+
+
 #: Functions a spec may call, by the name it uses.
 FUNCTIONS: dict[str, type] = {
     "exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "Abs": sp.Abs, "sign": sp.sign,
@@ -95,15 +118,15 @@ FUNCTIONS: dict[str, type] = {
     "tanh": sp.tanh, "sinh": sp.sinh, "cosh": sp.cosh, "atan": sp.atan, "sin": sp.sin,
     "cos": sp.cos, "erf": sp.erf, "erfc": sp.erfc, "sigmoid": sigmoid, "softplus": softplus,
     "log1p": log1p, "expm1": expm1,
+    # the rest of C99's <math.h> real functions that SymPy has (domain errors give NaN, as in C)
+    "asinh": sp.asinh, "acosh": sp.acosh, "atanh": sp.atanh, "asin": sp.asin, "acos": sp.acos,
+    "tan": sp.tan, "cbrt": cbrt, "log2": log2, "log10": log10, "exp2": exp2, "hypot": hypot,
     # conditions inside Piecewise
     "Eq": sp.Eq, "Ne": sp.Ne, "And": sp.And, "Or": sp.Or, "Not": sp.Not,
 }
 
 #: Named constants a spec may use.
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
-
-#: Functions that make a derivative piecewise (a kink), used to document conventions.
-KINK_FUNCTIONS = (sp.Abs, sp.sign, sp.Max, sp.Min, sp.Piecewise, sp.Heaviside)
 
 
 class confine(sp.Function):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from . import library
+from . import fastcall, library
 from .backends import BACKENDS
-from .render import lower_activation, render
+from .pipeline import lower_activation
+from .render import render
 from .spec import parse_spec_text
 
 UPDATE_COMMAND = "actgen generate generated"
@@ -20,8 +21,6 @@ UPDATE_COMMAND = "actgen generate generated"
 def render_library(names: list[str] | None = None) -> dict[str, str]:
     """{relative path: text} for every built-in activation (or those named) and every backend,
     and the C fast path of a call (actgen/fastcall.py)."""
-    from . import fastcall
-
     files: dict[str, str] = {fastcall.GENERATED: fastcall.render_source()}
     for name in library.names() if names is None else names:
         display = library.display_path(name)

@@ -6,14 +6,16 @@ import sysconfig
 from pathlib import Path
 
 from .activation import Activation
+from .backends import BACKENDS
 from .build import FORMAT, Artifact, build_artifact, compile_c, digest, toolchain
-from .render import Lowered, cdef, exported_roles, lower_activation, render
+from .derive import derive
+from .ir import DTYPES, Lowered
+from .render import cdef, exported_roles, render
+from .select import choose_all
 
 
 def artifact_meta(lowered: Lowered, backend: str, spec_display: str, module: str) -> dict:
     """What the runtime needs to wrap a built module, without SymPy."""
-    from .backends import BACKENDS, DTYPES
-
     act = lowered.act
     symbol = BACKENDS[backend].symbol
     return {
@@ -66,3 +68,9 @@ def build(act: Activation, backend: str, spec_display: str, lowered: Lowered | N
             return f"{module}.py"
 
     return build_artifact(key, backend, dict(meta, module=module), make)
+
+
+def lower_activation(act: Activation) -> Lowered:
+    """The activation's kernels (derive) and the form chosen for each and each dtype (select)."""
+    kernels = tuple(derive(act))
+    return Lowered(act, kernels, choose_all(act, list(kernels)))

@@ -12,10 +12,10 @@ import math
 
 import mpmath
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.cfunctions import exp2, expm1, hypot, log1p, log2, log10
 
-from .activation import X, param_symbol
-from .functions import sigmoid, softplus
+from .functions import cbrt, sigmoid, softplus
+from .ir import X, param_symbol
 
 mp = mpmath.mp
 
@@ -77,7 +77,7 @@ def _log(z):
     return mpmath.log(z)
 
 
-def _exp(z):
+def exp_reference(z):
     """exp(z). mpmath computes exp of a large integer-valued argument at more than 600 bits as
     a power of e (seconds per call at |z| ~ 1e300); reduce the argument first instead:
     exp(z) = 2**k * exp(z - k*log(2)), with |z - k*log(2)| <= log(2)/2 computed exactly enough."""
@@ -129,8 +129,38 @@ def _erfc(z):
     relative at z > 2**64, is used."""
     if mpmath.isfinite(z) and z > mpmath.ldexp(1, 64):
         w = 1 / (2 * z * z)
-        return _exp(-z * z) / (z * mpmath.sqrt(mpmath.pi)) * (1 - w + 3 * w * w)
+        return exp_reference(-z * z) / (z * mpmath.sqrt(mpmath.pi)) * (1 - w + 3 * w * w)
+    if mpmath.isfinite(z) and z < -(mpmath.sqrt(mp.prec) + 2):
+        return mpmath.mpf(2)               # 2 - erfc(-z), erfc(-z) < 2**-prec
     return mpmath.erfc(z)
+
+
+def _saturating(function, limit, threshold):
+    """``function`` for arguments up to ``threshold(prec)`` in magnitude; beyond, its limit at
+    +-inf (``limit(sign)``), which it equals to within 2**-prec there. mpmath computes tanh,
+    erf, atan of a huge argument the long way (tanh(exp(2**1024)) ran out of memory in
+    mpf_cosh_sinh; erf(2**600) overflowed converting an int to a float): reasoned, not computed."""
+
+    def call(z):
+        if mpmath.isfinite(z) and abs(z) > threshold(mp.prec):
+            return limit(1 if z > 0 else -1)
+        return function(z)
+
+    return call
+
+
+def _huge_cosh_sinh(odd: bool):
+    """cosh or sinh: beyond |z| > prec, e^|z| / 2 (the other exponential is below 2**-prec of it),
+    through exp_reference's exact argument reduction (mpmath's cosh of 2**1000 does not end)."""
+    function = mpmath.sinh if odd else mpmath.cosh
+
+    def call(z):
+        if mpmath.isfinite(z) and abs(z) > mp.prec:
+            half = exp_reference(abs(z)) / 2
+            return -half if odd and z < 0 else half
+        return function(z)
+
+    return call
 
 
 def _max(*args):
@@ -146,16 +176,25 @@ def _min(*args):
 
 
 _FUNCS = {
-    sp.exp: _exp, sp.log: _log, sp.tanh: mpmath.tanh,
-    sp.sinh: _far(mpmath.sinh, lambda z: mpmath.inf if z > 0 else -mpmath.inf),
-    sp.cosh: _far(mpmath.cosh, lambda z: mpmath.inf),
-    sp.atan: mpmath.atan, sp.sin: _far(mpmath.sin, None), sp.cos: _far(mpmath.cos, None), sp.erf: mpmath.erf, sp.erfc: _erfc,
+    sp.exp: exp_reference, sp.log: _log,
+    sp.tanh: _saturating(mpmath.tanh, lambda sign: mpmath.mpf(sign), lambda prec: prec),
+    sp.sinh: _far(_huge_cosh_sinh(True), lambda z: mpmath.inf if z > 0 else -mpmath.inf),
+    sp.cosh: _far(_huge_cosh_sinh(False), lambda z: mpmath.inf),
+    sp.atan: _saturating(mpmath.atan, lambda sign: sign * mpmath.pi / 2, lambda prec: mpmath.ldexp(1, prec)),
+    sp.sin: _far(mpmath.sin, None), sp.cos: _far(mpmath.cos, None),
+    sp.erf: _saturating(mpmath.erf, lambda sign: mpmath.mpf(sign), lambda prec: mpmath.sqrt(prec) + 2),
+    sp.erfc: _erfc,
     sp.Abs: abs, sp.sign: _sign, sp.Heaviside: _heaviside, sp.Max: _max, sp.Min: _min,
-    sigmoid: lambda z: 1 / (1 + _exp(-z)),
-    softplus: lambda z: mpmath.log1p(_exp(z)) if z < 0 else z + mpmath.log1p(_exp(-z)),
+    sigmoid: lambda z: 1 / (1 + exp_reference(-z)),
+    softplus: lambda z: mpmath.log1p(exp_reference(z)) if z < 0 else z + mpmath.log1p(exp_reference(-z)),
     log1p: lambda z: _log(1 + z) if z == -1 else mpmath.log1p(z),
     expm1: _far(mpmath.expm1, lambda z: mpmath.inf if z > 0 else mpmath.mpf(-1)),
     sp.DiracDelta: lambda *a: mpmath.mpf(0),
+    sp.asinh: mpmath.asinh, sp.acosh: mpmath.acosh, sp.atanh: mpmath.atanh,
+    sp.asin: mpmath.asin, sp.acos: mpmath.acos, sp.tan: _far(mpmath.tan, None),
+    cbrt: lambda z: mpmath.sign(z) * mpmath.cbrt(abs(z)),
+    log2: lambda z: _log(z) / mpmath.ln2, log10: lambda z: _log(z) / mpmath.ln10,
+    exp2: lambda z: exp_reference(z * mpmath.ln2), hypot: mpmath.hypot,
 }
 
 _RELATIONS = {sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b,
@@ -223,6 +262,8 @@ def _without_cancellations(expr: sp.Expr) -> sp.Expr:
 def _eval(e, env):
     if e.is_Symbol:
         return env[e]
+    if isinstance(e, sp.UnevaluatedExpr):          # (rewrite's units: the same value)
+        return _eval(e.args[0], env)
     if e.is_Number or e.is_NumberSymbol or e in (sp.S.Infinity, sp.S.NegativeInfinity, sp.S.NaN):
         return _mpf_of_number(e)
     if e.is_Add:
@@ -386,3 +427,52 @@ def complex_sample_point(expr: sp.Expr, params: dict[str, float]):
             if "complex" in str(exc) or "negative" in str(exc):
                 return x
     return None
+
+
+def limit_at_infinity(expr: sp.Expr, params: dict, sign: int, dtype: str, *, variable: sp.Symbol = X) -> float:
+    """lim expr as x -> sign*inf, rounded to ``dtype``; nan if it does not settle.
+
+    Evaluated numerically: at x = sign * 2**k for k = 64, 256, 1024, 4096, 16384, until two
+    successive values round to the same float. (SymPy's limit cannot see through Max, Min
+    and Piecewise; mpmath's exponent range has no such trouble.)
+    """
+    return _settled(expr, params, dtype, variable, [mpmath.ldexp(mpmath.mpf(sign), k)
+                                                    for k in (64, 256, 1024, 4096, 16384)])
+
+
+def limit_at_zero(expr: sp.Expr, params: dict, sign: int, dtype: str, *, variable: sp.Symbol = X) -> float:
+    """lim expr as x -> +-0 (the side of the zero's sign), rounded to ``dtype``; nan if it does
+    not settle. For a pole at 0 that the kernel's IEEE arithmetic resolves by the sign of the
+    zero (log1mexp'(+-0) = +-inf); used only where the value at 0 itself is undefined."""
+    return _settled(expr, params, dtype, variable, [mpmath.ldexp(mpmath.mpf(sign), -k)
+                                                    for k in (64, 256, 1024, 4096, 16384)])
+
+
+def limit_at_point(expr: sp.Expr, params: dict, point: float, dtype: str, *, variable: sp.Symbol = X) -> float:
+    """The two-sided limit of expr as x -> ``point`` (a float), rounded to ``dtype``: the value
+    at point -+ 2**-k (k = 60, 120, ... relative to the point's scale) where both sides settle to
+    the same float; nan if they do not (a pole, a jump). For a removable singularity: sin(x)/x at
+    0 is 1, (exp(x) - 1)/x at 0 is 1."""
+    scale = mpmath.mpf(abs(point)) if point != 0 else mpmath.mpf(1)
+    sides = [_settled(expr, params, dtype, variable,
+                      [mpmath.mpf(point) + sign * mpmath.ldexp(scale, -k) for k in (60, 120, 240, 480, 960)])
+             for sign in (-1, 1)]
+    if math.isnan(sides[0]) or sides[0] != sides[1] or math.isinf(sides[0]):
+        return math.nan
+    return sides[0]
+
+
+def _settled(expr, params, dtype, variable, points) -> float:
+    """The value at the first of ``points`` where two successive ones round to the same float."""
+    values = {param_symbol(p): v for p, v in params.items()}
+    previous = None
+    _IN_LIMIT[0] = True
+    try:
+        for point in points:
+            value = reference(expr, {**values, variable: point}, dtype)
+            if previous is not None and (value == previous or (math.isnan(value) and math.isnan(previous))):
+                return value
+            previous = value
+    finally:
+        _IN_LIMIT[0] = False
+    return math.nan

@@ -10,11 +10,10 @@ import math
 from dataclasses import dataclass
 
 from .activation import Activation
-from .backends import BACKENDS, DTYPES, Backend
-from .derive import Kernel, derive
+from .backends import BACKENDS, Backend
+from .ir import DTYPES, Form, Lowered
+from .ranges import within
 from .resources import render_template
-from .rewrite import Form
-from .select import within
 from .roles import Role, roles
 
 #: libmvec (glibc >= 2.35, x86_64) has SIMD variants of these, for float and double.
@@ -118,25 +117,6 @@ class ActivationView:
     helpers: tuple[HelperView, ...]
     simd_functions: tuple[tuple[str, str], ...]   # (compute type, libm name) to declare SIMD
     float_block: int = 0      # FLOAT_BLOCK if some flat loop checks blocks against a float interval
-
-
-@dataclass(frozen=True)
-class Lowered:
-    """An activation with its kernels and the chosen form of each, per dtype."""
-
-    act: Activation
-    kernels: tuple[Kernel, ...]
-    choices: dict             # (kernel name, dtype) -> select.Choice
-
-    def form(self, kernel: str, dtype: str = "float64") -> Form:
-        return self.choices[kernel, dtype].form
-
-
-def lower_activation(act: Activation) -> Lowered:
-    from .select import choose_all
-
-    kernels = tuple(derive(act))
-    return Lowered(act, kernels, choose_all(act, list(kernels)))
 
 
 def _note(choice, compute: str, ranged: bool = False) -> str:

@@ -15,9 +15,10 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .activation import X, Y
-from .derive import Kernel, differentiate
+from .derive import differentiate
 from .functions import confine, erfc, sigmoid, softplus
+from .ir import X, Y, Form, Kernel, dyadic
+from .measure import evaluate_form
 
 Boolean = sp.logic.boolalg.Boolean
 
@@ -178,7 +179,7 @@ def _root_shift(e):
     if not k.is_Rational or k in (1, -1) or u.is_number:
         return None
     shift = const / k
-    if not (shift.is_Rational and int(shift.q) & (int(shift.q) - 1) == 0):
+    if not (shift.is_Rational and dyadic(shift)):
         return None
     # UnevaluatedExpr: SymPy would distribute k over the sum again
     return k * sp.UnevaluatedExpr(u + shift)
@@ -253,44 +254,11 @@ def fold_constants(e: sp.Basic, digits: int = 40) -> sp.Basic:
         numeric = [a for a in e.args if a.is_number]
         rest = [fold_constants(a, digits) for a in e.args if not a.is_number]
         if len(numeric) > 1 or (numeric and not numeric[0].is_Rational):
-            folded = sp.Float(e.func(*numeric).evalf(digits), digits)
-            return e.func(folded, *rest)
+            value = e.func(*numeric).evalf(digits)
+            if value.is_real and value.is_finite:     # (not zoo, nan or oo: those stay symbolic)
+                return e.func(sp.Float(value, digits), *rest)
         return e.func(*numeric, *rest)
     return e.func(*[fold_constants(a, digits) for a in e.args])
-
-
-@dataclass(frozen=True)
-class Form:
-    """A kernel expression ready to print: CSE temporaries, then the result."""
-
-    temps: tuple[tuple[sp.Symbol, sp.Expr], ...]
-    result: sp.Expr
-    rules: tuple[str, ...] = field(default=())
-    stable: sp.Expr | None = None     # the rewritten expression before folding and CSE
-    guards: tuple = field(default=())  # limits returned at +-inf / beyond overflow (select.py)
-    #: temporaries evaluated in double-double (hi, lo), for arguments of sensitive functions
-    dd_temps: frozenset = field(default=frozenset())
-    compensated: bool = False
-
-    @property
-    def needs_nan_guard(self) -> bool:
-        """True if a NaN input could come out as a number.
-
-        A Piecewise is a select whose otherwise-branch takes NaN (every comparison is false), and
-        a result that does not depend on x at all ignores it. The kernels then return NaN
-        explicitly, so that NaN in means NaN out in every kernel (Max, Min, sign and Heaviside
-        are printed as NaN-propagating helpers and need no guard).
-        """
-        exprs = [self.result] + [v for _, v in self.temps]
-        if any(e.has(sp.Piecewise) for e in exprs):
-            return True
-        # the input (x, or y for backward_y), directly or through a temporary: a parameter
-        # alone (expr = "a") does not carry the NaN
-        carriers = {X, Y}
-        for sym, value in self.temps:
-            if value.free_symbols & carriers:
-                carriers.add(sym)
-        return not self.result.free_symbols & carriers
 
 
 def _inline_boolean_temps(temps, result):
@@ -348,8 +316,6 @@ _PROBES = (-30.0, -3.0, -0.5, 0.5, 3.0, 30.0)
 def _undefined_somewhere(value: sp.Expr, x: sp.Symbol, region: sp.Set) -> bool:
     """True if ``value`` is NaN at some probe input outside ``region`` (evaluated in double by
     the NumPy printer's code: SymPy's evalf can overflow or take long on exp(exp(x)))."""
-    from .select import evaluate_form
-
     probes = np.array([p for p in _PROBES if region.contains(p) is not sp.true])
     if not probes.size:
         return False
@@ -402,6 +368,13 @@ def confine_branches(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.Piecewise), rebuild)
 
 
+def stable_form(kernel: Kernel, forward: sp.Expr) -> Form:
+    """The kernel's stable rewrite, lowered: selection's first candidate. Its ``stable``
+    expression's terms are what a derivative's rounding errors are measured against
+    (measure.term_scale)."""
+    return lower(*stable_source(kernel, forward))
+
+
 def lower(expr: sp.Expr, rules_before: list[str] | tuple = ()) -> Form:
     """kernel expression -> Form (stable rewrite, constant folding, CSE)."""
     stable, rules = stabilize(tidy_piecewise(expr), final=True)
@@ -412,75 +385,99 @@ def lower(expr: sp.Expr, rules_before: list[str] | tuple = ()) -> Form:
     return Form(tuple(temps), result, tuple(rules), stable)
 
 
-# ---- compensated arguments ------------------------------------------------------------------
-
-#: Functions whose relative condition grows with the argument (exp: |u|; erfc: ~2u^2; sigmoid and
-#: softplus towards -inf: |u|; cosh, sinh: |u|). The rounding of their argument is magnified by
-#: that much; in float64 these get the argument in double-double and a first-order correction.
-SENSITIVE = (sp.exp, erfc, sp.erfc, sigmoid, softplus, sp.cosh, sp.sinh)
-
-
-def dd_printable(e) -> bool:
-    """An expression the printers can evaluate in double-double: +, *, integer powers up to 8,
-    numbers and symbols (anything else is evaluated in double and lifted)."""
-    if e.is_Symbol or e.is_Number:
-        return True
-    if isinstance(e, sp.UnevaluatedExpr):
-        return dd_printable(e.args[0])
-    if e.is_Add or e.is_Mul:
-        return all(dd_printable(a) or not a.free_symbols for a in e.args)
-    if e.is_Pow:
-        return e.exp.is_Integer and 1 <= int(e.exp) <= 8 and dd_printable(e.base)
-    return False
-
-
-def _rounds(e, dd_temps) -> bool:
-    """Whether evaluating e in double rounds (so that double-double gains something)."""
-    if e.is_Symbol:
-        return e in dd_temps
-    if e.is_Number or not e.free_symbols:
-        return False
-    if isinstance(e, sp.UnevaluatedExpr):
-        return _rounds(e.args[0], dd_temps)
-    if e.is_Mul:
-        coeff, rest = e.as_coeff_Mul()
-        exact_coeff = coeff.is_Rational and int(coeff.q) & (int(coeff.q) - 1) == 0 and abs(coeff.p) == 1
-        factors = sp.Mul.make_args(rest)
-        return (not exact_coeff) or len(factors) > 1 or any(_rounds(f, dd_temps) for f in factors)
-    return True
-
-
-def float_compensable(form: Form) -> bool:
-    """Whether a compensated form can be computed in float: every sensitive function that gets a
-    compensated argument has a float-float variant (printers.FLOAT_COMPENSATED)."""
-    from .printers import FLOAT_COMPENSATED
-
-    for e in [v for _, v in form.temps] + [form.result]:
-        for node in sp.preorder_traversal(e):
-            if (isinstance(node, SENSITIVE) and dd_printable(node.args[0])
-                    and _rounds(node.args[0], form.dd_temps) and type(node).__name__ not in FLOAT_COMPENSATED):
-                return False
-    return True
-
-
-def compensate(form: Form) -> Form | None:
-    """The form with double-double arguments for its sensitive functions, or None if no
-    sensitive function has an argument that rounds."""
-    definitions = dict(form.temps)
-    exprs = [v for _, v in form.temps] + [form.result]
-    calls = [node for e in exprs for node in sp.preorder_traversal(e)
-             if isinstance(node, SENSITIVE) and dd_printable(node.args[0])]
-    if not calls:
+def _rationalize_node(e):
+    """sqrt(a) + b -> (a - b**2) / (sqrt(a) - b): no cancellation where sqrt(a) ~ -b."""
+    if not e.is_Add:
         return None
-    dd_temps: set = set()
-    pending = [s for call in calls for s in call.args[0].free_symbols if s in definitions]
-    while pending:
-        sym = pending.pop()
-        if sym in dd_temps or not dd_printable(definitions[sym]):
-            continue
-        dd_temps.add(sym)
-        pending.extend(s for s in definitions[sym].free_symbols if s in definitions)
-    if not any(_rounds(call.args[0], dd_temps) for call in calls):
+    roots = [t for t in e.args if t.is_Pow and t.exp == sp.S.Half]
+    if len(roots) != 1:
         return None
-    return replace(form, dd_temps=frozenset(dd_temps), compensated=True,
-                   rules=(*form.rules, "compensated"))
+    root = roots[0]
+    rest = sp.Add(*[t for t in e.args if t is not root])
+    return (root.base - rest**2) / (root - rest)
+
+
+def sech2_sigmoid_node(e):
+    """cosh(u)**-2 -> 4 sigmoid(2u) sigmoid(-2u): the same value, e/(1 + e)^2 with e = exp(-2|u|)
+    (2u exact where u is), which actgen's float sigmoid computes within 1 ULP each; in float,
+    cosh overflows at |u| ~ 89 and libmvec's coshf is not modelled by selection."""
+    if e.is_Pow and e.exp == -2 and isinstance(e.base, sp.cosh):
+        u = e.base.args[0]
+        return 4 * sigmoid(2 * u) * sigmoid(-2 * u)
+    return None
+
+
+def softplus_rational_of(expr: sp.Expr, u: sp.Expr) -> sp.Expr:
+    """expr with tanh(softplus(u)), cosh(softplus(u))**-2 and sigmoid(u) written as rational
+    functions of v = exp(-|u|) <= 1 (w = e^u: tanh(log(1 + w)) = w(w + 2) / (w(w + 2) + 2); for
+    u >= 0, w = 1/v): tanh = a/d, sech^2 = 4 (1 + v)^2 m / d^2, sigmoid = s / (1 + v), with a, d,
+    m, s selected by the sign of u, d in [1, 5]. Mish and its derivative then take one exp and one
+    division (r = 1/d), no tanh, cosh or log1p, and nothing overflows: each factor that multiplies x
+    (tanh, sigmoid * sech^2) is one bounded unit (UnevaluatedExpr keeps SymPy from distributing
+    x's coefficient, or from clearing exp(-a) as 1/exp(a))."""
+    v = sp.UnevaluatedExpr(sp.exp(-sp.Abs(u)))
+
+    def pick(positive, negative):
+        return sp.Piecewise((positive, u >= 0), (negative, True))
+
+    a = pick(1 + 2 * v, v * (v + 2))
+    d = pick(1 + 2 * v + 2 * v**2, v * (v + 2) + 2)
+    m, s = pick(v**2, 1), pick(1, v)
+    r = sp.UnevaluatedExpr(1 / d)
+    tanh, sech2 = sp.tanh(softplus(u)), sp.cosh(softplus(u)) ** -2
+
+    def product(e):                 # sigmoid(u) * sech^2(softplus(u)) * rest -> one unit * rest
+        if e.is_Mul and sigmoid(u) in e.args and sech2 in e.args:
+            rest = [f for f in e.args if f not in (sigmoid(u), sech2)]
+            return sp.Mul(sp.UnevaluatedExpr(4 * s * (1 + v) * m * r * r), *rest)
+        return None
+
+    expr = expr.replace(lambda e: product(e) is not None, product)
+    table = {tanh: sp.UnevaluatedExpr(a * r), sech2: sp.UnevaluatedExpr(4 * (1 + v) ** 2 * m * r * r),
+             sigmoid(u): s / (1 + v)}
+    return expr.replace(lambda e: e in table, lambda e: table[e])
+
+
+def _softplus_arguments(e) -> set:
+    return {f.args[0].args[0] for f in e.atoms(sp.tanh, sp.cosh) if isinstance(f.args[0], softplus)}
+
+
+def _rationalize(source: sp.Expr) -> sp.Expr:
+    return source.replace(lambda e: _rationalize_node(e) is not None, _rationalize_node)
+
+
+def _sech2_sigmoid(stable: sp.Expr) -> sp.Expr:
+    return stable.replace(lambda e: sech2_sigmoid_node(e) is not None, sech2_sigmoid_node)
+
+
+def _softplus_rational(stable: sp.Expr) -> sp.Expr | None:
+    inner = _softplus_arguments(stable)
+    return softplus_rational_of(stable, inner.pop()) if len(inner) == 1 else None
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A rewrite that gives selection another candidate, not a better form in general: exact
+    like the RULES, but whether it wins (accuracy, cost) is measured per kernel and dtype.
+    ``apply`` takes the kernel's source expression (``of = "source"``: before the stable
+    rewrite's lowering) or its stable rewrite (``of = "stable"``) and returns the alternative
+    expression, or None (or the same expression) where it does not apply."""
+
+    label: str          # the candidate's name in selection's measurements and the generated comments
+    rule: str           # recorded in the Form's rules
+    doc: str
+    of: str
+    apply: Callable[[sp.Expr], sp.Expr | None]
+
+
+#: Alternatives, in the order selection tries their candidates (after the rewrite itself and its
+#: compensated variant).
+ALTERNATIVES: tuple[Alternative, ...] = (
+    Alternative("rationalized", "rationalize", "sqrt(a) + b -> (a - b**2) / (sqrt(a) - b)", "source",
+                _rationalize),
+    Alternative("sech2 as sigmoid", "sech2_sigmoid", "cosh(u)**-2 -> 4 sigmoid(2u) sigmoid(-2u)", "stable",
+                _sech2_sigmoid),
+    Alternative("softplus rational", "softplus_rational",
+                "tanh(softplus(u)), cosh(softplus(u))**-2, sigmoid(u) -> rational functions of exp(-|u|)",
+                "stable", _softplus_rational),
+)

@@ -23,9 +23,12 @@ from pathlib import Path
 
 import sympy as sp
 
-from .activation import KINDS, NORMALIZERS, X, Y, Activation, param_symbol
+from .activation import KINDS, NORMALIZERS, Activation
+from .derive import check_output_derivative
 from .errors import DerivationError, SpecError
 from .functions import CONSTANTS, FUNCTIONS
+from .ir import X, Y, param_symbol
+from .reference import complex_sample_point
 from .specfile import (MAX_SPEC_BYTES, MAX_TABLES, find_table, read_spec_text, read_tables,  # noqa: F401  (re-exported)
                        resolve_table)
 
@@ -39,7 +42,6 @@ MAX_EXPR_CHARS = 10_000           # an expression longer than this is refused un
 MAX_SYNTAX_DEPTH = 100            # nesting of the Python syntax tree (checked before building)
 MAX_EXPR_NODES = 400              # SymPy tree nodes of a parsed expression (built-ins: <= 30)
 MAX_EXPR_DEPTH = 32               # SymPy tree depth (nested function calls) of a parsed expression
-MAX_EXPR_OPS = MAX_EXPR_NODES     # (old name)
 MAX_INT_EXPONENT = 1_000          # largest |n| in x**n
 MAX_CONSTANT_DIGITS = 400         # largest decimal exponent of a constant
 
@@ -380,8 +382,6 @@ def _check_real(expr: sp.Expr, params: dict[str, float]) -> str | None:
     """Return a description of where ``expr`` is not real-valued, or None if it looks real."""
     if expr.is_extended_real is False:
         return "SymPy proves it is not real"
-    from .reference import complex_sample_point
-
     where = complex_sample_point(expr, params)
     return None if where is None else f"it is complex at x = {where}"
 
@@ -528,8 +528,6 @@ def parse_table(name: str, table, *, path: str) -> Activation:
                      output_derivative_valid=valid,
                      budgets={tuple(k.split(".")): float(v) for k, v in budgets.items()}, info=info)
     if output_derivative is not None:
-        from .derive import check_output_derivative
-
         try:
             problem = check_output_derivative(act)
         except DerivationError as exc:

@@ -7,286 +7,22 @@ and the other is not, or one is infinite and the other finite (counted separatel
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass
 
+import mpmath
 import numpy as np
-import sympy as sp
 
-from .activation import X, Activation, param_symbol
-from .derive import Kernel, derive, kink_points
-from .functions import sigmoid, softplus
-from .reference import reference
-
-DY = sp.Symbol("dy", real=True)
-DTYPES = ("float32", "float64")
-
-
-# ---- ULPs --------------------------------------------------------------------------------
-
-def _ordered(a: np.ndarray) -> np.ndarray:
-    """Map floats to int64 in the same order, adjacent floats to adjacent integers (+0 == -0)."""
-    if a.dtype == np.float32:
-        i = a.view(np.int32).astype(np.int64)
-        return np.where(i < 0, -(i & 0x7FFFFFFF), i)
-    i = a.view(np.int64)
-    return np.where(i < 0, -(i & 0x7FFFFFFFFFFFFFFF), i)
-
-
-def _int_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|a - b| for the int64 codes of _ordered, as float64, without int64 overflow or rounding
-    (the codes of float64 reach 2**63; float64 would round them to multiples of 512)."""
-    same_sign = (a >= 0) == (b >= 0)
-    with np.errstate(over="ignore"):
-        near = np.abs(np.where(same_sign, a - b, 0)).astype(np.float64)
-    far = np.abs(a).astype(np.float64) + np.abs(b).astype(np.float64)
-    return np.where(same_sign, near, far)
-
-
-def ulp_distance(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """|got - ref| in ULPs of their format, elementwise (``ref`` already rounded to that format).
-
-    0 where both are NaN, or equal (including +0/-0); inf where exactly one is NaN or where
-    one is infinite and the other is not.
-    """
-    got = np.asarray(got)
-    ref = np.asarray(ref, dtype=got.dtype)
-    dist = _int_distance(_ordered(got), _ordered(ref))
-    g_nan, r_nan = np.isnan(got), np.isnan(ref)
-    dist = np.where(g_nan | r_nan, np.where(g_nan & r_nan, 0.0, np.inf), dist)
-    g_inf, r_inf = np.isinf(got), np.isinf(ref)
-    mismatch = (g_inf | r_inf) & ~(g_nan | r_nan) & (got != ref)
-    return np.where(mismatch, np.inf, dist)
-
-
-# ---- reference values ----------------------------------------------------------------------
-
-def param_values(act: Activation, dtype: str, overrides: dict | None = None) -> dict:
-    """Parameter values as the kernel of ``dtype`` sees them (rounded to that dtype)."""
-    t = np.dtype(dtype).type
-    values = dict(act.params, **(overrides or {}))
-    return {p: float(t(v)) for p, v in values.items()}
-
-
-def limit_at_infinity(expr: sp.Expr, params: dict, sign: int, dtype: str, *, variable: sp.Symbol = X) -> float:
-    """lim expr as x -> sign*inf, rounded to ``dtype``; nan if it does not settle.
-
-    Evaluated numerically: at x = sign * 2**k for k = 64, 256, 1024, 4096, 16384, until two
-    successive values round to the same float. (SymPy's limit cannot see through Max, Min
-    and Piecewise; mpmath's exponent range has no such trouble.)
-    """
-    import mpmath
-
-    return _settled(expr, params, dtype, variable, [mpmath.ldexp(mpmath.mpf(sign), k)
-                                                    for k in (64, 256, 1024, 4096, 16384)])
-
-
-def limit_at_zero(expr: sp.Expr, params: dict, sign: int, dtype: str, *, variable: sp.Symbol = X) -> float:
-    """lim expr as x -> +-0 (the side of the zero's sign), rounded to ``dtype``; nan if it does
-    not settle. For a pole at 0 that the kernel's IEEE arithmetic resolves by the sign of the
-    zero (log1mexp'(+-0) = +-inf); used only where the value at 0 itself is undefined."""
-    import mpmath
-
-    return _settled(expr, params, dtype, variable, [mpmath.ldexp(mpmath.mpf(sign), -k)
-                                                    for k in (64, 256, 1024, 4096, 16384)])
-
-
-def _settled(expr, params, dtype, variable, points) -> float:
-    """The value at the first of ``points`` where two successive ones round to the same float."""
-    from . import reference as ref_module
-
-    values = {param_symbol(p): v for p, v in params.items()}
-    previous = None
-    ref_module._IN_LIMIT[0] = True
-    try:
-        for point in points:
-            value = reference(expr, {**values, variable: point}, dtype)
-            if previous is not None and (value == previous or (math.isnan(value) and math.isnan(previous))):
-                return value
-            previous = value
-    finally:
-        ref_module._IN_LIMIT[0] = False
-    return math.nan
-
-
-def reference_values(expr: sp.Expr, xs: np.ndarray, dtype: str, params: dict,
-                     dys: np.ndarray | None = None, *, weights: tuple = (), variable: sp.Symbol = X) -> np.ndarray:
-    """Correctly rounded values of ``expr`` (times dy, and times each array of ``weights``, if
-    given) at each x (the values of ``variable``), in ``dtype``."""
-    symbols = {param_symbol(p): v for p, v in params.items()}
-    arrays = ([dys] if dys is not None else []) + list(weights)
-    names = [DY] + [sp.Symbol(f"w{i}", real=True) for i in range(1, len(arrays))]
-    target = expr * sp.Mul(*names[:len(arrays)])
-    limits = {}
-    out = np.empty(len(xs), dtype=np.float64)
-    for i, x in enumerate(xs.astype(np.float64)):
-        ws = [float(a[i]) for a in arrays]
-        if math.isnan(x) or any(math.isnan(w) for w in ws):
-            out[i] = math.nan
-        elif math.isinf(x):
-            if x not in limits:
-                limits[x] = limit_at_infinity(expr, params, 1 if x > 0 else -1, dtype, variable=variable)
-            value = limits[x] * math.prod(ws)
-            out[i] = float(np.dtype(dtype).type(value)) if not math.isnan(value) else math.nan
-        else:
-            values = {**symbols, variable: x, **dict(zip(names, ws))}
-            out[i] = reference(target, values, dtype)
-            if x == 0 and math.isnan(out[i]):
-                # undefined at 0 itself (a pole: -1/expm1(-x)): the limit from the zero's side
-                value = limit_at_zero(expr, params, -1 if math.copysign(1, x) < 0 else 1, dtype,
-                                      variable=variable) * math.prod(ws)
-                out[i] = float(np.dtype(dtype).type(value)) if not math.isnan(value) else math.nan
-    return out.astype(dtype)
-
-
-# ---- sample points -------------------------------------------------------------------------
-
-def sample_points(act: Activation, dtype: str, *, dense: int = 241, span: float = 30.0,
-                  magnitudes: int = 40, max_magnitude: float | None = None, randoms: int = 60,
-                  seed: int = 0, specials: bool = False) -> np.ndarray:
-    """Test inputs: a dense grid on [-span, span], log-spaced magnitudes of both signs from the
-    smallest subnormal to ``max_magnitude`` (default: the largest finite), +-0, the kinks and
-    their float neighbours, random draws; with ``specials``, +-inf and nan too."""
-    t = np.dtype(dtype).type
-    info = np.finfo(dtype)
-    pts = [np.linspace(-span, span, dense), [0.0, -0.0, 1e-30, -1e-30, span, -span]]
-    tiny_exp = math.log10(float(info.smallest_subnormal))
-    top = math.log10(max_magnitude) if max_magnitude else math.log10(float(info.max)) - 0.01
-    mags = np.logspace(tiny_exp, top, magnitudes)
-    pts += [mags, -mags]
-    for k in kink_points(act):
-        kk = t(k)
-        pts.append([kk, np.nextafter(kk, t(np.inf)), np.nextafter(kk, t(-np.inf)),
-                    kk + t(1e-3) * max(t(1), abs(kk)), kk - t(1e-3) * max(t(1), abs(kk))])
-    rng = np.random.default_rng(seed)
-    pts.append(rng.normal(0.0, 5.0, randoms))
-    if specials:
-        pts.append([np.inf, -np.inf, np.nan])
-    xs = np.concatenate([np.asarray(p, dtype=np.float64) for p in pts]).astype(dtype)
-    # keep -0 distinct from 0 while dropping exact duplicates
-    _, idx = np.unique(xs.view(np.int32 if dtype == "float32" else np.int64), return_index=True)
-    return xs[np.sort(idx)]
-
-
-# ---- budgets -------------------------------------------------------------------------------
-
-#: Max ULPs (of the correctly rounded reference) per kernel kind and dtype. glibc's vector math
-#: promises 4 ULP per function (float and double); a kernel chains a few of them, and float64
-#: gets the 8 ULP the issue allows. Parameter gradients are sums: their budget is in units of
-#: eps times sum |dy * df/dp| (the sum's own condition), since a sum has no useful ULP error.
-BUDGETS = {("forward", "float32"): 4, ("forward", "float64"): 8,
-           ("backward", "float32"): 4, ("backward", "float64"): 8,
-           ("param_grad", "float32"): 64, ("param_grad", "float64"): 64}
-
-
-# ---- sweeps: inputs and references, shared by backends and candidate forms --------------------
-
-@dataclass
-class Sweep:
-    """The inputs of one activation and dtype, and the reference value of every kernel there."""
-
-    act: Activation
-    dtype: str
-    xs: np.ndarray
-    dys: np.ndarray
-    params: dict
-    refs: dict             # kernel name -> per-element reference of what the kernel returns
-                           # (forward: f, backward: dy * f')
-    grad_refs: dict        # param -> (exact sum, sum of |terms|) over the finite xs
-    kernel_refs: dict      # kernel name -> per-element reference of the kernel expression
-                           # (f, f', df/dp), used to choose forms
-
-
-def _memo_path(key: str):
-    from .build import cache_root
-
-    return cache_root() / "refs" / f"{key}.npy"
-
-
-@functools.cache
-def _reference_code_hash() -> bytes:
-    """The code that computes references (reference.py and this module): part of every memo key,
-    so that a changed reference (a limit at 0, a new far-argument rule) is never served stale."""
-    import hashlib
-    from pathlib import Path
-
-    from . import reference as ref_module
-
-    return hashlib.sha256(Path(ref_module.__file__).read_bytes() + Path(__file__).read_bytes()).digest()
-
-
-def _memoised_reference(expr, xs, dtype, params, dys=None, *, weights=(), variable=X) -> np.ndarray:
-    """reference_values, kept on disk by content (the sweeps of unchanged specs are reused)."""
-    import hashlib
-    import os
-
-    h = hashlib.sha256(_reference_code_hash() + sp.srepr(expr).encode())
-    h.update(repr(sorted(params.items())).encode() + dtype.encode() + xs.tobytes() + str(variable).encode())
-    for a in ([dys] if dys is not None else []) + list(weights):
-        h.update(b"|" + np.asarray(a).tobytes())
-    path = _memo_path(h.hexdigest())
-    try:
-        return np.load(path)
-    except (OSError, ValueError):
-        pass
-    values = reference_values(expr, xs, dtype, params, dys=dys, weights=weights, variable=variable)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-        np.save(tmp, values)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return values
-
-
-def make_sweep(act: Activation, dtype: str, *, quick: bool = False, max_magnitude=None,
-               specials: bool = True, kernels: list[Kernel] | None = None, seed: int = 1,
-               selection_only: bool = False) -> Sweep:
-    """Inputs (sample_points) and references for every kernel of ``act`` in ``dtype``.
-
-    ``selection_only``: only the per-element references of the kernel expressions
-    (``kernel_refs``), which is all choosing a form needs; not the dy-weighted ones or the sums."""
-    import mpmath
-
-    from .reference import evaluate
-
-    if quick:
-        xs = sample_points(act, dtype, dense=81, magnitudes=24, randoms=20, max_magnitude=max_magnitude,
-                           specials=specials, seed=seed - 1)
-    else:
-        xs = sample_points(act, dtype, max_magnitude=max_magnitude, specials=specials, seed=seed - 1)
-    dys = np.random.default_rng(seed).uniform(-2.0, 2.0, xs.size).astype(dtype)
-    params = param_values(act, dtype)
-    refs, grad_refs, kernel_refs = {}, {}, {}
-    finite = np.isfinite(xs)
-    symbols = {param_symbol(p): v for p, v in params.items()}
-    for k in kernels or derive(act):
-        if k.kind == "backward_y":       # a function of y, measured at y = f(x) by check_output_form
-            continue
-        if not selection_only and act.kind != "elementwise":
-            continue                     # gated and rowwise checks compute their own references
-        kernel_refs[k.name] = _memoised_reference(k.exact, xs, dtype, params)
-        if selection_only:
-            continue
-        if k.kind == "forward":
-            refs[k.name] = kernel_refs[k.name]
-        elif k.kind == "backward":
-            refs[k.name] = _memoised_reference(k.exact, xs, dtype, params, dys=dys)
-        else:
-            terms = []
-            for x, dy in zip(xs[finite], dys[finite]):
-                try:
-                    terms.append(evaluate(k.exact, {**symbols, X: float(x)}, 200) * float(dy))
-                except ArithmeticError:
-                    terms.append(mpmath.nan)
-            with mpmath.workprec(200):
-                grad_refs[k.param] = (mpmath.fsum(terms), mpmath.fsum(abs(t) for t in terms))
-    return Sweep(act, dtype, xs, dys, params, refs, grad_refs, kernel_refs)
-
-
-# ---- measuring kernels ----------------------------------------------------------------------
+from . import runtime
+from .activation import Activation
+from .derive import derive
+from .ir import DTYPES, X, Y, param_symbol
+from .measure import conditioned_distance, term_scale, ulp_distance
+from .reference import evaluate
+from .reference_rows import row_reference
+from .render import FLOAT_BLOCK
+from .rewrite import stable_form
+from .sweep import Sweep, memoised_reference, make_sweep
 
 @dataclass
 class Result:
@@ -317,8 +53,6 @@ class Result:
 
 
 def _ulp_result(act_name, backend, sweep, kernel, kind, got, ref, scale=None, extra_ulps=0.0) -> Result:
-    from .select import conditioned_distance
-
     xs = sweep.xs
     dist = ulp_distance(got, ref)
     cond = conditioned_distance(got, ref, scale)
@@ -347,8 +81,6 @@ def check(loaded, sweep: Sweep) -> list[Result]:
 
 def _grad_result(act, loaded, sweep, p, got, exact, scale, points) -> Result:
     """A parameter gradient (a sum) in units of eps * sum |terms|."""
-    import mpmath
-
     eps = float(np.finfo(sweep.dtype).eps)
     limit = float(np.finfo(sweep.dtype).max)
     if mpmath.isnan(exact) or abs(exact) > limit:
@@ -363,10 +95,6 @@ def _grad_result(act, loaded, sweep, p, got, exact, scale, points) -> Result:
 
 def _exact_sum(expr, xs, weights, params) -> tuple:
     """(sum of expr(x) * prod(weights), sum of |terms|) at 200 bits over the finite x."""
-    import mpmath
-
-    from .reference import evaluate
-
     symbols = {param_symbol(p): v for p, v in params.items()}
     terms = []
     for i, x in enumerate(xs):
@@ -394,9 +122,6 @@ def _identical(act, loaded, sweep, name, kind, got, want) -> Result:
 
 
 def _check_elementwise(loaded, sweep: Sweep) -> list[Result]:
-    from .activation import Y
-    from .select import candidates, term_scale
-
     act, out = sweep.act, []
     params = sweep.params
     xs, dys = sweep.xs, sweep.dys
@@ -406,7 +131,7 @@ def _check_elementwise(loaded, sweep: Sweep) -> list[Result]:
     out.append(_ulp_result(act.name, loaded.backend, sweep, "forward", "forward", y, sweep.refs["forward"]))
     dx = np.asarray(each(lambda x, dy: loaded.backward(x, dy, **params), xs, dys))
     back = kernels["backward"]
-    scale = term_scale(candidates(act, back)[0][1].stable, xs, params) * np.abs(dys)
+    scale = term_scale(stable_form(back, act.expr).stable, xs, params) * np.abs(dys)
     out.append(_ulp_result(act.name, loaded.backend, sweep, "backward", "backward", dx, sweep.refs["backward"],
                            scale))
     # the fused forward and derivative (its loop may vectorise differently: measured on its own)
@@ -425,7 +150,7 @@ def _check_elementwise(loaded, sweep: Sweep) -> list[Result]:
     if "backward_y" in kernels and loaded._kernels.valid(sweep.dtype, tuple(params.values())):
         ys = sweep.refs["forward"]
         g = kernels["backward_y"].exact
-        ref = _memoised_reference(g, ys, sweep.dtype, params, dys=dys, variable=Y)
+        ref = memoised_reference(g, ys, sweep.dtype, params, dys=dys, variable=Y)
         got = np.asarray(loaded.backward_from_output(ys, dys, **params))
         out.append(_ulp_result(act.name, loaded.backend, sweep, "backward_y", "backward", got, ref))
     finite = np.isfinite(xs)
@@ -442,16 +167,12 @@ def _each_point(fn, *arrays):
     blocks of render.FLOAT_BLOCK inputs, and computes a block with any input outside in double.
     The sweep mixes both kinds in one block; this way each point takes the path that an array of
     such points takes (in float where it lies in the interval)."""
-    from .render import FLOAT_BLOCK
-
     got = fn(*[np.repeat(a, FLOAT_BLOCK) for a in arrays])
     return np.asarray(got)[..., ::FLOAT_BLOCK]
 
 
 def _check_gated(loaded, sweep: Sweep) -> list[Result]:
     """y = a * f(b) with b the sweep's points and a random (both halves along axis 0)."""
-    from .select import candidates, term_scale
-
     act, out = sweep.act, []
     params, dtype = sweep.params, sweep.dtype
     b, dy = sweep.xs, sweep.dys
@@ -462,13 +183,13 @@ def _check_gated(loaded, sweep: Sweep) -> list[Result]:
     # a * f(b): the gate's budget plus the product's rounding
     y = np.asarray(loaded(x, axis=0, **params))[0]
     out.append(_ulp_result(act.name, loaded.backend, sweep, "forward", "forward", y,
-                           _memoised_reference(f, b, dtype, params, weights=(a,)), extra_ulps=1))
+                           memoised_reference(f, b, dtype, params, weights=(a,)), extra_ulps=1))
     dx = np.asarray(loaded.backward(x, dy[None, :], axis=0, **params))
     out.append(_ulp_result(act.name, loaded.backend, sweep, "backward_a", "backward", dx[0],
-                           _memoised_reference(f, b, dtype, params, dys=dy)))
-    scale = term_scale(candidates(act, kernels["backward"])[0][1].stable, b, params) * np.abs(dy * a)
+                           memoised_reference(f, b, dtype, params, dys=dy)))
+    scale = term_scale(stable_form(kernels["backward"], act.expr).stable, b, params) * np.abs(dy * a)
     out.append(_ulp_result(act.name, loaded.backend, sweep, "backward_b", "backward", dx[1],
-                           _memoised_reference(fprime, b, dtype, params, dys=dy, weights=(a,)), scale,
+                           memoised_reference(fprime, b, dtype, params, dys=dy, weights=(a,)), scale,
                            extra_ulps=1))
     finite = np.isfinite(b)
     if act.learnable:
@@ -489,99 +210,6 @@ def _rows_of(xs: np.ndarray) -> np.ndarray:
     pts = np.concatenate([xs, shuffled])
     pad = (-pts.size) % ROW
     return np.concatenate([pts, np.zeros(pad, xs.dtype)]).reshape(-1, ROW)
-
-
-def row_reference(act: Activation, rows: np.ndarray, dys: np.ndarray, params: dict, dtype: str, prec: int = 320):
-    """Correctly rounded (at ``prec`` bits) softmax/log_softmax/sparsemax of each row and its
-    backward dy -> dx, the backward's conditioning scale, the exact parameter gradients (sum, sum
-    of |terms|) and, for sparsemax, the forward's conditioning scale (None otherwise), with the
-    row conventions of the kernels (a NaN, or an infinite maximum, makes the row NaN)."""
-    import mpmath
-
-    from .reference import FORMATS, Undefined, _exp, evaluate, round_to_format
-
-    kernels = {k.name: k for k in derive(act)}
-    score, ds = kernels["forward"].exact, kernels["backward"].exact
-    grads = {p: kernels[f"grad_{p}"].exact for p in act.learnable}
-    symbols = {param_symbol(p): v for p, v in params.items()}
-    fmt = FORMATS[dtype]
-    y = np.empty(rows.shape)
-    dx = np.empty(rows.shape)
-    scale = np.empty(rows.shape)
-    sums = {p: [] for p in grads}
-    softmax, sparse = act.normalizer == "softmax", act.normalizer == "sparsemax"
-    fscale = np.zeros(rows.shape)
-
-    def ev(e, x):
-        try:
-            return evaluate(e, {**symbols, X: x}, prec)
-        except (Undefined, ZeroDivisionError, ValueError):
-            return mpmath.nan
-
-    with mpmath.workprec(prec):
-        for r in range(rows.shape[0]):
-            xr = [mpmath.mpf(float(v)) if math.isfinite(v) else mpmath.mpf(float(v)) for v in rows[r]]
-            s = [ev(score, v) for v in xr]
-            bad = any(mpmath.isnan(v) for v in s)
-            m = max(s) if not bad else mpmath.nan
-            if bad or mpmath.isinf(m):
-                y[r] = dx[r] = math.nan
-                scale[r] = fscale[r] = math.nan
-                for p in grads:
-                    sums[p].append((mpmath.nan, mpmath.mpf(0)))
-                continue
-            d = [mpmath.mpf(float(v)) for v in dys[r]]
-            if sparse:
-                # sort-based (Martins & Astudillo 2016), exactly: u = s - m, the support is the k
-                # largest with 1 + k u_(k) > u_(1) + ... + u_(k), t = (that sum - 1) / k
-                u = [v - m for v in s]
-                z = sorted(u, reverse=True)
-                k, total, acc = 1, z[0], mpmath.mpf(0)
-                for i, zi in enumerate(z, 1):
-                    acc += zi
-                    if 1 + i * zi > acc:
-                        k, total = i, acc
-                t = (total - 1) / k
-                prob = [max(v - t, mpmath.mpf(0)) for v in u]
-                support = [pp > 0 for pp in prob]
-                a = mpmath.fsum(dd for dd, on in zip(d, support) if on) / k
-                a_abs = mpmath.fsum(abs(dd) for dd, on in zip(d, support) if on) / k
-                g = [dd - a if on else mpmath.mpf(0) for dd, on in zip(d, support)]
-                g_scale = [abs(dd) + a_abs if on else mpmath.mpf(0) for dd, on in zip(d, support)]
-                # the output u - t cancels near the support's edge: its conditioning scale is the
-                # magnitude of its terms (t's own: the sum over the support, divided by k)
-                t_abs = (mpmath.fsum(abs(v) for v, on in zip(u, support) if on) + 1) / k
-                for j, v in enumerate(u):      # (an element at -inf is 0 exactly)
-                    fscale[r, j] = float(abs(v) + abs(t) + t_abs) if mpmath.isfinite(v) else 0.0
-            else:
-                e = [_exp(v - m) for v in s]
-                total = mpmath.fsum(e)
-                prob = [v / total for v in e]
-                logs = [(v - m) - mpmath.log(total) for v in s]
-                if softmax:
-                    a = mpmath.fsum(dd * pp for dd, pp in zip(d, prob))
-                    a_abs = mpmath.fsum(abs(dd * pp) for dd, pp in zip(d, prob))
-                    g = [pp * (dd - a) for dd, pp in zip(d, prob)]
-                    g_scale = [pp * (abs(dd) + a_abs) for dd, pp in zip(d, prob)]
-                else:
-                    a = mpmath.fsum(d)
-                    a_abs = mpmath.fsum(abs(dd) for dd in d)
-                    g = [dd - pp * a for dd, pp in zip(d, prob)]
-                    g_scale = [abs(dd) + pp * a_abs for dd, pp in zip(d, prob)]
-            for j, v in enumerate(xr):
-                y[r, j] = round_to_format(prob[j] if softmax or sparse else logs[j], *fmt)
-                dsj = ev(ds, v)
-                dx[r, j] = round_to_format(dsj * g[j], *fmt)
-                scale[r, j] = float(abs(dsj) * g_scale[j])
-            for p, e_p in grads.items():
-                # a term whose dL/ds is 0 is 0 (an x = -inf: probability 0, ds/dp = inf)
-                terms = [mpmath.mpf(0) if g[j] == 0 else ev(e_p, v) * g[j] for j, v in enumerate(xr)]
-                sums[p].append((mpmath.fsum(terms), mpmath.fsum(abs(t) for t in terms)))
-    totals = {}
-    for p, parts in sums.items():
-        finite = [t for t in parts if not mpmath.isnan(t[0])]
-        totals[p] = (mpmath.fsum(t[0] for t in finite), mpmath.fsum(t[1] for t in finite))
-    return y.astype(dtype), dx.astype(dtype), scale, totals, (fscale if sparse else None)
 
 
 def _check_rowwise(loaded, sweep: Sweep) -> list[Result]:
@@ -617,13 +245,11 @@ def _check_rowwise(loaded, sweep: Sweep) -> list[Result]:
 
 def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES, quick=False) -> list[Result]:
     """Build (or load) ``act`` with each backend and check every kernel and dtype."""
-    import actgen
-
     results = []
     for dtype in dtypes:
         sweep = make_sweep(act, dtype, quick=quick)
         for backend in backends:
-            loaded = actgen.load(act.name, spec=spec, backend=backend)
+            loaded = runtime.load(act.name, spec=spec, backend=backend)
             results.extend(check(loaded, sweep))
     return results
 

@@ -53,7 +53,7 @@ PHASES = """
 import sys, time
 t0 = time.perf_counter()
 from actgen.spec import parse_spec_text
-from actgen.render import lower_activation
+from actgen.pipeline import lower_activation
 from actgen import pipeline
 from actgen.build import toolchain
 t1 = time.perf_counter()

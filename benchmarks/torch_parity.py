@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import actgen
-from actgen.activation import X
+from actgen.ir import X
 from actgen.derive import kink_points
 from actgen.reference import reference
 

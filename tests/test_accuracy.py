@@ -24,7 +24,8 @@ import actgen
 from actgen import library
 from actgen.spec import parse_spec_text
 from actgen.specfile import read_tables, resolve_table
-from actgen.verify import check, format_table, make_sweep
+from actgen.verify import check, format_table
+from actgen.sweep import make_sweep
 
 NAMES = library.names()
 

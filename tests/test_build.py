@@ -107,7 +107,8 @@ def test_toolchain_flags_never_trade_accuracy():
 @requires_cc
 def test_the_kernels_of_each_dtype_compile_as_their_own_translation_unit(fresh_cache, tmp_path):
     from actgen.build import split_units
-    from actgen.render import lower_activation, render
+    from actgen.pipeline import lower_activation
+    from actgen.render import render
 
     (act,) = parse_spec_text(SPEC, path="mine.toml")
     source = render(lower_activation(act), "c", "mine.toml")["c/mine.c"]

@@ -57,8 +57,9 @@ except ActgenError as exc:
 def within_budget(report: dict) -> bool:
     """The loader's values of x * tanh(x) are within the float64 budget (8 ULP) of mpmath's
     correctly rounded ones (never compared bit for bit with a libm: tanh differs between hosts)."""
-    from actgen.activation import X
-    from actgen.verify import reference_values, ulp_distance
+    from actgen.ir import X
+    from actgen.sweep import reference_values
+    from actgen.measure import ulp_distance
 
     import sympy as sp
 

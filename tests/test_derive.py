@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 from actgen import library
-from actgen.activation import X, param_symbol
+from actgen.ir import X, param_symbol
 from actgen.derive import derive, differentiate, kink_points
 from actgen.errors import DerivationError
 from actgen.reference import evaluate
@@ -109,7 +109,7 @@ def test_symbolic_derivatives_match_finite_differences(name):
             with mpmath.workprec(300):
                 fd = mpmath.diff(f, mpmath.mpf(values[var]), h=mpmath.mpf(2) ** -60)
             if kernel.kind == "backward_y":       # f' written with y = f(x)
-                from actgen.activation import Y
+                from actgen.ir import Y
 
                 exact = evaluate(kernel.exact, {**params, Y: evaluate(act.expr, values, 300)}, 300)
             else:

@@ -92,7 +92,7 @@ def test_derivatives_and_kink_values_are_actgens():
 def test_tidy_changes_how_a_derivative_reads_not_its_values():
     import sympy as sp
 
-    from actgen.activation import X
+    from actgen.ir import X
     from actgen.derive import differentiate
     from actgen.spec import parse_spec_text
 

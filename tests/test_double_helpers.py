@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from actgen.render import HelperView
-from actgen.verify import ulp_distance
+from actgen.measure import ulp_distance
 
 from conftest import double_helpers, requires_cc
 

@@ -20,9 +20,10 @@ from scipy.special import erfc
 import actgen
 from actgen import library
 from actgen.render import FLOAT_BLOCK
-from actgen.select import RANGE_MIN, choose_all, float_range
+from actgen.ranges import RANGE_MIN, float_range
+from actgen.select import choose_all
 from actgen.spec import parse_spec_text
-from actgen.verify import ulp_distance
+from actgen.measure import ulp_distance
 
 from conftest import requires_cc
 
@@ -98,9 +99,9 @@ def test_in_range_blocks_compute_in_float_and_blocks_with_an_outlier_in_double()
 
 
 def test_a_bound_opens_only_where_the_float_form_agrees_at_that_infinity():
-    from actgen.activation import X
-    from actgen.rewrite import Form
-    from actgen.select import _open_ended
+    from actgen.ir import X
+    from actgen.ir import Form
+    from actgen.ranges import open_ended as _open_ended
     twice, nan_there, one = Form((), X + X), Form((), X - X), Form((), sp.Integer(1))
     for form in (twice, nan_there):           # +-inf in both; NaN in both
         assert _open_ended((-85.0, TOP), form, form, {}, "float32") == (-85.0, math.inf)
@@ -113,7 +114,7 @@ def test_a_bound_opens_only_where_the_float_form_agrees_at_that_infinity():
 def test_the_float_variant_drops_the_guards_its_blocks_never_need():
     """silu's float32 blocks hold x in [-85, inf]: the guard at x = -inf is dead there, the one
     at +inf (f' = 1, where the form gives inf * 0) is not."""
-    from actgen.select import within
+    from actgen.ranges import within
     choices = _choices("silu")
     forward, backward = choices["forward", "float32"], choices["backward", "float32"]
     assert len(forward.form.guards) == 1 and len(backward.form.guards) == 2

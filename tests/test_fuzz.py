@@ -51,11 +51,13 @@ from sympy.codegen.cfunctions import expm1, log1p
 from strategies import FuzzSpec, specs
 
 import actgen
-from actgen.activation import X, param_symbol
+from actgen.ir import X, param_symbol
 from actgen.errors import ActgenError, BuildError
 from actgen.functions import sigmoid, softplus
 from actgen.reference import _FUNCS, FORMATS, round_to_format
-from actgen.verify import check, make_sweep, ulp_distance
+from actgen.verify import check
+from actgen.sweep import make_sweep
+from actgen.measure import ulp_distance
 
 EXAMPLES = int(os.environ.get("ACTGEN_FUZZ_EXAMPLES", "12"))
 FACTOR = 2          # allowed error: max(budget, FACTOR * E(x))
@@ -231,7 +233,7 @@ def _build(act, table, path):
     """Build both backends (one lowering) the way `actgen build` does, keeping the exception type."""
     from actgen.build import spec_key, write_index
     from actgen.pipeline import build
-    from actgen.render import lower_activation
+    from actgen.pipeline import lower_activation
 
     lowered = lower_activation(act)
     for backend in ("c", "numpy"):
@@ -248,7 +250,8 @@ def _kernel_exprs(act):
 def _explained(act, sweep, result, loaded) -> list[str]:
     """Re-measure a kernel that is over budget point by point under the rule of the module
     docstring; the points it does not explain."""
-    from actgen.select import candidates, conditioned_distance, term_scale
+    from actgen.select import candidates
+    from actgen.measure import conditioned_distance, term_scale
 
     kernels = _kernel_exprs(act)
     xs, dys, params, dtype = sweep.xs, sweep.dys, sweep.params, sweep.dtype

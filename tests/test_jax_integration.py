@@ -92,7 +92,8 @@ def _derivative_terms(name, xs, params):
     """sum |terms| of the f' actgen generates (actgen.select.term_scale), at xs."""
     from actgen import library
     from actgen.derive import derive
-    from actgen.select import candidates, term_scale
+    from actgen.select import candidates
+    from actgen.measure import term_scale
     from actgen.spec import parse_spec_text
 
     act = next(a for a in parse_spec_text(library.read(name)) if a.name == name)

@@ -90,7 +90,7 @@ def test_float32_rows_compute_exp_in_float_within_two_ulp():
     """float32 rows whose score is computed in float take exp in float (actgen_exp_f32, s - m as
     an exact float pair) and the reciprocal of the sum: within 2 ULP of the float64 kernel rounded,
     over wide spreads (exp underflowing), ties and short and long rows; NaN rows stay NaN."""
-    from actgen.verify import ulp_distance
+    from actgen.measure import ulp_distance
 
     rng = np.random.default_rng(7)
     acts = [actgen.load(n) for n in ("softmax", "log_softmax", "softmin")]
@@ -369,7 +369,7 @@ def test_a_wrong_output_derivative_is_refused():
 def test_forward_with_derivative_equals_the_two_passes(backend, dtype):
     """The same element functions; the fused loop may vectorise differently (libmvec and scalar
     libm differ by an ULP or two), so equal within a few ULPs, not bit for bit."""
-    from actgen.verify import ulp_distance
+    from actgen.measure import ulp_distance
 
     for name in ("gelu", "mish", "swish", "relu"):
         act = actgen.load(name, backend=backend)

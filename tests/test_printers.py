@@ -6,7 +6,7 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import expm1
 
-from actgen.activation import X
+from actgen.ir import X
 from actgen.functions import erfc, sigmoid, softplus
 from actgen.numpy_runtime import piecewise
 from actgen.printers.c import KernelCPrinter
@@ -149,7 +149,9 @@ def test_compensated_arguments_in_float_are_float_float_pairs():
     erfc, with constants split into two floats; the NumPy model prints the same operations."""
     import pytest
 
-    from actgen.rewrite import Form, compensate, float_compensable
+    from actgen.ir import Form
+
+    from actgen.compensate import compensate, float_compensable
 
     arg = -sp.Float("0.70710678118654752440084436", 30) * X
     c = KernelCPrinter("float", compensate=True)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from actgen.activation import X
+from actgen.ir import X
 from actgen.functions import sigmoid
 from actgen.reference import reference, round_to_format
-from actgen.verify import limit_at_infinity, ulp_distance
+from actgen.reference import limit_at_infinity
+from actgen.measure import ulp_distance
 
 
 def test_rounding_to_float32_and_float64_is_correct_including_subnormals_and_overflow():

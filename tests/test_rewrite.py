@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from actgen.activation import X
+from actgen.ir import X
 from actgen.functions import erfc, sigmoid, softplus
 from actgen.reference import evaluate
 from actgen.rewrite import RULES, fold_constants, lower, stabilize
@@ -137,7 +137,8 @@ def test_sech2_as_sigmoid_is_a_float32_candidate_with_the_same_values():
     """cosh(u)**-2 = 4 sigmoid(2u) sigmoid(-2u): tanh's f' computed in float with actgen's float
     sigmoid (1 ULP each) instead of in double; float64 keeps 1/cosh^2."""
     from actgen import library
-    from actgen.select import _sech2_sigmoid, choose_all
+    from actgen.rewrite import sech2_sigmoid_node as _sech2_sigmoid
+    from actgen.select import choose_all
     from actgen.spec import parse_spec_text
 
     alt = _sech2_sigmoid(sp.cosh(X)**-2)
@@ -162,7 +163,9 @@ def test_softplus_rational_is_mish_with_one_exp_and_no_overflow():
     exp(-|u|): equal to the originals (mpmath, both signs, far tails), chosen for mish's
     derivative (cheaper: one exp, no tanh/cosh/log1p), and finite wherever the function is."""
     from actgen import library
-    from actgen.select import CHEAPER, _softplus_rational, choose_all, evaluate_form
+    from actgen.select import CHEAPER, choose_all
+    from actgen.rewrite import softplus_rational_of as _softplus_rational
+    from actgen.measure import evaluate_form
     from actgen.spec import parse_spec_text
 
     assert "softplus rational" in CHEAPER
@@ -190,7 +193,8 @@ def test_softplus_rational_is_mish_with_one_exp_and_no_overflow():
 def test_softplus_rational_with_a_learnable_scale():
     """u = a * x: the candidate's guards at large |x| evaluate its units once exp(-|u|) has
     saturated (a crash of `actgen build` once), and its gradient in a is chosen and finite."""
-    from actgen.select import choose_all, evaluate_form
+    from actgen.select import choose_all
+    from actgen.measure import evaluate_form
     from actgen.spec import parse_spec_text
 
     act = parse_spec_text('[ts]\nexpr = "x * tanh(softplus(a * x))"\nparams = { a = 1.0 }\n'

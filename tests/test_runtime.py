@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 
 import actgen
-from actgen.activation import X, param_symbol
+from actgen.ir import X, param_symbol
 from actgen.errors import KernelArgumentError, SpecError, UnknownActivationError
 from actgen.functions import sigmoid
 

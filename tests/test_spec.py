@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy as sp
 import pytest
 
-from actgen.activation import X, param_symbol
+from actgen.ir import X, param_symbol
 from actgen.errors import SpecError, UnknownActivationError
 from actgen.functions import sigmoid
 from actgen.spec import find_table, parse_spec_text, read_spec_file, read_tables

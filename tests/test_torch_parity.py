@@ -31,11 +31,12 @@ import numpy as np
 import pytest
 
 import actgen
-from actgen.activation import X, param_symbol
+from actgen.ir import X, param_symbol
 from actgen.derive import derive, differentiate, kink_points
 from actgen.reference import reference
-from actgen.select import candidates, term_scale
-from actgen.verify import param_values
+from actgen.select import candidates
+from actgen.measure import term_scale
+from actgen.sweep import param_values
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

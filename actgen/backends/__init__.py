@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..ir import DTYPES
 from ..printers.c import KernelCPrinter
 from ..printers.numpy import KernelNumPyPrinter
-
-#: The dtypes every backend generates kernels for, and their C types.
-DTYPES = {"float32": ("f32", "float"), "float64": ("f64", "double")}
 
 
 @dataclass(frozen=True)

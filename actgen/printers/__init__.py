@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import mpmath
+import numpy as np
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
+
+from ..compensate import FLOAT_COMPENSATED, dd_printable, rounds
+from ..ir import dyadic, power_of_two
 
 
 def decimal_literal(value: sp.Expr, digits: int = 21) -> str:
@@ -22,16 +26,6 @@ def decimal_literal(value: sp.Expr, digits: int = 21) -> str:
     if "." not in text and "e" not in text:
         text += ".0"
     return text
-
-
-def dyadic(r: sp.Rational) -> bool:
-    """True if r is exactly representable in binary (its denominator is a power of two)."""
-    q = int(r.q)
-    return _power_of_two(q)
-
-
-def _power_of_two(n: int) -> bool:
-    return n & (n - 1) == 0
 
 
 class KernelNumbers:
@@ -79,7 +73,7 @@ class KernelNumbers:
         if not den and not (coeff.is_Rational and not coeff.is_Integer and rest != 1):
             return super()._print_Mul(e)
         q = 1
-        if coeff.is_Rational and not dyadic(coeff) and _power_of_two(abs(int(coeff.p))):
+        if coeff.is_Rational and not dyadic(coeff) and power_of_two(abs(int(coeff.p))):
             q, coeff = coeff.q, sp.Integer(coeff.p)
         parts = [] if coeff == 1 else ["-" if coeff == -1 else self._literal(coeff)]
         parts += [self.parenthesize(f, PRECEDENCE["Mul"], strict=False) for f in num]
@@ -95,13 +89,9 @@ class KernelNumbers:
 
 MAX_DIVISIONS = 4
 
-#: The sensitive functions with a float-float variant (actgen_exp_ff, actgen_erfc_ff): a float32
-#: kernel computed in float can be compensated only where these are the ones that need it
-FLOAT_COMPENSATED = ("exp", "erfc")
-
 
 class DoubleDouble:
-    """Mixin: arguments of sensitive functions printed in double-double (rewrite.compensate).
+    """Mixin: arguments of sensitive functions printed in double-double (compensate.py).
 
     Subclasses give the syntax: ``_dd_lift(text)`` (a double as (hi, 0)), ``_dd_const(hi, lo)``,
     ``_dd_op(name, a, b)`` (name is add or mul), ``_dd_neg(a)``, ``_dd_call(function, dd)``,
@@ -116,14 +106,10 @@ class DoubleDouble:
 
     def _dd_round(self, value) -> float:
         """A constant's hi or lo part: the nearest double, or float for float-float."""
-        import numpy as np
-
         return float(np.float32(float(value))) if self.dd_float else float(value)
 
     def _dd_wanted(self, arg) -> bool:
-        from ..rewrite import _rounds, dd_printable
-
-        return self.compensate and dd_printable(arg) and _rounds(arg, self.dd_temps)
+        return self.compensate and dd_printable(arg) and rounds(arg, self.dd_temps)
 
     def _dd(self, e) -> str:
         if e.is_Symbol:

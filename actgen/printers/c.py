@@ -26,6 +26,7 @@ Changes from SymPy's ``C99CodePrinter`` (each for a reason):
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
@@ -281,8 +282,6 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
 
 def _float_text(value: float) -> str:
     """A float32 literal that reads back as exactly ``value`` (a float32 value)."""
-    import numpy as np
-
     return f"{np.float32(value)!r}".removeprefix("np.float32(").removesuffix(")") + "F"
 
 

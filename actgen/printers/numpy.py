@@ -199,6 +199,9 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
     def _dd_call(self, function, dd):
         return f"{self.rt}.{function}_{'ff' if self.dd_float else 'dd'}({dd})"
 
+    def _print_cbrt(self, e):
+        return f"{self._module_format('numpy.cbrt')}({self._print(e.args[0])})"
+
     def _print_DiracDelta(self, e):
         return "0.0"
 

@@ -391,7 +391,7 @@ def test_an_exploding_derivative_is_refused_by_count_before_sympy_differentiates
     import sympy as sp
 
     from actgen import derive
-    from actgen.activation import X
+    from actgen.ir import X
     from actgen.spec import parse_expression
 
     expr = parse_expression("*".join(f"sigmoid({k}*x)" for k in range(1, 81)))
@@ -409,7 +409,7 @@ def test_an_exploding_derivative_is_refused_by_count_before_sympy_differentiates
 def test_the_derivative_estimate_bounds_the_builtins_and_the_limit_leaves_room():
     """Every built-in's derivative is far below the limit, and the estimate is from above."""
     from actgen import derive, library
-    from actgen.activation import X
+    from actgen.ir import X
     from actgen.spec import parse_table
     from actgen.specfile import read_tables, resolve_table
 
