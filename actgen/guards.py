@@ -384,3 +384,84 @@ class _Limits(dict):
 
 def kernel_limits(act: Activation, kernel: Kernel) -> dict:
     return _Limits(act, kernel)
+
+
+#: A truncated expansion at infinity is used from the |x| where its first omitted terms are below
+#: this fraction of it (far below a double's 2**-53: the parameters may move during training)
+_EXPANSION_TOLERANCE = mpmath.mpf(2) ** -70
+
+
+def asymptotic_expansion(expr: sp.Expr, act: Activation, sign: int, terms: int = 4) -> tuple[sp.Expr, float] | None:
+    """(the expansion of ``expr`` at sign*inf in powers of 1/x, truncated, as an expression in x;
+    the smallest |x|, a power of two, from which the omitted terms are below 2**-70 of it at the
+    default parameters), or None (no such expansion, or it is 0: the function decays faster than
+    any power of x, as x exp(-x**2), and needs none). SymPy's series of expr(sign/t) at t = 0+.
+    Where an intermediate overflows (x**2 beyond 1e154 in 1/sqrt(x**2 + c**2)), the form is wrong
+    although the function is finite: the expansion computes it without the overflow."""
+    t = sp.Dummy("t", positive=True)
+    e = _to_elementary(_eventual(ties_to_piecewise(_plain(expr), X), sign))
+    if e.has(sp.Piecewise, sp.Max, sp.Min, sp.Heaviside, sp.sign):
+        return None
+    parts: list = []
+    for order in (terms + 2, terms + 4, terms + 8):     # until a term beyond the kept ones shows
+        try:
+            series = sp.series(e.xreplace({X: sign / t}), t, 0, order).removeO()
+        except (NotImplementedError, ValueError, TypeError, AttributeError, RecursionError, KeyError,
+                ZeroDivisionError, sp.PoleError):
+            return None
+        if series == 0 or series.has(sp.Order, sp.zoo, sp.nan) or not series.has(t):
+            return None
+        parts = sorted(sp.Add.make_args(sp.expand(series)), key=lambda a: _order(a, t))
+        if len(parts) > terms:
+            break
+    if len(parts) <= min(terms, 1):
+        return None
+    if len(parts) <= terms:
+        return None                     # the omitted part's size is unknown: no expansion
+    kept, omitted = sp.Add(*parts[:terms]), sp.Add(*parts[terms:])
+    subs = {param_symbol(p): v for p, v in act.params.items()}
+    for k in range(4, 1024):
+        tk = mpmath.ldexp(1, -k)
+        try:
+            with mpmath.workprec(200):
+                a = evaluate(kept, {**subs, t: tk}, 200)
+                b = evaluate(omitted, {**subs, t: tk}, 200) if omitted != 0 else mpmath.mpf(0)
+        except (Undefined, ValueError, ZeroDivisionError, TypeError):
+            return None
+        if a != 0 and abs(b) <= _EXPANSION_TOLERANCE * abs(a):
+            u = sp.Dummy("u", positive=True)            # u = |x| on this side: log(t) is -log(u)
+            expansion = sp.expand_log(kept.xreplace({t: 1 / u}), force=True)
+            return expansion.xreplace({u: sign * X}), 2.0 ** k
+    return None
+
+
+def _order(term: sp.Expr, t: sp.Symbol) -> float:
+    """The power of t a term of the series goes with; a log(t) factor counts half a power more
+    (it grows, slower than any power): the terms sort from the largest as t -> 0."""
+    logs = [a for a in term.atoms(sp.log) if a.has(t)]
+    core = term.xreplace({a: sp.S.One for a in logs}) if logs else term
+    _, exponent = core.as_coeff_exponent(t)
+    return float(exponent) - (0.5 if logs else 0.0)
+
+
+def with_asymptotic_guards(form: Form, act: Activation, signs: tuple[int, ...]) -> Form | None:
+    """``form`` with, for each sign, its expansion at sign*inf (asymptotic_expansion) taking over
+    beyond the |x| where that is exact to 2**-70; None if no side has one. The pieces go after the
+    guards ``form`` has (x = +-inf keeps its limit) and before the form itself."""
+    source = form.stable if form.stable is not None else form.result
+    pieces = []
+    for sign in signs:
+        found = asymptotic_expansion(source, act, sign)
+        if found is None:
+            continue
+        expansion, edge = found
+        test = (X >= sp.Float(edge, 30)) if sign > 0 else (X <= -sp.Float(edge, 30))
+        pieces.append((expansion, test))
+    if not pieces:
+        return None
+    if form.guards:          # (SymPy merges guard pieces of one value: count the pieces, not the guards)
+        old = form.result.args
+        result = sp.Piecewise(*old[:-1], *pieces, old[-1])
+    else:
+        result = sp.Piecewise(*pieces, (form.result, True))
+    return replace(form, result=result, guards=(*form.guards, *(p[0] for p in pieces)))

@@ -92,7 +92,9 @@ def within(form: Form, bounds: tuple[float, float]) -> Form:
     are dropped (the tests are monotone in x: false at both ends is false between)."""
     if not form.guards:
         return form
-    pieces, rest = form.result.args[:len(form.guards)], form.result.args[len(form.guards):]
+    # the guard pieces come before the form's own value, (value, True); SymPy merges guard
+    # pieces of one value, so there may be fewer pieces than guards
+    pieces, rest = form.result.args[:-1], form.result.args[-1:]
     ends = [sp.oo if math.isinf(b) and b > 0 else -sp.oo if math.isinf(b) else sp.Float(b, 30) for b in bounds]
 
     def dead(condition):

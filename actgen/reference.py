@@ -188,7 +188,7 @@ _FUNCS = {
     sigmoid: lambda z: 1 / (1 + exp_reference(-z)),
     softplus: lambda z: mpmath.log1p(exp_reference(z)) if z < 0 else z + mpmath.log1p(exp_reference(-z)),
     log1p: lambda z: _log(1 + z) if z == -1 else mpmath.log1p(z),
-    expm1: _far(mpmath.expm1, lambda z: mpmath.inf if z > 0 else mpmath.mpf(-1)),
+    expm1: lambda z: exp_reference(z) - 1 if mpmath.isfinite(z) and abs(z) > 1 else mpmath.expm1(z),
     sp.DiracDelta: lambda *a: mpmath.mpf(0),
     sp.asinh: mpmath.asinh, sp.acosh: mpmath.acosh, sp.atanh: mpmath.atanh,
     sp.asin: mpmath.asin, sp.acos: mpmath.acos, sp.tan: _far(mpmath.tan, None),
@@ -463,16 +463,22 @@ def limit_at_point(expr: sp.Expr, params: dict, point: float, dtype: str, *, var
 
 
 def _settled(expr, params, dtype, variable, points) -> float:
-    """The value at the first of ``points`` where two successive ones round to the same float."""
+    """The value at the first of ``points`` where two successive ones round to the same float;
+    nan if none do, or if three successive values are not monotone (sin(x) at x = 2**64, 2**256,
+    2**1024: an oscillation, which the further points, each dearer, would not settle either)."""
     values = {param_symbol(p): v for p, v in params.items()}
-    previous = None
+    seen: list[float] = []
     _IN_LIMIT[0] = True
     try:
         for point in points:
             value = reference(expr, {**values, variable: point}, dtype)
-            if previous is not None and (value == previous or (math.isnan(value) and math.isnan(previous))):
+            if seen and (value == seen[-1] or (math.isnan(value) and math.isnan(seen[-1]))):
                 return value
-            previous = value
+            seen.append(value)
+            if len(seen) >= 3 and not any(math.isnan(v) for v in seen[-3:]):
+                a, b, c = seen[-3:]
+                if not (a <= b <= c or a >= b >= c):
+                    return math.nan
     finally:
         _IN_LIMIT[0] = False
     return math.nan

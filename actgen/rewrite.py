@@ -19,6 +19,7 @@ from .derive import differentiate
 from .functions import confine, erfc, sigmoid, softplus
 from .ir import X, Y, Form, Kernel, dyadic
 from .measure import evaluate_form
+from .recognize import standard_function
 
 Boolean = sp.logic.boolalg.Boolean
 
@@ -197,10 +198,24 @@ RULES: tuple[Rule, ...] = (
     Rule("sech2", "c - c*tanh(u)**2 -> c/cosh(u)**2", _add_pair_rule(_sech2)),
     Rule("tanh_sigmoid", "c + c*tanh(u) -> 2c*sigmoid(2u) (GELU-tanh's lower tail)",
          _add_pair_rule(_tanh_sigmoid)),
+    Rule("standard_function", "a standard function spelled out (tanh, sinh, cosh, asinh, atanh... with "
+         "exp, log and sqrt) -> the function (recognize.py)", lambda e: _standard(e)),
     Rule("sign_abs", "u*sign(u) -> Abs(u)", _sign_abs),
     Rule("root_shift", "k*u + b -> k*(u + b/k) when b/k is exact in binary", _root_shift, final=True),
     Rule("together", "a/b + c/d -> (ad + bc)/bd when that is smaller (the terms cancel)", _together),
 )
+
+
+def _standard(e):
+    """recognize.standard_function, unless another rule would rewrite its result (1 + tanh(u) is
+    what tanh_sigmoid turns into 2 sigmoid(2u): recognising that back would never end)."""
+    found = standard_function(e)
+    if found is None:
+        return None
+    for rule in RULES:
+        if rule.name != "standard_function" and not rule.final and rule.apply(found) is not None:
+            return None
+    return found
 
 
 def _rewrite_node(e, applied, final):
@@ -442,6 +457,37 @@ def _softplus_arguments(e) -> set:
     return {f.args[0].args[0] for f in e.atoms(sp.tanh, sp.cosh) if isinstance(f.args[0], softplus)}
 
 
+def _log_ratio_node(e):
+    """log(a) - log(b) (+ c log terms ...) -> log(a/b); then log(u) -> log1p(u - 1) with u - 1 over
+    one denominator, its terms cancelled symbolically (None where nothing changes)."""
+    if e.is_Add:
+        logs = [(c, f) for c, f in (t.as_coeff_Mul() for t in e.args) if isinstance(f, sp.log) and c in (1, -1)]
+        if len(logs) >= 2:
+            num = sp.Mul(*[f.args[0] for c, f in logs if c == 1])
+            den = sp.Mul(*[f.args[0] for c, f in logs if c == -1])
+            rest = [t for t in e.args if not (isinstance(t.as_coeff_Mul()[1], sp.log)
+                                              and t.as_coeff_Mul()[0] in (1, -1))]
+            return sp.Add(_log1p_of(num / den), *rest)
+    if isinstance(e, sp.log) and e.args[0].has(X):
+        return _log1p_of(e.args[0])
+    return None
+
+
+def _log1p_of(u: sp.Expr) -> sp.Expr:
+    return log1p(sp.together(sp.expand(u - 1)))
+
+
+def _log_ratio(exact: sp.Expr) -> sp.Expr:
+    """Top down: a sum of logs is combined before its logs are taken one by one."""
+    def walk(e):
+        new = _log_ratio_node(e)
+        if new is not None:
+            return new
+        return e.func(*[walk(a) for a in e.args]) if e.args and not isinstance(e, Boolean) else e
+
+    return walk(exact)
+
+
 def _rationalize(source: sp.Expr) -> sp.Expr:
     return source.replace(lambda e: _rationalize_node(e) is not None, _rationalize_node)
 
@@ -459,9 +505,10 @@ def _softplus_rational(stable: sp.Expr) -> sp.Expr | None:
 class Alternative:
     """A rewrite that gives selection another candidate, not a better form in general: exact
     like the RULES, but whether it wins (accuracy, cost) is measured per kernel and dtype.
-    ``apply`` takes the kernel's source expression (``of = "source"``: before the stable
-    rewrite's lowering) or its stable rewrite (``of = "stable"``) and returns the alternative
-    expression, or None (or the same expression) where it does not apply."""
+    ``apply`` takes the kernel's exact expression (``of = "exact"``: as derived, no rule applied),
+    its source expression (``of = "source"``: the stable rewrite before lowering) or its stable
+    rewrite (``of = "stable"``) and returns the alternative expression, or None (or the same
+    expression) where it does not apply."""
 
     label: str          # the candidate's name in selection's measurements and the generated comments
     rule: str           # recorded in the Form's rules
@@ -473,6 +520,10 @@ class Alternative:
 #: Alternatives, in the order selection tries their candidates (after the rewrite itself and its
 #: compensated variant).
 ALTERNATIVES: tuple[Alternative, ...] = (
+    Alternative("log1p of the ratio", "log_ratio",
+                "log(a) - log(b) -> log1p((a - b)/b), log(u) -> log1p(u - 1), the difference cancelled "
+                "symbolically: log(1 + exp(x)) - log(2) is log1p(expm1(x)/2), exact near x = 0", "exact",
+                _log_ratio),
     Alternative("rationalized", "rationalize", "sqrt(a) + b -> (a - b**2) / (sqrt(a) - b)", "source",
                 _rationalize),
     Alternative("sech2 as sigmoid", "sech2_sigmoid", "cosh(u)**-2 -> 4 sigmoid(2u) sigmoid(-2u)", "stable",

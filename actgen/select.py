@@ -28,11 +28,12 @@ import sympy as sp
 from .activation import Activation
 from .compensate import compensate, float_compensable
 from .derive import derive, differentiate
-from .guards import add_guards, kernel_limits
+from .guards import add_guards, kernel_limits, with_asymptotic_guards
 from .ir import DTYPES, X, Form, Kernel, param_symbol
 from .measure import measure, measure_bounded, term_scale
 from .ranges import dense_float_distances, dense_xs, float_range, in_range, open_ended
-from .rewrite import ALTERNATIVES, lower, stable_source
+from .reference import reference
+from .rewrite import ALTERNATIVES, lower, stable_form, stable_source
 from .spec import parse_expression
 from .sweep import make_sweep
 
@@ -113,7 +114,8 @@ def candidates(act: Activation, kernel: Kernel) -> list[tuple[str, Form]]:
     if compensated is not None:
         out.append(("compensated", compensated))
     for alternative in ALTERNATIVES:
-        start, before = (source, rules) if alternative.of == "source" else (rewritten.stable, rewritten.rules)
+        start, before = {"exact": (kernel.exact, []), "source": (source, rules),
+                         "stable": (rewritten.stable, rewritten.rules)}[alternative.of]
         other = alternative.apply(start)
         if other is not None and other != start:
             out.append((alternative.label, lower(other, [*before, alternative.rule])))
@@ -150,6 +152,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
     tried = sorted(options, key=lambda option: option[0] not in CHEAPER)
     scale = None if kernel.kind == "forward" else term_scale(options[0][1].stable, sweep.xs, params)
     measured, best = [], None
+    pools: dict[str, list] = {c: [] for c in computes}     # compute -> [(label, form, measurement)]
     dense = dense_scale = None
     for compute in computes:
         in_float = compute == "dtype" and dtype == "float32"
@@ -162,6 +165,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
             # C library's documented errors added) within the budget; elsewhere both within it
             m = measure_bounded(guarded, sweep.xs, ref, params, dtype, compute, scale,
                                 MARGIN if in_float else 1.0)
+            guarded, m = _tails(act, guarded, m, sweep, ref, compute, scale, budget * (MARGIN if in_float else 1.0))
             err, nonfinite, decisive = m.error, m.nonfinite, m.decisive_max
             measured.append(Measured(label, compute, err, nonfinite, m.bound))
             if in_float:
@@ -185,6 +189,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                     # float loses where the sweep does not look
                     measured.append(Measured(f"{label} (dense float check)", compute, err_d, 0))
                     continue
+            pools[compute].append((label, guarded, m))
             entry = (guarded, compute, label, err, nonfinite, decisive, m.bound)
             if best is None or (nonfinite, decisive) < (best[4], best[5]):
                 best = entry
@@ -199,9 +204,144 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                                   fallback=fallback, fallback_error=err_w, bound=m.bound)
                 return Choice(kernel, dtype, guarded, compute, label, err,
                               _naive(act, kernel, sweep, scale), tuple(measured), bound=m.bound)
+    # no single form is within the budget everywhere: one per interval of x (Herbie's regimes)
+    compute = "double" if dtype == "float32" else "dtype"
+    found = _regimes(pools[compute], kernel, sweep, ref, compute, budget)
+    if found is not None:
+        form, label, m = found
+        measured.append(Measured(label, compute, m.error, m.nonfinite, m.bound))
+        if (m.nonfinite, m.decisive_max) < (best[4], best[5]):
+            return Choice(kernel, dtype, form, compute, label, m.error, _naive(act, kernel, sweep, scale),
+                          tuple(measured), bound=m.bound)
     guarded, compute, label, err, _, _, bound = best
     return Choice(kernel, dtype, guarded, compute, label, err, _naive(act, kernel, sweep, scale),
                   tuple(measured), bound=bound)
+
+
+#: At most this many intervals of x with different forms (each computed for every element)
+MAX_REGIMES = 4
+
+
+def _regimes(pool, kernel, sweep, ref, compute, budget):
+    """(form, label, measurement) of a piecewise combination of the measured candidates ``pool``
+    ((label, form, measurement), cheapest first): the x axis cut into at most MAX_REGIMES
+    intervals, each given the cheapest candidate within the budget on all its sweep points (as
+    few intervals as possible: the candidate good for longest from each cut, greedily), the cut
+    between two sweep points found by bisection against the reference; None if some point has
+    no candidate within the budget or more intervals would be needed. log(x + sqrt(x**2 + 1)):
+    the form as written for x > 0, its conjugate 1/(sqrt(x**2 + 1) - x) below."""
+    if len(pool) < 2:
+        return None
+    xs, dtype, params = sweep.xs, sweep.dtype, sweep.params
+    order = [int(i) for i in np.argsort(xs, kind="stable") if np.isfinite(xs[i])]
+    ok = np.array([[m.decisive[i] <= budget for i in order] for _, _, m in pool])
+    segments, j = [], 0
+    while j < len(order):
+        runs = [int(np.argmin(np.append(row[j:], False))) for row in ok]   # good points from j on
+        longest = max(runs)
+        if longest == 0:
+            return None
+        end = j + longest
+        # the cheapest candidate good on the whole segment
+        pick = next(c for c, row in enumerate(ok) if row[j:end].all())
+        segments.append([pick, j, end - 1])
+        j = end
+    if len(segments) < 2 or len(segments) > MAX_REGIMES:
+        return None
+    cuts = []
+    for (left, _, last), (right, first, _) in zip(segments, segments[1:]):
+        cut = _cut(pool[left][1], pool[right][1], float(xs[order[last]]), float(xs[order[first]]),
+                   kernel, sweep, compute, budget)
+        if cut is None:
+            return None
+        cuts.append(cut)
+    forms = [_renamed(pool[c][1], k) for k, (c, _, _) in enumerate(segments)]
+    temps = tuple(t for f in forms for t in f.temps)
+    pieces = [(f.result, X < sp.Float(cut, 30)) for f, cut in zip(forms, cuts)] + [(forms[-1].result, True)]
+    combined = Form(temps, sp.Piecewise(*pieces), tuple(dict.fromkeys(r for f in forms for r in f.rules)),
+                    sp.Piecewise(*[(f.stable if f.stable is not None else f.result, c)
+                                   for f, (_, c) in zip(forms, pieces)]),
+                    dd_temps=frozenset().union(*(f.dd_temps for f in forms)),
+                    compensated=any(f.compensated for f in forms))
+    scale = None if kernel.kind == "forward" else term_scale(stable_form(kernel, sweep.act.expr).stable, xs, params)
+    m = measure_bounded(combined, xs, ref, params, dtype, compute, scale, 1.0)
+    label = "regimes: " + " | ".join(pool[c][0] for c, _, _ in segments)
+    return (combined, label, m) if m.nonfinite == 0 and m.decisive_max <= budget else None
+
+
+def _cut(left: Form, right: Form, lo: float, hi: float, kernel, sweep, compute, budget) -> float | None:
+    """A point c in (lo, hi] such that ``left`` is within the budget up to c (exclusive) and
+    ``right`` from c on, as far as bisection (against the mpmath reference) can tell; None if
+    between lo and hi a point is found where neither is."""
+    t = np.dtype(sweep.dtype).type
+    for _ in range(80):
+        mid = _middle(lo, hi, t)
+        if mid in (lo, hi):
+            break
+        good = [_within_at(f, mid, kernel, sweep, compute, budget) for f in (left, right)]
+        if good[0]:
+            lo = mid
+        elif good[1]:
+            hi = mid
+        else:
+            return None
+    return hi
+
+
+def _within_at(form: Form, x: float, kernel, sweep, compute, budget) -> bool:
+    """Whether ``form`` is within the budget at the single input x (the model, the C library's
+    documented errors added, against the reference)."""
+    params, dtype = sweep.params, sweep.dtype
+    xs = np.array([x], dtype=dtype)
+    ref = np.array([reference(kernel.exact, {**{param_symbol(p): v for p, v in params.items()}, X: x}, dtype)],
+                   dtype=dtype)
+    scale = None if kernel.kind == "forward" else term_scale(stable_form(kernel, sweep.act.expr).stable, xs, params)
+    m = measure_bounded(form, xs, ref, params, dtype, compute, scale, 1.0)
+    return m.nonfinite == 0 and m.decisive_max <= budget
+
+
+def _renamed(form: Form, k: int) -> Form:
+    """``form`` with its temporaries renamed r<k>_<i>: two forms' CSE temporaries side by side."""
+    names = {sym: sp.Symbol(f"r{k}_{i}", real=True) for i, (sym, _) in enumerate(form.temps)}
+    return Form(tuple((names[sym], value.xreplace(names)) for sym, value in form.temps),
+                form.result.xreplace(names), form.rules,
+                form.stable, form.guards, frozenset(names.get(s, s) for s in form.dd_temps), form.compensated)
+
+
+def _middle(lo: float, hi: float, t) -> float:
+    """A float between lo and hi: the midpoint in the order of the floats' bit patterns (a
+    geometric mean for two magnitudes of one sign, 0 across it)."""
+    if lo < 0 < hi:
+        return 0.0 if hi > 0 and lo < -0.0 else (lo + hi) / 2
+    a, b = sorted((abs(lo), abs(hi)))
+    code = np.int32 if t is np.float32 else np.int64
+    ia, ib = int(np.array(a, t).view(code)), int(np.array(b, t).view(code))
+    m = float(np.array((ia + ib) // 2, code).view(t))
+    return m if lo >= 0 else -m
+
+
+#: |x| beyond which a form's failures are taken to be of its tails (an intermediate overflowing)
+TAIL = 2.0 ** 10
+
+
+def _tails(act, guarded, m, sweep, ref, compute, scale, limit):
+    """(form, measurement): ``guarded`` with its expansions at infinity taking over in the tails
+    (guards.with_asymptotic_guards) on the sides where it fails at |x| >= TAIL, if that fixes
+    points there and breaks none; else as it was."""
+    bad = ~(m.decisive <= limit)
+    tail_bad = bad & (np.abs(sweep.xs) >= TAIL) & ~np.isnan(sweep.xs)
+    if not tail_bad.any():
+        return guarded, m
+    signs = tuple(sign for sign in (1, -1) if (sign * sweep.xs[tail_bad] > 0).any())
+    variant = with_asymptotic_guards(guarded, act, signs)
+    if variant is None:
+        return guarded, m
+    other = measure_bounded(variant, sweep.xs, ref, sweep.params, sweep.dtype, compute, scale,
+                            MARGIN if compute == "dtype" and sweep.dtype == "float32" else 1.0)
+    still = ~(other.decisive <= limit)
+    if (still & ~bad).any() or still.sum() >= bad.sum():
+        return guarded, m
+    return variant, other
 
 
 def _ranged(act, kernel, sweep, scale, limits, label, forms, guarded, swept, dense,

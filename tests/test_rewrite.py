@@ -68,6 +68,7 @@ def test_rules_preserve_values(rule):
         "log1p": sp.log(1 + X**2), "expm1": 3 * sp.exp(X) - 3, "erfc": 1 + sp.erf(X),
         "sech2": 1 - sp.tanh(X)**2, "tanh_sigmoid": 1 + sp.tanh(X), "sign_abs": X * sp.sign(X),
         "root_shift": X / 5 + sp.Rational(1, 2),
+        "standard_function": (sp.exp(X) - sp.exp(-X)) / (sp.exp(X) + sp.exp(-X)),
         "together": 1 / (sp.Abs(X) + 1) - sp.Abs(X) / (sp.Abs(X) + 1)**2,
     }
     before = samples[rule]
@@ -206,3 +207,48 @@ def test_softplus_rational_with_a_learnable_scale():
         xs = np.array([-np.inf, -big, -1e4, -3.0, 0.0, 3.0, 1e4, big, np.inf], dtype=dtype)
         got = evaluate_form(choice.form, xs, {"a": 1.0}, dtype, "double" if choice.compute == "double" else "dtype")
         assert not np.isnan(got).any(), (name, dtype, choice.label)
+
+
+@pytest.mark.parametrize("written, standard", [
+    ("log(x + sqrt(x**2 + 1))", sp.asinh(X)),                      # asinh: cancels for x < 0
+    ("log(sqrt(x**2 + 1) - x)", -sp.asinh(X)),
+    ("(exp(x) - exp(-x))/(exp(x) + exp(-x))", sp.tanh(X)),          # overflows, cancels at 0
+    ("2/(1 + exp(-2*x)) - 1", sp.tanh(X)),
+    ("x * (1 - exp(-2*x))/(1 + exp(-2*x))", X * sp.tanh(X)),        # LiSHT as a paper writes it
+    ("(exp(x) - exp(-x))/2", sp.sinh(X)),
+    ("sigmoid(x) - 0.5", sp.tanh(X / 2) / 2),
+])
+def test_standard_functions_spelled_out_are_recognised(written, standard):
+    """Naive spellings of standard functions become the functions (recognize.py: an identity
+    tested at a dozen points in 80-digit arithmetic, not a pattern)."""
+    from actgen.spec import parse_table
+
+    act = parse_table("t", {"expr": written}, path="<test>")
+    result, applied = stabilize(act.expr)
+    assert result == standard and "standard_function" in applied
+
+
+def test_near_identities_are_not_recognised():
+    """An expression equal to a standard function nearly but not exactly stays as it is."""
+    from actgen.recognize import standard_function
+
+    assert standard_function((sp.exp(X) - sp.exp(-X)) / (sp.exp(X) + sp.exp(-X) + sp.Rational(1, 10**12))) is None
+    assert standard_function(sp.log(X + sp.sqrt(X**2 + 1 + sp.Rational(1, 10**9)))) is None
+
+
+def test_log_of_a_ratio_near_one_is_computed_as_log1p_and_wins_near_its_root():
+    """log(1 + exp(x)) - log(2) (shifted softplus as a user writes it) was off by 1.4e9 ULP in
+    float32 and 4e18 in float64 near x = 0, with the wrong sign: log1p(expm1(x)/2) is exact there,
+    the softplus form in the tails, and selection takes each on its interval."""
+    from actgen.derive import derive
+    from actgen.rewrite import _log_ratio
+    from actgen.select import choose_all
+    from actgen.spec import parse_table
+    from sympy.codegen.cfunctions import expm1 as expm1_
+
+    act = parse_table("ssp", {"expr": "log(1 + exp(x)) - log(2)"}, path="<test>")
+    assert stabilize(_log_ratio(act.expr))[0] == log1p(expm1_(X) / 2)
+    choices = choose_all(act, derive(act))
+    for dtype in ("float32", "float64"):
+        forward = choices["forward", dtype]
+        assert forward.error <= act.budget("forward", dtype) and "log1p of the ratio" in forward.label
