@@ -52,6 +52,13 @@ class DerivationError(SpecError):
     the message names the file, the activation and the key when they are known)."""
 
 
+class AccuracyError(SpecError):
+    """No form actgen knows computes a kernel within its ULP budget on the whole sweep: the build
+    stops instead of writing an inaccurate kernel. The message names the kernel, the dtype, the
+    error and the input where it occurs; the fix is a rewrite of the expression, or a looser
+    budget accepted explicitly (with its reason) in the spec's ``budgets``."""
+
+
 class BuildError(ActgenError):
     """The C compiler failed. The message names the log file holding source, command and stderr."""
 

@@ -465,3 +465,68 @@ def with_asymptotic_guards(form: Form, act: Activation, signs: tuple[int, ...]) 
     else:
         result = sp.Piecewise(*pieces, (form.result, True))
     return replace(form, result=result, guards=(*form.guards, *(p[0] for p in pieces)))
+
+
+def local_series(expr: sp.Expr, act: Activation, point: float, order: int = 12) -> tuple[sp.Expr, float] | None:
+    """(the Taylor polynomial of ``expr`` at x = ``point`` in powers of (x - point), the radius
+    within which the omitted terms are below 2**-70 of it at the default parameters), or None.
+    Near a removable singularity (sin(x)/x at 0) or a point where the form cancels (1 - cos(x)),
+    the form loses its digits where the polynomial keeps them. Only where the expression is smooth
+    at the point (no select, Abs, sign there: their series differ by side)."""
+    h = sp.Dummy("h", real=True)
+    e = _to_elementary(_plain(expr))
+    if e.has(sp.Piecewise, sp.Max, sp.Min, sp.Heaviside, sp.sign, sp.Abs):
+        return None
+    x0 = sp.Rational(point)
+    try:
+        series = sp.series(e.xreplace({X: x0 + h}), h, 0, order + 2).removeO()
+    except (NotImplementedError, ValueError, TypeError, AttributeError, RecursionError, KeyError,
+            ZeroDivisionError, sp.PoleError):
+        return None
+    if series.has(sp.Order, sp.zoo, sp.nan, sp.log) or not series.is_polynomial(h):
+        return None
+    poly = sp.Poly(series, h)
+    terms = sorted(poly.terms(), key=lambda t: t[0][0])
+    if len(terms) < 2 or terms[-1][0][0] < order:
+        return None                    # not enough terms beyond the kept ones to bound them
+    kept = sp.Add(*[c * h ** k for (k,), c in terms if k < order])
+    omitted = sp.Add(*[c * h ** k for (k,), c in terms if k >= order])
+    subs = {param_symbol(p): v for p, v in act.params.items()}
+    radius = None
+    for k in range(1, 60):
+        r = mpmath.ldexp(1, -k)
+        try:
+            ok = True
+            for side in (r, -r):
+                a = evaluate(kept, {**subs, h: side}, 200)
+                b = evaluate(omitted, {**subs, h: side}, 200)
+                ok = ok and a != 0 and abs(b) <= _EXPANSION_TOLERANCE * abs(a)
+        except (Undefined, ValueError, ZeroDivisionError, TypeError):
+            return None
+        if ok:
+            radius = float(r)
+            break
+    if radius is None:
+        return None
+    return kept.xreplace({h: X - x0}), radius
+
+
+def with_local_series(form: Form, act: Activation, points: list[float]) -> Form | None:
+    """``form`` with its Taylor polynomial (local_series) taking over within its radius of each
+    of ``points``; None if no point has one. The pieces go after the form's guards."""
+    source = form.stable if form.stable is not None else form.result
+    pieces = []
+    for point in points:
+        found = local_series(source, act, point)
+        if found is None:
+            continue
+        polynomial, radius = found
+        pieces.append((polynomial, sp.Abs(X - sp.Float(point, 30)) < sp.Float(radius, 30)))
+    if not pieces:
+        return None
+    if form.guards:
+        old = form.result.args
+        result = sp.Piecewise(*old[:-1], *pieces, old[-1])
+    else:
+        result = sp.Piecewise(*pieces, (form.result, True))
+    return replace(form, result=result, guards=(*form.guards, *(p[0] for p in pieces)))

@@ -9,6 +9,7 @@ from .activation import Activation
 from .backends import BACKENDS
 from .build import FORMAT, Artifact, build_artifact, compile_c, digest, toolchain
 from .derive import derive
+from .errors import AccuracyError
 from .ir import DTYPES, Lowered
 from .render import cdef, exported_roles, render
 from .select import choose_all
@@ -71,6 +72,33 @@ def build(act: Activation, backend: str, spec_display: str, lowered: Lowered | N
 
 
 def lower_activation(act: Activation) -> Lowered:
-    """The activation's kernels (derive) and the form chosen for each and each dtype (select)."""
+    """The activation's kernels (derive) and the form chosen for each and each dtype (select);
+    AccuracyError if one is over its budget (check_budgets)."""
     kernels = tuple(derive(act))
-    return Lowered(act, kernels, choose_all(act, list(kernels)))
+    choices = choose_all(act, list(kernels))
+    check_budgets(act, choices)
+    return Lowered(act, kernels, choices)
+
+
+def check_budgets(act: Activation, choices: dict) -> None:
+    """Refuse to generate a kernel that is over its ULP budget: an AccuracyError naming the
+    kernel, the dtype, its error (the kernel model's, on the sweep) and the input where it is
+    worst, with the fix. Parameter gradients are sums (actgen verify measures their budget on the
+    sum, not per element) and a derivative written with the output is measured by actgen verify
+    at y = f(x): neither is judged here."""
+    over = [c for c in choices.values() if not c.within and c.kernel.kind in ("forward", "backward")]
+    if not over:
+        return
+    worst = max(over, key=lambda c: (c.nonfinite > 0, c.error))
+    kind, dtype = worst.kernel.kind, worst.dtype
+    budget = act.budget(kind, dtype)
+    what = (f"gives NaN or inf where the function is finite (at x = {worst.worst_x:.6g})" if worst.nonfinite
+            else f"is {worst.error:.3g} ULP{' (conditioned)' if kind != 'forward' else ''} off at x = "
+                 f"{worst.worst_x:.6g}, over its budget of {budget:g}")
+    others = "" if len(over) == 1 else f" (and {len(over) - 1} other kernel{'s' * (len(over) > 2)})"
+    looser = f"{max(worst.error * 2, budget * 2):.2g}" if not worst.nonfinite else str(int(budget * 4))
+    raise AccuracyError(
+        f"the {dtype} {worst.kernel.name} kernel {what}: no form actgen knows computes it within "
+        f"budget there{others}", path=act.source, activation=act.name, key="expr",
+        fix=f'rewrite the expression (a stable form of the part that cancels or overflows), or accept it: '
+            f'budgets = {{ "{kind}.{dtype}" = {{ ulp = {looser}, reason = "why it cannot be closer" }} }}')

@@ -141,6 +141,17 @@ def _tanh_sigmoid(c, k, f):
     return None
 
 
+def _half_angle(c, k, f):
+    # c - c*cos(u) -> 2c*sin(u/2)**2;  c + c*cos(u) -> 2c*cos(u/2)**2 (no cancellation near the
+    # roots, u = 2k pi and (2k + 1) pi; sin and cos of an exact argument are accurate there)
+    if isinstance(f, sp.cos):
+        if k == -c:
+            return 2 * c * sp.sin(f.args[0] / 2) ** 2
+        if k == c:
+            return 2 * c * sp.cos(f.args[0] / 2) ** 2
+    return None
+
+
 def _sign_abs(e):
     # u * sign(u) * rest -> Abs(u) * rest (lets 1 + |x| - x*sign(x) cancel symbolically)
     if not e.is_Mul:
@@ -198,6 +209,7 @@ RULES: tuple[Rule, ...] = (
     Rule("sech2", "c - c*tanh(u)**2 -> c/cosh(u)**2", _add_pair_rule(_sech2)),
     Rule("tanh_sigmoid", "c + c*tanh(u) -> 2c*sigmoid(2u) (GELU-tanh's lower tail)",
          _add_pair_rule(_tanh_sigmoid)),
+    Rule("half_angle", "c - c*cos(u) -> 2c*sin(u/2)**2, c + c*cos(u) -> 2c*cos(u/2)**2", _add_pair_rule(_half_angle)),
     Rule("standard_function", "a standard function spelled out (tanh, sinh, cosh, asinh, atanh... with "
          "exp, log and sqrt) -> the function (recognize.py)", lambda e: _standard(e)),
     Rule("sign_abs", "u*sign(u) -> Abs(u)", _sign_abs),

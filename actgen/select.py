@@ -27,8 +27,8 @@ import sympy as sp
 
 from .activation import Activation
 from .compensate import compensate, float_compensable
-from .derive import derive, differentiate
-from .guards import add_guards, kernel_limits, with_asymptotic_guards
+from .derive import derive, differentiate, singular_points
+from .guards import add_guards, kernel_limits, with_asymptotic_guards, with_local_series
 from .ir import DTYPES, X, Form, Kernel, param_symbol
 from .measure import measure, measure_bounded, term_scale
 from .ranges import dense_float_distances, dense_xs, float_range, in_range, open_ended
@@ -69,6 +69,10 @@ class Choice:
     fallback_error: float = math.nan      # the double form's error on its own (on every point)
     #: the error with the documented errors of the C library functions it calls added (libm_bound)
     bound: float = math.nan
+    #: within the budget on the whole sweep (no spurious NaN/inf); if not, where it is worst
+    within: bool = True
+    worst_x: float = math.nan
+    nonfinite: int = 0
 
     @property
     def c_compute(self) -> str:
@@ -166,6 +170,8 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
             m = measure_bounded(guarded, sweep.xs, ref, params, dtype, compute, scale,
                                 MARGIN if in_float else 1.0)
             guarded, m = _tails(act, guarded, m, sweep, ref, compute, scale, budget * (MARGIN if in_float else 1.0))
+            guarded, m = _near_points(act, kernel, guarded, m, sweep, ref, compute, scale,
+                                      budget * (MARGIN if in_float else 1.0))
             err, nonfinite, decisive = m.error, m.nonfinite, m.decisive_max
             measured.append(Measured(label, compute, err, nonfinite, m.bound))
             if in_float:
@@ -190,7 +196,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                     measured.append(Measured(f"{label} (dense float check)", compute, err_d, 0))
                     continue
             pools[compute].append((label, guarded, m))
-            entry = (guarded, compute, label, err, nonfinite, decisive, m.bound)
+            entry = (guarded, compute, label, err, nonfinite, decisive, m.bound, _worst_x(sweep.xs, m))
             if best is None or (nonfinite, decisive) < (best[4], best[5]):
                 best = entry
             limit = budget * (MARGIN if in_float else 1.0)
@@ -213,9 +219,12 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
         if (m.nonfinite, m.decisive_max) < (best[4], best[5]):
             return Choice(kernel, dtype, form, compute, label, m.error, _naive(act, kernel, sweep, scale),
                           tuple(measured), bound=m.bound)
-    guarded, compute, label, err, _, _, bound = best
+    # the most accurate candidate; within the budget if only the C library's documented errors
+    # (the bound) put it over: actgen verify measures those on the host
+    guarded, compute, label, err, nonfinite, _, bound, worst = best
     return Choice(kernel, dtype, guarded, compute, label, err, _naive(act, kernel, sweep, scale),
-                  tuple(measured), bound=bound)
+                  tuple(measured), bound=bound, within=nonfinite == 0 and err <= budget, worst_x=worst,
+                  nonfinite=nonfinite)
 
 
 #: At most this many intervals of x with different forms (each computed for every element)
@@ -320,6 +329,11 @@ def _middle(lo: float, hi: float, t) -> float:
     return m if lo >= 0 else -m
 
 
+def _worst_x(xs: np.ndarray, m) -> float:
+    """The input where a measurement is worst (a spurious NaN/inf first)."""
+    return float(xs[int(np.argmax(np.where(np.isnan(m.decisive), np.inf, m.decisive)))])
+
+
 #: |x| beyond which a form's failures are taken to be of its tails (an intermediate overflowing)
 TAIL = 2.0 ** 10
 
@@ -334,6 +348,26 @@ def _tails(act, guarded, m, sweep, ref, compute, scale, limit):
         return guarded, m
     signs = tuple(sign for sign in (1, -1) if (sign * sweep.xs[tail_bad] > 0).any())
     variant = with_asymptotic_guards(guarded, act, signs)
+    if variant is None:
+        return guarded, m
+    other = measure_bounded(variant, sweep.xs, ref, sweep.params, sweep.dtype, compute, scale,
+                            MARGIN if compute == "dtype" and sweep.dtype == "float32" else 1.0)
+    still = ~(other.decisive <= limit)
+    if (still & ~bad).any() or still.sum() >= bad.sum():
+        return guarded, m
+    return variant, other
+
+
+def _near_points(act, kernel, guarded, m, sweep, ref, compute, scale, limit):
+    """(form, measurement): ``guarded`` with its Taylor polynomials (guards.with_local_series)
+    around 0 and the kernel's singular points where it fails within 1 of them, if that fixes
+    points there and breaks none; else as it was."""
+    bad = ~(m.decisive <= limit)
+    points = sorted({0.0, *singular_points(act, kernel.exact)})
+    near = [p for p in points if (bad & (np.abs(sweep.xs - p) < 1.0)).any()]
+    if not near:
+        return guarded, m
+    variant = with_local_series(guarded, act, near)
     if variant is None:
         return guarded, m
     other = measure_bounded(variant, sweep.xs, ref, sweep.params, sweep.dtype, compute, scale,

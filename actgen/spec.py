@@ -465,15 +465,28 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     budgets = table.get("budgets", {})
     if not isinstance(budgets, dict):
         fail("`budgets` must be a table", key="budgets",
-             fix='budgets = { "backward.float64" = 16 }  (ULPs; say why in a comment)')
-    for entry, value in budgets.items():
+             fix='budgets = { "backward.float64" = { ulp = 16, reason = "why it cannot be closer" } }')
+    reasons = {}
+    for entry, value in list(budgets.items()):
         kind, _, dtype = entry.partition(".")
         if kind not in BUDGET_KINDS or dtype not in ("float32", "float64"):
             fail(f"unknown budget {_short(repr(entry))}", key=f"budgets.{entry}",
                  fix="name it <kind>.<dtype>, kind one of forward, backward, param_grad")
+        if isinstance(value, dict):          # { ulp = N, reason = "..." }: the reason kept with it
+            unknown = set(value) - {"ulp", "reason"}
+            reason = value.get("reason")
+            if unknown or not isinstance(reason, str) or not reason.strip():
+                fail(f"budget {_short(repr(entry))} must be {{ ulp = N, reason = \"...\" }}"
+                     + (f" (unknown keys: {', '.join(sorted(map(str, unknown)))})" if unknown else ""),
+                     key=f"budgets.{entry}", fix=f'"{entry}" = {{ ulp = 16, reason = "why it cannot be closer" }}')
+            reasons[entry] = reason.strip()
+            value = value.get("ulp")
+            budgets[entry] = value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             fail(f"budget {_short(repr(entry))} must be a positive finite number (ULPs), not "
                  f"{_short(repr(value))}", key=f"budgets.{entry}", fix=f'"{entry}" = 16')
+    if reasons:
+        info["budget_reasons"] = reasons
 
     kind = table.get("kind", "gated" if "gate" in table else "elementwise")
     if kind not in KINDS:

@@ -30,6 +30,8 @@ U = sp.Symbol("u", real=True)
     (1 - sp.tanh(X)**2, sp.cosh(X)**-2, "sech2"),
     (1 + sp.tanh(X), 2 * sigmoid(2 * X), "tanh_sigmoid"),
     (X * sp.sign(X) * U, sp.Abs(X) * U, "sign_abs"),
+    (1 - sp.cos(X), 2 * sp.sin(X / 2)**2, "half_angle"),
+    (3 + 3 * sp.cos(2 * X), 6 * sp.cos(X)**2, "half_angle"),
 ])
 def test_each_rule_rewrites_its_pattern(before, after, rule):
     result, applied = stabilize(before)
@@ -69,6 +71,7 @@ def test_rules_preserve_values(rule):
         "sech2": 1 - sp.tanh(X)**2, "tanh_sigmoid": 1 + sp.tanh(X), "sign_abs": X * sp.sign(X),
         "root_shift": X / 5 + sp.Rational(1, 2),
         "standard_function": (sp.exp(X) - sp.exp(-X)) / (sp.exp(X) + sp.exp(-X)),
+        "half_angle": (1 - sp.cos(X)) / X,
         "together": 1 / (sp.Abs(X) + 1) - sp.Abs(X) / (sp.Abs(X) + 1)**2,
     }
     before = samples[rule]
@@ -251,4 +254,6 @@ def test_log_of_a_ratio_near_one_is_computed_as_log1p_and_wins_near_its_root():
     choices = choose_all(act, derive(act))
     for dtype in ("float32", "float64"):
         forward = choices["forward", dtype]
-        assert forward.error <= act.budget("forward", dtype) and "log1p of the ratio" in forward.label
+        # (near 0 the softplus form's Taylor polynomial, guards.local_series, may win instead)
+        assert forward.within and forward.error <= act.budget("forward", dtype)
+        assert forward.naive.error > 1e6 * act.budget("forward", dtype)
