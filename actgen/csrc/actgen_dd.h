@@ -236,8 +236,8 @@ ACTGEN_DD_FN actgen_dd actgen_dd_div(actgen_dd a, actgen_dd b)
 
 ACTGEN_DD_FN actgen_dd actgen_dd_div_d(actgen_dd a, double b) { return actgen_dd_div(a, actgen_dd_from(b)); }
 
-/* hi + lo rounded once */
-ACTGEN_DD_FN double actgen_dd_to_double(actgen_dd a) { return a.hi + a.lo; }
+/* hi + lo rounded once (hi itself where lo = 0: -0 + 0 would be +0) */
+ACTGEN_DD_FN double actgen_dd_to_double(actgen_dd a) { return a.lo == 0.0 ? a.hi : a.hi + a.lo; }
 
 /* comparisons: any NaN makes them false (ne true), as in C */
 ACTGEN_DD_FN int actgen_dd_lt(actgen_dd a, actgen_dd b) { return (a.hi < b.hi) | ((a.hi == b.hi) & (a.lo < b.lo)); }
@@ -1375,9 +1375,9 @@ ACTGEN_DD_FN actgen_dd actgen_dd_atan2(actgen_dd y, actgen_dd x)
     const actgen_dd newton = actgen_ddi_fast_two_sum(z0, (num.hi + num.lo) / den);
     /* |y| < 2^-60 |x|: y/x (+- pi for x < 0); |x| < 2^-60 |y|: +-pi/2 - x/y */
     const actgen_dd q = actgen_ddi_div(ys, xs);
-    const actgen_dd pi = ys.hi < 0.0 ? actgen_dd_neg(ACTGEN_DDI_PI) : ACTGEN_DDI_PI;
+    const actgen_dd pi = y.hi < 0.0 ? actgen_dd_neg(ACTGEN_DDI_PI) : ACTGEN_DDI_PI;       /* ys may underflow to 0 */
     const actgen_dd flat = xs.hi > 0.0 ? q : actgen_ddi_add(pi, q);
-    const actgen_dd pio2 = ys.hi < 0.0 ? actgen_dd_neg(ACTGEN_DDI_PIO2) : ACTGEN_DDI_PIO2;
+    const actgen_dd pio2 = y.hi < 0.0 ? actgen_dd_neg(ACTGEN_DDI_PIO2) : ACTGEN_DDI_PIO2;
     const actgen_dd steep = actgen_ddi_add(pio2, actgen_dd_neg(actgen_ddi_div(xs, ys)));
     actgen_dd r = newton;
     r = fabs(ys.hi) < 0x1p-60 * fabs(xs.hi) ? flat : r;
