@@ -2,25 +2,40 @@
  *
  * A value is hi + lo with |lo| <= ulp(hi)/2: about 106 significant bits. Where hi is not finite,
  * lo is 0, so that inf and NaN propagate as in double; results that overflow or underflow
- * double behave as double (inf, 0, or a subnormal hi with lo 0). Domain errors give NaN, as C.
+ * double behave as double (inf, 0, or a subnormal hi with lo 0). Domain errors give NaN, as C
+ * (asin(2), log(-1), sqrt(-1), pow(-8, 1/3)); NaN in gives NaN out; +-inf and signed zeros as
+ * C99 Annex F.
  *
- * Accuracy (measured against mpmath at 240 bits by tests/test_dd_math.py, which states the bound
- * of each function): relative error below 2^-100 of the exact value of the function at the
- * double-double input, where the result is a normal double larger than 2^-969 (below that lo is
- * subnormal and the format itself holds fewer bits). Exceptions, by design:
- *   - pow(x, y): the error grows with |y log x| (the condition number of x^y in its exponent): the
- *     bound is 2^-100 * max(1, |y log2(x)| / 32);
- *   - sin, cos, tan: the reduction modulo pi/2 is exact for |x| < 2^100 (pi/2 to 217 bits);
- *     beyond, they return NaN (no Payne-Hanek reduction here). Near a zero of the function
- *     (x near a multiple of pi) the error is absolute, below 2^-100 * max(1, |x|) * 2^-6.
+ * Accuracy, measured against mpmath at 240 bits by tests/test_dd_math.py (which holds the bound
+ * of each function): relative error below 2^-100 of the exact value at the double-double input,
+ * most functions below 0.1 * 2^-100, where the result is above 2^-969 (below, lo is subnormal
+ * and the format holds fewer bits: the error is below 2^-1069 absolute). So a float64 kernel
+ * computed in double-double and rounded once is correctly rounded but within 2^-98 of a
+ * midpoint. Exceptions, by design:
+ *   - pow(x, y): the error grows with |y log2 x| (the condition number of x^y in its exponent;
+ *     the part of y log2|x| that is y times the binary exponent of x is carried exactly):
+ *     below 2^-100 * max(1, |y log2 x| / 32);
+ *   - sin, cos, tan: the reduction modulo pi/2 is exact for |x| < 2^100 (pi/2 in four 53-bit
+ *     parts); near a zero (or a pole of tan) the error is relative or, where smaller, absolute
+ *     below 2^-210 * max(1, |x|). For |x| >= 2^100 they return NaN: no Payne-Hanek reduction
+ *     here (a plain double sin, correctly rounded on such inputs, serves them).
  *
  * Every function is branch-free (selects, fixed iteration counts) so that a loop over arrays
- * vectorises with OpenMP simd. First approximations come from libm's log1p, atan2 and cbrt,
- * which glibc's libmvec provides as vector functions on x86-64 (declared below under OpenMP).
- * Exact products use fma: on a target without a hardware fma the results are the same, slower.
+ * vectorises with `#pragma omp simd` (gcc 12, -O3 -march=x86-64-v3: every function). Notes:
+ *   - first approximations come from libm's log1p (log, log1p, log2, log10, pow, asinh, acosh,
+ *     atanh, softplus), atan2 (atan2, atan, asin, acos) and cbrt; glibc's libmvec has vector
+ *     variants on x86-64 (declared below, under OpenMP). Where it has none (aarch64, other C
+ *     libraries, ACTGEN_NO_LIBMVEC) those functions stay scalar: a call without a SIMD
+ *     declaration stops the vectoriser;
+ *   - exp's 2^(j/16) and erfc's polynomial coefficients are table loads, which vectorise as
+ *     gathers (emulated where the tuning disables them, as gcc 12's generic and znver do); gcc's
+ *     partial redundancy elimination can make such a load conditional, which it then does not
+ *     vectorise without AVX-512: compile with -fno-tree-pre (actgen's build does);
+ *   - exact products use fma: on a target without a hardware fma the results are the same,
+ *     from a much slower library fma.
  *
  * Only <math.h> and <stdint.h>; C99. Everything is static inline; internal helpers are named
- * actgen_ddi_*. */
+ * actgen_ddi_*. The coefficient tables are reproduced by tests/test_dd_math.py. */
 #ifndef ACTGEN_DD_H
 #define ACTGEN_DD_H
 
@@ -1167,12 +1182,14 @@ ACTGEN_DD_FN actgen_dd actgen_dd_hypot(actgen_dd a, actgen_dd b)
 /* y is an integer: both parts are (a dd with |y| >= 2^53 has an integer hi and maybe an odd lo) */
 ACTGEN_DD_FN int actgen_ddi_is_int(actgen_dd y)
 {
-    return actgen_ddi_rint_any(y.hi) == y.hi && actgen_ddi_rint_any(y.lo) == y.lo;
+    const double h = actgen_ddi_rint_any(y.hi), l = actgen_ddi_rint_any(y.lo);
+    return (h == y.hi) & (l == y.lo);     /* & of comparisons, no && or !: they stop the vectoriser */
 }
 
 ACTGEN_DD_FN int actgen_ddi_is_odd_d(double v)
 {
-    return fabs(v) < 9007199254740992.0 && actgen_ddi_rint_any(0.5 * v) != 0.5 * v && actgen_ddi_rint_any(v) == v;
+    const double h = actgen_ddi_rint_any(0.5 * v), w = actgen_ddi_rint_any(v);
+    return (fabs(v) < 9007199254740992.0) & (h != 0.5 * v) & (w == v);
 }
 
 ACTGEN_DD_FN actgen_dd actgen_dd_pow(actgen_dd x, actgen_dd y)
@@ -1200,7 +1217,7 @@ ACTGEN_DD_FN actgen_dd actgen_dd_pow(actgen_dd x, actgen_dd y)
     const int yodd = yint & (actgen_ddi_is_odd_d(y.hi) ^ actgen_ddi_is_odd_d(y.lo));
     const int xneg = copysign(1.0, x.hi) < 0.0;
     r = (xneg & yodd) ? actgen_dd_neg(r) : r;
-    r = (xneg & !yint) ? actgen_dd_from(NAN) : r;
+    r = (xneg & (yint == 0)) ? actgen_dd_from(NAN) : r;
     /* x = +-0 or +-inf (y finite, not 0): 0 or inf by whether x is 0 and y < 0, signed if y odd */
     const int xzero = ax.hi == 0.0, xinf = ax.hi > ACTGEN_DDI_DBL_MAX;
     const double mag = (xzero ^ (y.hi > 0.0)) ? INFINITY : 0.0;
@@ -1209,7 +1226,7 @@ ACTGEN_DD_FN actgen_dd actgen_dd_pow(actgen_dd x, actgen_dd y)
     const int xlt1 = (ax.hi < 1.0) | ((ax.hi == 1.0) & (ax.lo < 0.0));
     const int xeq1 = (ax.hi == 1.0) & (ax.lo == 0.0);
     const double yinf_val = xeq1 ? 1.0 : ((xlt1 ^ (y.hi > 0.0)) ? INFINITY : 0.0);
-    r = (!finite_y & (y.hi == y.hi)) ? actgen_dd_from(yinf_val) : r;
+    r = ((finite_y == 0) & (y.hi == y.hi)) ? actgen_dd_from(yinf_val) : r;
     r = ((x.hi != x.hi) | (y.hi != y.hi)) ? actgen_dd_from(NAN) : r;
     /* pow(1, y) = 1 and pow(x, +-0) = 1, even for NaN */
     r = (((x.hi == 1.0) & (x.lo == 0.0)) | (y.hi == 0.0)) ? actgen_dd_from(1.0) : r;
