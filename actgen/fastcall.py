@@ -25,6 +25,7 @@ from pathlib import Path
 from .build import (FORMAT, Artifact, _compile_failure, build_artifact, digest, import_module_file,
                     lookup_artifact, quick_toolchain_id, toolchain, warn_once)
 from .errors import ActgenError, ToolchainError
+from .roles import IN_PLACE
 
 MODULE = "_actgen_fastcall"
 TEMPLATE = "c/fastcall.c.jinja"
@@ -36,11 +37,12 @@ GIL_ELEMENTS = 16384
 #: where the checked-in copy lives under generated/
 GENERATED = "c/_fastcall.c"
 _DTYPES = ({"ctype": "float", "tag": "f32"}, {"ctype": "double", "tag": "f64"})
-#: the elementwise roles: (arrays read, arrays written, whether an output may be an input: the
-#: loop reads element i before it writes element i; forward_deriv's reads x[i] again after
-#: writing y[i])
-ROLES = {"forward": (1, 1, True), "backward": (2, 1, True), "backward_y": (2, 1, True),
-         "forward_deriv": (1, 2, False)}
+#: the elementwise roles: (arrays read, arrays written, whether an output may be an input:
+#: roles.IN_PLACE, the loops that read element i before they write element i; forward_deriv's
+#: reads x[i] again after writing y[i])
+ROLES = {role: (*arrays, role in IN_PLACE["elementwise"])
+         for role, arrays in {"forward": (1, 1), "backward": (2, 1), "backward_y": (2, 1),
+                              "forward_deriv": (1, 2)}.items()}
 
 
 def render_source() -> str:

@@ -83,6 +83,8 @@ class RoleView:
     unmeasured: str = "0"
     #: C: the measured values as call arguments (", 1.0F"), which the float variant is called with
     measured: str = ""
+    #: its output may be one of its inputs (roles.IN_PLACE): no `restrict` on its pointers
+    in_place: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         unmeasured = " || ".join(f"p_{p} != {_float_literal(v)}" for p, v in act.params.items()) or "0"
         measured = "".join(f", {_float_literal(v)}" for v in act.params.values())
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
-                               r.channels, _role_bounds(act, r, kernels), unmeasured, measured)
+                               r.channels, _role_bounds(act, r, kernels), unmeasured, measured, r.in_place)
                       for r in role_list)
         dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))
     order = list(HELPER_NEEDS)

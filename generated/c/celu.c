@@ -260,7 +260,7 @@ static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f32(const double 
 
 /* ---- float32: exported functions ---- */
 
-void actgen_celu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, int nthreads)
+void actgen_celu_forward_f32(const float *in, float *out, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -280,7 +280,7 @@ void actgen_celu_forward_f32(const float *restrict in, float *restrict out, int6
 }
 
 
-void actgen_celu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
+void actgen_celu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -300,7 +300,7 @@ void actgen_celu_backward_f32(const float *restrict in, const float *restrict gr
 }
 
 
-void actgen_celu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
+void actgen_celu_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -369,7 +369,7 @@ double actgen_celu_grad_alpha_f32(const float *restrict in, const float *restric
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_celu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+static void actgen_celu_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -378,7 +378,7 @@ static void actgen_celu_forward_pc_f32_segment(const float *restrict in, float *
     }
 }
 
-void actgen_celu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+void actgen_celu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -405,7 +405,7 @@ void actgen_celu_forward_pc_f32(const float *restrict in, float *restrict out, i
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_celu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+static void actgen_celu_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -414,7 +414,7 @@ static void actgen_celu_backward_pc_f32_segment(const float *restrict in, const 
     }
 }
 
-void actgen_celu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+void actgen_celu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -516,7 +516,7 @@ static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f64(const double 
 
 /* ---- float64: exported functions ---- */
 
-void actgen_celu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, int nthreads)
+void actgen_celu_forward_f64(const double *in, double *out, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -536,7 +536,7 @@ void actgen_celu_forward_f64(const double *restrict in, double *restrict out, in
 }
 
 
-void actgen_celu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+void actgen_celu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -556,7 +556,7 @@ void actgen_celu_backward_f64(const double *restrict in, const double *restrict 
 }
 
 
-void actgen_celu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+void actgen_celu_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -625,7 +625,7 @@ double actgen_celu_grad_alpha_f64(const double *restrict in, const double *restr
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_celu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+static void actgen_celu_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -634,7 +634,7 @@ static void actgen_celu_forward_pc_f64_segment(const double *restrict in, double
     }
 }
 
-void actgen_celu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+void actgen_celu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -661,7 +661,7 @@ void actgen_celu_forward_pc_f64(const double *restrict in, double *restrict out,
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_celu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+static void actgen_celu_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -670,7 +670,7 @@ static void actgen_celu_backward_pc_f64_segment(const double *restrict in, const
     }
 }
 
-void actgen_celu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+void actgen_celu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

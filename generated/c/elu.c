@@ -199,7 +199,7 @@ static inline ACTGEN_INLINE float actgen_elu_backward_y_elem_f32(const float y, 
 
 /* ---- float32: exported functions ---- */
 
-void actgen_elu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, int nthreads)
+void actgen_elu_forward_f32(const float *in, float *out, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -219,7 +219,7 @@ void actgen_elu_forward_f32(const float *restrict in, float *restrict out, int64
 }
 
 
-void actgen_elu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
+void actgen_elu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -239,7 +239,7 @@ void actgen_elu_backward_f32(const float *restrict in, const float *restrict gra
 }
 
 
-void actgen_elu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
+void actgen_elu_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -286,7 +286,7 @@ void actgen_elu_forward_deriv_f32(const float *restrict in, float *restrict out,
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_elu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+static void actgen_elu_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -295,7 +295,7 @@ static void actgen_elu_forward_pc_f32_segment(const float *restrict in, float *r
     }
 }
 
-void actgen_elu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+void actgen_elu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -322,7 +322,7 @@ void actgen_elu_forward_pc_f32(const float *restrict in, float *restrict out, in
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_elu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+static void actgen_elu_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -331,7 +331,7 @@ static void actgen_elu_backward_pc_f32_segment(const float *restrict in, const f
     }
 }
 
-void actgen_elu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+void actgen_elu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -385,7 +385,7 @@ static inline ACTGEN_INLINE double actgen_elu_backward_y_elem_f64(const double y
 
 /* ---- float64: exported functions ---- */
 
-void actgen_elu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, int nthreads)
+void actgen_elu_forward_f64(const double *in, double *out, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -405,7 +405,7 @@ void actgen_elu_forward_f64(const double *restrict in, double *restrict out, int
 }
 
 
-void actgen_elu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+void actgen_elu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -425,7 +425,7 @@ void actgen_elu_backward_f64(const double *restrict in, const double *restrict g
 }
 
 
-void actgen_elu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+void actgen_elu_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -472,7 +472,7 @@ void actgen_elu_forward_deriv_f64(const double *restrict in, double *restrict ou
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_elu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+static void actgen_elu_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -481,7 +481,7 @@ static void actgen_elu_forward_pc_f64_segment(const double *restrict in, double 
     }
 }
 
-void actgen_elu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+void actgen_elu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -508,7 +508,7 @@ void actgen_elu_forward_pc_f64(const double *restrict in, double *restrict out, 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_elu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+static void actgen_elu_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -517,7 +517,7 @@ static void actgen_elu_backward_pc_f64_segment(const double *restrict in, const 
     }
 }
 
-void actgen_elu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+void actgen_elu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

@@ -139,7 +139,7 @@ static inline ACTGEN_INLINE float actgen_lisht_backward_elem_f32(const float x)
 
 /* ---- float32: exported functions ---- */
 
-void actgen_lisht_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_lisht_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -159,7 +159,7 @@ void actgen_lisht_forward_f32(const float *restrict in, float *restrict out, int
 }
 
 
-void actgen_lisht_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_lisht_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -218,7 +218,7 @@ static inline ACTGEN_INLINE double actgen_lisht_backward_elem_f64(const double x
 
 /* ---- float64: exported functions ---- */
 
-void actgen_lisht_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_lisht_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -238,7 +238,7 @@ void actgen_lisht_forward_f64(const double *restrict in, double *restrict out, i
 }
 
 
-void actgen_lisht_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_lisht_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

@@ -241,7 +241,7 @@ static inline ACTGEN_INLINE float actgen_selu_backward_elem_f32(const float x, f
 
 /* ---- float32: exported functions ---- */
 
-void actgen_selu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, float p_scale, int nthreads)
+void actgen_selu_forward_f32(const float *in, float *out, int64_t n, float p_alpha, float p_scale, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -261,7 +261,7 @@ void actgen_selu_forward_f32(const float *restrict in, float *restrict out, int6
 }
 
 
-void actgen_selu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, float p_scale, int nthreads)
+void actgen_selu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_alpha, float p_scale, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -302,7 +302,7 @@ void actgen_selu_forward_deriv_f32(const float *restrict in, float *restrict out
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_selu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_alpha, float p_scale)
+static void actgen_selu_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_alpha, float p_scale)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -311,7 +311,7 @@ static void actgen_selu_forward_pc_f32_segment(const float *restrict in, float *
     }
 }
 
-void actgen_selu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, const float *restrict pv_scale, int nthreads)
+void actgen_selu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, const float *pv_scale, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -338,7 +338,7 @@ void actgen_selu_forward_pc_f32(const float *restrict in, float *restrict out, i
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_selu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha, float p_scale)
+static void actgen_selu_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha, float p_scale)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -347,7 +347,7 @@ static void actgen_selu_backward_pc_f32_segment(const float *restrict in, const 
     }
 }
 
-void actgen_selu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, const float *restrict pv_scale, int nthreads)
+void actgen_selu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, const float *pv_scale, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -393,7 +393,7 @@ static inline ACTGEN_INLINE double actgen_selu_backward_elem_f64(const double x,
 
 /* ---- float64: exported functions ---- */
 
-void actgen_selu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, double p_scale, int nthreads)
+void actgen_selu_forward_f64(const double *in, double *out, int64_t n, double p_alpha, double p_scale, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -413,7 +413,7 @@ void actgen_selu_forward_f64(const double *restrict in, double *restrict out, in
 }
 
 
-void actgen_selu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, double p_scale, int nthreads)
+void actgen_selu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_alpha, double p_scale, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -454,7 +454,7 @@ void actgen_selu_forward_deriv_f64(const double *restrict in, double *restrict o
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_selu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_alpha, double p_scale)
+static void actgen_selu_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_alpha, double p_scale)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -463,7 +463,7 @@ static void actgen_selu_forward_pc_f64_segment(const double *restrict in, double
     }
 }
 
-void actgen_selu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, const double *restrict pv_scale, int nthreads)
+void actgen_selu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, const double *pv_scale, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -490,7 +490,7 @@ void actgen_selu_forward_pc_f64(const double *restrict in, double *restrict out,
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_selu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha, double p_scale)
+static void actgen_selu_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha, double p_scale)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -499,7 +499,7 @@ static void actgen_selu_backward_pc_f64_segment(const double *restrict in, const
     }
 }
 
-void actgen_selu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, const double *restrict pv_scale, int nthreads)
+void actgen_selu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, const double *pv_scale, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

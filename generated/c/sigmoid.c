@@ -200,7 +200,7 @@ static inline ACTGEN_INLINE float actgen_sigmoid_backward_y_elem_f32(const float
 
 /* ---- float32: exported functions ---- */
 
-void actgen_sigmoid_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_sigmoid_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -220,7 +220,7 @@ void actgen_sigmoid_forward_f32(const float *restrict in, float *restrict out, i
 }
 
 
-void actgen_sigmoid_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_sigmoid_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -240,7 +240,7 @@ void actgen_sigmoid_backward_f32(const float *restrict in, const float *restrict
 }
 
 
-void actgen_sigmoid_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_sigmoid_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -311,7 +311,7 @@ static inline ACTGEN_INLINE double actgen_sigmoid_backward_y_elem_f64(const doub
 
 /* ---- float64: exported functions ---- */
 
-void actgen_sigmoid_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_sigmoid_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -331,7 +331,7 @@ void actgen_sigmoid_forward_f64(const double *restrict in, double *restrict out,
 }
 
 
-void actgen_sigmoid_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_sigmoid_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -351,7 +351,7 @@ void actgen_sigmoid_backward_f64(const double *restrict in, const double *restri
 }
 
 
-void actgen_sigmoid_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_sigmoid_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

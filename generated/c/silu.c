@@ -251,7 +251,7 @@ static inline ACTGEN_INLINE float actgen_silu_backward_elem_f32_in_float(const f
 
 /* ---- float32: exported functions ---- */
 
-void actgen_silu_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_silu_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -287,7 +287,7 @@ void actgen_silu_forward_f32(const float *restrict in, float *restrict out, int6
 }
 
 
-void actgen_silu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_silu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -380,7 +380,7 @@ static inline ACTGEN_INLINE double actgen_silu_backward_elem_f64(const double x)
 
 /* ---- float64: exported functions ---- */
 
-void actgen_silu_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_silu_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -400,7 +400,7 @@ void actgen_silu_forward_f64(const double *restrict in, double *restrict out, in
 }
 
 
-void actgen_silu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_silu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

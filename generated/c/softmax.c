@@ -235,7 +235,7 @@ static inline ACTGEN_INLINE float actgen_softmax_backward_y_elem_f32(const float
  * (its rounding error), so exp(s - m) = exp(hi) * (1 + lo) keeps the score's bits; the
  * elements equal to m count exactly (ties), so that log_softmax's log(sum) = log(ties) +
  * log1p(rest / ties) does not cancel. A NaN, or an infinite maximum, makes the row NaN. */
-static inline double actgen_softmax_row_max_f32(const float *restrict x, int64_t n)
+static inline double actgen_softmax_row_max_f32(const float *x, int64_t n)
 {
     float m = -INFINITY;
     #pragma omp simd reduction(max:m)
@@ -256,7 +256,7 @@ static inline float actgen_softmax_row_exp_f32(const float s, const float m)
     return ACTGEN_FMAF(e, lo, e);
 }
 
-static inline void actgen_softmax_row_sum_f32(const float *restrict x, int64_t n, double m, double *ties_out, double *rest_out)
+static inline void actgen_softmax_row_sum_f32(const float *x, int64_t n, double m, double *ties_out, double *rest_out)
 {
     double ties = 0.0, rest = 0.0;
     const float ms = (float)m;
@@ -274,7 +274,7 @@ static inline void actgen_softmax_row_sum_f32(const float *restrict x, int64_t n
 /* p = softmax of the row, into p (which may be the output or the gradient buffer): the sum pass
  * keeps each exp(s - m) in p, so exp is computed once per element (in float32 p holds it rounded
  * to float, which adds at most half a ULP before the division's rounding) */
-static inline void actgen_softmax_row_softmax_f32(const float *restrict x, float *restrict p, int64_t n)
+static inline void actgen_softmax_row_softmax_f32(const float *x, float *p, int64_t n)
 {
     const double m = actgen_softmax_row_max_f32(x, n);
     const float ms = (float)m;
@@ -299,12 +299,12 @@ static inline void actgen_softmax_row_softmax_f32(const float *restrict x, float
 /* ---- float32: exported functions ---- */
 
 /* one row: forward */
-static void actgen_softmax_forward_f32_one(const float *restrict x, float *restrict y, int64_t n)
+static void actgen_softmax_forward_f32_one(const float *x, float *y, int64_t n)
 {
     actgen_softmax_row_softmax_f32(x, y, n);
 }
 
-void actgen_softmax_forward_f32(const float *restrict in, float *restrict out, int64_t rows, int64_t n, int nthreads)
+void actgen_softmax_forward_f32(const float *in, float *out, int64_t rows, int64_t n, int nthreads)
 {
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
@@ -335,7 +335,7 @@ void actgen_softmax_backward_f32(const float *restrict in, const float *restrict
 }
 
 /* one row: backward_y */
-static void actgen_softmax_backward_y_f32_one(const float *restrict x, const float *restrict dy, float *restrict dx, int64_t n)
+static void actgen_softmax_backward_y_f32_one(const float *x, const float *dy, float *dx, int64_t n)
 {
     /* x is the saved output y: softmax */
     double a = 0.0;
@@ -349,7 +349,7 @@ static void actgen_softmax_backward_y_f32_one(const float *restrict x, const flo
     }
 }
 
-void actgen_softmax_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t rows, int64_t n, int nthreads)
+void actgen_softmax_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t rows, int64_t n, int nthreads)
 {
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
@@ -386,7 +386,7 @@ static inline ACTGEN_INLINE double actgen_softmax_backward_y_elem_f64(const doub
  * (its rounding error), so exp(s - m) = exp(hi) * (1 + lo) keeps the score's bits; the
  * elements equal to m count exactly (ties), so that log_softmax's log(sum) = log(ties) +
  * log1p(rest / ties) does not cancel. A NaN, or an infinite maximum, makes the row NaN. */
-static inline double actgen_softmax_row_max_f64(const double *restrict x, int64_t n)
+static inline double actgen_softmax_row_max_f64(const double *x, int64_t n)
 {
     double m = -INFINITY;
     #pragma omp simd reduction(max:m)
@@ -404,7 +404,7 @@ static inline double actgen_softmax_row_exp_f64(const double s, const double m)
     return actgen_exp_f64(hi) * (1.0 + lo);   /* float32 rows: actgen's exp to 2^-36; float64: to 1 ULP */
 }
 
-static inline void actgen_softmax_row_sum_f64(const double *restrict x, int64_t n, double m, double *ties_out, double *rest_out)
+static inline void actgen_softmax_row_sum_f64(const double *x, int64_t n, double m, double *ties_out, double *rest_out)
 {
     double ties = 0.0, rest = 0.0;
     const double ms = (double)m;
@@ -422,7 +422,7 @@ static inline void actgen_softmax_row_sum_f64(const double *restrict x, int64_t 
 /* p = softmax of the row, into p (which may be the output or the gradient buffer): the sum pass
  * keeps each exp(s - m) in p, so exp is computed once per element (in float32 p holds it rounded
  * to float, which adds at most half a ULP before the division's rounding) */
-static inline void actgen_softmax_row_softmax_f64(const double *restrict x, double *restrict p, int64_t n)
+static inline void actgen_softmax_row_softmax_f64(const double *x, double *p, int64_t n)
 {
     const double m = actgen_softmax_row_max_f64(x, n);
     const double ms = (double)m;
@@ -444,12 +444,12 @@ static inline void actgen_softmax_row_softmax_f64(const double *restrict x, doub
 /* ---- float64: exported functions ---- */
 
 /* one row: forward */
-static void actgen_softmax_forward_f64_one(const double *restrict x, double *restrict y, int64_t n)
+static void actgen_softmax_forward_f64_one(const double *x, double *y, int64_t n)
 {
     actgen_softmax_row_softmax_f64(x, y, n);
 }
 
-void actgen_softmax_forward_f64(const double *restrict in, double *restrict out, int64_t rows, int64_t n, int nthreads)
+void actgen_softmax_forward_f64(const double *in, double *out, int64_t rows, int64_t n, int nthreads)
 {
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
@@ -480,7 +480,7 @@ void actgen_softmax_backward_f64(const double *restrict in, const double *restri
 }
 
 /* one row: backward_y */
-static void actgen_softmax_backward_y_f64_one(const double *restrict x, const double *restrict dy, double *restrict dx, int64_t n)
+static void actgen_softmax_backward_y_f64_one(const double *x, const double *dy, double *dx, int64_t n)
 {
     /* x is the saved output y: softmax */
     double a = 0.0;
@@ -494,7 +494,7 @@ static void actgen_softmax_backward_y_f64_one(const double *restrict x, const do
     }
 }
 
-void actgen_softmax_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t rows, int64_t n, int nthreads)
+void actgen_softmax_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t rows, int64_t n, int nthreads)
 {
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)

@@ -251,7 +251,7 @@ static inline ACTGEN_INLINE float actgen_softplus_backward_elem_f32(const float 
 
 /* ---- float32: exported functions ---- */
 
-void actgen_softplus_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_beta, float p_threshold, int nthreads)
+void actgen_softplus_forward_f32(const float *in, float *out, int64_t n, float p_beta, float p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -271,7 +271,7 @@ void actgen_softplus_forward_f32(const float *restrict in, float *restrict out, 
 }
 
 
-void actgen_softplus_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_beta, float p_threshold, int nthreads)
+void actgen_softplus_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_beta, float p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -312,7 +312,7 @@ void actgen_softplus_forward_deriv_f32(const float *restrict in, float *restrict
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_softplus_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_beta, float p_threshold)
+static void actgen_softplus_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_beta, float p_threshold)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -321,7 +321,7 @@ static void actgen_softplus_forward_pc_f32_segment(const float *restrict in, flo
     }
 }
 
-void actgen_softplus_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, const float *restrict pv_threshold, int nthreads)
+void actgen_softplus_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_beta, const float *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -348,7 +348,7 @@ void actgen_softplus_forward_pc_f32(const float *restrict in, float *restrict ou
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_softplus_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_beta, float p_threshold)
+static void actgen_softplus_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_beta, float p_threshold)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -357,7 +357,7 @@ static void actgen_softplus_backward_pc_f32_segment(const float *restrict in, co
     }
 }
 
-void actgen_softplus_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, const float *restrict pv_threshold, int nthreads)
+void actgen_softplus_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_beta, const float *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -405,7 +405,7 @@ static inline ACTGEN_INLINE double actgen_softplus_backward_elem_f64(const doubl
 
 /* ---- float64: exported functions ---- */
 
-void actgen_softplus_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_beta, double p_threshold, int nthreads)
+void actgen_softplus_forward_f64(const double *in, double *out, int64_t n, double p_beta, double p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -425,7 +425,7 @@ void actgen_softplus_forward_f64(const double *restrict in, double *restrict out
 }
 
 
-void actgen_softplus_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_beta, double p_threshold, int nthreads)
+void actgen_softplus_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_beta, double p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -466,7 +466,7 @@ void actgen_softplus_forward_deriv_f64(const double *restrict in, double *restri
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_softplus_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_beta, double p_threshold)
+static void actgen_softplus_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_beta, double p_threshold)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -475,7 +475,7 @@ static void actgen_softplus_forward_pc_f64_segment(const double *restrict in, do
     }
 }
 
-void actgen_softplus_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, const double *restrict pv_threshold, int nthreads)
+void actgen_softplus_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_beta, const double *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -502,7 +502,7 @@ void actgen_softplus_forward_pc_f64(const double *restrict in, double *restrict 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_softplus_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_beta, double p_threshold)
+static void actgen_softplus_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_beta, double p_threshold)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -511,7 +511,7 @@ static void actgen_softplus_backward_pc_f64_segment(const double *restrict in, c
     }
 }
 
-void actgen_softplus_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, const double *restrict pv_threshold, int nthreads)
+void actgen_softplus_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_beta, const double *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

@@ -262,7 +262,7 @@ static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f32(const double 
 
 /* ---- float32: exported functions ---- */
 
-void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_beta, int nthreads)
+void actgen_swish_forward_f32(const float *in, float *out, int64_t n, float p_beta, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -299,7 +299,7 @@ void actgen_swish_forward_f32(const float *restrict in, float *restrict out, int
 }
 
 
-void actgen_swish_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_beta, int nthreads)
+void actgen_swish_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_beta, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -396,7 +396,7 @@ double actgen_swish_grad_beta_f32(const float *restrict in, const float *restric
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_swish_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_beta)
+static void actgen_swish_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_beta)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -405,7 +405,7 @@ static void actgen_swish_forward_pc_f32_segment(const float *restrict in, float 
     }
 }
 
-void actgen_swish_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, int nthreads)
+void actgen_swish_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_beta, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -432,7 +432,7 @@ void actgen_swish_forward_pc_f32(const float *restrict in, float *restrict out, 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_swish_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_beta)
+static void actgen_swish_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_beta)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -441,7 +441,7 @@ static void actgen_swish_backward_pc_f32_segment(const float *restrict in, const
     }
 }
 
-void actgen_swish_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, int nthreads)
+void actgen_swish_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_beta, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -537,7 +537,7 @@ static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f64(const double 
 
 /* ---- float64: exported functions ---- */
 
-void actgen_swish_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_beta, int nthreads)
+void actgen_swish_forward_f64(const double *in, double *out, int64_t n, double p_beta, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -557,7 +557,7 @@ void actgen_swish_forward_f64(const double *restrict in, double *restrict out, i
 }
 
 
-void actgen_swish_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_beta, int nthreads)
+void actgen_swish_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_beta, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -620,7 +620,7 @@ double actgen_swish_grad_beta_f64(const double *restrict in, const double *restr
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_swish_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_beta)
+static void actgen_swish_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_beta)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -629,7 +629,7 @@ static void actgen_swish_forward_pc_f64_segment(const double *restrict in, doubl
     }
 }
 
-void actgen_swish_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, int nthreads)
+void actgen_swish_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_beta, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -656,7 +656,7 @@ void actgen_swish_forward_pc_f64(const double *restrict in, double *restrict out
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_swish_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_beta)
+static void actgen_swish_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_beta)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -665,7 +665,7 @@ static void actgen_swish_backward_pc_f64_segment(const double *restrict in, cons
     }
 }
 
-void actgen_swish_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, int nthreads)
+void actgen_swish_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_beta, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

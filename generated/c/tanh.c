@@ -145,7 +145,7 @@ static inline ACTGEN_INLINE float actgen_tanh_backward_y_elem_f32(const float y)
 
 /* ---- float32: exported functions ---- */
 
-void actgen_tanh_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_tanh_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -165,7 +165,7 @@ void actgen_tanh_forward_f32(const float *restrict in, float *restrict out, int6
 }
 
 
-void actgen_tanh_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanh_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -185,7 +185,7 @@ void actgen_tanh_backward_f32(const float *restrict in, const float *restrict gr
 }
 
 
-void actgen_tanh_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanh_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -256,7 +256,7 @@ static inline ACTGEN_INLINE double actgen_tanh_backward_y_elem_f64(const double 
 
 /* ---- float64: exported functions ---- */
 
-void actgen_tanh_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_tanh_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -276,7 +276,7 @@ void actgen_tanh_forward_f64(const double *restrict in, double *restrict out, in
 }
 
 
-void actgen_tanh_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanh_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -296,7 +296,7 @@ void actgen_tanh_backward_f64(const double *restrict in, const double *restrict 
 }
 
 
-void actgen_tanh_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanh_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
