@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import library
 from .backends import BACKENDS
-from .render import lower_activation, render
+from .render import copied, lower_activation, render
 from .spec import parse_spec_text
 
 UPDATE_COMMAND = "actgen generate generated"
@@ -22,7 +22,8 @@ def render_library() -> dict[str, str]:
     of a call (actgen/fastcall.py)."""
     from . import fastcall
 
-    files: dict[str, str] = {fastcall.GENERATED: fastcall.render_source()}
+    files = {f"{fastcall.GENERATED}/{fastcall.DISPATCH}": fastcall.render_dispatch(),
+             f"{fastcall.GENERATED}/{fastcall.SOURCE}": copied(fastcall.SOURCE)}
     for name in library.names():
         display = library.display_path(name)
         (act,) = parse_spec_text(library.read(name), path=display)

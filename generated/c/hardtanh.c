@@ -11,25 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
-
-/* min that propagates NaN */
-static inline double actgen_min_f64(double a, double b) { return (a < b || a != a) ? a : b; }
-
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
-
-/* min that propagates NaN */
-static inline float actgen_min_f32(float a, float b) { return (a < b || a != a) ? a : b; }
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 

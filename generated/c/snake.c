@@ -11,25 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
- * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
- * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
-    && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#pragma omp declare simd notinbranch
-double cos(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
-double sin(double) ACTGEN_CONST;
-#endif
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
