@@ -3,8 +3,9 @@
 For each activation it writes ``NAME.h`` (documented prototypes, parameter defaults, C++
 guards), ``NAME.c`` (the same kernels the cffi build compiles: templates/c/activation.c.jinja
 included by templates/c/standalone.c.jinja) and ``NAME_example.c`` (a ``main`` printing a few
-values). C99 and libm only; the OpenMP pragmas compile away without -fopenmp. Every kind is
-covered: elementwise (with the per-channel ``_pc`` functions), gated and rowwise.
+values), and once for all of them ``actgen_math.h`` (actgen's math helpers, actgen/csrc, which
+NAME.c includes). C99 and libm only; the OpenMP pragmas compile away without -fopenmp. Every
+kind is covered: elementwise (with the per-channel ``_pc`` functions), gated and rowwise.
 
 Files are rendered in memory first (a bad spec writes nothing), then written into a temporary
 folder beside their destination and renamed into place; existing files are kept unless
@@ -22,12 +23,13 @@ from pathlib import Path
 
 from .errors import ActgenError
 
-HELP = "write standalone C sources (NAME.h, NAME.c, NAME_example.c) to vendor"
+HELP = "write standalone C sources (NAME.h, NAME.c, NAME_example.c, actgen_math.h) to vendor"
 DESCRIPTION = ("Write self-contained C99 sources for every activation of SPEC (a .toml file or a "
                "built-in name), or only the NAMES given: NAME.h and NAME.c with the forward, backward "
                "and parameter-gradient functions for float and double (OpenMP pragmas that compile "
-               "away without -fopenmp; no Python, no cffi), and NAME_example.c, a main printing a few "
-               "values. The build command is in each file's first comment.")
+               "away without -fopenmp; no Python, no cffi), NAME_example.c, a main printing a few "
+               "values, and actgen_math.h, the math helpers NAME.c includes. The build command is in "
+               "each file's first comment.")
 
 #: The example's inputs: both sides of 0, the kink, and a few magnitudes (8 values: a gated
 #: activation sees them as one (2, 4) input, a rowwise one as one row).
@@ -83,9 +85,9 @@ def role_docs(kind: str, normalizer: str, roles) -> dict[str, str]:
 
 
 def render_standalone(lowered, spec_display: str) -> dict[str, str]:
-    """{file name: text} for one lowered activation."""
+    """{file name: text} for one lowered activation, with the hand-written headers its .c includes."""
     from .backends import BACKENDS
-    from .render import banner, render_template, view_model
+    from .render import banner, included_files, render_template, view_model
 
     view = view_model(lowered, BACKENDS["c"], spec_display)
     name = view.name
@@ -106,14 +108,17 @@ def render_standalone(lowered, spec_display: str) -> dict[str, str]:
         # the .c includes activation.c.jinja, whose banner names that template
         shown = "c/activation.c.jinja" if path == f"{name}.c" else template
         out[path] = render_template(template, banner=banner(spec_display, shown), **context)
+    out.update((Path(path).name, text) for path, text in included_files("c").items())
     return out
 
 
 def write_tree(directory: Path, files: dict[str, str], force: bool) -> list[Path]:
     """Write ``files`` ({name: text}) into ``directory``, all or nothing as far as the file system
     allows: every file goes to a temporary folder beside ``directory`` first, then each is renamed
-    into place. Raises EmitError, before writing anything, if a file exists and not ``force``."""
-    existing = [directory / name for name in files if (directory / name).exists()]
+    into place. Raises EmitError, before writing anything, if a file exists with other content and
+    not ``force`` (one with the same content, actgen_math.h of an earlier emit, is no conflict)."""
+    existing = [directory / name for name in files
+                if (directory / name).exists() and not _holds(directory / name, files[name])]
     if existing and not force:
         raise EmitError(f"{existing[0]} exists ({len(existing)} of the {len(files)} files do); "
                         "pass --force to overwrite, or choose another --c folder")
@@ -144,6 +149,13 @@ def write_tree(directory: Path, files: dict[str, str], force: bool) -> list[Path
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.is_file() and path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 class EmitError(ActgenError):
     """``actgen emit`` cannot write its output (an existing file, the folder)."""
 
@@ -172,7 +184,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="a spec file (.toml) or a built-in name")
     parser.add_argument("names", nargs="*", help="activations of the spec file to emit (default: all)")
     parser.add_argument("--c", dest="c_dir", metavar="DIR", required=True,
-                        help="folder for NAME.h, NAME.c and NAME_example.c (created if missing)")
+                        help="folder for NAME.h, NAME.c, NAME_example.c and actgen_math.h (created if missing)")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
 
 

@@ -1,4 +1,4 @@
-"""The polynomial of actgen's float erfc (``actgen_erfc_ff`` in templates/c/prelude.jinja,
+"""The polynomial of actgen's float erfc (``actgen_erfc_ff`` in actgen/csrc/actgen_math.h,
 modelled by ``actgen.numpy_runtime.erfc_ff``), and how it was fitted.
 
 erfc(a) = exp(-a^2) erfcx(a), and erfcx(a) = t P(t - c) with t = 1/(1 + a/4): on a in [0, 10.5]

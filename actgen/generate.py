@@ -12,7 +12,7 @@ from pathlib import Path
 from . import fastcall, library
 from .backends import BACKENDS
 from .pipeline import lower_activation
-from .render import render
+from .render import copied, render
 from .spec import parse_spec_text
 
 UPDATE_COMMAND = "actgen generate generated"
@@ -21,7 +21,8 @@ UPDATE_COMMAND = "actgen generate generated"
 def render_library(names: list[str] | None = None) -> dict[str, str]:
     """{relative path: text} for every built-in activation (or those named) and every backend,
     and the C fast path of a call (actgen/fastcall.py)."""
-    files: dict[str, str] = {fastcall.GENERATED: fastcall.render_source()}
+    files = {f"{fastcall.GENERATED}/{fastcall.DISPATCH}": fastcall.render_dispatch(),
+             f"{fastcall.GENERATED}/{fastcall.SOURCE}": copied(fastcall.SOURCE)}
     for name in library.names() if names is None else names:
         display = library.display_path(name)
         (act,) = parse_spec_text(library.read(name), path=display)

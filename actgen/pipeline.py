@@ -11,7 +11,7 @@ from .build import FORMAT, Artifact, build_artifact, compile_c, digest, toolchai
 from .derive import derive
 from .errors import AccuracyError
 from .ir import DTYPES, Lowered
-from .render import cdef, exported_roles, render
+from .render import cdef, exported_roles, included_files, render, render_units
 from .select import choose_all
 
 
@@ -49,15 +49,19 @@ def build(act: Activation, backend: str, spec_display: str, lowered: Lowered | N
 
         tc = toolchain()
         c_text = sources[f"c/{act.name}.c"]
+        included = included_files(backend)         # actgen_math.h: its text is part of the key
         declarations = cdef(lowered, spec_display)
-        key = digest({"format": FORMAT, "backend": "c", "source": c_text, "cdef": declarations, "meta": meta,
-                      "toolchain": tc.identity, "cffi": cffi.__version__,
+        key = digest({"format": FORMAT, "backend": "c", "source": c_text, "included": included,
+                      "cdef": declarations, "meta": meta, "toolchain": tc.identity, "cffi": cffi.__version__,
                       "abi": sysconfig.get_config_var("EXT_SUFFIX")})
         module = f"_actgen_{act.name}_{key[:16]}"
 
         def make(tmp: Path) -> str:
             _write_sources(tmp, sources)
-            return compile_c(module, c_text, declarations, tmp, tc, header=sources[f"c/{act.name}.h"])
+            for path, text in included.items():     # beside the units, which #include them
+                (tmp / Path(path).name).write_text(text, encoding="utf-8")
+            return compile_c(module, c_text, declarations, tmp, tc, header=sources[f"c/{act.name}.h"],
+                             units=render_units(lowered, backend, spec_display))
     else:
         py_text = sources[f"numpy/{act.name}.py"]
         key = digest({"format": FORMAT, "backend": "numpy", "source": py_text, "meta": meta})

@@ -7,35 +7,14 @@ strings. They never receive SymPy objects, modules or functions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .activation import Activation
 from .backends import BACKENDS, Backend
 from .ir import DTYPES, Form, Lowered
 from .ranges import within
-from .resources import render_template
+from .resources import csrc_text, render_template
 from .roles import Role, roles
-
-#: libmvec (glibc >= 2.35, x86_64) has SIMD variants of these, for float and double.
-LIBMVEC = frozenset("acos acosh asin asinh atan atanh cbrt cos cosh erf erfc exp exp10 exp2 expm1 "
-                    "log log10 log1p log2 sin sinh tan tanh".split())
-
-#: Math functions each prelude helper calls (so that their SIMD variants are declared).
-#: In definition order (a helper may call those before it).
-HELPER_NEEDS = {"max": (), "min": (), "sign": (), "heaviside": (), "exp": (), "expm1": (), "log1p_unit": (),
-                "tanh": (), "cosh": (),
-                "sigmoid": (), "softplus": ("log1p",), "ff": (), "dd": ()}
-#: Helpers that call other helpers. sigmoid and softplus call actgen's exp (in float,
-#: actgen_exp_f32 and its reduction; in double, actgen_exp_neg_f64), not libm's; in float softplus
-#: needs no log1pf either.
-HELPER_USES = {"sigmoid": ("exp",), "softplus": ("max", "exp"), "ff": ("exp",),
-               "dd": ("max", "sigmoid", "softplus")}
-#: ... the helpers whose float (_f32) variant calls no libm function at all.
-FLOAT_OWN = frozenset({"sigmoid", "softplus"})
-#: ... and the float32-result variants (_d32, printed where a float32 kernel computes in double):
-#: they call actgen's own exp and log1p on [0, 1] instead of libm's.
-NARROW_USES = {"sigmoid": ("exp",), "softplus": ("exp", "log1p_unit"), "expm1": ("exp",),
-               "tanh": ("exp", "expm1"), "cosh": ("exp",)}
 
 #: Elements per range check where a float32 kernel is computed in float on an interval only
 #: (select.Choice.float_range): a block with any input outside is computed in double.
@@ -82,6 +61,8 @@ class RoleView:
     unmeasured: str = "0"
     #: C: the measured values as call arguments (", 1.0F"), which the float variant is called with
     measured: str = ""
+    #: its output may be one of its inputs (roles.IN_PLACE): no `restrict` on its pointers
+    in_place: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,15 +76,6 @@ class DtypeView:
 
 
 @dataclass(frozen=True)
-class HelperView:
-    name: str                 # sigmoid
-    compute: str              # float
-    tag: str                  # f32
-    suffix: str               # f ('' for double): libm name suffix
-    literal: str              # F ('' for double): literal suffix
-
-
-@dataclass(frozen=True)
 class ActivationView:
     name: str
     kind: str                 # elementwise, gated, rowwise
@@ -114,8 +86,6 @@ class ActivationView:
     params: tuple[tuple[str, float], ...]
     learnable: tuple[str, ...]
     dtypes: tuple[DtypeView, ...]
-    helpers: tuple[HelperView, ...]
-    simd_functions: tuple[tuple[str, str], ...]   # (compute type, libm name) to declare SIMD
     float_block: int = 0      # FLOAT_BLOCK if some flat loop checks blocks against a float interval
 
 
@@ -156,7 +126,7 @@ def exported_roles(lowered: Lowered) -> list[Role]:
 
 def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> ActivationView:
     act = lowered.act
-    dtypes, helpers, simd = [], {}, set()
+    dtypes = []
     role_list = exported_roles(lowered)
     for dtype, (tag, ctype) in DTYPES.items():
         kernels = {}
@@ -165,11 +135,9 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
             elem = f"actgen_{act.name}_{k.name}_elem_{tag}"
 
             def kernel_view(form, compute, elem, ranged=False, nan_guard=None, **extra):
-                narrow = backend.name == "c" and dtype == "float32" and compute == "double"
-                printer = backend.printer(compute, form.dd_temps, form.compensated, narrow=narrow)
+                printer = backend.printer(compute, form.dd_temps, form.compensated,
+                                          narrow=dtype == "float32" and compute == "double")
                 temps, result = _print_kernel(printer, form)
-                if backend.name == "c":
-                    _collect(printer, compute, helpers, simd)
                 return KernelView(k.name, k.kind, elem, str(k.variable), k.description, temps, result,
                                   form.needs_nan_guard if nan_guard is None else nan_guard, form.rules,
                                   compute, _note(choice, compute, ranged),
@@ -177,47 +145,29 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
 
             if choice.float_range is not None:
                 # the double form for every loop; the float one for the flat loops' in-range blocks
-                # (NumPy, and the gated kind, which has no flat loops: the double form only)
-                c = backend.name == "c" and act.kind == "elementwise"
+                # (where the backend has them; the gated kind has no flat loops: the double form only)
+                blocks = backend.float_blocks and act.kind == "elementwise"
                 # (its blocks hold no NaN and no x outside the interval: no guards for those)
                 fast = (kernel_view(within(choice.form, choice.float_range), "float", f"{elem}_in_float", True,
-                                    nan_guard=False) if c else None)
-                kernels[k.name] = kernel_view(choice.fallback, "double", elem, c, fast=fast,
+                                    nan_guard=False) if blocks else None)
+                kernels[k.name] = kernel_view(choice.fallback, "double", elem, blocks, fast=fast,
                                               bounds=tuple(_float_literal(b) for b in choice.float_range))
-            elif choice.fallback is not None and backend.name != "c":
-                # float-float in float is C's (and selection's model); NumPy: the form in double
+            elif choice.fallback is not None and not backend.float_float:
+                # float-float in float is C's (and selection's model); elsewhere the form in double
                 kernels[k.name] = kernel_view(choice.fallback, "double", elem)
             else:
-                compute = choice.c_compute if backend.name == "c" else choice.compute
-                kernels[k.name] = kernel_view(choice.form, compute, elem)
-        printer = backend.printer(ctype if backend.name == "c" else dtype)
-        valid = printer.doprint(act.output_derivative_valid)
-        if backend.name == "c":
-            _collect(printer, ctype, helpers, simd)
-        if act.kind == "rowwise" and act.normalizer != "sparsemax":
-            # the row loops compute in double: exp (actgen's; float32: in float), log and log1p of
-            # the normalisation
-            simd.update(("double", f) for f in ("log", "log1p"))
-            if dtype == "float64":
-                helpers[("exp", "double", "")] = HelperView("exp", "double", "f64", "", "")
-            if dtype == "float32":          # float32 rows call actgen's exp: the _d32 helper, and
-                                            # in float for the normalisation of a float score
-                helpers[("exp", "double", "d32")] = HelperView("exp", "double", "d32", "", "")
-                if kernels["forward"].compute == "float":
-                    helpers[("exp", "float", "")] = HelperView("exp", "float", "f32", "f", "F")
+                kernels[k.name] = kernel_view(choice.form, backend.kernel_compute(choice), elem)
+        valid = backend.printer(backend.compute(dtype)).doprint(act.output_derivative_valid)
         unmeasured = " || ".join(f"p_{p} != {_float_literal(v)}" for p, v in act.params.items()) or "0"
         measured = "".join(f", {_float_literal(v)}" for v in act.params.values())
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
-                               r.channels, _role_bounds(act, r, kernels), unmeasured, measured)
+                               r.channels, _role_bounds(act, r, kernels), unmeasured, measured, r.in_place)
                       for r in role_list)
         dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))
-    order = list(HELPER_NEEDS)
     return ActivationView(
         name=act.name, kind=act.kind, normalizer=act.normalizer, description=act.description,
         spec=spec_display, expr_text=act.expr_text,
         params=tuple(act.params.items()), learnable=act.learnable, dtypes=tuple(dtypes),
-        helpers=tuple(sorted(helpers.values(), key=lambda h: (h.compute, order.index(h.name), h.tag))),
-        simd_functions=tuple(sorted(simd)),
         float_block=FLOAT_BLOCK if any(r.bounds for d in dtypes for r in d.roles) else 0)
 
 
@@ -239,39 +189,41 @@ def _role_bounds(act: Activation, role: Role, kernels: dict) -> tuple[str, str]:
     return bounds.pop() if len(bounds) == 1 and all(kernels[name].fast for name in used) else ()
 
 
-def _collect(printer, compute: str, helpers: dict, simd: set) -> None:
-    """Record the helpers and SIMD-capable math functions a printer used."""
-    suffix = "f" if compute == "float" else ""
-    used, todo = set(), list(printer.helpers)
-    while todo:                                  # the helpers' helpers, transitively
-        h = todo.pop()
-        if h not in used:
-            used.add(h)
-            todo.extend(HELPER_USES.get(h, ()))
-    narrow = set(printer.narrow_helpers)
-    for h in list(narrow):
-        narrow.update(NARROW_USES.get(h, ()))
-        used.update(u for u in HELPER_USES.get(h, ()) if u not in NARROW_USES.get(h, ()))
-    for h in sorted(used):
-        helpers[(h, compute, "")] = HelperView(h, compute, "f32" if compute == "float" else "f64",
-                                               suffix, "F" if compute == "float" else "")
-        needs = () if compute == "float" and h in FLOAT_OWN else HELPER_NEEDS[h]
-        simd.update((compute, f + suffix) for f in needs if f in LIBMVEC)
-    for h in sorted(narrow):
-        helpers[(h, "double", "d32")] = HelperView(h, "double", "d32", "", "")
-    simd.update((compute, f) for f in printer.math_functions if (f[:-1] if suffix else f) in LIBMVEC)
-
-
 def banner(spec_display: str, template: str) -> str:
     return f"generated by actgen from {spec_display} and templates/{template}; do not edit"
 
 
 def render(lowered: Lowered, backend: str | Backend, spec_display: str) -> dict[str, str]:
-    """Render every template of ``backend`` for one activation: {relative path: text}."""
+    """Render every template of ``backend`` for one activation, with the hand-written files its
+    sources include: {relative path: text}."""
     backend = BACKENDS[backend] if isinstance(backend, str) else backend
     view = view_model(lowered, backend, spec_display)
-    return {path: render_template(template, act=view, banner=banner(spec_display, template))
-            for template, path in backend.outputs(lowered.act.name)}
+    rendered = {path: render_template(template, act=view, banner=banner(spec_display, template))
+                for template, path in backend.outputs(lowered.act.name)}
+    return rendered | included_files(backend)
+
+
+def included_files(backend: str | Backend) -> dict[str, str]:
+    """{relative path: text} of the hand-written files (actgen/csrc) that ``backend``'s sources include."""
+    backend = BACKENDS[backend] if isinstance(backend, str) else backend
+    return {path: copied(name) for name, path in backend.included}
+
+
+def copied(name: str) -> str:
+    """A hand-written file of actgen/csrc as written beside generated sources: one line first says
+    where it comes from."""
+    return f"/* generated by actgen from actgen/csrc/{name} (a copy); do not edit */\n" + csrc_text(name)
+
+
+def render_units(lowered: Lowered, backend: str | Backend, spec_display: str) -> list[str]:
+    """The backend's source as translation units to compile at the same time (``Backend.units``:
+    its template rendered once per dtype, each with the prelude); [] where it has none."""
+    backend = BACKENDS[backend] if isinstance(backend, str) else backend
+    if backend.units is None:
+        return []
+    view = view_model(lowered, backend, spec_display)
+    return [render_template(backend.units, act=replace(view, dtypes=(d,)), banner=banner(spec_display, backend.units))
+            for d in view.dtypes]
 
 
 def cdef(lowered: Lowered, spec_display: str) -> str:

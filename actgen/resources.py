@@ -1,6 +1,7 @@
 """Where the templates are: inside the installed package (actgen.templates, mapped from the
 top-level templates/ folder by pyproject.toml), or, when actgen is imported from a source
-checkout that was not installed, the checkout's templates/ folder."""
+checkout that was not installed, the checkout's templates/ folder. And where actgen's
+hand-written C is: actgen/csrc, inside the package in both cases."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ def template_root():
         if (checkout / "c").is_dir():
             return checkout
         raise
+
+
+def csrc_root() -> Path:
+    """The folder of actgen's hand-written C (headers the generated kernels include, the fast-call
+    extension): a directory on disk, which a compiler can be pointed at."""
+    return Path(__file__).resolve().parent / "csrc"
+
+
+def csrc_text(name: str) -> str:
+    return (csrc_root() / name).read_text(encoding="utf-8")
 
 
 def _load_template(name: str) -> str:

@@ -21,7 +21,18 @@ rowwise              x seen as (rows, n), a row contiguous; s = f(x) along the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+#: The loops whose output may be one of their inputs, per kind: the runtime hands out= through when
+#: it is x, dy or the saved y itself (actgen/runtime.py's in_place targets; any other overlap goes
+#: through a temporary), and fastcall's entries do the same. Each of these loops reads element i
+#: (for rowwise: every element of a row) of its inputs before it writes element i, and its C
+#: pointers are not `restrict` (an alias through two restrict pointers is undefined behaviour, and
+#: gcc's code for a float64 softmax row computed in place was wrong). The other loops' outputs
+#: never share memory with their inputs: their pointers are `restrict`.
+IN_PLACE = {"elementwise": frozenset({"forward", "backward", "backward_y"}),
+            "gated": frozenset(),
+            "rowwise": frozenset({"forward", "backward_y"})}
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class Role:
     kernel: str = ""   # the per-element kernel it evaluates (for grad: grad_<p>)
     param: str = ""    # grad: the parameter
     channels: bool = False
+    in_place: bool = False   # its output may be one of its inputs (IN_PLACE)
 
 
 def roles(kind: str, kernel_names: list[str], params: list[str], learnable: list[str]) -> list[Role]:
@@ -49,4 +61,4 @@ def roles(kind: str, kernel_names: list[str], params: list[str], learnable: list
         out += [Role("forward_pc", "forward", "forward", channels=True),
                 Role("backward_pc", "backward", "backward", channels=True)]
         out += [Role(f"grad_{p}_pc", "grad", f"grad_{p}", p, channels=True) for p in learnable]
-    return out
+    return [replace(r, in_place=r.loop in IN_PLACE[kind]) for r in out]

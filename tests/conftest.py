@@ -57,8 +57,8 @@ def have_compiler() -> bool:
 requires_cc = pytest.mark.skipif(not have_compiler(), reason="no C compiler on this machine")
 
 
-def double_helpers(name: str, views, helpers, tag: str, variant: str, tmp):
-    """build_prelude_module with an eval_<h>(x, y, n) loop over actgen_<h>_<tag> for each of
+def double_helpers(name: str, helpers, tag: str, variant: str, tmp):
+    """build_math_module with an eval_<h>(x, y, n) loop over actgen_<h>_<tag> for each of
     ``helpers`` (double -> double); returns call(h, x) -> y. The no-fma build is checked to be one."""
     import numpy as np
 
@@ -67,7 +67,7 @@ def double_helpers(name: str, views, helpers, tag: str, variant: str, tmp):
         f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_{tag}(x[i]); }}" for h in helpers)
     loops += "\nint fast_fma(void) {\n#ifdef FP_FAST_FMA\nreturn 1;\n#else\nreturn 0;\n#endif\n}"
     cdef = "\n".join(f"void eval_{h}(const double *x, double *y, int64_t n);" for h in helpers)
-    module = build_prelude_module(name, views, loops, cdef + "\nint fast_fma(void);", variant, tmp)
+    module = build_math_module(name, loops, cdef + "\nint fast_fma(void);", variant, tmp)
     if variant == "no-fma":
         assert module.lib.fast_fma() == 0           # ACTGEN_MAD is a multiply and an add here
 
@@ -80,18 +80,17 @@ def double_helpers(name: str, views, helpers, tag: str, variant: str, tmp):
     return call
 
 
-def build_prelude_module(name: str, views, code: str, cdef: str, variant: str, tmp):
-    """Compile templates/c/prelude.jinja with the helpers ``views`` (render.HelperView) and C
+def build_math_module(name: str, code: str, cdef: str, variant: str, tmp):
+    """Compile actgen/csrc/actgen_math.h itself (included, as the kernels include it) and C
     ``code`` after it, exporting ``cdef``, for this machine (variant "target") or for baseline
     x86-64 ("no-fma": no fused multiply-add, so ACTGEN_FMAF / ACTGEN_MAD are a multiply and an
     add; skipped where that build is not gcc on x86-64); the loaded cffi module."""
     import dataclasses
     import importlib.util
     import platform
-    from types import SimpleNamespace
 
     from actgen.build import compile_c, toolchain
-    from actgen.render import render_template
+    from actgen.resources import csrc_root
 
     tc = toolchain()
     if variant == "no-fma":
@@ -100,9 +99,8 @@ def build_prelude_module(name: str, views, code: str, cdef: str, variant: str, t
         # -mno-fma alone is not enough: AVX-512F has its own FMA (FP_FAST_FMA stays defined)
         flags = [f for f in tc.flags if not f.startswith(("-march=", "-mprefer-vector-width="))]
         tc = dataclasses.replace(tc, flags=(*flags, "-march=x86-64"))
-    prelude = render_template("c/prelude.jinja",
-                              act=SimpleNamespace(simd_functions=(), helpers=views, float_block=0))
-    source = f"#include <math.h>\n#include <stdint.h>\n#include <string.h>\n{prelude}\n{code}\n"
+    tc = dataclasses.replace(tc, flags=(*tc.flags, f"-I{csrc_root()}"))
+    source = f'#include <string.h>\n#include "actgen_math.h"\n{code}\n'
     output = compile_c(name, source, cdef, tmp, tc)
     spec = importlib.util.spec_from_file_location(name, tmp / output)
     module = importlib.util.module_from_spec(spec)

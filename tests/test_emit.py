@@ -89,7 +89,7 @@ def _check(values, act):
 def test_emit_builtin_swish_compiles_and_matches_load(tmp_path, capsys, openmp):
     out = tmp_path / "vendor"
     assert cli_main(["emit", "swish", "--c", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["swish.c", "swish.h", "swish_example.c"]
+    assert sorted(p.name for p in out.iterdir()) == ["actgen_math.h", "swish.c", "swish.h", "swish_example.c"]
     header = (out / "swish.h").read_text()
     assert "gcc -O2 -fopenmp -std=c99 swish.c swish_example.c -lm" in header
     assert "#define ACTGEN_SWISH_BETA_DEFAULT 1.0" in header
@@ -105,7 +105,7 @@ def test_emit_spec_file_elementwise_and_gated(tmp_path, monkeypatch):
     (tmp_path / "mine.toml").write_text(SPEC)
     assert cli_main(["emit", "mine.toml", "--c", "out"]) == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["serfish.c", "serfish.h", "serfish_example.c", "tanh_glu.c", "tanh_glu.h",
+    assert names == ["actgen_math.h", "serfish.c", "serfish.h", "serfish_example.c", "tanh_glu.c", "tanh_glu.h",
                      "tanh_glu_example.c"]
     for name in ("serfish", "tanh_glu"):
         _check(_run_example(tmp_path / "out", name, openmp=True), actgen.load(name, spec="mine.toml"))
@@ -117,6 +117,9 @@ def test_emit_rowwise_softmax(tmp_path):
     values = _run_example(tmp_path, "softmax", openmp=False)
     _check(values, actgen.load("softmax"))
     assert "backward_y_f64" in values
+    # a second activation into the same folder: its actgen_math.h is the one already there
+    assert cli_main(["emit", "log_softmax", "--c", str(tmp_path)]) == 0
+    _check(_run_example(tmp_path, "log_softmax", openmp=False), actgen.load("log_softmax"))
 
 
 def test_emit_refuses_to_overwrite_and_names_must_exist(tmp_path, capsys):

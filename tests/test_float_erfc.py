@@ -1,5 +1,5 @@
 """actgen's float erfc and the float-float arithmetic of compensated float32 kernels computed in
-float (``actgen_erfc_ff``, ``actgen_exp_ff``, ``actgen_ff_*`` of templates/c/prelude.jinja; GELU's
+float (``actgen_erfc_ff``, ``actgen_exp_ff``, ``actgen_ff_*`` of actgen/csrc/actgen_math.h; GELU's
 float32 kernels call them):
 
 * erfc over every one of the 2^32 float inputs (lo = 0), within 2 ULP of libm's double erfc
@@ -21,9 +21,8 @@ import pytest
 
 from actgen import erfc_fit
 from actgen import numpy_runtime as rt
-from actgen.render import HelperView
 
-from conftest import build_prelude_module, requires_cc
+from conftest import build_math_module, requires_cc
 
 STRIDE = {"target": 1, "no-fma": 16}
 
@@ -80,9 +79,8 @@ int fast_fmaf(void);
 
 @pytest.fixture(scope="module", params=["target", "no-fma"])
 def built(request, tmp_path_factory):
-    views = [HelperView(h, "float", "f32", "f", "F") for h in ("exp", "ff")]
     name = f"_actgen_float_erfc_{request.param.replace('-', '_')}"
-    module = build_prelude_module(name, views, CODE, CDEF, request.param, tmp_path_factory.mktemp("float_erfc"))
+    module = build_math_module(name, CODE, CDEF, request.param, tmp_path_factory.mktemp("float_erfc"))
     if request.param == "no-fma":
         assert module.lib.fast_fmaf() == 0
     return request.param, module

@@ -1,5 +1,5 @@
 """actgen's own float exp, sigmoid and softplus (``actgen_exp_f32`` and ``actgen_exp_neg_f32``, ``actgen_sigmoid_f32``,
-``actgen_softplus_f32`` of templates/c/prelude.jinja: kernels computed in float call them instead
+``actgen_softplus_f32`` of actgen/csrc/actgen_math.h: kernels computed in float call them instead
 of libmvec's expf and log1pf):
 
 * over every one of the 2^32 float inputs, within 1 ULP of the float64 helpers rounded to float
@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 
 from actgen import numpy_runtime as rt
-from actgen.render import HelperView
 
-from conftest import build_prelude_module, requires_cc
+from conftest import build_math_module, requires_cc
 
 FUNCTIONS = ("exp", "sigmoid", "softplus")
 STRIDE = {"target": 1, "no-fma": 16}
@@ -81,9 +80,6 @@ SWEEP(softplus, actgen_softplus_f32, actgen_softplus_d32)
 
 @pytest.fixture(scope="module", params=["target", "no-fma"])
 def built(request, tmp_path_factory):
-    views = [HelperView("max", "double", "f64", "", ""), HelperView("max", "float", "f32", "f", "F")]
-    views += [HelperView(h, "double", "d32", "", "") for h in ("exp", "log1p_unit", "sigmoid", "softplus")]
-    views += [HelperView(h, "float", "f32", "f", "F") for h in FUNCTIONS]
     loops = "\n".join(
         f"void eval_{h}(const float *x, float *y, int64_t n) "
         f"{{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_{h}_f32(x[i]); }}" for h in FUNCTIONS)
@@ -93,7 +89,7 @@ def built(request, tmp_path_factory):
                      for h in FUNCTIONS)
     cdef += "\nint fast_fmaf(void);\nint64_t exp_neg_mismatches(void);"
     name = f"_actgen_float_helpers_{request.param.replace('-', '_')}"
-    module = build_prelude_module(name, views, f"{loops}\n{SWEEP}", cdef, request.param,
+    module = build_math_module(name, f"{loops}\n{SWEEP}", cdef, request.param,
                                   tmp_path_factory.mktemp("float_helpers"))
     if request.param == "no-fma":
         assert module.lib.fast_fmaf() == 0

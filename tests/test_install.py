@@ -29,6 +29,7 @@ def test_wheel_install_builds_from_another_directory(tmp_path):
     import zipfile
     names = zipfile.ZipFile(wheel).namelist()
     assert "actgen/templates/c/kernels.jinja" in names and "actgen/library/swish.toml" in names
+    assert "actgen/csrc/actgen_math.h" in names and "actgen/csrc/actgen_fastcall.c" in names
     assert not any(n.endswith((".so", ".o")) for n in names)
 
     venv = tmp_path / "venv"

@@ -7,9 +7,9 @@ Changes from SymPy's ``C99CodePrinter`` (each for a reason):
 * Piecewise is a select the vectoriser turns into a blend (one ternary, or a flat chain of
   them for more than two pieces); branches that call functions are computed first (a GNU
   statement expression), so no call is conditional;
-* Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers from the prelude that
-  propagate NaN (``fmaxf`` drops NaN and blocks vectorisation);
-* the math functions and helpers used are recorded, so the template declares exactly those;
+* Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers that propagate NaN
+  (``fmaxf`` drops NaN and blocks vectorisation), from actgen/csrc/actgen_math.h, which declares
+  libmvec's SIMD variants of every libm function it has;
 * in float arithmetic, exp, sigmoid and softplus call actgen's own float functions
   (``actgen_exp_f32``: within 1 ULP of exp; libmvec's expf is within 3), and compensated
   arguments of exp and erfc are float-float pairs (``actgen_exp_ff``, ``actgen_erfc_ff``), which
@@ -34,15 +34,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from . import DoubleDouble, KernelNumbers
 
-#: Helpers of the C prelude, by the SymPy function they print.
-HELPERS = {"Max": "max", "Min": "min", "sign": "sign", "Heaviside": "heaviside",
-           "sigmoid": "sigmoid", "softplus": "softplus"}
-
 MAX_EXPANDED_POWER = 8
-
-#: libm functions each double-double helper calls (declared SIMD-capable with the others)
-DD_NEEDS = {"exp": {"exp"}, "erfc": {"erfc", "exp"}, "sigmoid": set(), "softplus": {"log1p"},
-            "cosh": {"cosh", "sinh"}, "sinh": {"cosh", "sinh"}}
 
 
 class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
@@ -61,15 +53,12 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         self.compute = compute
         self.tag = "f32" if compute == "float" else "f64"
         self.literal_suffix = "F" if compute == "float" else ""
-        self.math_functions: set[str] = set()   # e.g. {"expf", "log1pf"}
-        self.helpers: set[str] = set()          # e.g. {"max", "sigmoid"}
         self.dd_temps = frozenset(dd_temps)
         self.compensate = compensate
         self.dd_float = compute == "float"      # float-float pairs (actgen_ff) in float arithmetic
         self._pair = "ff" if self.dd_float else "dd"
         self._branch_temps = 0                  # names of hoisted Piecewise branches
         self.narrow = narrow and not self.compensate
-        self.narrow_helpers: set[str] = set()   # helpers in their float32-result variant (_d32)
 
     # numbers: KernelNumbers prints literals with the suffix of the compute type ---------
     def _print_Infinity(self, e):
@@ -106,13 +95,7 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
 
     def _call(self, name: str, *args) -> str:
         full = name + self._get_func_suffix(real)
-        self.math_functions.add(full)
         return f"{full}({', '.join(self._print(a) for a in args)})"
-
-    def _print_math_func(self, expr, nest=False, known=None):
-        text = super()._print_math_func(expr, nest=nest, known=known)
-        self.math_functions.add(text.split("(", 1)[0])
-        return text
 
     # selects and helpers ---------------------------------------------------------------
     def _print_Piecewise(self, e):
@@ -157,14 +140,12 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         return self._print(e.rewrite(sp.Piecewise))
 
     def _helper(self, key: str, *args) -> str:
-        self.helpers.add(key)
         return f"actgen_{key}_{self.tag}({', '.join(self._print(a) for a in args)})"
 
     def _fold(self, e, key):
         args = list(e.args)
         text = self._print(args[-1])
         for a in reversed(args[:-1]):
-            self.helpers.add(key)
             text = f"actgen_{key}_{self.tag}({self._print(a)}, {text})"
         return text
 
@@ -188,7 +169,6 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         return f"(({' & '.join(tests)}) ? {x} : {inside})"
 
     def _narrow_helper(self, key: str, *args) -> str:
-        self.narrow_helpers.add(key)
         return f"actgen_{key}_d32({', '.join(self._print(a) for a in args)})"
 
     def _print_sigmoid(self, e):
@@ -213,11 +193,9 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
 
     # double-double (compensated arguments; float-float in float arithmetic) -------------------
     def _dd_lift(self, text):
-        self.helpers.add(self._pair)
         return f"actgen_{self._pair}_make({text}, {self._literal(0)})"
 
     def _dd_const(self, hi, lo):
-        self.helpers.add(self._pair)
         if self.dd_float:
             return f"actgen_ff_make({_float_text(hi)}, {_float_text(lo)})"
         return f"actgen_dd_make({hi!r}, {lo!r})"
@@ -235,11 +213,8 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         return name
 
     def _dd_call(self, function, dd):
-        self.helpers.add(self._pair)
         if self.dd_float:       # actgen_exp_ff, actgen_erfc_ff: no libm (the ff helper calls actgen's exp)
             return f"actgen_{function}_ff({dd})"
-        self.helpers.update({"sigmoid": ("sigmoid",), "softplus": ("softplus",)}.get(function, ()))
-        self.math_functions.update(DD_NEEDS[function])
         return f"actgen_{function}_dd({dd})"
 
     def _print_exp(self, e):
@@ -253,7 +228,6 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         if e.args[0].is_nonpositive:
             # exp(-|u|) (select's rational candidates): the same value, without the scaling
             # that an argument > 0 needs
-            self.helpers.add("exp")
             return f"actgen_exp_neg_{self.tag}({self._print(e.args[0])})"
         return self._helper("exp", e.args[0])
 
@@ -289,10 +263,3 @@ def _calls(e) -> bool:
     """True if printing ``e`` calls a function (libm or a helper), not just arithmetic."""
     return bool(e.atoms(sp.Function)) or any(not p.exp.is_Integer for p in e.atoms(sp.Pow)) \
         or bool(e.atoms(sp.Max, sp.Min))
-
-
-# SymPy binds its math-function printers to C89CodePrinter._print_math_func at import time;
-# rebind them so this printer records the functions it uses.
-for _name in ("Abs Sqrt exp2 log log10 log2 log1p Cbrt hypot fma loggamma sin cos tan asin "
-              "acos atan atan2 asinh acosh atanh erf gamma ceiling floor").split():
-    setattr(KernelCPrinter, "_print_" + _name, KernelCPrinter._print_math_func)

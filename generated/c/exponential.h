@@ -12,14 +12,14 @@
 
 #include <stdint.h>
 
-void actgen_exponential_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads);
-void actgen_exponential_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads);
-void actgen_exponential_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads);
+void actgen_exponential_forward_f32(const float *in, float *out, int64_t n, int nthreads);
+void actgen_exponential_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads);
+void actgen_exponential_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, int nthreads);
 int actgen_exponential_backward_y_valid_f32(void);
 void actgen_exponential_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, int nthreads);
-void actgen_exponential_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads);
-void actgen_exponential_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads);
-void actgen_exponential_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads);
+void actgen_exponential_forward_f64(const double *in, double *out, int64_t n, int nthreads);
+void actgen_exponential_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads);
+void actgen_exponential_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, int nthreads);
 int actgen_exponential_backward_y_valid_f64(void);
 void actgen_exponential_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, int nthreads);
 

@@ -11,151 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
- * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
- * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
-    && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#pragma omp declare simd notinbranch
-double log1p(double) ACTGEN_CONST;
-#endif
-
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
-
-/* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
- * software fma would be ~30x slower; the _d32 and _f64 helpers need no exact product) */
-#ifdef FP_FAST_FMA
-#define ACTGEN_MAD(a, b, c) fma(a, b, c)
-#else
-#define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
- * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
- * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans
- * [-2020, 2020] and an underflowing result rounds once. No libm call, no table: it vectorises on any target. NaN stays NaN, +-inf and
- * overflow/underflow as exp. (glibc's double exp, libmvec's included, is accurate to 2^-52 and
- * about half as fast; its float exp, to 2-3 ULP of float, too inaccurate for a 4 ULP budget.) */
-static inline double actgen_exp_d32(double a)
-{
-    double c = a < -1400.0 ? -1400.0 : a;         /* two selects: nested ?: stops the vectoriser */
-    c = c > 1400.0 ? 1400.0 : c;
-    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    const double t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
-    const double k = t - shifter;
-    /* ln 2 = hi + lo, hi with 32 significant bits (fdlibm's): k hi is exact even without fma */
-    const double r = ACTGEN_MAD(k, -1.9082149292705877e-10, ACTGEN_MAD(k, -0.6931471803691238, c));
-    double p = 2.7557319223985891e-06;
-    p = ACTGEN_MAD(p, r, 2.4801587301587302e-05);
-    p = ACTGEN_MAD(p, r, 1.9841269841269841e-04);
-    p = ACTGEN_MAD(p, r, 1.3888888888888889e-03);
-    p = ACTGEN_MAD(p, r, 8.3333333333333333e-03);
-    p = ACTGEN_MAD(p, r, 4.1666666666666667e-02);
-    p = ACTGEN_MAD(p, r, 1.6666666666666667e-01);
-    p = ACTGEN_MAD(p, r, 0.5);
-    p = ACTGEN_MAD(p, r, 1.0);
-    p = ACTGEN_MAD(p, r, 1.0);
-    const double k1 = ACTGEN_MAD(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
-    const double k2 = (k - (k1 - shifter)) + shifter;
-    union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
-    s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
-    s2.u = (s2.u + 1023) << 52;
-    return p * s1.d * s2.d;
-}
-
-
-/* exp(c) = m 2^k: k = rint(c / ln 2), t = k + 1.5 * 2^52 (its low bits hold k), r = c - k ln 2
- * (ln 2 = hi + lo, hi with 41 bits: k hi exact), m = exp(r) = 1 + r + r^2 q(r) with SLEEF's
- * degree-12 fit (xexp) */
-typedef struct { double t, k, m; } actgen_exp_reduced_f64;
-static inline ACTGEN_INLINE actgen_exp_reduced_f64 actgen_exp_reduce_f64(double c)
-{
-    actgen_exp_reduced_f64 e;
-    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    e.t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
-    e.k = e.t - shifter;
-    const double r = ACTGEN_MAD(e.k, -2.8235290563031577e-13, ACTGEN_MAD(e.k, -0x1.62e42fefa3p-1, c));
-    double q = 2.081276378237164457e-9;
-    q = ACTGEN_MAD(q, r, 2.511210703042288022e-8);
-    q = ACTGEN_MAD(q, r, 2.755762628169491192e-7);
-    q = ACTGEN_MAD(q, r, 2.755723402025388239e-6);
-    q = ACTGEN_MAD(q, r, 2.480158687479686264e-5);
-    q = ACTGEN_MAD(q, r, 1.984126989855865850e-4);
-    q = ACTGEN_MAD(q, r, 1.388888888914497797e-3);
-    q = ACTGEN_MAD(q, r, 8.333333333314938210e-3);
-    q = ACTGEN_MAD(q, r, 4.166666666666602598e-2);
-    q = ACTGEN_MAD(q, r, 1.666666666666669072e-1);
-    q = ACTGEN_MAD(q, r, 0.5);
-    e.m = ACTGEN_MAD(r * r, q, r) + 1.0;
-    return e;
-}
-
-/* exp(a) for a <= 0 or NaN (exp(-|z|) in sigmoid and softplus), inline: m 2^k
- * (actgen_exp_reduce_f64) as m 2^(k + 1022) (exact) times 2^-1022 (rounds once: subnormal
- * results too). Within 1 ULP of the exact exp (0.87 measured, glibc's exp 0.5;
- * tests/test_double_helpers.py). No table and no call: a libmvec call in the loop spills the
- * vector registers, and on the machine of benchmarks/ float64 sigmoid at 2^24 elements, 2 threads,
- * ran 1.4 Gelem/s with libmvec's exp and 2.0 with this one (scratch A/B; exp(-|z|) alone, 2^16
- * elements, 1 thread: 1.05 and 1.27). NaN stays NaN; exp(-746) and below round to 0. */
-static inline ACTGEN_INLINE double actgen_exp_neg_f64(double a)
-{
-    const actgen_exp_reduced_f64 e = actgen_exp_reduce_f64(a < -746.0 ? -746.0 : a);
-    union { double d; uint64_t u; } s = {e.t};
-    s.u = (s.u + 2045) << 52;                      /* the low bits hold k in [-1076, 0]: 2^(k + 1022) */
-    return e.m * s.d * 0x1p-1022;
-}
-
-/* exp(a) for any a: actgen_exp_reduce_f64's m times 2^k in two factors
- * 2^k1 2^k2 (k1 = rint(k / 2)): m 2^k1 is exact, the second product rounds once, so that
- * subnormal results round once and exp(709.79) and above overflow to inf. NaN stays NaN. */
-static inline ACTGEN_INLINE double actgen_exp_f64(double a)
-{
-    double c = a < -746.0 ? -746.0 : a;            /* two selects: nested ?: stops the vectoriser */
-    c = c > 710.0 ? 710.0 : c;
-    const actgen_exp_reduced_f64 e = actgen_exp_reduce_f64(c);
-    const double shifter = 6755399441055744.0;
-    const double k1 = ACTGEN_MAD(e.k, 0.5, shifter);     /* k1 = rint(k / 2), k - k1 exact */
-    const double k2 = (e.k - (k1 - shifter)) + shifter;
-    union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
-    s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
-    s2.u = (s2.u + 1023) << 52;
-    return e.m * s1.d * s2.d;
-}
-
-/* sigmoid for a float32 result: e/(1 + e) or 1/(1 + e), e = exp(-|z|) (actgen_exp_d32), one division */
-static inline double actgen_sigmoid_d32(double z) { const double e = actgen_exp_d32(-fabs(z)); return (z >= 0 ? 1.0 : e) / (1.0 + e); }
-
-/* 1 / (1 + exp(-z)) as n / (1 + e), e = exp(-|z|) (actgen_exp_neg_f64), n = 1 or e: no overflow,
- * subnormal results kept, one division */
-static inline double actgen_sigmoid_f64(double z) { const double e = actgen_exp_neg_f64(-fabs(z)); return (z >= 0 ? 1.0 : e) / (1.0 + e); }
-
-/* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)) (actgen_exp_neg_f64): no overflow */
-static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(actgen_exp_neg_f64(-fabs(z))); }
-
-/* double-double: hi + lo carries the rounding error of an argument (fma: exact products); a
- * sensitive function gets f(hi) plus the first-order correction f'(hi) * lo */
-typedef struct { double hi, lo; } actgen_dd;
-static inline actgen_dd actgen_dd_make(double hi, double lo) { actgen_dd r; r.hi = hi; r.lo = lo; return r; }
-static inline actgen_dd actgen_dd_renorm(double s, double e) { const double h = s + e; return actgen_dd_make(h, isfinite(h) ? e - (h - s) : 0.0); }
-static inline actgen_dd actgen_dd_add(actgen_dd a, actgen_dd b) { const double s = a.hi + b.hi, bb = s - a.hi; const double e = (a.hi - (s - bb)) + (b.hi - bb) + a.lo + b.lo; return actgen_dd_renorm(s, isfinite(s) ? e : 0.0); }
-static inline actgen_dd actgen_dd_mul(actgen_dd a, actgen_dd b) { const double p = a.hi * b.hi; const double e = isfinite(p) ? fma(a.hi, b.hi, -p) + (a.hi * b.lo + a.lo * b.hi) : 0.0; return actgen_dd_renorm(p, e); }
-static inline actgen_dd actgen_dd_neg(actgen_dd a) { return actgen_dd_make(-a.hi, -a.lo); }
-static inline double actgen_exp_dd(actgen_dd u) { return exp(u.hi) * (1.0 + u.lo); }
-static inline double actgen_erfc_dd(actgen_dd u) { return erfc(u.hi) - 1.1283791670955126 * exp(-u.hi * u.hi) * u.lo; }
-static inline double actgen_sigmoid_dd(actgen_dd u) { const double s = actgen_sigmoid_f64(u.hi); return s + s * actgen_sigmoid_f64(-u.hi) * u.lo; }
-static inline double actgen_softplus_dd(actgen_dd u) { return actgen_softplus_f64(u.hi) + actgen_sigmoid_f64(u.hi) * u.lo; }
-static inline double actgen_cosh_dd(actgen_dd u) { return cosh(u.hi) + sinh(u.hi) * u.lo; }
-static inline double actgen_sinh_dd(actgen_dd u) { return sinh(u.hi) + cosh(u.hi) * u.lo; }
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -180,7 +37,7 @@ static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f32(const doub
 
 /* ---- float32: exported functions ---- */
 
-void actgen_gelu_tanh_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_gelu_tanh_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -200,7 +57,7 @@ void actgen_gelu_tanh_forward_f32(const float *restrict in, float *restrict out,
 }
 
 
-void actgen_gelu_tanh_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_gelu_tanh_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -263,7 +120,7 @@ static inline ACTGEN_INLINE double actgen_gelu_tanh_backward_elem_f64(const doub
 
 /* ---- float64: exported functions ---- */
 
-void actgen_gelu_tanh_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_gelu_tanh_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -283,7 +140,7 @@ void actgen_gelu_tanh_forward_f64(const double *restrict in, double *restrict ou
 }
 
 
-void actgen_gelu_tanh_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_gelu_tanh_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

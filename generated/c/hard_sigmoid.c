@@ -11,25 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
-
-/* min that propagates NaN */
-static inline double actgen_min_f64(double a, double b) { return (a < b || a != a) ? a : b; }
-
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
-
-/* min that propagates NaN */
-static inline float actgen_min_f32(float a, float b) { return (a < b || a != a) ? a : b; }
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -50,7 +33,7 @@ static inline ACTGEN_INLINE float actgen_hard_sigmoid_backward_elem_f32(const fl
 
 /* ---- float32: exported functions ---- */
 
-void actgen_hard_sigmoid_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_hard_sigmoid_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -70,7 +53,7 @@ void actgen_hard_sigmoid_forward_f32(const float *restrict in, float *restrict o
 }
 
 
-void actgen_hard_sigmoid_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_hard_sigmoid_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -129,7 +112,7 @@ static inline ACTGEN_INLINE double actgen_hard_sigmoid_backward_elem_f64(const d
 
 /* ---- float64: exported functions ---- */
 
-void actgen_hard_sigmoid_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_hard_sigmoid_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -149,7 +132,7 @@ void actgen_hard_sigmoid_forward_f64(const double *restrict in, double *restrict
 }
 
 
-void actgen_hard_sigmoid_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_hard_sigmoid_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

@@ -11,25 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
-
-/* min that propagates NaN */
-static inline double actgen_min_f64(double a, double b) { return (a < b || a != a) ? a : b; }
-
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
-
-/* min that propagates NaN */
-static inline float actgen_min_f32(float a, float b) { return (a < b || a != a) ? a : b; }
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -58,7 +41,7 @@ static inline ACTGEN_INLINE float actgen_hardtanh_backward_y_elem_f32(const floa
 
 /* ---- float32: exported functions ---- */
 
-void actgen_hardtanh_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_min_val, float p_max_val, int nthreads)
+void actgen_hardtanh_forward_f32(const float *in, float *out, int64_t n, float p_min_val, float p_max_val, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -78,7 +61,7 @@ void actgen_hardtanh_forward_f32(const float *restrict in, float *restrict out, 
 }
 
 
-void actgen_hardtanh_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_min_val, float p_max_val, int nthreads)
+void actgen_hardtanh_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_min_val, float p_max_val, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -98,7 +81,7 @@ void actgen_hardtanh_backward_f32(const float *restrict in, const float *restric
 }
 
 
-void actgen_hardtanh_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_min_val, float p_max_val, int nthreads)
+void actgen_hardtanh_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_min_val, float p_max_val, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -145,7 +128,7 @@ void actgen_hardtanh_forward_deriv_f32(const float *restrict in, float *restrict
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_hardtanh_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_min_val, float p_max_val)
+static void actgen_hardtanh_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_min_val, float p_max_val)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -154,7 +137,7 @@ static void actgen_hardtanh_forward_pc_f32_segment(const float *restrict in, flo
     }
 }
 
-void actgen_hardtanh_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_min_val, const float *restrict pv_max_val, int nthreads)
+void actgen_hardtanh_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_min_val, const float *pv_max_val, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -181,7 +164,7 @@ void actgen_hardtanh_forward_pc_f32(const float *restrict in, float *restrict ou
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_hardtanh_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_min_val, float p_max_val)
+static void actgen_hardtanh_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_min_val, float p_max_val)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -190,7 +173,7 @@ static void actgen_hardtanh_backward_pc_f32_segment(const float *restrict in, co
     }
 }
 
-void actgen_hardtanh_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_min_val, const float *restrict pv_max_val, int nthreads)
+void actgen_hardtanh_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_min_val, const float *pv_max_val, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -243,7 +226,7 @@ static inline ACTGEN_INLINE double actgen_hardtanh_backward_y_elem_f64(const dou
 
 /* ---- float64: exported functions ---- */
 
-void actgen_hardtanh_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_min_val, double p_max_val, int nthreads)
+void actgen_hardtanh_forward_f64(const double *in, double *out, int64_t n, double p_min_val, double p_max_val, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -263,7 +246,7 @@ void actgen_hardtanh_forward_f64(const double *restrict in, double *restrict out
 }
 
 
-void actgen_hardtanh_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_min_val, double p_max_val, int nthreads)
+void actgen_hardtanh_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_min_val, double p_max_val, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -283,7 +266,7 @@ void actgen_hardtanh_backward_f64(const double *restrict in, const double *restr
 }
 
 
-void actgen_hardtanh_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_min_val, double p_max_val, int nthreads)
+void actgen_hardtanh_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_min_val, double p_max_val, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -330,7 +313,7 @@ void actgen_hardtanh_forward_deriv_f64(const double *restrict in, double *restri
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_hardtanh_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_min_val, double p_max_val)
+static void actgen_hardtanh_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_min_val, double p_max_val)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -339,7 +322,7 @@ static void actgen_hardtanh_forward_pc_f64_segment(const double *restrict in, do
     }
 }
 
-void actgen_hardtanh_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_min_val, const double *restrict pv_max_val, int nthreads)
+void actgen_hardtanh_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_min_val, const double *pv_max_val, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -366,7 +349,7 @@ void actgen_hardtanh_forward_pc_f64(const double *restrict in, double *restrict 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_hardtanh_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_min_val, double p_max_val)
+static void actgen_hardtanh_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_min_val, double p_max_val)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -375,7 +358,7 @@ static void actgen_hardtanh_backward_pc_f64_segment(const double *restrict in, c
     }
 }
 
-void actgen_hardtanh_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_min_val, const double *restrict pv_max_val, int nthreads)
+void actgen_hardtanh_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_min_val, const double *pv_max_val, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

@@ -12,19 +12,19 @@
 
 #include <stdint.h>
 
-void actgen_hardtanh_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_min_val, float p_max_val, int nthreads);
-void actgen_hardtanh_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_min_val, float p_max_val, int nthreads);
-void actgen_hardtanh_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_min_val, float p_max_val, int nthreads);
+void actgen_hardtanh_forward_f32(const float *in, float *out, int64_t n, float p_min_val, float p_max_val, int nthreads);
+void actgen_hardtanh_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_min_val, float p_max_val, int nthreads);
+void actgen_hardtanh_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_min_val, float p_max_val, int nthreads);
 int actgen_hardtanh_backward_y_valid_f32(float min_val, float max_val);
 void actgen_hardtanh_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_min_val, float p_max_val, int nthreads);
-void actgen_hardtanh_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_min_val, const float *restrict pv_max_val, int nthreads);
-void actgen_hardtanh_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_min_val, const float *restrict pv_max_val, int nthreads);
-void actgen_hardtanh_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_min_val, double p_max_val, int nthreads);
-void actgen_hardtanh_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_min_val, double p_max_val, int nthreads);
-void actgen_hardtanh_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_min_val, double p_max_val, int nthreads);
+void actgen_hardtanh_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_min_val, const float *pv_max_val, int nthreads);
+void actgen_hardtanh_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_min_val, const float *pv_max_val, int nthreads);
+void actgen_hardtanh_forward_f64(const double *in, double *out, int64_t n, double p_min_val, double p_max_val, int nthreads);
+void actgen_hardtanh_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_min_val, double p_max_val, int nthreads);
+void actgen_hardtanh_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_min_val, double p_max_val, int nthreads);
 int actgen_hardtanh_backward_y_valid_f64(double min_val, double max_val);
 void actgen_hardtanh_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_min_val, double p_max_val, int nthreads);
-void actgen_hardtanh_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_min_val, const double *restrict pv_max_val, int nthreads);
-void actgen_hardtanh_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_min_val, const double *restrict pv_max_val, int nthreads);
+void actgen_hardtanh_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_min_val, const double *pv_max_val, int nthreads);
+void actgen_hardtanh_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_min_val, const double *pv_max_val, int nthreads);
 
 #endif

@@ -11,13 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
+
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -47,7 +42,7 @@ static inline ACTGEN_INLINE float actgen_leaky_relu_backward_y_elem_f32(const fl
 
 /* ---- float32: exported functions ---- */
 
-void actgen_leaky_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_negative_slope, int nthreads)
+void actgen_leaky_relu_forward_f32(const float *in, float *out, int64_t n, float p_negative_slope, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -67,7 +62,7 @@ void actgen_leaky_relu_forward_f32(const float *restrict in, float *restrict out
 }
 
 
-void actgen_leaky_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, int nthreads)
+void actgen_leaky_relu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_negative_slope, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -87,7 +82,7 @@ void actgen_leaky_relu_backward_f32(const float *restrict in, const float *restr
 }
 
 
-void actgen_leaky_relu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, int nthreads)
+void actgen_leaky_relu_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_negative_slope, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -134,7 +129,7 @@ void actgen_leaky_relu_forward_deriv_f32(const float *restrict in, float *restri
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_leaky_relu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_negative_slope)
+static void actgen_leaky_relu_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_negative_slope)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -143,7 +138,7 @@ static void actgen_leaky_relu_forward_pc_f32_segment(const float *restrict in, f
     }
 }
 
-void actgen_leaky_relu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, int nthreads)
+void actgen_leaky_relu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_negative_slope, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -170,7 +165,7 @@ void actgen_leaky_relu_forward_pc_f32(const float *restrict in, float *restrict 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_leaky_relu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_negative_slope)
+static void actgen_leaky_relu_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_negative_slope)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -179,7 +174,7 @@ static void actgen_leaky_relu_backward_pc_f32_segment(const float *restrict in, 
     }
 }
 
-void actgen_leaky_relu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, int nthreads)
+void actgen_leaky_relu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_negative_slope, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -233,7 +228,7 @@ static inline ACTGEN_INLINE double actgen_leaky_relu_backward_y_elem_f64(const d
 
 /* ---- float64: exported functions ---- */
 
-void actgen_leaky_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_negative_slope, int nthreads)
+void actgen_leaky_relu_forward_f64(const double *in, double *out, int64_t n, double p_negative_slope, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -253,7 +248,7 @@ void actgen_leaky_relu_forward_f64(const double *restrict in, double *restrict o
 }
 
 
-void actgen_leaky_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, int nthreads)
+void actgen_leaky_relu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_negative_slope, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -273,7 +268,7 @@ void actgen_leaky_relu_backward_f64(const double *restrict in, const double *res
 }
 
 
-void actgen_leaky_relu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, int nthreads)
+void actgen_leaky_relu_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_negative_slope, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -320,7 +315,7 @@ void actgen_leaky_relu_forward_deriv_f64(const double *restrict in, double *rest
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_leaky_relu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_negative_slope)
+static void actgen_leaky_relu_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_negative_slope)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -329,7 +324,7 @@ static void actgen_leaky_relu_forward_pc_f64_segment(const double *restrict in, 
     }
 }
 
-void actgen_leaky_relu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, int nthreads)
+void actgen_leaky_relu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_negative_slope, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -356,7 +351,7 @@ void actgen_leaky_relu_forward_pc_f64(const double *restrict in, double *restric
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_leaky_relu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_negative_slope)
+static void actgen_leaky_relu_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_negative_slope)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -365,7 +360,7 @@ static void actgen_leaky_relu_backward_pc_f64_segment(const double *restrict in,
     }
 }
 
-void actgen_leaky_relu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, int nthreads)
+void actgen_leaky_relu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_negative_slope, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

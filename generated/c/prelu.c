@@ -11,13 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
+
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -55,7 +50,7 @@ static inline ACTGEN_INLINE float actgen_prelu_grad_alpha_elem_f32(const float x
 
 /* ---- float32: exported functions ---- */
 
-void actgen_prelu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, int nthreads)
+void actgen_prelu_forward_f32(const float *in, float *out, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -75,7 +70,7 @@ void actgen_prelu_forward_f32(const float *restrict in, float *restrict out, int
 }
 
 
-void actgen_prelu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
+void actgen_prelu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -95,7 +90,7 @@ void actgen_prelu_backward_f32(const float *restrict in, const float *restrict g
 }
 
 
-void actgen_prelu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads)
+void actgen_prelu_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -164,7 +159,7 @@ double actgen_prelu_grad_alpha_f32(const float *restrict in, const float *restri
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_prelu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+static void actgen_prelu_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -173,7 +168,7 @@ static void actgen_prelu_forward_pc_f32_segment(const float *restrict in, float 
     }
 }
 
-void actgen_prelu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+void actgen_prelu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -200,7 +195,7 @@ void actgen_prelu_forward_pc_f32(const float *restrict in, float *restrict out, 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_prelu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha)
+static void actgen_prelu_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -209,7 +204,7 @@ static void actgen_prelu_backward_pc_f32_segment(const float *restrict in, const
     }
 }
 
-void actgen_prelu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads)
+void actgen_prelu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -310,7 +305,7 @@ static inline ACTGEN_INLINE double actgen_prelu_grad_alpha_elem_f64(const double
 
 /* ---- float64: exported functions ---- */
 
-void actgen_prelu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, int nthreads)
+void actgen_prelu_forward_f64(const double *in, double *out, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -330,7 +325,7 @@ void actgen_prelu_forward_f64(const double *restrict in, double *restrict out, i
 }
 
 
-void actgen_prelu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+void actgen_prelu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -350,7 +345,7 @@ void actgen_prelu_backward_f64(const double *restrict in, const double *restrict
 }
 
 
-void actgen_prelu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads)
+void actgen_prelu_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_alpha, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -419,7 +414,7 @@ double actgen_prelu_grad_alpha_f64(const double *restrict in, const double *rest
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_prelu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+static void actgen_prelu_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -428,7 +423,7 @@ static void actgen_prelu_forward_pc_f64_segment(const double *restrict in, doubl
     }
 }
 
-void actgen_prelu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+void actgen_prelu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -455,7 +450,7 @@ void actgen_prelu_forward_pc_f64(const double *restrict in, double *restrict out
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_prelu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha)
+static void actgen_prelu_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_alpha)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -464,7 +459,7 @@ static void actgen_prelu_backward_pc_f64_segment(const double *restrict in, cons
     }
 }
 
-void actgen_prelu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads)
+void actgen_prelu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

@@ -12,23 +12,23 @@
 
 #include <stdint.h>
 
-void actgen_prelu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_alpha, int nthreads);
-void actgen_prelu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads);
-void actgen_prelu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_alpha, int nthreads);
+void actgen_prelu_forward_f32(const float *in, float *out, int64_t n, float p_alpha, int nthreads);
+void actgen_prelu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_alpha, int nthreads);
+void actgen_prelu_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_alpha, int nthreads);
 int actgen_prelu_backward_y_valid_f32(float alpha);
 void actgen_prelu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_alpha, int nthreads);
 double actgen_prelu_grad_alpha_f32(const float *restrict in, const float *restrict grad_out, int64_t n, float p_alpha, int nthreads);
-void actgen_prelu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads);
-void actgen_prelu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, int nthreads);
+void actgen_prelu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads);
+void actgen_prelu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads);
 void actgen_prelu_grad_alpha_pc_f32(const float *restrict in, const float *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, double *restrict acc, int nthreads);
-void actgen_prelu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_alpha, int nthreads);
-void actgen_prelu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads);
-void actgen_prelu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_alpha, int nthreads);
+void actgen_prelu_forward_f64(const double *in, double *out, int64_t n, double p_alpha, int nthreads);
+void actgen_prelu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_alpha, int nthreads);
+void actgen_prelu_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_alpha, int nthreads);
 int actgen_prelu_backward_y_valid_f64(double alpha);
 void actgen_prelu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_alpha, int nthreads);
 double actgen_prelu_grad_alpha_f64(const double *restrict in, const double *restrict grad_out, int64_t n, double p_alpha, int nthreads);
-void actgen_prelu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads);
-void actgen_prelu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, int nthreads);
+void actgen_prelu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads);
+void actgen_prelu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads);
 void actgen_prelu_grad_alpha_pc_f64(const double *restrict in, const double *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, double *restrict acc, int nthreads);
 
 #endif

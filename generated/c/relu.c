@@ -13,13 +13,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
+
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -49,7 +44,7 @@ static inline ACTGEN_INLINE float actgen_relu_backward_y_elem_f32(const float y,
 
 /* ---- float32: exported functions ---- */
 
-void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
+void actgen_relu_forward_f32(const float *in, float *out, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -69,7 +64,7 @@ void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int6
 }
 
 
-void actgen_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
+void actgen_relu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -89,7 +84,7 @@ void actgen_relu_backward_f32(const float *restrict in, const float *restrict gr
 }
 
 
-void actgen_relu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
+void actgen_relu_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -136,7 +131,7 @@ void actgen_relu_forward_deriv_f32(const float *restrict in, float *restrict out
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_relu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_negative_slope, float p_max_value, float p_threshold)
+static void actgen_relu_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_negative_slope, float p_max_value, float p_threshold)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -145,7 +140,7 @@ static void actgen_relu_forward_pc_f32_segment(const float *restrict in, float *
     }
 }
 
-void actgen_relu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, const float *restrict pv_max_value, const float *restrict pv_threshold, int nthreads)
+void actgen_relu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_negative_slope, const float *pv_max_value, const float *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -172,7 +167,7 @@ void actgen_relu_forward_pc_f32(const float *restrict in, float *restrict out, i
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_relu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_negative_slope, float p_max_value, float p_threshold)
+static void actgen_relu_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_negative_slope, float p_max_value, float p_threshold)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -181,7 +176,7 @@ static void actgen_relu_backward_pc_f32_segment(const float *restrict in, const 
     }
 }
 
-void actgen_relu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, const float *restrict pv_max_value, const float *restrict pv_threshold, int nthreads)
+void actgen_relu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_negative_slope, const float *pv_max_value, const float *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -235,7 +230,7 @@ static inline ACTGEN_INLINE double actgen_relu_backward_y_elem_f64(const double 
 
 /* ---- float64: exported functions ---- */
 
-void actgen_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
+void actgen_relu_forward_f64(const double *in, double *out, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -255,7 +250,7 @@ void actgen_relu_forward_f64(const double *restrict in, double *restrict out, in
 }
 
 
-void actgen_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
+void actgen_relu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -275,7 +270,7 @@ void actgen_relu_backward_f64(const double *restrict in, const double *restrict 
 }
 
 
-void actgen_relu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
+void actgen_relu_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -322,7 +317,7 @@ void actgen_relu_forward_deriv_f64(const double *restrict in, double *restrict o
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_relu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_negative_slope, double p_max_value, double p_threshold)
+static void actgen_relu_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_negative_slope, double p_max_value, double p_threshold)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -331,7 +326,7 @@ static void actgen_relu_forward_pc_f64_segment(const double *restrict in, double
     }
 }
 
-void actgen_relu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, const double *restrict pv_max_value, const double *restrict pv_threshold, int nthreads)
+void actgen_relu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_negative_slope, const double *pv_max_value, const double *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -358,7 +353,7 @@ void actgen_relu_forward_pc_f64(const double *restrict in, double *restrict out,
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_relu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_negative_slope, double p_max_value, double p_threshold)
+static void actgen_relu_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_negative_slope, double p_max_value, double p_threshold)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -367,7 +362,7 @@ static void actgen_relu_backward_pc_f64_segment(const double *restrict in, const
     }
 }
 
-void actgen_relu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, const double *restrict pv_max_value, const double *restrict pv_threshold, int nthreads)
+void actgen_relu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_negative_slope, const double *pv_max_value, const double *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

@@ -14,19 +14,19 @@
 
 #include <stdint.h>
 
-void actgen_relu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
-void actgen_relu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
-void actgen_relu_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
+void actgen_relu_forward_f32(const float *in, float *out, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
+void actgen_relu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
+void actgen_relu_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
 int actgen_relu_backward_y_valid_f32(float negative_slope, float max_value, float threshold);
 void actgen_relu_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_negative_slope, float p_max_value, float p_threshold, int nthreads);
-void actgen_relu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, const float *restrict pv_max_value, const float *restrict pv_threshold, int nthreads);
-void actgen_relu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_negative_slope, const float *restrict pv_max_value, const float *restrict pv_threshold, int nthreads);
-void actgen_relu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
-void actgen_relu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
-void actgen_relu_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
+void actgen_relu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_negative_slope, const float *pv_max_value, const float *pv_threshold, int nthreads);
+void actgen_relu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_negative_slope, const float *pv_max_value, const float *pv_threshold, int nthreads);
+void actgen_relu_forward_f64(const double *in, double *out, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
+void actgen_relu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
+void actgen_relu_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
 int actgen_relu_backward_y_valid_f64(double negative_slope, double max_value, double threshold);
 void actgen_relu_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_negative_slope, double p_max_value, double p_threshold, int nthreads);
-void actgen_relu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, const double *restrict pv_max_value, const double *restrict pv_threshold, int nthreads);
-void actgen_relu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_negative_slope, const double *restrict pv_max_value, const double *restrict pv_threshold, int nthreads);
+void actgen_relu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_negative_slope, const double *pv_max_value, const double *pv_threshold, int nthreads);
+void actgen_relu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_negative_slope, const double *pv_max_value, const double *pv_threshold, int nthreads);
 
 #endif

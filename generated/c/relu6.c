@@ -11,25 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
-
-/* min that propagates NaN */
-static inline double actgen_min_f64(double a, double b) { return (a < b || a != a) ? a : b; }
-
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
-
-/* min that propagates NaN */
-static inline float actgen_min_f32(float a, float b) { return (a < b || a != a) ? a : b; }
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -58,7 +41,7 @@ static inline ACTGEN_INLINE float actgen_relu6_backward_y_elem_f32(const float y
 
 /* ---- float32: exported functions ---- */
 
-void actgen_relu6_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_relu6_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -78,7 +61,7 @@ void actgen_relu6_forward_f32(const float *restrict in, float *restrict out, int
 }
 
 
-void actgen_relu6_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_relu6_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -98,7 +81,7 @@ void actgen_relu6_backward_f32(const float *restrict in, const float *restrict g
 }
 
 
-void actgen_relu6_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_relu6_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -171,7 +154,7 @@ static inline ACTGEN_INLINE double actgen_relu6_backward_y_elem_f64(const double
 
 /* ---- float64: exported functions ---- */
 
-void actgen_relu6_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_relu6_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -191,7 +174,7 @@ void actgen_relu6_forward_f64(const double *restrict in, double *restrict out, i
 }
 
 
-void actgen_relu6_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_relu6_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -211,7 +194,7 @@ void actgen_relu6_backward_f64(const double *restrict in, const double *restrict
 }
 
 
-void actgen_relu6_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_relu6_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

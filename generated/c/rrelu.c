@@ -11,13 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
+
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -39,7 +34,7 @@ static inline ACTGEN_INLINE float actgen_rrelu_backward_elem_f32(const float x, 
 
 /* ---- float32: exported functions ---- */
 
-void actgen_rrelu_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_lower, float p_upper, int nthreads)
+void actgen_rrelu_forward_f32(const float *in, float *out, int64_t n, float p_lower, float p_upper, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -59,7 +54,7 @@ void actgen_rrelu_forward_f32(const float *restrict in, float *restrict out, int
 }
 
 
-void actgen_rrelu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_lower, float p_upper, int nthreads)
+void actgen_rrelu_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_lower, float p_upper, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -100,7 +95,7 @@ void actgen_rrelu_forward_deriv_f32(const float *restrict in, float *restrict ou
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_rrelu_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_lower, float p_upper)
+static void actgen_rrelu_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_lower, float p_upper)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -109,7 +104,7 @@ static void actgen_rrelu_forward_pc_f32_segment(const float *restrict in, float 
     }
 }
 
-void actgen_rrelu_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_lower, const float *restrict pv_upper, int nthreads)
+void actgen_rrelu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_lower, const float *pv_upper, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -136,7 +131,7 @@ void actgen_rrelu_forward_pc_f32(const float *restrict in, float *restrict out, 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_rrelu_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_lower, float p_upper)
+static void actgen_rrelu_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_lower, float p_upper)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -145,7 +140,7 @@ static void actgen_rrelu_backward_pc_f32_segment(const float *restrict in, const
     }
 }
 
-void actgen_rrelu_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_lower, const float *restrict pv_upper, int nthreads)
+void actgen_rrelu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_lower, const float *pv_upper, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -191,7 +186,7 @@ static inline ACTGEN_INLINE double actgen_rrelu_backward_elem_f64(const double x
 
 /* ---- float64: exported functions ---- */
 
-void actgen_rrelu_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_lower, double p_upper, int nthreads)
+void actgen_rrelu_forward_f64(const double *in, double *out, int64_t n, double p_lower, double p_upper, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -211,7 +206,7 @@ void actgen_rrelu_forward_f64(const double *restrict in, double *restrict out, i
 }
 
 
-void actgen_rrelu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_lower, double p_upper, int nthreads)
+void actgen_rrelu_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_lower, double p_upper, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -252,7 +247,7 @@ void actgen_rrelu_forward_deriv_f64(const double *restrict in, double *restrict 
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_rrelu_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_lower, double p_upper)
+static void actgen_rrelu_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_lower, double p_upper)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -261,7 +256,7 @@ static void actgen_rrelu_forward_pc_f64_segment(const double *restrict in, doubl
     }
 }
 
-void actgen_rrelu_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_lower, const double *restrict pv_upper, int nthreads)
+void actgen_rrelu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_lower, const double *pv_upper, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -288,7 +283,7 @@ void actgen_rrelu_forward_pc_f64(const double *restrict in, double *restrict out
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_rrelu_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_lower, double p_upper)
+static void actgen_rrelu_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_lower, double p_upper)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -297,7 +292,7 @@ static void actgen_rrelu_backward_pc_f64_segment(const double *restrict in, cons
     }
 }
 
-void actgen_rrelu_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_lower, const double *restrict pv_upper, int nthreads)
+void actgen_rrelu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_lower, const double *pv_upper, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

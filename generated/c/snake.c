@@ -11,25 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
- * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
- * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
-    && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#pragma omp declare simd notinbranch
-double cos(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
-double sin(double) ACTGEN_CONST;
-#endif
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -51,7 +34,7 @@ static inline ACTGEN_INLINE double actgen_snake_backward_elem_f32(const double x
 
 /* ---- float32: exported functions ---- */
 
-void actgen_snake_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_frequency, int nthreads)
+void actgen_snake_forward_f32(const float *in, float *out, int64_t n, float p_frequency, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -71,7 +54,7 @@ void actgen_snake_forward_f32(const float *restrict in, float *restrict out, int
 }
 
 
-void actgen_snake_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_frequency, int nthreads)
+void actgen_snake_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_frequency, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -112,7 +95,7 @@ void actgen_snake_forward_deriv_f32(const float *restrict in, float *restrict ou
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_snake_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_frequency)
+static void actgen_snake_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_frequency)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -121,7 +104,7 @@ static void actgen_snake_forward_pc_f32_segment(const float *restrict in, float 
     }
 }
 
-void actgen_snake_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_frequency, int nthreads)
+void actgen_snake_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_frequency, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -148,7 +131,7 @@ void actgen_snake_forward_pc_f32(const float *restrict in, float *restrict out, 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_snake_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_frequency)
+static void actgen_snake_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_frequency)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -157,7 +140,7 @@ static void actgen_snake_backward_pc_f32_segment(const float *restrict in, const
     }
 }
 
-void actgen_snake_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_frequency, int nthreads)
+void actgen_snake_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_frequency, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -203,7 +186,7 @@ static inline ACTGEN_INLINE double actgen_snake_backward_elem_f64(const double x
 
 /* ---- float64: exported functions ---- */
 
-void actgen_snake_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_frequency, int nthreads)
+void actgen_snake_forward_f64(const double *in, double *out, int64_t n, double p_frequency, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -223,7 +206,7 @@ void actgen_snake_forward_f64(const double *restrict in, double *restrict out, i
 }
 
 
-void actgen_snake_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_frequency, int nthreads)
+void actgen_snake_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_frequency, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -264,7 +247,7 @@ void actgen_snake_forward_deriv_f64(const double *restrict in, double *restrict 
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_snake_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_frequency)
+static void actgen_snake_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_frequency)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -273,7 +256,7 @@ static void actgen_snake_forward_pc_f64_segment(const double *restrict in, doubl
     }
 }
 
-void actgen_snake_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_frequency, int nthreads)
+void actgen_snake_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_frequency, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -300,7 +283,7 @@ void actgen_snake_forward_pc_f64(const double *restrict in, double *restrict out
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_snake_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_frequency)
+static void actgen_snake_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_frequency)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -309,7 +292,7 @@ static void actgen_snake_backward_pc_f64_segment(const double *restrict in, cons
     }
 }
 
-void actgen_snake_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_frequency, int nthreads)
+void actgen_snake_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_frequency, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

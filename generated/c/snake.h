@@ -12,15 +12,15 @@
 
 #include <stdint.h>
 
-void actgen_snake_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_frequency, int nthreads);
-void actgen_snake_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_frequency, int nthreads);
+void actgen_snake_forward_f32(const float *in, float *out, int64_t n, float p_frequency, int nthreads);
+void actgen_snake_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_frequency, int nthreads);
 void actgen_snake_forward_deriv_f32(const float *restrict in, float *restrict out, float *restrict deriv, int64_t n, float p_frequency, int nthreads);
-void actgen_snake_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_frequency, int nthreads);
-void actgen_snake_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_frequency, int nthreads);
-void actgen_snake_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_frequency, int nthreads);
-void actgen_snake_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_frequency, int nthreads);
+void actgen_snake_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_frequency, int nthreads);
+void actgen_snake_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_frequency, int nthreads);
+void actgen_snake_forward_f64(const double *in, double *out, int64_t n, double p_frequency, int nthreads);
+void actgen_snake_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_frequency, int nthreads);
 void actgen_snake_forward_deriv_f64(const double *restrict in, double *restrict out, double *restrict deriv, int64_t n, double p_frequency, int nthreads);
-void actgen_snake_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_frequency, int nthreads);
-void actgen_snake_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_frequency, int nthreads);
+void actgen_snake_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_frequency, int nthreads);
+void actgen_snake_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_frequency, int nthreads);
 
 #endif

@@ -12,11 +12,11 @@
 
 #include <stdint.h>
 
-void actgen_softmax_forward_f32(const float *restrict in, float *restrict out, int64_t rows, int64_t n, int nthreads);
+void actgen_softmax_forward_f32(const float *in, float *out, int64_t rows, int64_t n, int nthreads);
 void actgen_softmax_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t rows, int64_t n, int nthreads);
-void actgen_softmax_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t rows, int64_t n, int nthreads);
-void actgen_softmax_forward_f64(const double *restrict in, double *restrict out, int64_t rows, int64_t n, int nthreads);
+void actgen_softmax_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t rows, int64_t n, int nthreads);
+void actgen_softmax_forward_f64(const double *in, double *out, int64_t rows, int64_t n, int nthreads);
 void actgen_softmax_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t rows, int64_t n, int nthreads);
-void actgen_softmax_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t rows, int64_t n, int nthreads);
+void actgen_softmax_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t rows, int64_t n, int nthreads);
 
 #endif

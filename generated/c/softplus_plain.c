@@ -11,227 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
- * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
- * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
-    && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#pragma omp declare simd notinbranch
-double expm1(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
-double log1p(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
-float expm1f(float) ACTGEN_CONST;
-#endif
-
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline double actgen_max_f64(double a, double b) { return (a > b || a != a) ? a : b; }
-
-/* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
- * software fma would be ~30x slower; the _d32 and _f64 helpers need no exact product) */
-#ifdef FP_FAST_FMA
-#define ACTGEN_MAD(a, b, c) fma(a, b, c)
-#else
-#define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* exp(c) = m 2^k: k = rint(c / ln 2), t = k + 1.5 * 2^52 (its low bits hold k), r = c - k ln 2
- * (ln 2 = hi + lo, hi with 41 bits: k hi exact), m = exp(r) = 1 + r + r^2 q(r) with SLEEF's
- * degree-12 fit (xexp) */
-typedef struct { double t, k, m; } actgen_exp_reduced_f64;
-static inline ACTGEN_INLINE actgen_exp_reduced_f64 actgen_exp_reduce_f64(double c)
-{
-    actgen_exp_reduced_f64 e;
-    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    e.t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
-    e.k = e.t - shifter;
-    const double r = ACTGEN_MAD(e.k, -2.8235290563031577e-13, ACTGEN_MAD(e.k, -0x1.62e42fefa3p-1, c));
-    double q = 2.081276378237164457e-9;
-    q = ACTGEN_MAD(q, r, 2.511210703042288022e-8);
-    q = ACTGEN_MAD(q, r, 2.755762628169491192e-7);
-    q = ACTGEN_MAD(q, r, 2.755723402025388239e-6);
-    q = ACTGEN_MAD(q, r, 2.480158687479686264e-5);
-    q = ACTGEN_MAD(q, r, 1.984126989855865850e-4);
-    q = ACTGEN_MAD(q, r, 1.388888888914497797e-3);
-    q = ACTGEN_MAD(q, r, 8.333333333314938210e-3);
-    q = ACTGEN_MAD(q, r, 4.166666666666602598e-2);
-    q = ACTGEN_MAD(q, r, 1.666666666666669072e-1);
-    q = ACTGEN_MAD(q, r, 0.5);
-    e.m = ACTGEN_MAD(r * r, q, r) + 1.0;
-    return e;
-}
-
-/* exp(a) for a <= 0 or NaN (exp(-|z|) in sigmoid and softplus), inline: m 2^k
- * (actgen_exp_reduce_f64) as m 2^(k + 1022) (exact) times 2^-1022 (rounds once: subnormal
- * results too). Within 1 ULP of the exact exp (0.87 measured, glibc's exp 0.5;
- * tests/test_double_helpers.py). No table and no call: a libmvec call in the loop spills the
- * vector registers, and on the machine of benchmarks/ float64 sigmoid at 2^24 elements, 2 threads,
- * ran 1.4 Gelem/s with libmvec's exp and 2.0 with this one (scratch A/B; exp(-|z|) alone, 2^16
- * elements, 1 thread: 1.05 and 1.27). NaN stays NaN; exp(-746) and below round to 0. */
-static inline ACTGEN_INLINE double actgen_exp_neg_f64(double a)
-{
-    const actgen_exp_reduced_f64 e = actgen_exp_reduce_f64(a < -746.0 ? -746.0 : a);
-    union { double d; uint64_t u; } s = {e.t};
-    s.u = (s.u + 2045) << 52;                      /* the low bits hold k in [-1076, 0]: 2^(k + 1022) */
-    return e.m * s.d * 0x1p-1022;
-}
-
-/* exp(a) for any a: actgen_exp_reduce_f64's m times 2^k in two factors
- * 2^k1 2^k2 (k1 = rint(k / 2)): m 2^k1 is exact, the second product rounds once, so that
- * subnormal results round once and exp(709.79) and above overflow to inf. NaN stays NaN. */
-static inline ACTGEN_INLINE double actgen_exp_f64(double a)
-{
-    double c = a < -746.0 ? -746.0 : a;            /* two selects: nested ?: stops the vectoriser */
-    c = c > 710.0 ? 710.0 : c;
-    const actgen_exp_reduced_f64 e = actgen_exp_reduce_f64(c);
-    const double shifter = 6755399441055744.0;
-    const double k1 = ACTGEN_MAD(e.k, 0.5, shifter);     /* k1 = rint(k / 2), k - k1 exact */
-    const double k2 = (e.k - (k1 - shifter)) + shifter;
-    union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
-    s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
-    s2.u = (s2.u + 1023) << 52;
-    return e.m * s1.d * s2.d;
-}
-
-/* 1 / (1 + exp(-z)) as n / (1 + e), e = exp(-|z|) (actgen_exp_neg_f64), n = 1 or e: no overflow,
- * subnormal results kept, one division */
-static inline double actgen_sigmoid_f64(double z) { const double e = actgen_exp_neg_f64(-fabs(z)); return (z >= 0 ? 1.0 : e) / (1.0 + e); }
-
-/* log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)) (actgen_exp_neg_f64): no overflow */
-static inline double actgen_softplus_f64(double z) { return actgen_max_f64(z, 0.0) + log1p(actgen_exp_neg_f64(-fabs(z))); }
-
-/* max that propagates NaN (fmax drops it and blocks vectorisation) */
-static inline float actgen_max_f32(float a, float b) { return (a > b || a != a) ? a : b; }
-
-/* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
- * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
-#ifdef FP_FAST_FMAF
-#define ACTGEN_FMAF(a, b, c) fmaf(a, b, c)
-#else
-#define ACTGEN_FMAF(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
-#endif
-
-/* exp in float arithmetic, for kernels computed in float: k = rint(a / ln 2), r = a - k ln 2
- * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
- * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
- * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
- * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
- * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
- * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
-typedef struct { float k, t, rh, rl, r, q; } actgen_exp_reduced_f32;   /* t = k + 1.5 * 2^23 */
-
-/* the reduction: exp(c) = 2^k (1 + rh + (rl + r^2 q)), r = rh + rl (shared with the helpers that
- * keep exp unrounded: actgen_erfc_ff, actgen_softplus_f32) */
-static inline ACTGEN_INLINE actgen_exp_reduced_f32 actgen_exp_reduce_f32(float c)
-{
-    actgen_exp_reduced_f32 e;
-    const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
-    e.t = ACTGEN_FMAF(c, 1.44269502F, shifter);
-    e.k = e.t - shifter;
-    e.rh = ACTGEN_FMAF(e.k, -0.693359375F, c);
-    e.rl = e.k * 2.12194442e-4F;
-    e.r = e.rh + e.rl;
-    float q = 1.39505358e-3F;
-    q = ACTGEN_FMAF(q, e.r, 8.36891960e-3F);
-    q = ACTGEN_FMAF(q, e.r, 4.16662060e-2F);
-    q = ACTGEN_FMAF(q, e.r, 1.66665182e-1F);
-    e.q = ACTGEN_FMAF(q, e.r, 0.5F);
-    return e;
-}
-
-/* m 2^k for an integral k in [-160, 128], in two factors: a subnormal result rounds once */
-static inline ACTGEN_INLINE float actgen_scale_f32(float m, float k)
-{
-    const float shifter = 12582912.0F;
-    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
-    const float k2 = (k - (k1 - shifter)) + shifter;
-    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
-    s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
-    s2.u = (s2.u + 127) << 23;
-    return m * s1.f * s2.f;
-}
-
-/* m 2^k for an integral k in [-160, 0], t = k + 1.5 * 2^23 (actgen_exp_reduce_f32's): m 2^(k + 126)
- * is exact (normal for m >= 2^-92), times 2^-126 rounds once, as actgen_scale_f32 does; four
- * operations against its ten (exp(-|z|) in sigmoid, softplus and erfc: 25-30% of sigmoid's time) */
-static inline ACTGEN_INLINE float actgen_scale_neg_f32(float m, float t)
-{
-    union { float f; uint32_t u; } s = {t};
-    s.u = (s.u + 253) << 23;                       /* the low bits hold k: 2^(k + 126) */
-    return m * s.f * 0x1p-126F;
-}
-
-/* exp(a) for a <= 0 (NaN stays NaN): actgen_exp_f32's value with actgen_scale_neg_f32 */
-static inline float actgen_exp_neg_f32(float a)
-{
-    const float c = a < -104.0F ? -104.0F : a;     /* exp(-104) rounds to 0 */
-    const actgen_exp_reduced_f32 e = actgen_exp_reduce_f32(c);
-    return actgen_scale_neg_f32(1.0F + (e.rh + ACTGEN_FMAF(e.r * e.r, e.q, e.rl)), e.t);
-}
-
-static inline float actgen_exp_f32(float a)
-{
-    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
-    c = c > 89.0F ? 89.0F : c;
-    const actgen_exp_reduced_f32 e = actgen_exp_reduce_f32(c);
-    return actgen_scale_f32(1.0F + (e.rh + ACTGEN_FMAF(e.r * e.r, e.q, e.rl)), e.k);
-}
-
-/* sigmoid in float: n / (1 + e), e = exp(-|z|) (actgen_exp_neg_f32), n = 1 or e; 1 + e held exactly
- * as dh + dl (e <= 1), and the quotient corrected once by its remainder: within 1 ULP of the
- * correctly rounded sigmoid over every float input (a plain n / (1 + e): 2) */
-static inline float actgen_sigmoid_f32(float z)
-{
-    const float e = actgen_exp_neg_f32(-fabsf(z));
-    const float n = z >= 0 ? 1.0F : e;
-    const float dh = 1.0F + e, dl = (1.0F - dh) + e;
-    const float r = 1.0F / dh, q = n * r;
-    return ACTGEN_FMAF(ACTGEN_FMAF(-q, dh, n) - q * dl, r, q);
-}
-
-/* softplus in float: max(z, 0) + log1p(e), e = exp(-|z|) = 2^k (ph + pl) by actgen_exp_f32's
- * reduction with its last addition kept exact (no rounding of e: relative error 2^-27);
- * log1p(e) = 2 atanh(s), s = e/(2 + e) in [0, 1/3] held as sh + sl (the quotient's remainder by
- * fma), 2 atanh(s) = 2s + 2s^3 Q(s^2), Q the series to s^10 (2^-21 of a term that is at most 4% of
- * the sum): one rounding of the sum, then of max(z, 0) + it; for e < 2^-24, e (1 - e/2), scaled
- * by 2^k last. Within 1 ULP of the float64 helper rounded (the correctly rounded softplus but
- * near ties) over every float input (tests/test_float_helpers.py). Modelled by
- * actgen.numpy_runtime.softplus_f32. */
-static inline ACTGEN_INLINE float actgen_softplus_f32(float z)
-{
-    float c = -fabsf(z);
-    c = c < -104.0F ? -104.0F : c;                 /* exp(-104) rounds to 0 */
-    const actgen_exp_reduced_f32 x = actgen_exp_reduce_f32(c);
-    const float k = x.k, kt = x.t, rh = x.rh, rl = x.rl, r = x.r, q = x.q;
-    const float p0 = 1.0F + rh;                    /* exp(r) = ph + pl: (1 - p0) + rh is exact */
-    const float p1 = ((1.0F - p0) + rh) + ACTGEN_FMAF(r * r, q, rl);
-    const float ph = p0 + p1, pl = p1 - (ph - p0); /* |pl| <= ulp(ph) / 2 */
-    const float eh = actgen_scale_neg_f32(ph, kt), el = actgen_scale_neg_f32(pl, kt);
-    const float d = 2.0F + eh, dl = ((2.0F - d) + eh) + el;     /* 2 + e = d + dl */
-    const float inv = 1.0F / d;
-    const float sh = eh * inv;
-    const float sl = (ACTGEN_FMAF(-sh, d, eh) + el - sh * dl) * inv;   /* s - sh */
-    const float t = sh * sh;
-    float w = 7.69230769e-2F;
-    w = ACTGEN_FMAF(w, t, 9.09090909e-2F);
-    w = ACTGEN_FMAF(w, t, 1.11111111e-1F);
-    w = ACTGEN_FMAF(w, t, 1.42857143e-1F);
-    w = ACTGEN_FMAF(w, t, 2.0e-1F);
-    w = ACTGEN_FMAF(w, t, 3.33333333e-1F);
-    /* e < 2^-24: log1p(e) = e (1 - e/2) to 2^-50, scaled last (a subnormal e would lose el) */
-    const float tiny = actgen_scale_neg_f32(ph + (pl - 0.5F * ph * eh), kt);
-    const float l = k < -24.0F ? tiny : 2.0F * (sh + ACTGEN_FMAF(sh * t, w, sl));
-    return actgen_max_f32(z, 0.0F) + l;
-}
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -258,7 +39,7 @@ static inline ACTGEN_INLINE float actgen_softplus_plain_backward_y_elem_f32(cons
 
 /* ---- float32: exported functions ---- */
 
-void actgen_softplus_plain_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_softplus_plain_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -278,7 +59,7 @@ void actgen_softplus_plain_forward_f32(const float *restrict in, float *restrict
 }
 
 
-void actgen_softplus_plain_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_softplus_plain_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -298,7 +79,7 @@ void actgen_softplus_plain_backward_f32(const float *restrict in, const float *r
 }
 
 
-void actgen_softplus_plain_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_softplus_plain_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -369,7 +150,7 @@ static inline ACTGEN_INLINE double actgen_softplus_plain_backward_y_elem_f64(con
 
 /* ---- float64: exported functions ---- */
 
-void actgen_softplus_plain_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_softplus_plain_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -389,7 +170,7 @@ void actgen_softplus_plain_forward_f64(const double *restrict in, double *restri
 }
 
 
-void actgen_softplus_plain_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_softplus_plain_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -409,7 +190,7 @@ void actgen_softplus_plain_backward_f64(const double *restrict in, const double 
 }
 
 
-void actgen_softplus_plain_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_softplus_plain_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

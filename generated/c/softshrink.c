@@ -11,13 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
+
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -40,7 +35,7 @@ static inline ACTGEN_INLINE float actgen_softshrink_backward_elem_f32(const floa
 
 /* ---- float32: exported functions ---- */
 
-void actgen_softshrink_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_lambd, int nthreads)
+void actgen_softshrink_forward_f32(const float *in, float *out, int64_t n, float p_lambd, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -60,7 +55,7 @@ void actgen_softshrink_forward_f32(const float *restrict in, float *restrict out
 }
 
 
-void actgen_softshrink_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_lambd, int nthreads)
+void actgen_softshrink_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_lambd, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -101,7 +96,7 @@ void actgen_softshrink_forward_deriv_f32(const float *restrict in, float *restri
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_softshrink_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_lambd)
+static void actgen_softshrink_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_lambd)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -110,7 +105,7 @@ static void actgen_softshrink_forward_pc_f32_segment(const float *restrict in, f
     }
 }
 
-void actgen_softshrink_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_lambd, int nthreads)
+void actgen_softshrink_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_lambd, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -137,7 +132,7 @@ void actgen_softshrink_forward_pc_f32(const float *restrict in, float *restrict 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_softshrink_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_lambd)
+static void actgen_softshrink_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_lambd)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -146,7 +141,7 @@ static void actgen_softshrink_backward_pc_f32_segment(const float *restrict in, 
     }
 }
 
-void actgen_softshrink_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_lambd, int nthreads)
+void actgen_softshrink_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_lambd, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -193,7 +188,7 @@ static inline ACTGEN_INLINE double actgen_softshrink_backward_elem_f64(const dou
 
 /* ---- float64: exported functions ---- */
 
-void actgen_softshrink_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_lambd, int nthreads)
+void actgen_softshrink_forward_f64(const double *in, double *out, int64_t n, double p_lambd, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -213,7 +208,7 @@ void actgen_softshrink_forward_f64(const double *restrict in, double *restrict o
 }
 
 
-void actgen_softshrink_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_lambd, int nthreads)
+void actgen_softshrink_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_lambd, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -254,7 +249,7 @@ void actgen_softshrink_forward_deriv_f64(const double *restrict in, double *rest
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_softshrink_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_lambd)
+static void actgen_softshrink_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_lambd)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -263,7 +258,7 @@ static void actgen_softshrink_forward_pc_f64_segment(const double *restrict in, 
     }
 }
 
-void actgen_softshrink_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_lambd, int nthreads)
+void actgen_softshrink_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_lambd, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -290,7 +285,7 @@ void actgen_softshrink_forward_pc_f64(const double *restrict in, double *restric
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_softshrink_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_lambd)
+static void actgen_softshrink_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_lambd)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -299,7 +294,7 @@ static void actgen_softshrink_backward_pc_f64_segment(const double *restrict in,
     }
 }
 
-void actgen_softshrink_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_lambd, int nthreads)
+void actgen_softshrink_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_lambd, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

@@ -11,13 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
+
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -39,7 +34,7 @@ static inline ACTGEN_INLINE float actgen_sparse_plus_backward_elem_f32(const flo
 
 /* ---- float32: exported functions ---- */
 
-void actgen_sparse_plus_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_sparse_plus_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -59,7 +54,7 @@ void actgen_sparse_plus_forward_f32(const float *restrict in, float *restrict ou
 }
 
 
-void actgen_sparse_plus_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_sparse_plus_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -119,7 +114,7 @@ static inline ACTGEN_INLINE double actgen_sparse_plus_backward_elem_f64(const do
 
 /* ---- float64: exported functions ---- */
 
-void actgen_sparse_plus_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_sparse_plus_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -139,7 +134,7 @@ void actgen_sparse_plus_forward_f64(const double *restrict in, double *restrict 
 }
 
 
-void actgen_sparse_plus_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_sparse_plus_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

@@ -11,13 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
+
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -56,7 +51,7 @@ static inline ACTGEN_INLINE float actgen_sparsemax_backward_y_elem_f32(const flo
 #ifndef ACTGEN_SPARSEMAX_BISECT
 #define ACTGEN_SPARSEMAX_BISECT 8
 #endif
-static inline double actgen_sparsemax_row_tau_f32(const float *restrict x, int64_t n, double *m_out)
+static inline double actgen_sparsemax_row_tau_f32(const float *x, int64_t n, double *m_out)
 {
     double m = -INFINITY;
     int bad = 0;
@@ -103,7 +98,7 @@ static inline double actgen_sparsemax_row_tau_f32(const float *restrict x, int64
 /* ---- float32: exported functions ---- */
 
 /* one row: forward */
-static void actgen_sparsemax_forward_f32_one(const float *restrict x, float *restrict y, int64_t n)
+static void actgen_sparsemax_forward_f32_one(const float *x, float *y, int64_t n)
 {
     double m;
     const double t = actgen_sparsemax_row_tau_f32(x, n, &m);
@@ -120,7 +115,7 @@ static void actgen_sparsemax_forward_f32_one(const float *restrict x, float *res
     }
 }
 
-void actgen_sparsemax_forward_f32(const float *restrict in, float *restrict out, int64_t rows, int64_t n, int nthreads)
+void actgen_sparsemax_forward_f32(const float *in, float *out, int64_t rows, int64_t n, int nthreads)
 {
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
@@ -163,7 +158,7 @@ void actgen_sparsemax_backward_f32(const float *restrict in, const float *restri
 }
 
 /* one row: backward_y */
-static void actgen_sparsemax_backward_y_f32_one(const float *restrict x, const float *restrict dy, float *restrict dx, int64_t n)
+static void actgen_sparsemax_backward_y_f32_one(const float *x, const float *dy, float *dx, int64_t n)
 {
     double k = 0.0, a = 0.0;
     int bad = 0;
@@ -188,7 +183,7 @@ static void actgen_sparsemax_backward_y_f32_one(const float *restrict x, const f
     }
 }
 
-void actgen_sparsemax_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t rows, int64_t n, int nthreads)
+void actgen_sparsemax_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t rows, int64_t n, int nthreads)
 {
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
@@ -232,7 +227,7 @@ static inline ACTGEN_INLINE double actgen_sparsemax_backward_y_elem_f64(const do
 #ifndef ACTGEN_SPARSEMAX_BISECT
 #define ACTGEN_SPARSEMAX_BISECT 8
 #endif
-static inline double actgen_sparsemax_row_tau_f64(const double *restrict x, int64_t n, double *m_out)
+static inline double actgen_sparsemax_row_tau_f64(const double *x, int64_t n, double *m_out)
 {
     double m = -INFINITY;
     int bad = 0;
@@ -279,7 +274,7 @@ static inline double actgen_sparsemax_row_tau_f64(const double *restrict x, int6
 /* ---- float64: exported functions ---- */
 
 /* one row: forward */
-static void actgen_sparsemax_forward_f64_one(const double *restrict x, double *restrict y, int64_t n)
+static void actgen_sparsemax_forward_f64_one(const double *x, double *y, int64_t n)
 {
     double m;
     const double t = actgen_sparsemax_row_tau_f64(x, n, &m);
@@ -296,7 +291,7 @@ static void actgen_sparsemax_forward_f64_one(const double *restrict x, double *r
     }
 }
 
-void actgen_sparsemax_forward_f64(const double *restrict in, double *restrict out, int64_t rows, int64_t n, int nthreads)
+void actgen_sparsemax_forward_f64(const double *in, double *out, int64_t rows, int64_t n, int nthreads)
 {
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
@@ -339,7 +334,7 @@ void actgen_sparsemax_backward_f64(const double *restrict in, const double *rest
 }
 
 /* one row: backward_y */
-static void actgen_sparsemax_backward_y_f64_one(const double *restrict x, const double *restrict dy, double *restrict dx, int64_t n)
+static void actgen_sparsemax_backward_y_f64_one(const double *x, const double *dy, double *dx, int64_t n)
 {
     double k = 0.0, a = 0.0;
     int bad = 0;
@@ -364,7 +359,7 @@ static void actgen_sparsemax_backward_y_f64_one(const double *restrict x, const 
     }
 }
 
-void actgen_sparsemax_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t rows, int64_t n, int nthreads)
+void actgen_sparsemax_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t rows, int64_t n, int nthreads)
 {
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)

@@ -14,13 +14,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
+
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -54,7 +49,7 @@ static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f32(const dou
 
 /* ---- float32: exported functions ---- */
 
-void actgen_squareplus_forward_f32(const float *restrict in, float *restrict out, int64_t n, float p_b, int nthreads)
+void actgen_squareplus_forward_f32(const float *in, float *out, int64_t n, float p_b, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -74,7 +69,7 @@ void actgen_squareplus_forward_f32(const float *restrict in, float *restrict out
 }
 
 
-void actgen_squareplus_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, float p_b, int nthreads)
+void actgen_squareplus_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, float p_b, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -115,7 +110,7 @@ void actgen_squareplus_forward_deriv_f32(const float *restrict in, float *restri
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_squareplus_forward_pc_f32_segment(const float *restrict in, float *restrict out, int64_t base, int64_t j0, int64_t j1, float p_b)
+static void actgen_squareplus_forward_pc_f32_segment(const float *in, float *out, int64_t base, int64_t j0, int64_t j1, float p_b)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -124,7 +119,7 @@ static void actgen_squareplus_forward_pc_f32_segment(const float *restrict in, f
     }
 }
 
-void actgen_squareplus_forward_pc_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_b, int nthreads)
+void actgen_squareplus_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_b, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -151,7 +146,7 @@ void actgen_squareplus_forward_pc_f32(const float *restrict in, float *restrict 
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_squareplus_backward_pc_f32_segment(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t base, int64_t j0, int64_t j1, float p_b)
+static void actgen_squareplus_backward_pc_f32_segment(const float *in, const float *grad_out, float *grad_in, int64_t base, int64_t j0, int64_t j1, float p_b)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -160,7 +155,7 @@ static void actgen_squareplus_backward_pc_f32_segment(const float *restrict in, 
     }
 }
 
-void actgen_squareplus_backward_pc_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_b, int nthreads)
+void actgen_squareplus_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_b, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -218,7 +213,7 @@ static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f64(const dou
 
 /* ---- float64: exported functions ---- */
 
-void actgen_squareplus_forward_f64(const double *restrict in, double *restrict out, int64_t n, double p_b, int nthreads)
+void actgen_squareplus_forward_f64(const double *in, double *out, int64_t n, double p_b, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -238,7 +233,7 @@ void actgen_squareplus_forward_f64(const double *restrict in, double *restrict o
 }
 
 
-void actgen_squareplus_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, double p_b, int nthreads)
+void actgen_squareplus_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, double p_b, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -279,7 +274,7 @@ void actgen_squareplus_forward_deriv_f64(const double *restrict in, double *rest
 
 
 /* one row segment [j0, j1) of row r (channel r % channels): forward_pc */
-static void actgen_squareplus_forward_pc_f64_segment(const double *restrict in, double *restrict out, int64_t base, int64_t j0, int64_t j1, double p_b)
+static void actgen_squareplus_forward_pc_f64_segment(const double *in, double *out, int64_t base, int64_t j0, int64_t j1, double p_b)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -288,7 +283,7 @@ static void actgen_squareplus_forward_pc_f64_segment(const double *restrict in, 
     }
 }
 
-void actgen_squareplus_forward_pc_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_b, int nthreads)
+void actgen_squareplus_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_b, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
@@ -315,7 +310,7 @@ void actgen_squareplus_forward_pc_f64(const double *restrict in, double *restric
 }
 
 /* one row segment [j0, j1) of row r (channel r % channels): backward_pc */
-static void actgen_squareplus_backward_pc_f64_segment(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t base, int64_t j0, int64_t j1, double p_b)
+static void actgen_squareplus_backward_pc_f64_segment(const double *in, const double *grad_out, double *grad_in, int64_t base, int64_t j0, int64_t j1, double p_b)
 {
     #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
@@ -324,7 +319,7 @@ static void actgen_squareplus_backward_pc_f64_segment(const double *restrict in,
     }
 }
 
-void actgen_squareplus_backward_pc_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_b, int nthreads)
+void actgen_squareplus_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_b, int nthreads)
 {
     const int64_t rows = outer * channels;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */

@@ -11,113 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
- * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
- * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
-    && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#pragma omp declare simd notinbranch
-double cosh(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
-double tanh(double) ACTGEN_CONST;
-#pragma omp declare simd notinbranch
-float tanhf(float) ACTGEN_CONST;
-#endif
-
-/* a float multiply-add: fmaf where the target has it; elsewhere the product in double (exact
- * for two floats) and one add, which is what actgen's NumPy model of these helpers computes */
-#ifdef FP_FAST_FMAF
-#define ACTGEN_FMAF(a, b, c) fmaf(a, b, c)
-#else
-#define ACTGEN_FMAF(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
-#endif
-
-/* exp in float arithmetic, for kernels computed in float: k = rint(a / ln 2), r = a - k ln 2
- * with ln 2 = hi + lo (hi has 9 significant bits: k hi and a - k hi are exact), exp(r) =
- * 1 + (r_hi + (r_lo + r^2 q(r))), q a degree-4 fit (relative error 2^-27.5), times 2^k in two
- * factors (k in [-150, 128]: a subnormal result rounds once). Within 1 ULP of the correctly
- * rounded exp for every float input (tests/test_float_helpers.py: all 2^32); libmvec's
- * expf is within 3. NaN stays NaN; +-inf, overflow and underflow as exp. Modelled by
- * actgen.numpy_runtime.exp_f32, which selection measures (bit for bit without fmaf). */
-typedef struct { float k, t, rh, rl, r, q; } actgen_exp_reduced_f32;   /* t = k + 1.5 * 2^23 */
-
-/* the reduction: exp(c) = 2^k (1 + rh + (rl + r^2 q)), r = rh + rl (shared with the helpers that
- * keep exp unrounded: actgen_erfc_ff, actgen_softplus_f32) */
-static inline ACTGEN_INLINE actgen_exp_reduced_f32 actgen_exp_reduce_f32(float c)
-{
-    actgen_exp_reduced_f32 e;
-    const float shifter = 12582912.0F;             /* 1.5 * 2^23: adding it rounds to an integer */
-    e.t = ACTGEN_FMAF(c, 1.44269502F, shifter);
-    e.k = e.t - shifter;
-    e.rh = ACTGEN_FMAF(e.k, -0.693359375F, c);
-    e.rl = e.k * 2.12194442e-4F;
-    e.r = e.rh + e.rl;
-    float q = 1.39505358e-3F;
-    q = ACTGEN_FMAF(q, e.r, 8.36891960e-3F);
-    q = ACTGEN_FMAF(q, e.r, 4.16662060e-2F);
-    q = ACTGEN_FMAF(q, e.r, 1.66665182e-1F);
-    e.q = ACTGEN_FMAF(q, e.r, 0.5F);
-    return e;
-}
-
-/* m 2^k for an integral k in [-160, 128], in two factors: a subnormal result rounds once */
-static inline ACTGEN_INLINE float actgen_scale_f32(float m, float k)
-{
-    const float shifter = 12582912.0F;
-    const float k1 = ACTGEN_FMAF(k, 0.5F, shifter); /* k1 = rint(k / 2), k - k1 exact */
-    const float k2 = (k - (k1 - shifter)) + shifter;
-    union { float f; uint32_t u; } s1 = {k1}, s2 = {k2};
-    s1.u = (s1.u + 127) << 23;                     /* the low bits hold the integer: 2^k1 */
-    s2.u = (s2.u + 127) << 23;
-    return m * s1.f * s2.f;
-}
-
-/* m 2^k for an integral k in [-160, 0], t = k + 1.5 * 2^23 (actgen_exp_reduce_f32's): m 2^(k + 126)
- * is exact (normal for m >= 2^-92), times 2^-126 rounds once, as actgen_scale_f32 does; four
- * operations against its ten (exp(-|z|) in sigmoid, softplus and erfc: 25-30% of sigmoid's time) */
-static inline ACTGEN_INLINE float actgen_scale_neg_f32(float m, float t)
-{
-    union { float f; uint32_t u; } s = {t};
-    s.u = (s.u + 253) << 23;                       /* the low bits hold k: 2^(k + 126) */
-    return m * s.f * 0x1p-126F;
-}
-
-/* exp(a) for a <= 0 (NaN stays NaN): actgen_exp_f32's value with actgen_scale_neg_f32 */
-static inline float actgen_exp_neg_f32(float a)
-{
-    const float c = a < -104.0F ? -104.0F : a;     /* exp(-104) rounds to 0 */
-    const actgen_exp_reduced_f32 e = actgen_exp_reduce_f32(c);
-    return actgen_scale_neg_f32(1.0F + (e.rh + ACTGEN_FMAF(e.r * e.r, e.q, e.rl)), e.t);
-}
-
-static inline float actgen_exp_f32(float a)
-{
-    float c = a < -104.0F ? -104.0F : a;           /* exp(-104) rounds to 0, exp(89) to inf */
-    c = c > 89.0F ? 89.0F : c;
-    const actgen_exp_reduced_f32 e = actgen_exp_reduce_f32(c);
-    return actgen_scale_f32(1.0F + (e.rh + ACTGEN_FMAF(e.r * e.r, e.q, e.rl)), e.k);
-}
-
-/* sigmoid in float: n / (1 + e), e = exp(-|z|) (actgen_exp_neg_f32), n = 1 or e; 1 + e held exactly
- * as dh + dl (e <= 1), and the quotient corrected once by its remainder: within 1 ULP of the
- * correctly rounded sigmoid over every float input (a plain n / (1 + e): 2) */
-static inline float actgen_sigmoid_f32(float z)
-{
-    const float e = actgen_exp_neg_f32(-fabsf(z));
-    const float n = z >= 0 ? 1.0F : e;
-    const float dh = 1.0F + e, dl = (1.0F - dh) + e;
-    const float r = 1.0F / dh, q = n * r;
-    return ACTGEN_FMAF(ACTGEN_FMAF(-q, dh, n) - q * dl, r, q);
-}
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -145,7 +40,7 @@ static inline ACTGEN_INLINE float actgen_tanh_backward_y_elem_f32(const float y)
 
 /* ---- float32: exported functions ---- */
 
-void actgen_tanh_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_tanh_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -165,7 +60,7 @@ void actgen_tanh_forward_f32(const float *restrict in, float *restrict out, int6
 }
 
 
-void actgen_tanh_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanh_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -185,7 +80,7 @@ void actgen_tanh_backward_f32(const float *restrict in, const float *restrict gr
 }
 
 
-void actgen_tanh_backward_y_f32(const float *restrict out, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanh_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -256,7 +151,7 @@ static inline ACTGEN_INLINE double actgen_tanh_backward_y_elem_f64(const double 
 
 /* ---- float64: exported functions ---- */
 
-void actgen_tanh_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_tanh_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -276,7 +171,7 @@ void actgen_tanh_forward_f64(const double *restrict in, double *restrict out, in
 }
 
 
-void actgen_tanh_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanh_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -296,7 +191,7 @@ void actgen_tanh_backward_f64(const double *restrict in, const double *restrict 
 }
 
 
-void actgen_tanh_backward_y_f64(const double *restrict out, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanh_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;

@@ -11,93 +11,8 @@
 #ifndef ACTGEN_CHUNK
 #define ACTGEN_CHUNK 16384             /* elements per work item where rows are cut into pieces */
 #endif
-#if defined(__GNUC__)
-#define ACTGEN_INLINE __attribute__((always_inline))
-#define ACTGEN_CONST __attribute__((const, nothrow))
-#else
-#define ACTGEN_INLINE
-#define ACTGEN_CONST
-#endif
 
-/* glibc's libmvec has SIMD variants of these with IEEE semantics; declaring them lets the
- * vectoriser call them without -ffast-math (math-vector.h declares them only under it).
- * const: no side effects (errno is off), which gcc no longer knows of sin and cos, built with
- * -fno-builtin-sin/cos so that it does not merge them into a scalar sincos call. */
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(ACTGEN_NO_LIBMVEC) \
-    && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#pragma omp declare simd notinbranch
-double tanh(double) ACTGEN_CONST;
-#endif
-
-/* a multiply-add: fma where the target has it, a multiply and an add where it has not (libm's
- * software fma would be ~30x slower; the _d32 and _f64 helpers need no exact product) */
-#ifdef FP_FAST_FMA
-#define ACTGEN_MAD(a, b, c) fma(a, b, c)
-#else
-#define ACTGEN_MAD(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* exp for double arithmetic whose result is rounded to float32: exp(r) * 2^k, k = rint(a/ln 2),
- * |r| <= ln2/2, exp(r) by its Taylor polynomial of degree 9 (relative error < 2^-36, against
- * float32's 2^-24; tests/test_narrow_helpers.py); 2^k in two factors, so that k spans
- * [-2020, 2020] and an underflowing result rounds once. No libm call, no table: it vectorises on any target. NaN stays NaN, +-inf and
- * overflow/underflow as exp. (glibc's double exp, libmvec's included, is accurate to 2^-52 and
- * about half as fast; its float exp, to 2-3 ULP of float, too inaccurate for a 4 ULP budget.) */
-static inline double actgen_exp_d32(double a)
-{
-    double c = a < -1400.0 ? -1400.0 : a;         /* two selects: nested ?: stops the vectoriser */
-    c = c > 1400.0 ? 1400.0 : c;
-    const double shifter = 6755399441055744.0;     /* 1.5 * 2^52: adding it rounds to an integer */
-    const double t = ACTGEN_MAD(c, 1.4426950408889634, shifter);
-    const double k = t - shifter;
-    /* ln 2 = hi + lo, hi with 32 significant bits (fdlibm's): k hi is exact even without fma */
-    const double r = ACTGEN_MAD(k, -1.9082149292705877e-10, ACTGEN_MAD(k, -0.6931471803691238, c));
-    double p = 2.7557319223985891e-06;
-    p = ACTGEN_MAD(p, r, 2.4801587301587302e-05);
-    p = ACTGEN_MAD(p, r, 1.9841269841269841e-04);
-    p = ACTGEN_MAD(p, r, 1.3888888888888889e-03);
-    p = ACTGEN_MAD(p, r, 8.3333333333333333e-03);
-    p = ACTGEN_MAD(p, r, 4.1666666666666667e-02);
-    p = ACTGEN_MAD(p, r, 1.6666666666666667e-01);
-    p = ACTGEN_MAD(p, r, 0.5);
-    p = ACTGEN_MAD(p, r, 1.0);
-    p = ACTGEN_MAD(p, r, 1.0);
-    const double k1 = ACTGEN_MAD(k, 0.5, shifter);        /* k1 = rint(k / 2), k - k1 exact */
-    const double k2 = (k - (k1 - shifter)) + shifter;
-    union { double d; uint64_t u; } s1 = {k1}, s2 = {k2};
-    s1.u = (s1.u + 1023) << 52;                    /* the low bits hold the integer: 2^k1 */
-    s2.u = (s2.u + 1023) << 52;
-    return p * s1.d * s2.d;
-}
-
-/* expm1 for a float32 result: its Taylor polynomial (degree 10) where |a| <= 0.35, where
- * exp(a) - 1 would cancel; exp(a) - 1 beyond */
-static inline double actgen_expm1_d32(double a)
-{
-    double p = 2.7557319223985891e-07;
-    p = ACTGEN_MAD(p, a, 2.7557319223985891e-06);
-    p = ACTGEN_MAD(p, a, 2.4801587301587302e-05);
-    p = ACTGEN_MAD(p, a, 1.9841269841269841e-04);
-    p = ACTGEN_MAD(p, a, 1.3888888888888889e-03);
-    p = ACTGEN_MAD(p, a, 8.3333333333333333e-03);
-    p = ACTGEN_MAD(p, a, 4.1666666666666667e-02);
-    p = ACTGEN_MAD(p, a, 1.6666666666666667e-01);
-    p = ACTGEN_MAD(p, a, 0.5);
-    p = ACTGEN_MAD(p, a, 1.0) * a;
-    const double e = actgen_exp_d32(a) - 1.0;
-    return ((a <= 0.35) & (a >= -0.35)) ? p : e;
-}
-
-/* tanh for a float32 result: sign(a) E/(E + 2), E = expm1(2|a|); 1 beyond |a| = 30, where tanh is 1
- * to 2^-86 (and E/(E + 2) would become inf/inf). The select comes last: capping |a| first made
- * gcc 12 leave the loop scalar without AVX-512 ("control flow in loop"). copysign keeps -0. */
-static inline double actgen_tanh_d32(double a)
-{
-    const double m = fabs(a);
-    const double e = actgen_expm1_d32(2.0 * m);
-    const double r = e / (e + 2.0);
-    return copysign(m > 30.0 ? 1.0 : r, a);
-}
+#include "actgen_math.h"
 
 /* ---- float32: element functions ---- */
 
@@ -131,7 +46,7 @@ static inline ACTGEN_INLINE double actgen_tanhshrink_backward_elem_f32(const dou
 
 /* ---- float32: exported functions ---- */
 
-void actgen_tanhshrink_forward_f32(const float *restrict in, float *restrict out, int64_t n, int nthreads)
+void actgen_tanhshrink_forward_f32(const float *in, float *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -151,7 +66,7 @@ void actgen_tanhshrink_forward_f32(const float *restrict in, float *restrict out
 }
 
 
-void actgen_tanhshrink_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanhshrink_backward_f32(const float *in, const float *grad_out, float *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -223,7 +138,7 @@ static inline ACTGEN_INLINE double actgen_tanhshrink_backward_elem_f64(const dou
 
 /* ---- float64: exported functions ---- */
 
-void actgen_tanhshrink_forward_f64(const double *restrict in, double *restrict out, int64_t n, int nthreads)
+void actgen_tanhshrink_forward_f64(const double *in, double *out, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
@@ -243,7 +158,7 @@ void actgen_tanhshrink_forward_f64(const double *restrict in, double *restrict o
 }
 
 
-void actgen_tanhshrink_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t n, int nthreads)
+void actgen_tanhshrink_backward_f64(const double *in, const double *grad_out, double *grad_in, int64_t n, int nthreads)
 {
     if (n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) {
         const int64_t share = ((n + nthreads - 1) / nthreads + 63) / 64 * 64;
