@@ -168,8 +168,9 @@ def _default_subs(act: Activation) -> dict:
             for p, v in act.params.items()}
 
 
-def kink_points(act: Activation) -> list[float]:
-    """The x where the activation (at default parameters) has a kink or a branch boundary.
+def kink_points(act: Activation, exact: bool = False) -> list:
+    """The x where the activation (at default parameters) has a kink or a branch boundary, as
+    floats (or, with ``exact``, as SymPy numbers: whether a float is the kink or only near it).
 
     Found from Piecewise conditions, Max/Min ties and the arguments of Abs/sign/Heaviside,
     solved for x. Used for test points and for documenting the derivative there.
@@ -193,8 +194,8 @@ def kink_points(act: Activation) -> list[float]:
         except (NotImplementedError, ValueError, TypeError):
             continue
         if isinstance(solutions, sp.FiniteSet):
-            points.update(float(s) for s in solutions if s.is_real)
-    return sorted(points)
+            points.update(s for s in solutions if s.is_real)
+    return sorted(points, key=float) if exact else sorted({float(p) for p in points})
 
 
 def _real_roots(expr: sp.Expr, subs: dict) -> set[float]:

@@ -21,9 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
+import mpmath
+
 from . import kernel_model
-from .ir import Form
+from .ir import X, Form, param_symbol
 from .printers.numpy import KernelNumPyPrinter
+from .reference import FORMATS, Undefined, evaluate_fixed, round_to_format
+
+#: The precision that models a form computed in double-double (actgen/csrc/actgen_dd.h): about
+#: 106 bits in each operation, its functions within 2**-100 (tests/test_dd_math.py)
+WIDE_BITS = 100
 
 
 
@@ -86,7 +93,10 @@ def evaluate_form(form: Form, xs: np.ndarray, params: dict, dtype: str, compute:
                   c_model: bool = True) -> np.ndarray:
     """The form at xs, computed in ``dtype`` (or in float64 when compute == "double"), as dtype.
     In float32, as the C kernel computes it in float (``c_model``: actgen's own float exp,
-    sigmoid, softplus; without, every function correctly rounded, as an ideal lambdify)."""
+    sigmoid, softplus; without, every function correctly rounded, as an ideal lambdify). With
+    compute == "wide", in double-double (evaluate_form_wide)."""
+    if compute == "wide":
+        return evaluate_form_wide(form, xs, params, dtype)
     work = np.float64 if compute == "double" else np.dtype(dtype).type
     fn = numpy_function(form, list(params), c_float=c_model and work is np.float32)
     with np.errstate(all="ignore"):
@@ -95,6 +105,32 @@ def evaluate_form(form: Form, xs: np.ndarray, params: dict, dtype: str, compute:
         if form.needs_nan_guard:
             value = np.where(np.isnan(xs), xs.astype(work), value)
         return value.astype(dtype)
+
+
+_DOUBLE_MAX = float(np.finfo(np.float64).max)
+
+
+def evaluate_form_wide(form: Form, xs: np.ndarray, params: dict, dtype: str) -> np.ndarray:
+    """The form at xs computed in double-double, rounded to ``dtype``: modelled by mpmath with
+    every operation at WIDE_BITS bits (reference.evaluate_fixed: its cancellations kept, unlike
+    the reference's), the temporaries in order. NaN in gives NaN."""
+    fmt = FORMATS[dtype]
+    symbols = {param_symbol(p): v for p, v in params.items()}
+    out = np.empty(xs.size, dtype=np.float64)
+    for i, x in enumerate(np.asarray(xs, np.float64).ravel()):
+        if math.isnan(x):
+            out[i] = math.nan
+            continue
+        env = {**symbols, X: x}
+        try:
+            with mpmath.workprec(WIDE_BITS):
+                for sym, value in form.temps:
+                    env[sym] = evaluate_fixed(value, env, WIDE_BITS, _DOUBLE_MAX)
+                v = evaluate_fixed(form.result, env, WIDE_BITS, _DOUBLE_MAX)
+            out[i] = round_to_format(v, *fmt) if not isinstance(v, mpmath.mpc) else math.nan
+        except (Undefined, ValueError, ZeroDivisionError, OverflowError, TypeError):
+            out[i] = math.nan
+    return out.astype(dtype).reshape(np.shape(xs))
 
 
 def term_scale(form_expr: sp.Expr, xs: np.ndarray, params: dict) -> np.ndarray:
@@ -151,8 +187,8 @@ def libm_bound(form: Form, xs: np.ndarray, params: dict, dtype: str, compute: st
     (tanh above 1), which no libm does. A float32 form computed in double gets none: a few
     double ULPs do not reach its float result."""
     bound = np.zeros(xs.shape)
-    if compute == "double" and dtype == "float32":
-        return bound
+    if (compute == "double" and dtype == "float32") or compute == "wide":
+        return bound                                # (double-double functions: 2**-100)
     with kernel_model.perturbed() as plan:
         evaluate_form(form, xs, params, dtype, compute)
     for k in range(plan.count):

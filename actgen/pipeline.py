@@ -100,7 +100,7 @@ def check_budgets(act: Activation, choices: dict) -> None:
             else f"is {worst.error:.3g} ULP{' (conditioned)' if kind != 'forward' else ''} off at x = "
                  f"{worst.worst_x:.6g}, over its budget of {budget:g}")
     others = "" if len(over) == 1 else f" (and {len(over) - 1} other kernel{'s' * (len(over) > 2)})"
-    looser = f"{max(worst.error * 2, budget * 2):.2g}" if not worst.nonfinite else str(int(budget * 4))
+    looser = f"{max(worst.error * 2, budget * 2):.2g}" if not worst.nonfinite else "inf"
     raise AccuracyError(
         f"the {dtype} {worst.kernel.name} kernel {what}: no form actgen knows computes it within "
         f"budget there{others}", path=act.source, activation=act.name, key="expr",

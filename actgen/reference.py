@@ -14,7 +14,7 @@ import mpmath
 import sympy as sp
 from sympy.codegen.cfunctions import exp2, expm1, hypot, log1p, log2, log10
 
-from .functions import cbrt, sigmoid, softplus
+from .functions import cbrt, confine, sigmoid, softplus
 from .ir import X, param_symbol
 
 mp = mpmath.mp
@@ -190,6 +190,7 @@ _FUNCS = {
     log1p: lambda z: _log(1 + z) if z == -1 else mpmath.log1p(z),
     expm1: lambda z: exp_reference(z) - 1 if mpmath.isfinite(z) and abs(z) > 1 else mpmath.expm1(z),
     sp.DiracDelta: lambda *a: mpmath.mpf(0),
+    confine: lambda x, lo, hi, inside: x if lo <= x <= hi else inside,
     sp.asinh: mpmath.asinh, sp.acosh: mpmath.acosh, sp.atanh: mpmath.atanh,
     sp.asin: mpmath.asin, sp.acos: mpmath.acos, sp.tan: _far(mpmath.tan, None),
     cbrt: lambda z: mpmath.sign(z) * mpmath.cbrt(abs(z)),
@@ -259,7 +260,18 @@ def _without_cancellations(expr: sp.Expr) -> sp.Expr:
                         _equal_without_cancellation)
 
 
+#: evaluate_fixed's overflow threshold while it runs (None: mpmath's unbounded exponents)
+_RANGE: list = [None]
+
+
 def _eval(e, env):
+    v = _eval_node(e, env)
+    if _RANGE[0] is not None and mpmath.isfinite(v) and abs(v) > _RANGE[0]:
+        return mpmath.inf if v > 0 else -mpmath.inf
+    return v
+
+
+def _eval_node(e, env):
     if e.is_Symbol:
         return env[e]
     if isinstance(e, sp.UnevaluatedExpr):          # (rewrite's units: the same value)
@@ -331,6 +343,21 @@ def _cond(c, env) -> bool:
     if isinstance(a, mpmath.mpc) or isinstance(b, mpmath.mpc):
         raise Undefined("complex value in a condition")
     return bool(rel(a, b))
+
+
+def evaluate_fixed(expr: sp.Expr, values: dict, prec: int, max_magnitude: float | None = None) -> mpmath.mpf:
+    """``expr`` at ``values`` with every operation at ``prec`` bits, as written: no rewrite of its
+    cancelling sums (evaluate's), no precision raised where it cancels. A model of a fixed-
+    precision computation of the form (measure.evaluate_form_wide). With ``max_magnitude``, every
+    operation's result beyond it is +-inf (double-double overflows where double does: sin(2 x)
+    at x = 1e308 is sin(inf)). May raise Undefined."""
+    _RANGE[0] = max_magnitude
+    try:
+        with mpmath.workprec(prec):
+            env = {s: mpmath.mpf(v) for s, v in values.items()}
+            return _eval(expr, env)
+    finally:
+        _RANGE[0] = None
 
 
 def evaluate(expr: sp.Expr, values: dict, prec: int) -> mpmath.mpf:

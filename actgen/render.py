@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from .activation import Activation
 from .backends import BACKENDS, Backend
 from .ir import DTYPES, Form, Lowered
+from .printers.dd import KernelDDPrinter
 from .ranges import within
 from .resources import csrc_text, render_template
 from .roles import Role, roles
@@ -41,6 +42,8 @@ class KernelView:
     #: then the one computed in double, which every loop may call
     fast: KernelView | None = None
     bounds: tuple[str, str] = ()
+    #: computed in double-double (actgen_dd.h): its element function is not inlined into the loops
+    wide: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def _note(choice, compute: str, ranged: bool = False) -> str:
     parts = ["rewritten" if fallback and choice.form.compensated else choice.label]
     if ranged:
         parts.append(choice.range_text())
+    elif compute == "wide":
+        parts.append("computed in double-double")
     elif choice.dtype == "float32" and compute == "double":
         parts.append("computed in double")
     if choice.form.guards:
@@ -113,7 +118,11 @@ def _note(choice, compute: str, ranged: bool = False) -> str:
     return ", ".join(parts)
 
 
-def _print_kernel(printer, form: Form) -> tuple[tuple[tuple[str, str, str], ...], str]:
+def _print_kernel(printer, form: Form, compute: str) -> tuple[tuple[tuple[str, str, str], ...], str]:
+    if compute == "wide":          # every temporary a double-double ("dd"), the result rounded once
+        temps = tuple((str(sym), printer.doprint(value), "dd") for sym, value in form.temps)
+        result = printer.doprint(form.result)
+        return temps, (f"actgen_dd_to_double({result})" if isinstance(printer, KernelDDPrinter) else result)
     temps = tuple((str(sym), printer._dd(value), "dd") if sym in form.dd_temps
                   else (str(sym), printer.doprint(value), "") for sym, value in form.temps)
     return temps, printer.doprint(form.result)
@@ -135,13 +144,14 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
             elem = f"actgen_{act.name}_{k.name}_elem_{tag}"
 
             def kernel_view(form, compute, elem, ranged=False, nan_guard=None, **extra):
-                printer = backend.printer(compute, form.dd_temps, form.compensated,
-                                          narrow=dtype == "float32" and compute == "double")
-                temps, result = _print_kernel(printer, form)
+                wide = compute == "wide"
+                printer = backend.printer(compute, frozenset(s for s, _ in form.temps) if wide else form.dd_temps,
+                                          form.compensated, narrow=dtype == "float32" and compute == "double")
+                temps, result = _print_kernel(printer, form, compute)
                 return KernelView(k.name, k.kind, elem, str(k.variable), k.description, temps, result,
                                   form.needs_nan_guard if nan_guard is None else nan_guard, form.rules,
-                                  compute, _note(choice, compute, ranged),
-                                  **extra)
+                                  "double" if wide and backend.name == "c" else compute,
+                                  _note(choice, compute, ranged), **extra, wide=wide)
 
             if choice.float_range is not None:
                 # the double form for every loop; the float one for the flat loops' in-range blocks

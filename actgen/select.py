@@ -56,7 +56,7 @@ class Choice:
     kernel: Kernel
     dtype: str
     form: Form
-    compute: str                      # "dtype" or "double"
+    compute: str                      # "dtype", "double" or "wide" (double-double)
     label: str
     error: float
     naive: Measured | None
@@ -84,6 +84,8 @@ class Choice:
         functions, correctly rounded in the model and bounded by their documented errors.
         ``actgen verify`` (and the accuracy tests) then measure the compiled kernel itself. In
         float, a vector holds 16 lanes instead of 8: 2-3x the throughput (measured)."""
+        if self.compute == "wide":
+            return "wide"
         if self.compute == "double" or self.dtype == "float64":
             return "double"
         return "float"
@@ -219,11 +221,27 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
         if (m.nonfinite, m.decisive_max) < (best[4], best[5]):
             return Choice(kernel, dtype, form, compute, label, m.error, _naive(act, kernel, sweep, scale),
                           tuple(measured), bound=m.bound)
+    # nor that, on the kernel model itself (not only with libm's documented errors added): the
+    # precision escalates to double-double, its forms' guards as in double. (Not parameter
+    # gradients: verify judges their sums, not their elements.)
+    escalate = kernel.kind != "param_grad" and (best[4] > 0 or best[3] > budget)
+    for label, guarded, _ in (pools[compute] if escalate else []):
+        if guarded.compensated:
+            continue                    # (its pairs are what double-double carries everywhere)
+        m = measure_bounded(guarded, sweep.xs, ref, params, dtype, "wide", scale, 1.0)
+        guarded, m = _tails(act, guarded, m, sweep, ref, "wide", scale, budget)
+        guarded, m = _near_points(act, kernel, guarded, m, sweep, ref, "wide", scale, budget)
+        measured.append(Measured(label, "wide", m.error, m.nonfinite, m.bound))
+        if m.nonfinite == 0 and m.decisive_max <= budget:
+            return Choice(kernel, dtype, guarded, "wide", label, m.error, _naive(act, kernel, sweep, scale),
+                          tuple(measured), bound=m.bound)
+        if (m.nonfinite, m.decisive_max) < (best[4], best[5]):
+            best = (guarded, "wide", label, m.error, m.nonfinite, m.decisive_max, m.bound, _worst_x(sweep.xs, m))
     # the most accurate candidate; within the budget if only the C library's documented errors
     # (the bound) put it over: actgen verify measures those on the host
     guarded, compute, label, err, nonfinite, _, bound, worst = best
     return Choice(kernel, dtype, guarded, compute, label, err, _naive(act, kernel, sweep, scale),
-                  tuple(measured), bound=bound, within=nonfinite == 0 and err <= budget, worst_x=worst,
+                  tuple(measured), bound=bound, within=(nonfinite == 0 or budget == math.inf) and err <= budget, worst_x=worst,
                   nonfinite=nonfinite)
 
 
@@ -363,7 +381,12 @@ def _near_points(act, kernel, guarded, m, sweep, ref, compute, scale, limit):
     around 0 and the kernel's singular points where it fails within 1 of them, if that fixes
     points there and breaks none; else as it was."""
     bad = ~(m.decisive <= limit)
-    points = sorted({0.0, *singular_points(act, kernel.exact)})
+    # the polynomial keeps digits where the form cancels to 0 or divides by 0; elsewhere the
+    # form's trouble is not local (and SymPy's series of a nest like tanh(exp(tanh(exp(x))))
+    # at 0 ran for minutes)
+    at_zero = ref[sweep.xs == 0.0]
+    zeros = {0.0} if at_zero.size and np.all(at_zero == 0) else set()
+    points = sorted(zeros | set(singular_points(act, kernel.exact)))
     near = [p for p in points if (bad & (np.abs(sweep.xs - p) < 1.0)).any()]
     if not near:
         return guarded, m

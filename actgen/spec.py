@@ -482,9 +482,13 @@ def parse_table(name: str, table, *, path: str) -> Activation:
             reasons[entry] = reason.strip()
             value = value.get("ulp")
             budgets[entry] = value
+            if value == math.inf:            # NaN or inf where the function is finite, accepted
+                continue                     # with its reason (a bare number must be finite)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             fail(f"budget {_short(repr(entry))} must be a positive finite number (ULPs), not "
-                 f"{_short(repr(value))}", key=f"budgets.{entry}", fix=f'"{entry}" = 16')
+                 f"{_short(repr(value))}", key=f"budgets.{entry}",
+                 fix=f'"{entry}" = 16, or {{ ulp = inf, reason = "..." }} to accept NaN or inf where '
+                     'the function is finite')
     if reasons:
         info["budget_reasons"] = reasons
 

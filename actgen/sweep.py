@@ -87,10 +87,17 @@ def sample_points(act: Activation, dtype: str, *, dense: int = 241, span: float 
     top = math.log10(max_magnitude) if max_magnitude else math.log10(float(info.max)) - 0.01
     mags = np.logspace(tiny_exp, top, magnitudes)
     pts += [mags, -mags]
-    for k in kink_points(act) + singular_points(act):
-        kk = t(k)
-        pts.append([kk, np.nextafter(kk, t(np.inf)), np.nextafter(kk, t(-np.inf)),
-                    kk + t(1e-3) * max(t(1), abs(kk)), kk - t(1e-3) * max(t(1), abs(kk))])
+    for k in kink_points(act, exact=True) + singular_points(act):
+        kk = t(float(k))
+        if sp.Float(kk, 60) == k or not np.isfinite(kk):
+            near = [kk, np.nextafter(kk, t(np.inf)), np.nextafter(kk, t(-np.inf))]
+        else:
+            # a kink between two floats: which side the kernel's rounded comparison (x - e vs
+            # pi x) puts the floats next to it is not the function's business, and its derivative
+            # jumps there; 16 ULPs away each side is unambiguous
+            step = np.spacing(kk) * t(16)
+            near = [kk + step, kk - step]
+        pts.append([*near, kk + t(1e-3) * max(t(1), abs(kk)), kk - t(1e-3) * max(t(1), abs(kk))])
     rng = np.random.default_rng(seed)
     pts.append(rng.normal(0.0, 5.0, randoms))
     if specials:

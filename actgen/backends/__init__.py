@@ -11,7 +11,8 @@ from typing import Callable
 
 from ..ir import DTYPES
 from ..printers.c import KernelCPrinter
-from ..printers.numpy import KernelNumPyPrinter
+from ..printers.dd import KernelDDPrinter
+from ..printers.numpy import KernelMpmathPrinter, KernelNumPyPrinter
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,16 @@ class Backend:
 C = Backend(
     name="c",
     templates=(("c/activation.c.jinja", "c/{name}.c"), ("c/activation.h.jinja", "c/{name}.h")),
+    # "wide": the form in double-double (actgen_dd.h), every temporary an actgen_dd
     printer=lambda compute, dd_temps=frozenset(), compensate=False, narrow=False:
-        KernelCPrinter(compute, dd_temps, compensate, narrow),
+        KernelDDPrinter(dd_temps) if compute == "wide" else KernelCPrinter(compute, dd_temps, compensate, narrow),
     compute=lambda dtype: DTYPES[dtype][1],
     # float32 in float where selection measured it so, with actgen's own float helpers
     kernel_compute=lambda choice: choice.c_compute,
     symbol=lambda act, kernel, dtype: f"actgen_{act}_{kernel}_{DTYPES[dtype][0]}",
     float_blocks=True,
     float_float=True,
-    included=(("actgen_math.h", "c/actgen_math.h"),),
+    included=(("actgen_math.h", "c/actgen_math.h"), ("actgen_dd.h", "c/actgen_dd.h")),
     units="c/activation.c.jinja",
 )
 
@@ -64,7 +66,7 @@ NUMPY = Backend(
     templates=(("numpy/activation.py.jinja", "numpy/{name}.py"),),
     # NumPy computes float32 in double where a C kernel would use float32-result helpers
     printer=lambda compute, dd_temps=frozenset(), compensate=False, narrow=False:
-        KernelNumPyPrinter(dd_temps, compensate),
+        KernelMpmathPrinter() if compute == "wide" else KernelNumPyPrinter(dd_temps, compensate),
     compute=lambda dtype: dtype,
     kernel_compute=lambda choice: choice.compute,
     symbol=lambda act, kernel, dtype: f"{kernel}_{DTYPES[dtype][0]}",

@@ -17,8 +17,8 @@
  *     below 2^-100 * max(1, |y log2 x| / 32);
  *   - sin, cos, tan: the reduction modulo pi/2 is exact for |x| < 2^100 (pi/2 in four 53-bit
  *     parts); near a zero (or a pole of tan) the error is relative or, where smaller, absolute
- *     below 2^-210 * max(1, |x|). For |x| >= 2^100 they return NaN: no Payne-Hanek reduction
- *     here (a plain double sin, correctly rounded on such inputs, serves them).
+ *     below 2^-210 * max(1, |x|). For |x| >= 2^100, the C library's sin and cos of hi and of lo
+ *     (each reduced exactly by glibc) by the addition formula, to about a double's accuracy.
  *
  * Every function is branch-free (selects, fixed iteration counts) so that a loop over arrays
  * vectorises with `#pragma omp simd` (gcc 12, -O3 -march=x86-64-v3: every function). Notes:
@@ -1335,13 +1335,27 @@ ACTGEN_DD_FN actgen_ddi_sincos actgen_ddi_sincos_q(double q, actgen_dd r)
 
 #define ACTGEN_DDI_TRIG_OK(h) (fabs(h) < 0x1p100)
 
+/* sin and cos of hi + lo beyond 2^100 (an argument multiplied by a constant: sin(30 x) at x ~
+ * 1e300): sin(hi) cos(lo) + cos(hi) sin(lo), each of the double functions reduced exactly by the C
+ * library (Payne-Hanek in glibc), to about a double's accuracy, which is all a double result keeps;
+ * NaN for NaN and +-inf, as C */
+ACTGEN_DD_FN actgen_ddi_sincos actgen_ddi_sincos_far(actgen_dd x)
+{
+    const double sh = sin(x.hi), ch = cos(x.hi), sl = sin(x.lo), cl = cos(x.lo);
+    actgen_ddi_sincos out;
+    out.s = actgen_dd_from(fma(sh, cl, ch * sl));
+    out.c = actgen_dd_from(fma(ch, cl, -(sh * sl)));
+    return out;
+}
+
 ACTGEN_DD_FN actgen_dd actgen_dd_sin(actgen_dd x)
 {
     const int ok = ACTGEN_DDI_TRIG_OK(x.hi);
     const actgen_ddi_quadrant k = actgen_ddi_reduce(ok ? x : actgen_dd_from(0.0));
     const actgen_ddi_sincos t = actgen_ddi_sincos_q(k.q, k.r);
-    /* sin(+-0) = +-0; NaN, +-inf and |x| >= 2^100: NaN */
-    return ok ? (x.hi == 0.0 ? x : t.s) : actgen_dd_from(NAN);
+    const actgen_ddi_sincos far = actgen_ddi_sincos_far(x);
+    /* sin(+-0) = +-0; NaN and +-inf: NaN (the far path's) */
+    return ok ? (x.hi == 0.0 ? x : t.s) : far.s;
 }
 
 ACTGEN_DD_FN actgen_dd actgen_dd_cos(actgen_dd x)
@@ -1349,7 +1363,8 @@ ACTGEN_DD_FN actgen_dd actgen_dd_cos(actgen_dd x)
     const int ok = ACTGEN_DDI_TRIG_OK(x.hi);
     const actgen_ddi_quadrant k = actgen_ddi_reduce(ok ? x : actgen_dd_from(0.0));
     const actgen_ddi_sincos t = actgen_ddi_sincos_q(k.q, k.r);
-    return ok ? t.c : actgen_dd_from(NAN);
+    const actgen_ddi_sincos far = actgen_ddi_sincos_far(x);
+    return ok ? t.c : far.c;
 }
 
 ACTGEN_DD_FN actgen_dd actgen_dd_tan(actgen_dd x)
@@ -1360,7 +1375,8 @@ ACTGEN_DD_FN actgen_dd actgen_dd_tan(actgen_dd x)
     const int odd = (k.q == 1.0) | (k.q == 3.0);
     /* tan = s/c in even quadrants, -c/s in odd ones */
     const actgen_dd r = actgen_dd_div(odd ? actgen_dd_neg(t.c) : t.s, odd ? t.s : t.c);
-    return ok ? (x.hi == 0.0 ? x : r) : actgen_dd_from(NAN);
+    const actgen_ddi_sincos far = actgen_ddi_sincos_far(x);
+    return ok ? (x.hi == 0.0 ? x : r) : actgen_dd_from(far.s.hi / far.c.hi);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -20,9 +20,11 @@
 
 #if defined(__GNUC__)
 #define ACTGEN_INLINE __attribute__((always_inline))
+#define ACTGEN_NOINLINE __attribute__((noinline))
 #define ACTGEN_CONST __attribute__((const, nothrow))
 #else
 #define ACTGEN_INLINE
+#define ACTGEN_NOINLINE
 #define ACTGEN_CONST
 #endif
 
@@ -495,12 +497,7 @@ static inline ACTGEN_INLINE float actgen_erfc_ff(actgen_ff u)
 
 /* double-double: hi + lo carries the rounding error of an argument (fma: exact products); a
  * sensitive function gets f(hi) plus the first-order correction f'(hi) * lo */
-typedef struct { double hi, lo; } actgen_dd;
-static inline actgen_dd actgen_dd_make(double hi, double lo) { actgen_dd r; r.hi = hi; r.lo = lo; return r; }
-static inline actgen_dd actgen_dd_renorm(double s, double e) { const double h = s + e; return actgen_dd_make(h, isfinite(h) ? e - (h - s) : 0.0); }
-static inline actgen_dd actgen_dd_add(actgen_dd a, actgen_dd b) { const double s = a.hi + b.hi, bb = s - a.hi; const double e = (a.hi - (s - bb)) + (b.hi - bb) + a.lo + b.lo; return actgen_dd_renorm(s, isfinite(s) ? e : 0.0); }
-static inline actgen_dd actgen_dd_mul(actgen_dd a, actgen_dd b) { const double p = a.hi * b.hi; const double e = isfinite(p) ? fma(a.hi, b.hi, -p) + (a.hi * b.lo + a.lo * b.hi) : 0.0; return actgen_dd_renorm(p, e); }
-static inline actgen_dd actgen_dd_neg(actgen_dd a) { return actgen_dd_make(-a.hi, -a.lo); }
+#include "actgen_dd.h"   /* actgen_dd and its arithmetic (and the functions of double-double kernels) */
 static inline double actgen_exp_dd(actgen_dd u) { return exp(u.hi) * (1.0 + u.lo); }
 static inline double actgen_erfc_dd(actgen_dd u) { return erfc(u.hi) - 1.1283791670955126 * exp(-u.hi * u.hi) * u.lo; }
 static inline double actgen_sigmoid_dd(actgen_dd u) { const double s = actgen_sigmoid_f64(u.hi); return s + s * actgen_sigmoid_f64(-u.hi) * u.lo; }

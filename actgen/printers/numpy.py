@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.pycode import MpmathPrinter
 
 from . import DoubleDouble, KernelNumbers
 from .c import MAX_EXPANDED_POWER
@@ -204,6 +205,90 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
 
     def _print_DiracDelta(self, e):
         return "0.0"
+
+    def _print_BooleanTrue(self, e):
+        return "True"
+
+    def _print_BooleanFalse(self, e):
+        return "False"
+
+
+class KernelMpmathPrinter(MpmathPrinter):
+    """Prints a kernel expression as mpmath code of one element: the NumPy backend's kernels
+    computed in double-double (select's "wide"), which it evaluates element by element with
+    mpmath at 106 bits (numpy_runtime.wide). Slow, but as accurate as the C kernel's actgen_dd.h;
+    actgen's own functions and the NaN-propagating selects are numpy_runtime's ``mp`` helpers."""
+
+    def __init__(self):
+        super().__init__({"strict": True, "fully_qualified_modules": True})
+
+    def _mp(self, name, e):
+        return f"rt.mp.{name}({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_sigmoid(self, e):
+        return self._mp("sigmoid", e)
+
+    def _print_softplus(self, e):
+        return self._mp("softplus", e)
+
+    def _print_cbrt(self, e):
+        return self._mp("cbrt", e)
+
+    def _print_exp2(self, e):
+        return self._mp("exp2", e)
+
+    # the exponential functions through numpy_runtime.mp: their overflow decided, not computed
+    def _print_exp(self, e):
+        return self._mp("exp", e)
+
+    def _print_expm1(self, e):
+        return self._mp("expm1", e)
+
+    def _print_sinh(self, e):
+        return self._mp("sinh", e)
+
+    def _print_cosh(self, e):
+        return self._mp("cosh", e)
+
+    def _print_tanh(self, e):
+        return self._mp("tanh", e)
+
+    def _print_erf(self, e):
+        return self._mp("erf", e)
+
+    def _print_erfc(self, e):
+        return self._mp("erfc", e)
+
+    def _print_confine(self, e):
+        return self._mp("confine", e)
+
+    def _print_Max(self, e):
+        return self._mp("max", e)
+
+    def _print_Min(self, e):
+        return self._mp("min", e)
+
+    def _print_Heaviside(self, e):
+        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
+        return f"rt.mp.heaviside({self._print(e.args[0])}, {self._print(h0)})"
+
+    def _print_sign(self, e):
+        return self._mp("sign", e)
+
+    def _print_DiracDelta(self, e):
+        return "mpmath.mpf(0)"
+
+    def _print_UnevaluatedExpr(self, e):
+        return self._print(e.args[0])
+
+    def _print_Infinity(self, e):
+        return "mpmath.inf"
+
+    def _print_NegativeInfinity(self, e):
+        return "(-mpmath.inf)"
+
+    def _print_NaN(self, e):
+        return "mpmath.nan"
 
     def _print_BooleanTrue(self, e):
         return "True"

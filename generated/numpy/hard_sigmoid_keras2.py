@@ -17,7 +17,7 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, measured 1 ULP, naive 3.36e+06 ULP; rewrites: root_shift"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 2.1e+05 ULP; rewrites: root_shift"""
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less_equal(x, -2.5), lambda x: 0.0), (lambda x: numpy.greater_equal(x, 2.5), lambda x: 1.0), (None, lambda x: (x + 2.5)/5.0)))
 
 
@@ -39,7 +39,7 @@ def forward_deriv_f32(_x):
 
 
 def _forward_f64(x):
-    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1.8e+15 ULP; rewrites: root_shift"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1.13e+14 ULP; rewrites: root_shift"""
     return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.less_equal(x, -2.5), lambda x: 0.0), (lambda x: numpy.greater_equal(x, 2.5), lambda x: 1.0), (None, lambda x: (x + 2.5)/5.0)))
 
 

@@ -1,0 +1,130 @@
+"""Activations a user writes (issue 25): no crash, accuracy by construction, or one clear refusal.
+
+Each case is a spec as a paper or a first-time user writes it; the C and NumPy kernels are
+compared with mpmath within the budgets, the same way actgen verify does.
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+import pytest
+import sympy as sp
+
+import actgen
+from actgen.derive import derive
+from actgen.errors import AccuracyError, ActgenError
+from actgen.pipeline import lower_activation
+from actgen.spec import parse_table
+from actgen.sweep import make_sweep
+from actgen.verify import check
+from conftest import requires_cc
+
+
+def _act(expr: str, **params):
+    return parse_table("t", {"expr": expr, "params": params}, path="<test>")
+
+
+@pytest.mark.parametrize("expr, params", [
+    ("x * tanh(exp(x))", {}),                                   # MemoryError inside mpmath's tanh
+    ("x * erf(a * exp(b * x))", {"a": 0.75, "b": 0.75}),        # OverflowError in mpmath's erf
+    ("tanh(exp(tanh(exp(x))))", {}),
+])
+def test_specs_that_crashed_the_reference_now_lower(expr, params):
+    """Reference evaluation is bounded in magnitude: functions of a huge argument return their
+    limit instead of mpmath computing it (or running out of memory)."""
+    lowered = lower_activation(_act(expr, **params))
+    assert {c.kernel.kind for c in lowered.choices.values()} >= {"forward", "backward"}
+
+
+def test_an_asymptote_that_meets_zero_times_infinity_is_none():
+    """log((1 + exp(p x)) / (1 + exp(p (x - 1)))) / p crashed with 'cannot create mpf from zoo'."""
+    try:
+        lower_activation(_act("log((1 + exp(p*x)) / (1 + exp(p*(x - 1)))) / p", p=5.0))
+    except AccuracyError:
+        pass                           # refused in one line is allowed; a crash is not
+
+
+@pytest.mark.parametrize("name", ["asinh", "acosh", "atanh", "asin", "acos", "tan", "cbrt", "log2", "log10",
+                                  "exp2", "hypot"])
+def test_the_c99_functions_are_in_the_grammar(name):
+    expr = {"acosh": "acosh(1 + x**2)", "atanh": "atanh(tanh(x) / 2)", "asin": "asin(tanh(x))",
+            "acos": "acos(tanh(x))", "tan": "tan(atan(x) / 2)", "log2": "log2(1 + x**2)",
+            "log10": "log10(1 + x**2)", "exp2": "exp2(-x**2)", "hypot": "hypot(x, 1)"}.get(name, f"{name}(x)")
+    act = _act(expr)
+    assert derive(act)[1].exact.has(sp.Symbol("x", real=True))
+
+
+def test_cbrt_is_the_real_cube_root():
+    from actgen.functions import cbrt
+    from actgen.ir import X
+    from actgen.reference import evaluate
+
+    assert cbrt(sp.Integer(-8)) == -2
+    assert float(evaluate(sp.diff(cbrt(X), X), {X: -8.0}, 100)) == pytest.approx(1 / 12)
+
+
+def test_an_over_budget_kernel_is_refused_with_the_kernel_dtype_error_and_input():
+    """A kernel no form computes within budget is never written silently: one AccuracyError that
+    names the kernel, the dtype, the error and the input, and says how to accept it."""
+    act = _act("sin(omega * x) / x", omega=2.0)         # 2x overflows near the largest double
+    with pytest.raises(AccuracyError) as raised:
+        lower_activation(act)
+    text = str(raised.value)
+    assert "[t]" in text and "kernel" in text and "at x = " in text and "budgets = {" in text
+
+
+def test_a_budget_accepted_with_its_reason_builds():
+    """NaN where the function is finite (2x overflows) is infinitely many ULPs: accepted only by
+    ``ulp = inf`` with its reason, which the refusal proposes; a bare inf is refused."""
+    table = {"expr": "sin(omega * x) / x", "params": {"omega": 2.0},
+             "budgets": {"forward.float64": {"ulp": math.inf, "reason": "2x overflows beyond 9e307"},
+                         "backward.float64": {"ulp": math.inf, "reason": "the same"}}}
+    act = parse_table("t", table, path="<test>")
+    assert act.info["budget_reasons"]["forward.float64"] == "2x overflows beyond 9e307"
+    lowered = lower_activation(act)
+    assert lowered.choices["forward", "float64"].nonfinite > 0
+    with pytest.raises(AccuracyError, match='ulp = inf, reason'):
+        lower_activation(_act("sin(omega * x) / x", omega=2.0))
+    with pytest.raises(ActgenError, match="reason"):
+        parse_table("t", {"expr": "x", "budgets": {"forward.float64": {"ulp": 16}}}, path="<test>")
+    with pytest.raises(ActgenError, match="finite"):
+        parse_table("t", {"expr": "x", "budgets": {"forward.float64": math.inf}}, path="<test>")
+
+
+def _verify(tmp_path, name, text, backends=("c", "numpy"), dtypes=("float32", "float64")):
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(text)
+    (act,) = [a for a in actgen.spec.read_spec_file(spec) if a.name == name]
+    results = []
+    for dtype in dtypes:
+        sweep = make_sweep(act, dtype, quick=True)
+        for backend in backends:
+            results += check(actgen.load(name, spec=spec, backend=backend), sweep)
+    return act, results
+
+
+@requires_cc
+def test_nested_exponentials_escalate_to_double_double_and_verify(tmp_path):
+    """GoLU x exp(-exp(-x)): the rounding of exp(-x) is magnified by exp(-x) (~400 at x = -6):
+    326 ULP in plain double. No rewrite helps; the float64 kernels compute in double-double
+    (actgen_dd.h; the NumPy backend in mpmath at 106 bits) and verify within budget."""
+    act, results = _verify(tmp_path, "golu", '[golu]\nexpr = "x * exp(-exp(-x))"\n')
+    lowered = lower_activation(act)
+    assert lowered.choices["forward", "float64"].compute == "wide"
+    over = [r for r in results if not r.passed]
+    assert not over, [(r.backend, r.dtype, r.kernel, r.error, r.worst_x) for r in over]
+
+
+@requires_cc
+def test_a_removable_singularity_gets_its_limit_and_so_does_its_derivative(tmp_path):
+    """sin(x)/x at 0 is 1 (not NaN), its derivative there 0; near 0 the derivative's Taylor
+    polynomial (its form cos(x)/x - sin(x)/x**2 cancels, and is NaN at subnormal x)."""
+    act, results = _verify(tmp_path, "sinc", '[sinc]\nexpr = "sin(x) / x"\n')
+    over = [r for r in results if not r.passed]
+    assert not over, [(r.backend, r.dtype, r.kernel, r.error, r.worst_x) for r in over]
+    sinc = actgen.load("sinc", spec=tmp_path / "sinc.toml")
+    for dtype in (np.float32, np.float64):
+        x = np.array([0.0, -0.0, 1e-30, 5e-324 if dtype == np.float64 else 1e-45], dtype)
+        assert (sinc(x) == 1).all()
+        assert np.all(np.abs(sinc.backward(x, np.ones_like(x))) <= np.abs(x))
