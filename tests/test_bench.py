@@ -31,7 +31,8 @@ def _has_torch() -> bool:
 
 @requires_cc
 def test_bench_reports_every_implementation_and_the_ratios(tmp_path):
-    from actgen.bench import bench, format_markdown, format_text
+    from actgen.benchmark.measure import bench
+    from actgen.benchmark.report import format_markdown, format_text
 
     report = bench(["sigmoid", "relu"], sizes_threads=[(4096, 1)], dtypes=("float32",), repeats=2,
                    min_time=0.0)
@@ -85,10 +86,10 @@ def test_bench_cli_rejects_a_bad_size():
 
 
 def test_the_repeats_of_an_activation_and_its_peers_are_interleaved():
-    from actgen.bench import _time_together
+    from actgen.benchmark.timing import time_together
 
     calls = []
-    timings = _time_together([lambda: calls.append("a"), lambda: calls.append("b")], repeats=5, min_time=0.0)
+    timings = time_together([lambda: calls.append("a"), lambda: calls.append("b")], repeats=5, min_time=0.0)
     assert [t["repeats"] for t in timings] == [5, 5] and all(t["calls"] >= 1 for t in timings)
     assert calls[:2] == ["a", "b"]                   # one warm-up call each (min_time 0)
     timed = "".join(calls[2:])
@@ -105,19 +106,19 @@ def test_numexpr_peers_compute_the_activation_and_its_derivative(dtype):
     import numpy as np
 
     import actgen
-    from actgen.bench import _defaults_match, _numexpr_calls, _numexpr_formulas
+    from actgen.benchmark.builtin_peers import defaults_match, numexpr_calls, numexpr_formulas
 
     x = np.concatenate([np.linspace(-8, 8, 641), [-20.0, -3.0, -2.5, -1.0, 0.0, 1.0, 2.5, 3.0, 6.0, 20.0]])
     x = x.astype(dtype)
     dy = np.linspace(0.5, 1.5, x.size).astype(dtype)
     tol = 2e-5 if dtype == "float32" else 1e-12
-    formulas = _numexpr_formulas()
+    formulas = numexpr_formulas()
     assert len(formulas) >= 24
     for name, formula in formulas.items():
         act = actgen.load(name, backend="numpy")
-        assert _defaults_match(formula[0], act), name
+        assert defaults_match(formula[0], act), name
         y, dx = np.empty_like(x), np.empty_like(x)
-        fwd, bwd = _numexpr_calls(ne, formula, x, dy, y, dx)
+        fwd, bwd = numexpr_calls(ne, formula, x, dy, y, dx)
         assert fwd() is y and bwd() is dx and y.dtype == dx.dtype == np.dtype(dtype)
         kink = np.isin(x, [0.0, -3.0, 3.0, -2.5, 2.5, -1.0, 1.0, 6.0, 0.5, -0.5])   # conventions differ there
         np.testing.assert_allclose(y, act(x), rtol=tol, atol=tol, err_msg=name)
@@ -143,10 +144,11 @@ def test_bench_sizes_and_plot(tmp_path):
 
 def test_bench_plot_without_matplotlib_says_so_before_measuring(monkeypatch, capsys, tmp_path):
     from actgen import bench
+    from actgen.benchmark import measure
     from actgen.cli import main as cli_main
 
     monkeypatch.setattr(bench, "_has_matplotlib", lambda: False)
-    monkeypatch.setattr(bench, "bench", lambda *a, **k: pytest.fail("measured before the error"))
+    monkeypatch.setattr(measure, "bench", lambda *a, **k: pytest.fail("measured before the error"))
     assert cli_main(["bench", "relu", "--plot", str(tmp_path / "b.png")]) == 1
     err = capsys.readouterr().err
     assert "--plot needs matplotlib" in err and "Traceback" not in err
