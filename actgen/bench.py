@@ -60,6 +60,14 @@ def _size(text: str) -> int:
     return value
 
 
+def config_pair(text: str) -> tuple[int, int]:
+    """SIZE:THREADS, e.g. 2^22:2."""
+    size, sep, threads = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"not SIZE:THREADS: {text!r} (e.g. 2^16:1 2^22:2)")
+    return _size(size), _positive(threads)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -79,6 +87,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="element counts, e.g. 2^24 65536 (default: the standard set, see above)")
     p.add_argument("--threads", nargs="+", type=_positive, metavar="T",
                    help="thread counts (default: the standard set; all CPUs with --size)")
+    p.add_argument("--config", nargs="+", type=config_pair, metavar="SIZE:THREADS",
+                   help="element counts with their thread counts, e.g. 2^16:1 2^22:2 (instead of --size "
+                        "and --threads, which measure every size with every thread count)")
     p.add_argument("--dtype", nargs="+", choices=["float32", "float64"], default=["float32", "float64"])
     p.add_argument("--repeats", type=_positive, default=5, help="timed repeats; the median is reported "
                    "(default: 5; a cell slower than 4 s in all gets fewer: at least 3, 1 for calls over 0.5 s)")
@@ -86,6 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="each repeat runs the call often enough to take at least this long (default 0.02)")
     p.add_argument("--impl", nargs="+", choices=IMPLS, default=list(IMPLS),
                    help="which implementations to measure (default: all; torch ones when installed)")
+    p.add_argument("--no-accuracy", action="store_true",
+                   help="leave out the float32 accuracy of actgen and of each peer against mpmath on "
+                        "verify's inputs (a compile per peer, and mpmath references: seconds per activation)")
     p.add_argument("--progress", action="store_true", help="a line per activation on stderr")
     p.add_argument("--json", metavar="FILE", help="write all measurements and ratios as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the ratio tables and the machine as markdown")
@@ -94,6 +108,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _configs(args) -> list[tuple[int, int]]:
+    if args.config:
+        if args.size or args.threads:
+            raise ActgenError("actgen bench: give --config SIZE:THREADS or --size/--threads, not both")
+        return list(args.config)
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if args.size is None and args.threads is None:
         return [(n, t or ncpu) for n, t in STANDARD]
@@ -113,6 +131,7 @@ def run(args) -> int:
     configs = _configs(args)
     report = measure.bench(args.names, sizes_threads=configs, dtypes=tuple(args.dtype), repeats=args.repeats,
                            min_time=args.min_time, impls=tuple(args.impl),
+                           accuracy_of=() if args.no_accuracy else ("float32",),
                            log=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True) if args.progress else None)
     command = "actgen bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 and sys.argv[1] == "bench" else None
     report["command"] = command

@@ -44,7 +44,7 @@ def machine() -> dict:
         info["torch"] = torch.__version__
     except ImportError:
         info["torch"] = None
-    for module in ("scipy", "numexpr"):
+    for module in ("scipy", "numexpr", "jax"):
         try:
             info[module] = __import__(module).__version__
         except ImportError:
