@@ -1,22 +1,28 @@
-"""`actgen bench`: throughput of actgen's kernels against NumPy and PyTorch, in one run.
+"""`actgen bench`: throughput of actgen's kernels against NumPy, PyTorch, JAX and numexpr, in one run.
 
 For each activation, dtype, array size and thread count it measures (median of repeats, after a
 warm-up) the forward, backward, backward_from_output and forward_with_derivative kernels of
 
 - ``actgen``        the C kernels, called with ``out=``;
 - ``actgen_numpy``  actgen's NumPy backend, with ``out=``;
-- ``numpy``         NumPy as users write it (a hand-written formula per common activation, allocating);
+- ``numpy``         NumPy as users write it (a hand-written formula per common built-in, allocating);
 - ``torch_out``     PyTorch's CPU kernels with a preallocated ``out=`` (``grad_input=`` for backward);
 - ``torch``         PyTorch's ordinary allocating calls;
 - ``numexpr``       numexpr (when installed) evaluating the formula as users write it, ``out=``
                     preallocated, with the same thread count;
 - ``copy``          the copy bandwidth (the faster of a threaded ``torch`` copy and ``np.copyto``),
-                    the yardstick of a memory-bound kernel.
+                    the yardstick of a memory-bound kernel;
 
-and reports Gelem/s, GB/s (bytes read + written), the ratios of actgen to ``torch_out``, ``torch``,
-``numpy``, ``numexpr`` and the best peer, and the % of the copy bandwidth. Timings are printed and,
-optionally, written as JSON and markdown with a description of the machine, and drawn as
-throughput against size (``--plot``, matplotlib).
+and, for any spec, forward, backward and a training step of actgen against the activation written
+from its SymPy expression as a user would write it: ``torch_eager``, ``torch_compile`` (Inductor,
+compile time reported apart), ``jax`` (jax.jit, backward through jax.vjp), numexpr, and
+``actgen_torch`` (actgen through its autograd Function); with each one's float32 accuracy against
+mpmath on verify's inputs (actgen.benchmark: user_peers, symbolic, accuracy).
+
+It reports Gelem/s, GB/s (bytes read + written), the ratios of actgen to each peer and the % of
+the copy bandwidth; a peer that is not installed or cannot express the activation says why in its
+column. Timings are printed and, optionally, written as JSON and markdown with a description of
+the machine, and drawn as throughput against size (``--plot``, matplotlib).
 
 This module is the verb (its arguments and its run); ``actgen.benchmark`` holds what it runs.
 Only light imports at top level: actgen.cli imports this module on every command.
@@ -35,13 +41,15 @@ from .benchmark.plot import plot
 from .benchmark.report import format_markdown, format_text, write_text
 from .errors import ActgenError
 
-HELP = "measure kernel throughput against NumPy and PyTorch"
+HELP = "measure kernel throughput against NumPy, PyTorch (eager, torch.compile), JAX and numexpr"
 DESCRIPTION = ("Measure Gelem/s of actgen's C kernels (forward, backward, backward_from_output, "
                "forward_with_derivative), actgen's NumPy backend, NumPy as users write it, PyTorch "
                "(out= and allocating) and numexpr when installed, and the copy bandwidth, in one run (medians of "
-               "repeats after a warm-up), and print the ratios. Without --size/--threads it runs the "
-               "standard set: 2^24 elements with all threads, and 2^16 and 2^12 elements with 1 thread "
-               "(call overhead).")
+               "repeats after a warm-up), and print the ratios. For any spec, also forward, backward and a "
+               "training step against the activation written from its expression with torch (eager and "
+               "torch.compile, with its compile time), jax.jit and numexpr, and each one's float32 accuracy "
+               "against mpmath. Without --size/--threads/--config it runs the standard set: 2^24 elements with "
+               "all threads, and 2^16 and 2^12 elements with 1 thread (call overhead).")
 
 
 def _size(text: str) -> int:
@@ -120,8 +128,8 @@ def _configs(args) -> list[tuple[int, int]]:
 
 def run(args) -> int:
     # the one import deferred to the verb's run: actgen.cli imports this module to build its
-    # parser on every command, and the measuring engine is the heavy part of the benchmark
-    from .benchmark import measure
+    # parser on every command, and the measuring engine imports SymPy and the verifier (0.4 s)
+    from .benchmark import pinned
 
     if args.all and args.names:
         raise ActgenError("actgen bench: give activation names or --all, not both")
@@ -129,7 +137,7 @@ def run(args) -> int:
         raise ActgenError("actgen bench: --plot needs matplotlib, which is not installed: pip install "
                           "matplotlib (or 'actgen[compare]'), or leave out --plot")
     configs = _configs(args)
-    report = measure.bench(args.names, sizes_threads=configs, dtypes=tuple(args.dtype), repeats=args.repeats,
+    report = pinned.bench(args.names, sizes_threads=configs, dtypes=tuple(args.dtype), repeats=args.repeats,
                            min_time=args.min_time, impls=tuple(args.impl),
                            accuracy_of=() if args.no_accuracy else ("float32",),
                            log=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True) if args.progress else None)

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from actgen.bench import config_pair                                       # noqa: E402
-from actgen.benchmark.measure import bench                                 # noqa: E402
+from actgen.benchmark.pinned import bench                                  # noqa: E402
 from actgen.benchmark.names import LABELS, SHORT, USER_OPS, USER_PEERS     # noqa: E402
 from actgen.benchmark.report import (Reasons, accuracy_table, compile_table, markdown_table,  # noqa: E402
                                      shown_size, write_text)

@@ -8,7 +8,9 @@ from .names import OPS, SHORT, STREAMS
 
 
 STYLE = {"actgen": ("C0", "actgen C"), "actgen_numpy": ("C1", "actgen NumPy"), "numpy": ("C2", "NumPy"),
-         "torch_out": ("C3", "PyTorch out="), "torch": ("C4", "PyTorch"), "numexpr": ("C5", "numexpr")}
+         "torch_out": ("C3", "PyTorch out="), "torch": ("C4", "PyTorch"), "numexpr": ("C5", "numexpr"),
+         "actgen_torch": ("C6", "actgen.torch"), "torch_eager": ("C7", "torch eager"),
+         "torch_compile": ("C8", "torch.compile"), "jax": ("C9", "jax.jit")}
 
 
 def plot(report: dict, path: str) -> None:

@@ -102,8 +102,8 @@ def _user_tables(report: dict) -> list[Table]:
         for r in rows:
             g, name, op = r["gelem_s"], r["name"], r["op"]
             star = "*" if r["noisy"] else ""
-            body.append([name, SHORT[op], _fmt(g.get("actgen")), _cell(g, "actgen_torch", why, name, op),
-                         *(_cell(g, p, why, name, op) for p in peers),
+            body.append([name, SHORT[op], _fmt(g.get("actgen"), ".3g"), _cell(g, "actgen_torch", why, name, op, ".3g"),
+                         *(_cell(g, p, why, name, op, ".3g") for p in peers),
                          *(_fmt(r[f"vs_{p}"]) + (star if r[f"vs_{p}"] is not None else "") for p in peers)])
         notes = ["*: a noisy cell (the repeats of one of its implementations spread over 25% of their median)"] \
             if any(r["noisy"] for r in rows) else []
@@ -118,8 +118,7 @@ def compile_table(report: dict) -> list[Table]:
     if not entries:
         return []
     why = Reasons(report)
-    columns = [("torch_compile", "forward"), ("torch_compile", "train"), ("jax", "forward"), ("jax", "backward"),
-               ("jax", "train")]
+    columns = [("torch_compile", "forward"), ("torch_compile", "train"), ("jax", "forward"), ("jax", "train")]
     by = {}
     for e in entries:
         by.setdefault((e["name"], e["dtype"]), {}).setdefault((e["impl"], e["what"]), []).append(e["seconds"])

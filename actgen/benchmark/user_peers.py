@@ -6,16 +6,16 @@ run instead of actgen, timed forward, backward and for a training step.
 - ``torch_compile``  the same under ``torch.compile`` (Inductor, CPU; a fresh compile per dtype,
                      size and thread count, since Inductor writes the thread count into its
                      OpenMP loops); its first calls are reported as compile time;
-- ``jax``            ``jax.jit`` of the jax.numpy expression: forward, backward through
-                     ``jax.vjp`` (dx from x and dy, one jitted function), training step (y and the
-                     gradients in one jitted function); float64 runs with ``jax_enable_x64``;
+- ``jax``            ``jax.jit`` of the jax.numpy expression: forward; ``jax.vjp`` (y and the
+                     residuals) and its pullback of dy as two jitted programs; float64 runs with
+                     ``jax_enable_x64``;
 - ``numexpr``        the forward formula and dy * f'(x) (SymPy's derivative), where numexpr has
                      the functions;
 - ``actgen_torch``   actgen's kernels through ``actgen.torch.function`` (an autograd Function):
                      what a PyTorch user of actgen runs.
 
-The ops: ``forward`` (inference: no graph is recorded), ``backward`` (dx for a saved graph, or
-from x and dy where nothing is saved: actgen, jax, numexpr; parameters get no gradient) and
+The ops: ``forward`` (inference: no graph is recorded), ``backward`` (dx for a graph or residuals
+saved once: torch, jax; from x and dy: actgen, numexpr; parameters get no gradient) and
 ``train`` (forward, then backward with dy: dx and the gradient of every learnable parameter).
 """
 
@@ -110,8 +110,20 @@ def cold_compiles(torch):
     removed afterwards), so that its compile times are those of a new expression."""
     import torch._inductor.utils as inductor_utils
 
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
     fresh = getattr(inductor_utils, "fresh_cache", None) or getattr(inductor_utils, "fresh_inductor_cache", None)
-    with fresh() if fresh is not None else contextlib.nullcontext():
+    # two activations with one expression (swish with beta, x * sigmoid(a x)) would otherwise
+    # find each other's graphs in the caches of this run (a compile of 0.4 s instead of 4 s)
+    patches = [inductor_config.patch(fx_graph_cache=False)]
+    if hasattr(functorch_config, "enable_autograd_cache"):
+        patches.append(functorch_config.patch(enable_autograd_cache=False))
+    with contextlib.ExitStack() as stack:
+        if fresh is not None:
+            stack.enter_context(fresh())
+        for patch in patches:
+            stack.enter_context(patch)
         yield
 
 
@@ -182,23 +194,34 @@ def torch_cells(torch, source: PeerSource, x, dy, params: dict, *, compiled: boo
 
 
 def jax_cells(jax, source: PeerSource, x, dy, params: dict):
-    """([(op, "jax", fn)], {what: compile seconds}): jax.jit of f, of its vjp, of both."""
+    """([(op, "jax", fn)], {what: compile seconds}). A training step's forward and backward are
+    two jitted programs, as in a network, where the layers after the activation run between
+    them: ``jax.vjp`` of f (y and the residuals its pullback keeps), then the pullback of dy.
+    (One jitted function of x and dy would fuse f and f' into one loop, which a network's step
+    cannot do.) The backward cell is the pullback of residuals computed once, as torch's runs on
+    a graph recorded once."""
     jnp = jax.numpy
     f = source.function({"jax": jax, "jnp": jnp})
     jx, jdy = jax.device_put(x), jax.device_put(dy)
     jp = [jnp.asarray(params[p], dtype=x.dtype) for p in source.args]
     fwd = jax.jit(f)
-    bwd = jax.jit(lambda x, dy, *p: jax.vjp(lambda x: f(x, *p), x)[1](dy)[0])
+    fwd_x = jax.jit(lambda x, *p: jax.vjp(lambda x: f(x, *p), x))      # parameters get no gradient
+    fwd_all = jax.jit(lambda x, *p: jax.vjp(f, x, *p))
+    pull = jax.jit(lambda pullback, dy: pullback(dy))
 
-    def step(x, dy, *p):
-        y, pullback = jax.vjp(f, x, *p)
-        return y, pullback(dy)
+    def forward():
+        return fwd(jx, *jp).block_until_ready()
 
-    trn = jax.jit(step)
-    cells = [("forward", "jax", lambda: fwd(jx, *jp).block_until_ready()),
-             ("backward", "jax", lambda: bwd(jx, jdy, *jp).block_until_ready()),
-             ("train", "jax", lambda: jax.block_until_ready(trn(jx, jdy, *jp)))]
-    return cells, {op: _first_calls(fn) for op, _, fn in cells}
+    def train():
+        y, pullback = fwd_all(jx, *jp)
+        return jax.block_until_ready((y, pull(pullback, jdy)))
+
+    compile_s = {"forward": _first_calls(forward), "train": _first_calls(train)}
+    kept = fwd_x(jx, *jp)[1]
+    cells = [("forward", "jax", forward),
+             ("backward", "jax", lambda: jax.block_until_ready(pull(kept, jdy))),
+             ("train", "jax", train)]
+    return cells, compile_s
 
 
 def numexpr_cells(ne, source: NumExprSource, x, dy, y, dx, params: dict):
