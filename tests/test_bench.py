@@ -267,3 +267,25 @@ def test_corpus_speed_writes_its_page_from_a_directory_of_specs(tmp_path, monkey
     data = json.loads(out.with_suffix(".json").read_text())
     assert {r["name"] for r in data["user_ratios"]} == {"swish_a", "clipped_elu", "serf_plain"}
     assert corpus_speed.geomean([1.0, 4.0]) == pytest.approx(2.0) and corpus_speed.geomean([]) is None
+
+
+@requires_cc
+def test_each_thread_count_is_measured_in_a_process_allowed_that_many_cpus():
+    """XLA sizes its thread pool from the process's CPUs: a 1-thread cell runs in a child process
+    allowed one CPU, for every implementation alike; the report is this machine's."""
+    import os
+
+    from actgen.benchmark import pinned
+    from actgen.benchmark.user_peers import libraries
+
+    if libraries().jax is None or not hasattr(os, "sched_setaffinity"):
+        pytest.skip("pinning is for JAX's thread pool, on Linux")
+    ncpu = len(os.sched_getaffinity(0))
+    report = pinned.bench([str(CORPUS / "serf.toml")], sizes_threads=[(256, 1), (512, 2)], dtypes=("float32",),
+                          repeats=1, min_time=0.0, impls=("actgen", "jax"), accuracy_of=())
+    assert len(report["config"]["cpus"]["1"]) == 1 and len(report["config"]["cpus"]["2"]) == min(2, ncpu)
+    assert report["config"]["sizes_threads"] == [[256, 1], [512, 2]]
+    assert report["machine"]["usable_cpus"] == ncpu
+    cells = {(r["size"], r["threads"], r["op"], r["impl"]) for r in report["results"]}
+    assert {(256, 1, "train", "jax"), (512, 2, "train", "jax"), (512, 2, "forward", "actgen")} <= cells
+    assert {r["size"] for r in report["user_ratios"]} == {256, 512}

@@ -23,6 +23,7 @@ from pathlib import Path
 import actgen
 
 from ..errors import ActgenError
+from .machine import machine
 from .measure import bench as bench_here
 from .measure import ratios, user_ratios
 from .names import IMPLS, STANDARD
@@ -35,7 +36,7 @@ def _pinnable(impls) -> bool:
 def bench(names=None, *, sizes_threads=None, dtypes=("float32", "float64"), repeats: int = 5,
           min_time: float = 0.02, impls=IMPLS, accuracy_of: tuple = ("float32",), log=None) -> dict:
     """measure.bench, each thread count in a child process allowed that many CPUs (see the module
-    doc); the same report, with config["cpus"] = {threads: the CPUs its process could use}."""
+    doc); the same report, with config["cpus"] = {threads: the CPUs its process measured on}."""
     configs = list(sizes_threads or [(n, t or (os.cpu_count() or 1)) for n, t in STANDARD])
     if not _pinnable(impls):
         return bench_here(names, sizes_threads=sizes_threads, dtypes=dtypes, repeats=repeats, min_time=min_time,
@@ -44,11 +45,10 @@ def bench(names=None, *, sizes_threads=None, dtypes=("float32", "float64"), repe
     groups = {}
     for n, threads in configs:
         groups.setdefault(threads, []).append((n, threads))
-    parts, cpus = [], {}
+    parts = []
     for i, (threads, group) in enumerate(groups.items()):
-        cpus[threads] = allowed[:threads]
         last = i == len(groups) - 1
-        parts.append(_child(cpus[threads], {
+        parts.append(_child(allowed[:threads], {
             "names": list(names or []), "sizes_threads": group, "dtypes": list(dtypes), "repeats": repeats,
             "min_time": min_time, "impls": list(impls), "accuracy_of": list(accuracy_of) if last else [],
             "log": log is not None}))
@@ -60,7 +60,10 @@ def bench(names=None, *, sizes_threads=None, dtypes=("float32", "float64"), repe
         seen = {(u["name"], u["impl"], u["op"]) for u in report["unavailable"]}
         report["unavailable"] += [u for u in part["unavailable"] if (u["name"], u["impl"], u["op"]) not in seen]
     report["ratios"], report["user_ratios"] = ratios(report["results"]), user_ratios(report["results"])
-    report["config"].update(sizes_threads=[list(c) for c in configs], cpus={str(t): c for t, c in cpus.items()})
+    report["machine"] = machine()                  # this process's: a child sees only its CPUs
+    report["config"].update(sizes_threads=[list(c) for c in configs],
+                            cpus={str(t): part["config"]["affinity"] for t, part in zip(groups, parts)})
+    report["config"].pop("affinity", None)
     return report
 
 
@@ -96,6 +99,7 @@ def _main(path: str) -> int:
     except ActgenError as exc:
         Path(path).write_text(json.dumps({"error": str(exc)}))
         return 1
+    report["config"]["affinity"] = sorted(os.sched_getaffinity(0))    # the CPUs it measured on
     Path(path).write_text(json.dumps(report, default=float))
     return 0
 

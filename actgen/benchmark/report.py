@@ -234,9 +234,10 @@ def format_markdown(report: dict, command: str | None = None) -> str:
               "The training-step tables compare actgen with the activation written from its SymPy expression "
               "as a user would write it: `torch eager` (autograd of the composition), `torch.compile` "
               "(Inductor, CPU), `jax.jit` (backward through `jax.vjp`) and numexpr (f and dy * f'(x)); "
-              "`actgen.torch` is actgen's kernels through its autograd Function. `bwd` is dx for a graph "
-              "recorded once (torch) or from x and dy (actgen, jax, numexpr); `train` is the forward, then the "
-              "backward with dy and the gradients of the learnable parameters.", ""]
+              "`actgen.torch` is actgen's kernels through its autograd Function. `bwd` is dx from what the "
+              "forward saved, recorded once (torch, jax), or from x and dy (actgen, numexpr); `train` is the "
+              "forward, then the backward with dy and the gradients of the learnable parameters (jax: vjp and "
+              "its pullback as two jitted programs).", ""]
     tables = (_kernel_tables(report) + _user_tables(report) + compile_table(report) + accuracy_table(report)
               + sources_table(report))
     for table in tables:
