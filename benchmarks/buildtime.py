@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from actgen.bench import machine
+from actgen.benchmark.machine import machine
 
 #: new activations, as a user would write them (each with a learnable parameter: forward, f',
 #: df/dp, per-channel variants, float32 and float64)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 import actgen
-from actgen.bench import _time as bench_time
-from actgen.bench import machine
+from actgen.benchmark.timing import time_call as bench_time
+from actgen.benchmark.machine import machine
 
 # the sort-based sparsemax in PyTorch ops, as tests/test_kinds.py writes it (one copy)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
