@@ -363,8 +363,11 @@ def machine() -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
+    """The run's header indented, each entry on a line of its own (readable diffs, a smaller file)."""
+    head = json.dumps({k: v for k, v in data.items() if k != "entries"}, indent=1)
+    body = ",\n".join(json.dumps(e, separators=(",", ":")) for e in data.get("entries", []))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.write_text(head[:-2] + ',\n "entries": [\n' + body + "\n ]\n}\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -404,24 +407,30 @@ def main(argv=None) -> int:
         if unknown:
             raise SystemExit(f"not in the corpus: {', '.join(sorted(unknown))}")
         todo = [e for e in todo if e.name in args.only]
-    previous = {}
-    if (args.resume or args.only) and json_path.exists():
-        previous = {r["name"]: r for r in json.loads(json_path.read_text()).get("entries", [])}
+    command = "PYTHONPATH=. python benchmarks/corpus.py " + " ".join(argv or sys.argv[1:])
+    run_info = {"command": command, "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                "timeouts": {"build_load_show": args.timeout, "verify": args.verify_timeout}, "jobs": args.jobs}
+    old = json.loads(json_path.read_text()) if (args.resume or args.only) and json_path.exists() else {}
+    previous = {r["name"]: r for r in old.get("entries", [])}
     records = {n: previous[n] for n in names if n in previous}
     if args.resume:
         todo = [e for e in todo if previous.get(e.name, {}).get("digest") != e.digest]
-    data = {"command": "PYTHONPATH=. python benchmarks/corpus.py " + " ".join(argv or sys.argv[1:]),
-            "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "timeouts": {"build_load_show": args.timeout, "verify": args.verify_timeout},
-            "jobs": args.jobs, "corpus_size": len(names), "entries": []}
+    if old:     # a partial run joins the records of an earlier one: the header keeps both
+        data = {**{k: v for k, v in old.items() if k != "entries"}, "corpus_size": len(names), "entries": []}
+        data["reruns"] = old.get("reruns", []) + [{**run_info, "entries": [e.name for e in todo]}]
+        current = data["reruns"][-1]
+    else:
+        data = {**run_info, "corpus_size": len(names), "entries": []}
+        current = data
     lock, done = threading.Lock(), [0]
 
     def finish(record):
         with lock:
             done[0] += 1
+            record["actgen_commit"] = run_info["machine"].get("actgen_commit")
             records[record["name"]] = record
             data["entries"] = [records[n] for n in names if n in records]
-            data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+            current["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
             write_json(json_path, data)
             print(progress(done[0], len(todo), record), file=sys.stderr, flush=True)
 

@@ -114,7 +114,7 @@ def _status(record: dict) -> str:
 def _reason(message: str, mask: bool = True) -> str:
     """A refusal's reason without the file and activation (numbers masked, for grouping)."""
     first = re.sub(r"^\S*\.toml \[[^\]]*\] ", "", message.splitlines()[0])
-    return re.sub(r"\d+(\.\d+)?(e[+-]?\d+)?", "N", first) if mask else first
+    return re.sub(r"(?<![\w`.])\d+(\.\d+)?(e[+-]?\d+)?(?![\w`])", "N", first) if mask else first
 
 
 def _forms(record: dict) -> str:
@@ -142,7 +142,12 @@ def render(data: dict) -> str:
            + (" with uncommitted changes" if m.get("actgen_dirty") else "") + ".",
            f"Each entry ran in fresh processes with an empty cache of its own, {data.get('jobs', 1)} at a time; "
            f"timeouts {_num(data.get('timeouts', {}).get('build_load_show'))} s per build, load and show, "
-           f"{_num(data.get('timeouts', {}).get('verify'))} s per verify.", "", "## Summary", ""]
+           f"{_num(data.get('timeouts', {}).get('verify'))} s per verify."]
+    for run in data.get("reruns", []):
+        out.append(f"Re-run of {len(run['entries'])} entries ({', '.join(run['entries'])}) at actgen commit "
+                   f"{run.get('machine', {}).get('actgen_commit', '?')}: `{run['command']}`, {run.get('started', '?')} "
+                   f"to {run.get('finished', '?')}.")
+    out += ["", "## Summary", ""]
     by = {}
     for e in es:
         by.setdefault(e.get("build", {}).get("status"), []).append(e)
