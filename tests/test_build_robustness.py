@@ -45,7 +45,10 @@ try:
         act = actgen.load("tiny", spec=sys.argv[1], backend=sys.argv[2])
     x = np.linspace(-5.0, 5.0, 1001)
     y = act(x)
+    want = x * np.tanh(x)
+    ulp = float(np.max(np.abs(y - want) / np.spacing(np.abs(want))))
     print(json.dumps({"ok": True, "backend": act.backend, "sha": hashlib.sha256(y.tobytes()).hexdigest(),
+                      "ulp": ulp,
                       "module": sys.modules[act.meta["module"]].__file__, "warnings": [str(w.message) for w in caught]}))
 except ActgenError as exc:
     print(json.dumps({"ok": False, "error": type(exc).__name__, "message": str(exc)}))
@@ -53,11 +56,13 @@ except ActgenError as exc:
 """
 
 
-def expected_sha() -> str:
-    import hashlib
+#: how far from NumPy's x * tanh(x) a loader's values may be (two roundings of libm-quality
+#: functions; never bit-equality with another library's libm, which differs between hosts)
+ULP_FROM_NUMPY = 4
 
-    x = np.linspace(-5.0, 5.0, 1001)
-    return hashlib.sha256((x * np.tanh(x)).tobytes()).hexdigest()
+
+def right_values(report: dict) -> bool:
+    return report.get("ulp", float("inf")) <= ULP_FROM_NUMPY
 
 
 def _env(cache: Path, **extra) -> dict:
@@ -139,7 +144,7 @@ def test_eight_processes_loading_one_spec_at_once_share_one_artifact(spec, tmp_p
     results = [finish(p) for p in procs]
     assert [status for status, _ in results] == [0] * 8, results
     reports = [r for _, r in results]
-    assert {r["sha"] for r in reports} == {expected_sha()}
+    assert len({r["sha"] for r in reports}) == 1 and all(map(right_values, reports)), reports
     assert {r["backend"] for r in reports} == {"c"}
     assert len({r["module"] for r in reports}) == 1
     root = cache / "v1"
@@ -210,7 +215,7 @@ def test_builds_killed_mid_compile_leave_nothing_trusted_and_the_next_load_rebui
     # 3. the next load (same compiler, same keys) rebuilds and works
     for _ in range(2):
         status, report = finish(start_loader(spec, cache, CC=cc))
-        assert status == 0 and report["sha"] == expected_sha(), report
+        assert status == 0 and right_values(report), report
         recovered += 1
     assert len(spec_artifacts(root)) == 1 and entries(root / "tmp") == []
     assert recovered == 2
