@@ -18,56 +18,30 @@ records the SHA-256 of the module file, checked on every load.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib.util
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ActgenError, BuildError, ToolchainError
+# ActgenWarning and toolchain are not used here: fastcall, pipeline and the tests import them from here
+from .errors import ActgenError, ActgenWarning, BuildError, warn_once  # noqa: F401
+from .resources import template_root
+from .toolchain import Toolchain, quick_toolchain_id, toolchain  # noqa: F401
 
 FORMAT = 1   # bump when the artifact layout or meta.json schema changes
-
-#: Flags that never change results: -fno-math-errno only stops libm from setting errno
-#: (which lets gcc inline sqrt and call SIMD variants); -fno-trapping-math only lets gcc compute
-#: an operation that may raise a floating-point exception flag where the C source would not
-#: (clang's default): both arms of a select, so that a division in an arm no longer keeps the
-#: loop scalar before AVX-512, which has masked division (gcc 12, x86-64-v3: 135 kernel loops
-#: of the library were left scalar, now none). Kernels never read the exception flags.
-#: Never -ffast-math: it breaks NaN/Inf.
-BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math", "-std=gnu11")
-NO_SINK_FLAGS = ("-fno-tree-sink", "-fno-tree-pre")
-#: gcc merges sin(u) and cos(u) of one argument into a scalar sincos call, which has no SIMD
-#: declaration: snake's f' ran one element at a time (0.09 Gelem/s). Without the builtins the
-#: two stay separate calls to libmvec's vector sin and cos. (The printer writes every number
-#: as a literal, so nothing is lost by not folding sin/cos of constants.)
-NO_SINCOS_FLAGS = ("-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf", "-fno-builtin-cosf")
-
-
-class ActgenWarning(UserWarning):
-    """A visible fallback: no compiler, no OpenMP, a read-only cache."""
-
-
-def warn_once(message: str) -> None:
-    _warn_once(message)
-
-
-@functools.lru_cache(maxsize=None)
-def _warn_once(message: str) -> None:
-    warnings.warn(message, ActgenWarning, stacklevel=4)
-
 
 # ---- cache location ---------------------------------------------------------------------
 
@@ -105,8 +79,6 @@ def _private_temporary_root() -> Path:
     with contextlib.suppress(OSError):
         shared.mkdir(mode=0o700, exist_ok=True)
         st = os.lstat(shared)
-        import stat
-
         if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
             return shared / f"v{FORMAT}"
     return Path(tempfile.mkdtemp(prefix="actgen-")) / f"v{FORMAT}"
@@ -152,8 +124,6 @@ def cache_roots() -> tuple[Path, ...]:
 def locked(root: Path, key: str):
     """An exclusive lock on ``key`` across processes: flock on ``locks/<key>.lock``, released
     by the kernel when the process dies, so a killed builder never leaves a lock behind."""
-    import fcntl
-
     with open(root / "locks" / f"{key}.lock", "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -164,8 +134,6 @@ def locked(root: Path, key: str):
 
 def _is_unlocked(root: Path, key: str) -> bool:
     """True if no process holds the lock of ``key`` now (tried without waiting)."""
-    import fcntl
-
     try:
         with open(root / "locks" / f"{key}.lock", "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -199,117 +167,6 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-# ---- toolchain ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Toolchain:
-    cc: tuple[str, ...]           # the compiler command (CC may carry arguments)
-    version: str                  # its --version banner, first line
-    flags: tuple[str, ...]        # every flag used for a kernel module
-    openmp: bool                  # threads available (else -fopenmp-simd: SIMD only)
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def identity(self) -> dict:
-        return {"cc": list(self.cc), "version": self.version, "flags": list(self.flags)}
-
-
-def _compiler_command() -> tuple[str, ...] | None:
-    env = os.environ.get("CC")
-    if env:
-        parts = shlex.split(env)
-        if parts and shutil.which(parts[0]):
-            return tuple(parts)
-        return None
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return (path,)
-    return None
-
-
-def quick_toolchain_id() -> dict:
-    """What identifies the toolchain without running it (for the spec index)."""
-    cc = _compiler_command()
-    ident = {"cc": list(cc) if cc else None, "march": os.environ.get("ACTGEN_MARCH", "native"),
-             "python": sysconfig.get_config_var("EXT_SUFFIX"), "machine": platform.machine()}
-    if cc:
-        with contextlib.suppress(OSError):
-            st = Path(shutil.which(cc[0])).resolve().stat()
-            ident["cc_stat"] = [st.st_size, int(st.st_mtime)]
-    return ident
-
-
-def _try_compile(cc, flags, source: str) -> tuple[bool, str]:
-    with tempfile.TemporaryDirectory(prefix="actgen-probe-") as tmp:
-        src = Path(tmp) / "probe.c"
-        src.write_text(source)
-        proc = subprocess.run([*cc, *flags, str(src), "-o", str(Path(tmp) / "probe.so")],
-                              capture_output=True, text=True)
-        return proc.returncode == 0, proc.stderr
-
-
-def _try_compile_all(cc, flag_lists) -> list[tuple[bool, str]]:
-    """_try_compile for each list of flags, all at the same time."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=len(flag_lists)) as pool:
-        return list(pool.map(lambda flags: _try_compile(cc, flags, _PROBE), flag_lists))
-
-
-_PROBE = """#include <math.h>
-#include <stdint.h>
-void probe(const float *restrict x, float *restrict y, int64_t n) {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= 1000)
-    for (int64_t i = 0; i < n; ++i) y[i] = expf(x[i]);
-}
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def toolchain() -> Toolchain:
-    """Find and probe the C compiler once per process. Raises ToolchainError if there is none."""
-    cc = _compiler_command()
-    if cc is None:
-        raise ToolchainError("no C compiler found (looked at $CC, cc, gcc, clang); "
-                             "install gcc, or use backend=\"numpy\"")
-    proc = subprocess.run([*cc, "--version"], capture_output=True, text=True)
-    version = (proc.stdout or proc.stderr).splitlines()[0] if (proc.stdout or proc.stderr) else "unknown"
-    flags = list(BASE_FLAGS)
-    notes = []
-    march = os.environ.get("ACTGEN_MARCH", "native")
-    candidate = []
-    if march and march != "none":
-        candidate = [f"-march={march}"]
-        if platform.machine() in ("x86_64", "AMD64") and march == "native":
-            candidate.append("-mprefer-vector-width=512")
-    # gcc sinks a pure call into the branch of a select that uses it (tree-sink) or splits the
-    # select around it (tree-pre); the loop then has control flow and is not vectorised. Kernels
-    # compute every branch before selecting (printers/c.py), so keep them where they are.
-    # The probes are independent compilations: run them at once (~0.06 s each).
-    options = (list(NO_SINK_FLAGS), list(NO_SINCOS_FLAGS), ["-fopenmp"])
-    probes = _try_compile_all(cc, [flags + candidate] + [flags + candidate + o for o in options])
-    if candidate and not probes[0][0]:
-        notes.append(f"the compiler rejected -march={march}; building for its default target")
-        candidate = []
-        probes = [probes[0]] + _try_compile_all(cc, [flags + o for o in options])
-    flags += candidate
-    (ok, err), (ok_sincos, err_sincos), (openmp, _) = probes[1:]
-    if ok and not err.strip():                     # clang accepts them with a warning: leave out
-        flags += NO_SINK_FLAGS
-    if ok_sincos and not err_sincos.strip():
-        flags += NO_SINCOS_FLAGS
-    if openmp:
-        flags.append("-fopenmp")
-    else:
-        flags.append("-fopenmp-simd")
-        notes.append("OpenMP is not available with this compiler (-fopenmp failed): kernels are "
-                     "built single-threaded (SIMD only). Install libgomp/libomp for threads.")
-    for note in notes:
-        warn_once(note)
-    return Toolchain(tuple(cc), version, tuple(flags), openmp, tuple(notes))
-
-
 # ---- keys and artifacts -----------------------------------------------------------------
 
 def digest(obj) -> str:
@@ -319,8 +176,6 @@ def digest(obj) -> str:
 @functools.lru_cache(maxsize=1)
 def templates_fingerprint() -> str:
     """A hash of every template: part of the key of anything rendered from them."""
-    from .resources import template_root
-
     digest_ = hashlib.sha256()
     stack, files = [template_root()], []
     while stack:
@@ -382,11 +237,6 @@ def _check(path: Path) -> tuple[dict | None, str | None]:
         return None, f"{Path(exc.filename or '?').name} is missing"
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"meta.json is unreadable ({type(exc).__name__})"
-
-
-def _valid(path: Path) -> dict | None:
-    """meta.json of a complete, uncorrupted artifact, else None."""
-    return _check(path)[0]
 
 
 def lookup_artifact(key: str, *, warn: bool = True) -> Artifact | None:

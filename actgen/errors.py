@@ -6,6 +6,9 @@ The CLI prints ``str(error)`` and exits non-zero; it never shows a traceback for
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 
 class ActgenError(Exception):
     """Base class of every error actgen raises on purpose."""
@@ -67,3 +70,17 @@ class KernelArgumentError(ActgenError, TypeError):
 class HigherDerivativeError(ActgenError, RuntimeError):
     """A framework asked for a derivative of a backward kernel (double backward, a Hessian):
     actgen generates first derivatives only."""
+
+
+class ActgenWarning(UserWarning):
+    """A visible fallback: no compiler, no OpenMP, a read-only cache, a cache entry rebuilt."""
+
+
+def warn_once(message: str) -> None:
+    """Warn with ``message`` (an ActgenWarning) the first time this process says it."""
+    _warn_once(message)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message, ActgenWarning, stacklevel=4)

@@ -28,11 +28,11 @@ def session_cache(tmp_path_factory):
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
     """An empty cache directory for one test; forgets activations loaded earlier."""
-    from actgen import runtime
+    from actgen import loading
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("ACTGEN_CACHE_DIR", str(cache))
-    monkeypatch.setattr(runtime, "_LOADED", {})
+    monkeypatch.setattr(loading, "_LOADED", {})
     return cache / "v1"
 
 
@@ -49,7 +49,7 @@ def run_cli(*args, cwd=None, env=None, input=None):
 
 
 def have_compiler() -> bool:
-    from actgen.build import _compiler_command
+    from actgen.toolchain import _compiler_command
 
     return _compiler_command() is not None
 

@@ -24,7 +24,8 @@ import pytest
 
 import actgen
 from actgen import build as build_module
-from actgen import fastcall, runtime
+from actgen import errors as errors_module
+from actgen import fastcall, loading
 from actgen.build import ActgenWarning, clean_stale_temporaries, locked, sha256_file, write_atomic
 from actgen.errors import BuildError
 
@@ -263,7 +264,7 @@ def test_a_corrupted_cache_entry_is_detected_by_its_hash_and_rebuilt_with_a_warn
     (artifact,) = entries(fresh_cache / "artifacts")
     meta = json.loads((artifact / "meta.json").read_text())
     DAMAGE[damage](artifact, meta)
-    monkeypatch.setattr(runtime, "_LOADED", {})
+    monkeypatch.setattr(loading, "_LOADED", {})
     monkeypatch.setattr(build_module, "_MODULES", {})
     with pytest.warns(ActgenWarning, match="is corrupt .*; rebuilding it"):
         act = actgen.load("tiny", spec=spec, backend="numpy")
@@ -285,8 +286,8 @@ def private_tmp(tmp_path, monkeypatch):
     where = tmp_path / "tmpdir"
     where.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(where))
-    monkeypatch.setattr(runtime, "_LOADED", {})
-    build_module._warn_once.cache_clear()
+    monkeypatch.setattr(loading, "_LOADED", {})
+    errors_module._warn_once.cache_clear()
     return where
 
 
@@ -312,7 +313,7 @@ def test_an_unwritable_cache_falls_back_to_a_private_temporary_one_with_a_warnin
     tried = 0
     for label, cache in _unwritable_dirs(tmp_path):
         monkeypatch.setenv("ACTGEN_CACHE_DIR", str(cache))
-        monkeypatch.setattr(runtime, "_LOADED", {})
+        monkeypatch.setattr(loading, "_LOADED", {})
         with pytest.warns(ActgenWarning, match=f"the cache directory {cache}/v1 is not writable"):
             act = actgen.load("tiny", spec=spec, backend="numpy")
         x = np.linspace(-3.0, 3.0, 7)
@@ -348,7 +349,7 @@ def test_a_read_only_cache_still_serves_what_it_holds(spec, tmp_path, private_tm
         path.chmod(path.stat().st_mode & ~0o222)
     cache.chmod(cache.stat().st_mode & ~0o222)
     try:
-        monkeypatch.setattr(runtime, "_LOADED", {})
+        monkeypatch.setattr(loading, "_LOADED", {})
         with pytest.warns(ActgenWarning, match="not writable"):
             act = actgen.load("tiny", spec=spec, backend="numpy")
         x = np.linspace(-3.0, 3.0, 7)
@@ -365,7 +366,7 @@ def test_a_read_only_cache_still_serves_what_it_holds(spec, tmp_path, private_tm
 @pytest.fixture
 def fresh_toolchain():
     build_module.toolchain.cache_clear()
-    build_module._warn_once.cache_clear()
+    errors_module._warn_once.cache_clear()
     yield
     build_module.toolchain.cache_clear()
 

@@ -536,12 +536,12 @@ def test_a_child_forked_while_another_thread_loads_can_load():
     """fork copies a held lock as held: the child gets a fresh one (and one OpenMP thread; see
     tests/test_kinds.py for kernels after fork)."""
     code = ("import os, threading, warnings, numpy as np, actgen\n"
-            "from actgen import runtime\n"
+            "from actgen import loading\n"
             "warnings.simplefilter('ignore', DeprecationWarning)\n"
-            "actgen.load('tanh'); runtime._LOADED.clear()\n"       # in the cache, not loaded
+            "actgen.load('tanh'); loading._LOADED.clear()\n"       # in the cache, not loaded
             "held, release = threading.Event(), threading.Event()\n"
             "def hold():\n"
-            "    with runtime._LOCK:\n"
+            "    with loading._LOCK:\n"
             "        held.set(); release.wait()\n"
             "t = threading.Thread(target=hold); t.start(); held.wait()\n"
             "pid = os.fork()\n"
