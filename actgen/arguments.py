@@ -5,12 +5,16 @@ write. ``ArgumentChecks`` is the base of every loaded activation (actgen/runtime
 from __future__ import annotations
 
 import math
+import operator
+import sys
 
 import numpy as np
 
 from .errors import KernelArgumentError
 
 FLOAT_TAGS = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+#: the largest integer that converts to a finite float64 (a larger one raises OverflowError)
+_INT_LIMIT = int(sys.float_info.max)
 _F64 = np.dtype(np.float64)
 
 
@@ -66,10 +70,14 @@ def dtype_advice(dt: np.dtype) -> str:
 
 
 def normalize_axis(axis, ndim: int, name: str, what: str) -> int:
+    """``axis`` (an integer: Python's or NumPy's, not a bool, a float or a string) as an index
+    into ``ndim`` dimensions."""
     try:
-        axis = int(axis)
-    except (TypeError, ValueError):
-        raise KernelArgumentError(f"{name}: {what} must be an integer, got {axis!r}") from None
+        if isinstance(axis, (bool, np.bool_)):
+            raise TypeError
+        axis = operator.index(axis)
+    except TypeError:
+        raise KernelArgumentError(f"{name}: {what} must be an integer, got {axis!r:.40}") from None
     if not -ndim <= axis < ndim:
         raise KernelArgumentError(f"{name}: {what}={axis} is out of range for an array of {ndim} dimension(s)")
     return axis % ndim
@@ -121,7 +129,7 @@ class ArgumentChecks:
             if p in given:
                 v = given[p]
                 used += 1
-                if type(v) is not float and type(v) is not int:
+                if type(v) is not float and (type(v) is not int or not -_INT_LIMIT <= v <= _INT_LIMIT):
                     return None
                 values.append(v)
             else:
@@ -140,7 +148,13 @@ class ArgumentChecks:
         values, arrays = [], None
         for p, default in self.params.items():
             v = given.get(p, default)
-            if type(v) is float or type(v) is int:
+            if type(v) is float:
+                values.append(v)
+                continue
+            if type(v) is int:
+                if not -_INT_LIMIT <= v <= _INT_LIMIT:
+                    raise KernelArgumentError(f"{self.name}: parameter {p} is an integer of {v.bit_length()} bits, "
+                                              "beyond the range of float64 (about 1.8e308), in which it is computed")
                 values.append(float(v))
                 continue
             try:

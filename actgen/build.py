@@ -3,22 +3,27 @@
 Layout under the cache root (``ACTGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/actgen``, else
 ``~/.cache/actgen``)::
 
-    v1/artifacts/<key>/   one built module: the .so (C) or .py (NumPy), meta.json, sources
-    v1/index/<spec key>   which artifact a spec table builds to (lets load() skip SymPy)
-    v1/failed/<key>/      source, command and stderr of a failed compile
-    v1/locks/, v1/tmp/
+    v2/artifacts/<key>/   one built module: the .so (C) or .py (NumPy), meta.json, sources
+    v2/index/<spec key>   which artifact a spec table builds to (lets load() skip SymPy)
+    v2/failed/<module>/   source, command and stderr of a failed compile (removed by a later success)
+    v2/locks/, v2/tmp/
 
 The artifact key is a SHA-256 of the rendered source, the cffi declarations, the compiler
 identity and flags, cffi's version and the Python ABI, so a changed template, printer, flag or
 compiler gives a new key and nothing else does. Artifacts are built in a temporary directory
-and renamed into place; a lock per key lets concurrent builders share one build; meta.json
-records the SHA-256 of the module file, checked on every load.
+and renamed into place; a lock per key lets concurrent builders share one build.
+
+What a load trusts is checked first: meta.json (how to call the module: its functions,
+parameters and defaults) carries a seal, the SHA-256 of everything else in it, the module
+file's SHA-256 among them, and its own key, which must be the directory's name; an index entry
+names the artifact by a hexadecimal key and records its activation's name and seal. An entry
+that fails a check is not used: it is reported (a warning) and rebuilt.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import functools
 import hashlib
 import importlib.util
@@ -27,7 +32,6 @@ import os
 import re
 import shlex
 import shutil
-import stat
 import subprocess
 import sys
 import sysconfig
@@ -36,135 +40,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# ActgenWarning and toolchain are not used here: fastcall, pipeline and the tests import them from here
-from .errors import ActgenError, ActgenWarning, BuildError, warn_once  # noqa: F401
+# Some names are imported here only to be imported from here (by fastcall, pipeline, docs,
+# compare and the tests): FORMAT, write_atomic, ActgenWarning, toolchain.
+from .cache import (FORMAT, cache_root, cache_roots, cache_writes, clean_stale_temporaries, disk_full,  # noqa: F401
+                    fsync_dir, full_disk, locked, remove_directory, sha256_file, write_atomic)
+from .errors import ActgenError, ActgenWarning, BuildError, CacheFullError, warn_once  # noqa: F401
 from .resources import template_root
 from .toolchain import Toolchain, quick_toolchain_id, toolchain  # noqa: F401
-
-FORMAT = 1   # bump when the artifact layout or meta.json schema changes
-
-# ---- cache location ---------------------------------------------------------------------
-
-_SUBDIRS = ("artifacts", "index", "failed", "locks", "tmp")
-#: configured root -> (the root written to, the roots read from, in order)
-_ROOTS: dict[Path, tuple[Path, tuple[Path, ...]]] = {}
-
-
-def configured_root() -> Path:
-    """The cache directory asked for: ``ACTGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/actgen``,
-    else ``~/.cache/actgen`` (with the format version appended)."""
-    env = os.environ.get("ACTGEN_CACHE_DIR")
-    if env:
-        base = Path(env)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg) if xdg else Path.home() / ".cache") / "actgen"
-    return base / f"v{FORMAT}"
-
-
-def _make_writable(root: Path) -> None:
-    """Create the cache layout under ``root`` and prove a file can be written there (raises OSError)."""
-    for sub in _SUBDIRS:
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(prefix="write-probe-", dir=root / "tmp")
-    os.close(fd)
-    os.unlink(probe)
-
-
-def _private_temporary_root() -> Path:
-    """``$TMPDIR/actgen-<uid>`` if it is this user's private directory, else a fresh one: a cache
-    holds shared libraries that get loaded, so never one another user could have written."""
-    uid = os.getuid()
-    shared = Path(tempfile.gettempdir()) / f"actgen-{uid}"
-    with contextlib.suppress(OSError):
-        shared.mkdir(mode=0o700, exist_ok=True)
-        st = os.lstat(shared)
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
-            return shared / f"v{FORMAT}"
-    return Path(tempfile.mkdtemp(prefix="actgen-")) / f"v{FORMAT}"
-
-
-def _roots() -> tuple[Path, tuple[Path, ...]]:
-    root = configured_root()
-    known = _ROOTS.get(root)
-    if known is not None and all((known[0] / sub).is_dir() for sub in _SUBDIRS):
-        return known
-    try:
-        _make_writable(root)
-        result = (root, (root,))
-    except OSError as exc:
-        fallback = _private_temporary_root()
-        try:
-            _make_writable(fallback)
-        except OSError as exc2:
-            raise ActgenError(f"the cache directory {root} is not writable ({exc.strerror or exc}) and "
-                              f"neither is {fallback} ({exc2.strerror or exc2}); set ACTGEN_CACHE_DIR "
-                              "to a writable directory") from None
-        warn_once(f"the cache directory {root} is not writable ({exc.strerror or exc}); building into "
-                  f"{fallback} instead (artifacts already in {root} are still used). Set "
-                  "ACTGEN_CACHE_DIR to a writable directory to keep what is built.")
-        # read the configured cache too: a read-only shared cache still serves what it has
-        result = (fallback, (fallback, root))
-    _ROOTS[root] = result
-    return result
-
-
-def cache_root() -> Path:
-    """The cache directory built into (created on first use). If the configured one cannot be
-    written, a private temporary directory, with a warning (once)."""
-    return _roots()[0]
-
-
-def cache_roots() -> tuple[Path, ...]:
-    """The cache directories looked up, the written one first."""
-    return _roots()[1]
-
-
-@contextlib.contextmanager
-def locked(root: Path, key: str):
-    """An exclusive lock on ``key`` across processes: flock on ``locks/<key>.lock``, released
-    by the kernel when the process dies, so a killed builder never leaves a lock behind."""
-    with open(root / "locks" / f"{key}.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _is_unlocked(root: Path, key: str) -> bool:
-    """True if no process holds the lock of ``key`` now (tried without waiting)."""
-    try:
-        with open(root / "locks" / f"{key}.lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return True
-    except OSError:
-        return False
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a uniquely named temporary file in the same directory,
-    flushed to disk, and a rename: a reader sees the old content or the new, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ---- keys and artifacts -----------------------------------------------------------------
@@ -208,6 +90,17 @@ def spec_key(name: str, table: dict, spec_display: str, backend: str) -> str:
                    "generator": generator_fingerprint(), "toolchain": quick_toolchain_id()})
 
 
+def is_key(text) -> bool:
+    """True for a cache key: 64 lowercase hexadecimal digits (a SHA-256), nothing that could
+    name a path."""
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def seal(meta: dict) -> str:
+    """The SHA-256 of everything in an artifact's metadata but the seal itself."""
+    return digest({k: v for k, v in meta.items() if k != "seal"})
+
+
 @dataclass
 class Artifact:
     key: str
@@ -227,6 +120,12 @@ def _check(path: Path) -> tuple[dict | None, str | None]:
         return None, None
     try:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            return None, "meta.json is not an object"
+        if meta.get("seal") != seal(meta):
+            return None, "meta.json does not match its seal (edited, or written by another actgen)"
+        if meta["key"] != path.name:
+            return None, f"it holds the artifact {str(meta['key'])[:16]}..., not {path.name[:16]}... (copied or renamed)"
         module = path / meta["file"]
         if Path(meta["file"]).name != meta["file"]:
             return None, "meta.json names a file outside the entry"
@@ -240,8 +139,11 @@ def _check(path: Path) -> tuple[dict | None, str | None]:
 
 
 def lookup_artifact(key: str, *, warn: bool = True) -> Artifact | None:
-    """The artifact ``key`` if a cache holds it complete and matching its recorded hash. An entry
-    that fails the check is never used; it is reported (a warning) and rebuilt by the next build."""
+    """The artifact ``key`` if a cache holds it complete and matching its recorded hash and
+    seal. An entry that fails the check is never used; it is reported (a warning) and rebuilt
+    by the next build."""
+    if not is_key(key):
+        return None
     for root in cache_roots():
         path = root / "artifacts" / key
         meta, problem = _check(path)
@@ -261,33 +163,8 @@ def _install(root: Path, key: str, tmp: Path) -> Path:
         os.rename(final, doomed / "entry")
         shutil.rmtree(doomed, ignore_errors=True)
     os.rename(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def clean_stale_temporaries(root: Path, key: str | None = None) -> list[Path]:
-    """Remove what killed builds left in ``tmp/``. Every build works in ``tmp/<key>-...`` while
-    holding the lock of ``key``, so an entry whose key is not locked now is stale: decided by
-    the lock, not by its age. (``key``: the caller holds that key's lock.) Returns what was removed."""
-    removed = []
-    with contextlib.suppress(OSError):
-        for entry in (root / "tmp").iterdir():
-            owner = entry.name.split("-", 1)[0]
-            if len(owner) != 64 or not all(c in "0123456789abcdef" for c in owner):
-                continue                      # the write probe, or not ours
-            if owner == key or _is_unlocked(root, owner):
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-                removed.append(entry)
-    return removed
 
 
 def build_artifact(key: str, backend: str, meta: dict, make) -> Artifact:
@@ -307,18 +184,24 @@ def build_artifact(key: str, backend: str, meta: dict, make) -> Artifact:
             return existing
         clean_stale_temporaries(root, key)
         started = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=root / "tmp"))
-        try:
-            filename = make(tmp)
-            with open(tmp / filename, "rb+") as handle:
-                os.fsync(handle.fileno())
-            meta = dict(meta, key=key, backend=backend, file=filename,
-                        sha256=sha256_file(tmp / filename), built=time.strftime("%Y-%m-%dT%H:%M:%S"))
-            write_atomic(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
-            final = _install(root, key, tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        tmp = None
+        with cache_writes(root, f"the module {meta.get('module') or key[:16]}"):
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=root / "tmp"))
+                filename = make(tmp)
+                with open(tmp / filename, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                meta = dict(meta, key=key, backend=backend, file=filename,
+                            sha256=sha256_file(tmp / filename), built=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                meta["seal"] = seal(meta)
+                write_atomic(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
+                final = _install(root, key, tmp)
+            except BaseException:
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        if meta.get("module"):        # the evidence of an earlier failed compile of this module is stale
+            shutil.rmtree(root / "failed" / meta["module"], ignore_errors=True)
         return Artifact(key, final, meta, compiled=True, seconds=time.perf_counter() - started)
 
 
@@ -409,8 +292,32 @@ def _wait_all(module_name, jobs) -> BuildError | None:
     return None
 
 
-def _compile_failure(module_name, c_source, command, proc) -> BuildError:
-    failed = cache_root() / "failed" / module_name
+#: a compiler that fails without a word while its disk has less than this free ran out of space:
+#: its stderr goes to a file beside the objects, which a full disk leaves empty
+_LOW_DISK = 64 << 20
+
+
+def _compile_failure(module_name, c_source, command, proc) -> BuildError | CacheFullError:
+    root, what = cache_root(), f"the module {module_name}"
+    if any(s in proc.stderr for s in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))):
+        return full_disk(root, what)                           # the compiler or linker said so
+    if proc.returncode > 0 and not proc.stderr.strip():
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(root).free
+            if free < _LOW_DISK:
+                return full_disk(root, what, f"{os.strerror(errno.ENOSPC)} (the compiler failed without a "
+                                             f"message, with {free >> 10} KB free on the cache's disk)")
+    try:
+        return _compile_failure_logged(root, module_name, c_source, command, proc)
+    except OSError as exc:
+        if disk_full(exc):                  # the log did not fit either
+            shutil.rmtree(root / "failed" / module_name, ignore_errors=True)
+            return full_disk(root, what, exc.strerror)
+        raise
+
+
+def _compile_failure_logged(root, module_name, c_source, command, proc) -> BuildError:
+    failed = root / "failed" / module_name
     failed.mkdir(parents=True, exist_ok=True)
     numbered = "\n".join(f"{i + 1:5d}  {line}" for i, line in enumerate(c_source.splitlines()))
     log = failed / "build.log"
@@ -443,18 +350,59 @@ def import_module_file(module_name: str, path: Path):
 
 # ---- the spec index ------------------------------------------------------------------------
 
-def read_index(key: str) -> str | None:
-    """The artifact key the spec index records for ``key`` (written atomically; a damaged entry
-    reads as absent, and the artifact it names is hash-checked before use anyway)."""
+def read_index(key: str, *, warn: bool = True) -> dict | None:
+    """The entry the spec index records for ``key``: {"artifact": its key, "name": the
+    activation, "seal": the artifact's seal}, or None. An entry that is there but damaged (not
+    such an object, a key that is not hexadecimal) reads as absent, with a warning; the build
+    that follows writes it again."""
     for root in cache_roots():
+        path = root / "index" / key
         try:
-            artifact = json.loads((root / "index" / key).read_text(encoding="utf-8"))["artifact"]
-        except (OSError, ValueError, KeyError, TypeError):
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        if isinstance(artifact, str) and len(artifact) == 64:
-            return artifact
+        except (OSError, ValueError) as exc:
+            problem = f"unreadable ({type(exc).__name__})"
+        else:
+            if (isinstance(entry, dict) and is_key(entry.get("artifact")) and isinstance(entry.get("name"), str)
+                    and is_key(entry.get("seal"))):
+                return entry
+            problem = "not an entry this version of actgen wrote"
+        if warn:
+            warn_once(f"the cache index entry {path} is damaged ({problem}); rebuilding it")
     return None
 
 
-def write_index(key: str, artifact_key: str) -> None:
-    write_atomic(cache_root() / "index" / key, json.dumps({"artifact": artifact_key}))
+def indexed_artifact(key: str, name: str, *, warn: bool = True) -> Artifact | None:
+    """The artifact the spec index records for ``key``, if it is the one that was built there:
+    complete and uncorrupted, of the activation ``name``, with the seal the index recorded.
+    Anything else is not used (and said, with ``warn``)."""
+    entry = read_index(key, warn=warn)
+    if entry is None:
+        return None
+    artifact = lookup_artifact(entry["artifact"], warn=warn)
+    if artifact is None:
+        return None
+    if entry["name"] != name or artifact.meta.get("name") != name or artifact.meta.get("seal") != entry["seal"]:
+        if warn:
+            warn_once(f"the cache index entry {key[:16]}... for {name!r} names {artifact.path}, which is not the "
+                      f"artifact built for it ({artifact.meta.get('name')!r}, another seal); rebuilding it")
+        return None
+    return artifact
+
+
+def write_index(key: str, artifact: Artifact | str) -> None:
+    """Record that the spec key ``key`` builds to ``artifact`` (an Artifact, or the key of one in
+    the cache). A directory in the entry's place (damage) is removed first."""
+    if isinstance(artifact, str):
+        found = lookup_artifact(artifact, warn=False)
+        if found is None:
+            raise ActgenError(f"the cache has no valid artifact {artifact}")
+        artifact = found
+    root = cache_root()
+    path = root / "index" / key
+    with cache_writes(root, f"the index entry of {artifact.meta.get('name')!r}"):
+        if path.is_dir():
+            remove_directory(root, path)
+        write_atomic(path, json.dumps({"artifact": artifact.key, "name": artifact.meta.get("name"),
+                                       "seal": artifact.meta["seal"]}))

@@ -62,7 +62,7 @@ def _build_activation(job) -> list[tuple[str, str, str]]:
     """Build one activation with each backend: [(backend, status, module file)]. Lowering
     (derivation and the measured choice of forms) is skipped when the cache index already
     knows the artifact of this exact table. Runs in a worker process for parallel builds."""
-    from .build import lookup_artifact, read_index, spec_key, write_index
+    from .build import indexed_artifact, spec_key, write_index
     from .errors import ActgenError, ToolchainError
     from .pipeline import build
     from .render import lower_activation
@@ -72,8 +72,7 @@ def _build_activation(job) -> list[tuple[str, str, str]]:
     for backend in backends:
         started = time.perf_counter()
         key = spec_key(act.name, table, display, backend)
-        known = read_index(key)
-        artifact = lookup_artifact(known) if known else None
+        artifact = indexed_artifact(key, act.name)
         if artifact is not None:
             lines.append((backend, f"cached ({time.perf_counter() - started:.2f} s)", str(artifact.module_file)))
             continue
@@ -88,7 +87,7 @@ def _build_activation(job) -> list[tuple[str, str, str]]:
             if lowered is None:     # the spec itself failed (e.g. its derivative): say it once
                 break
             continue
-        write_index(key, artifact.key)
+        write_index(key, artifact)
         status = (f"compiled in {time.perf_counter() - started:.2f} s" if artifact.compiled
                   else f"cached ({time.perf_counter() - started:.2f} s)")
         lines.append((backend, status, str(artifact.module_file)))

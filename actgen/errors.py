@@ -59,6 +59,16 @@ class BuildError(ActgenError):
     """The C compiler failed. The message names the log file holding source, command and stderr."""
 
 
+class CacheFullError(BuildError):
+    """The disk (or quota) of the cache is full: nothing was built. Free space, or set
+    ACTGEN_CACHE_DIR to a directory on another disk."""
+
+
+class ConfigurationError(ActgenError, ValueError):
+    """A setting is out of range: a thread count (``set_num_threads``, ACTGEN_NUM_THREADS,
+    OMP_NUM_THREADS)."""
+
+
 class ToolchainError(ActgenError):
     """No usable C compiler. Use ``backend="numpy"`` or install gcc/clang."""
 

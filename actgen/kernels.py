@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fastcall
-from .threads import THREADS
+from .threads import THREADS, resolve
 
 # channels per call of a C per-channel gradient (its per-thread accumulator copy: 32 KB of stack)
 PC_GRAD_CHANNELS = 4096
@@ -25,6 +25,7 @@ class CKernels:
     writable (the callers check it), so ``from_buffer`` needs no further checks."""
 
     def __init__(self, module, meta):
+        resolve()                   # the thread count every call reads is decided before the first
         self.ffi, lib = module.ffi, module.lib
         self.fn = {(role, dtype): getattr(lib, symbol)
                    for role, symbols in meta["functions"].items() for dtype, symbol in symbols.items()}

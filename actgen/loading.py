@@ -13,8 +13,9 @@ import threading
 from pathlib import Path
 
 from . import library
-from .build import cache_root, import_module_file, locked, lookup_artifact, read_index, spec_key, write_index
-from .errors import ToolchainError, warn_once
+from . import threads
+from .build import cache_root, import_module_file, indexed_artifact, locked, spec_key, write_index
+from .errors import ActgenError, ToolchainError, warn_once
 from .kinds import GatedActivation, RowwiseActivation
 from .runtime import LoadedActivation
 from .specfile import find_table, read_spec_text, read_tables, resolve_table
@@ -60,6 +61,7 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
     """
     if backend not in BACKEND_NAMES:
         raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, not {backend!r}")
+    threads.resolve()                       # a bad ACTGEN_NUM_THREADS is said before anything is built
     table, display, path = _find_table(name, spec)
     key = spec_key(name, table, display, backend)
     if key in _LOADED:
@@ -67,8 +69,7 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        artifact_key = read_index(key)
-        artifact = lookup_artifact(artifact_key) if artifact_key else None
+        artifact = indexed_artifact(key, name)
         if artifact is None:
             # SymPy and the code generators: imported only when the cache does not have it
             from .pipeline import build
@@ -78,8 +79,7 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
             # processes loading the same spec at once take turns: one lowers and builds it, the
             # others then find it in the index (no SymPy), instead of all lowering it in parallel
             with locked(cache_root(), key):
-                artifact_key = read_index(key)
-                artifact = lookup_artifact(artifact_key, warn=False) if artifact_key else None
+                artifact = indexed_artifact(key, name, warn=False)
                 if artifact is None:
                     try:
                         artifact = build(act, backend, display)
@@ -89,10 +89,14 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
                         warn_once(f"{exc}. Using the NumPy backend instead.")
                         artifact = None
                     else:
-                        write_index(key, artifact.key)
+                        write_index(key, artifact)
             if artifact is None:
                 return load(name, spec, backend="numpy")
-        module = import_module_file(artifact.meta["module"], artifact.module_file)
+        try:
+            module = import_module_file(artifact.meta["module"], artifact.module_file)
+        except (ImportError, OSError) as exc:
+            raise ActgenError(f"the built module {artifact.module_file} cannot be imported ({exc}); remove "
+                              f"{artifact.path} and load again to rebuild it") from exc
         loaded = _CLASSES[artifact.meta.get("kind", "elementwise")](artifact.meta, module, backend, table, path)
         _LOADED[key] = loaded
     return loaded

@@ -40,8 +40,10 @@ _VIA_FLOAT32 = (torch.float16, torch.bfloat16)
 
 
 def _as_numpy(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a contiguous CPU tensor (no copy)."""
-    return t.detach().numpy()
+    """A NumPy view of a contiguous CPU tensor (no copy), or of its values where the tensor is
+    a lazy negated or conjugated view (torch._neg_view, .conj()): those are materialised first,
+    since NumPy cannot see the bit."""
+    return t.detach().resolve_neg().resolve_conj().numpy()
 
 
 class _Call:

@@ -227,17 +227,19 @@ def _memoised_reference(expr, xs, dtype, params, dys=None, *, weights=(), variab
         h.update(b"|" + np.asarray(a).tobytes())
     path = _memo_path(h.hexdigest())
     try:
-        return np.load(path)
+        cached = np.load(path)
+        if cached.shape == (len(xs),):           # another shape: a damaged memo, computed again
+            return cached
     except (OSError, ValueError):
         pass
     values = reference_values(expr, xs, dtype, params, dys=dys, weights=weights, variable=variable)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
         np.save(tmp, values)
         os.replace(tmp, path)
     except OSError:
-        pass
+        tmp.unlink(missing_ok=True)             # a full disk leaves no empty file behind
     return values
 
 

@@ -29,11 +29,12 @@ def session_cache(tmp_path_factory):
 def fresh_cache(tmp_path, monkeypatch):
     """An empty cache directory for one test; forgets activations loaded earlier."""
     from actgen import loading
+    from actgen.build import FORMAT
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("ACTGEN_CACHE_DIR", str(cache))
     monkeypatch.setattr(loading, "_LOADED", {})
-    return cache / "v1"
+    return cache / f"v{FORMAT}"
 
 
 def run_cli(*args, cwd=None, env=None, input=None):
