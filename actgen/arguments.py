@@ -136,8 +136,9 @@ class ArgumentChecks:
                 values.append(default)
         return tuple(values) if used == len(given) else None
 
-    def _params(self, given: dict):
-        """(scalar values, per-channel arrays or None)."""
+    def _params(self, given: dict, dtype: np.dtype | None = None):
+        """(scalar values, per-channel arrays or None). With ``dtype`` (the kernel dtype), an
+        array parameter that carries a dtype must convert to it without rounding (see ``_dy``)."""
         if not given:
             return self._defaults, None
         unknown = [k for k in given if k not in self.params]
@@ -165,6 +166,8 @@ class ArgumentChecks:
                 raise KernelArgumentError(f"{self.name}: parameter {p} must be a real number or an array of real "
                                           f"numbers, got {v!r:.60}" + (f" (dtype {a.dtype})" if a.ndim else ""))
             if a.ndim:
+                if dtype is not None and hasattr(v, "dtype"):
+                    self._convertible(a.dtype, dtype, f"parameter {p}")
                 arrays = arrays or {}
                 arrays[p] = a
                 values.append(math.nan)
@@ -192,7 +195,8 @@ class ArgumentChecks:
             raise KernelArgumentError(f"{self.name}: {what}= has shape {out.shape}, expected {shape}")
         if out.dtype != result:
             raise KernelArgumentError(f"{self.name}: {what}= has dtype {out.dtype}, expected {result} (the dtype "
-                                      "of the result for this input)")
+                                      f"of the result for this input: {what}= is never converted; pass an array "
+                                      f"of {result})")
         if not out.flags.writeable:
             raise KernelArgumentError(f"{self.name}: {what}= is read-only; pass a writable array")
         direct = (out.dtype == compute and out.flags.c_contiguous and out.flags.aligned
@@ -214,6 +218,10 @@ class ArgumentChecks:
         return y[()] if scalar else y
 
     def _dy(self, dy, shape, dtype, what="dy"):
+        """``dy`` in the kernel dtype ``dtype`` (x's, or float32 for float16 x): converted where
+        no value changes (NumPy's "safe" casting: float16 or float32 dy for float64 x), refused
+        where it could round (float64 dy for float32 x); Python numbers and lists are taken in
+        that dtype, as NumPy takes a Python number next to an array."""
         if (type(dy) is np.ndarray and dy.dtype is dtype and dy.shape == shape
                 and (f := dy.flags).c_contiguous and f.aligned):
             return dy
@@ -222,7 +230,17 @@ class ArgumentChecks:
             raise KernelArgumentError(f"{self.name}: {what} has shape {dya.shape}, expected {shape}")
         if dya.dtype.kind not in "fiub":
             raise KernelArgumentError(f"{self.name}: {what} {dtype_advice(dya.dtype)}")
+        if hasattr(dy, "dtype"):
+            self._convertible(dya.dtype, dtype, what)
         return kernel_ready(dya, dtype)
+
+    def _convertible(self, given: np.dtype, dtype: np.dtype, what: str) -> None:
+        """Refuse an array of dtype ``given`` that the kernel dtype ``dtype`` cannot hold exactly."""
+        if not np.can_cast(given, dtype, "safe"):
+            raise KernelArgumentError(
+                f"{self.name}: {what} has dtype {given}, and the kernel for this x computes in {dtype}: converting "
+                f"it could round, so it is not done silently; pass {what.split()[-1]}.astype(np.{dtype}) to round it"
+                + (f", or x as {given} to compute in {given}" if given in FLOAT_TAGS else ""))
 
     def _layout(self, shape, arrays: dict, param_axis, dtype):
         """Per-channel parameters: ((outer, channels, inner), [one contiguous vector per parameter],

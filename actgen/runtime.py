@@ -35,10 +35,17 @@ class LoadedActivation(ArgumentChecks):
     booleans are converted to float64 (as NumPy's ufuncs do); complex, object, string and
     float128 arrays are rejected with a KernelArgumentError. Non-contiguous, Fortran-ordered and
     byte-swapped inputs are copied; read-only inputs are fine. ``out=`` must have the result's
-    shape and dtype and be writable; it may be the input itself (in place), and an ``out=`` that
-    overlaps an input in any other way is computed through a temporary, so the result is always
-    the out-of-place one. The GIL is released during the C call: Python threads run kernels in
+    shape and dtype and be writable; it may be the input itself (in place), and an ``out=`` that overlaps an
+    input in any other way is computed through a temporary, so the result is always the
+    out-of-place one. The GIL is released during the C call: Python threads run kernels in
     parallel.
+    Mixed dtypes: x decides the dtype computed in. ``dy`` and array parameters are converted to
+    it only where no value changes, as NumPy's "safe" casting says: ``backward(x64, dy32)``
+    computes in float64; ``backward(x32, dy64)`` and a float64 parameter array with float32 x
+    are refused with a KernelArgumentError saying how to round on purpose
+    (``dy.astype(np.float32)``). Python numbers and lists (which carry no dtype) are taken in
+    the dtype computed in, as NumPy takes a Python number next to an array. ``out=`` is written
+    directly and never converted: it must have the result's dtype.
     Parameters left out take their defaults. A parameter may be an array: per channel along
     ``param_axis`` (a 1-d array of x.shape[param_axis] values, as PyTorch's PReLU on axis 1), or
     without ``param_axis`` any array that broadcasts against x (as Keras' PReLU with shared
@@ -151,7 +158,7 @@ class LoadedActivation(ArgumentChecks):
                     run(x, out, values)
                     return out
         xa, result = self._array(x, "x")
-        values, arrays = self._params(params)
+        values, arrays = self._params(params, xa.dtype)
         y, copy_to = self._target(out, xa.shape, xa.dtype, result, (xa,))
         tag = FLOAT_TAGS[xa.dtype]
         if arrays is None:
@@ -204,7 +211,7 @@ class LoadedActivation(ArgumentChecks):
                     return out
         xa, result = self._array(x, "x")
         dya = self._dy(dy, xa.shape, xa.dtype)
-        values, arrays = self._params(params)
+        values, arrays = self._params(params, xa.dtype)
         dx, copy_to = self._target(out, xa.shape, xa.dtype, result, (xa, dya))
         tag = FLOAT_TAGS[xa.dtype]
         if arrays is None:
@@ -273,7 +280,7 @@ class LoadedActivation(ArgumentChecks):
         reduced to the shape of p (a scalar, or the array given for p)."""
         xa, result = self._array(x, "x")
         dya = self._dy(dy, xa.shape, xa.dtype)
-        values, arrays = self._params(params)
+        values, arrays = self._params(params, xa.dtype)
         tag = FLOAT_TAGS[xa.dtype]
         if arrays is None:
             return {p: narrow(self._kernels.grad(tag, p, xa, dya, values), result) for p in self.learnable}
