@@ -84,10 +84,19 @@ def generator_fingerprint() -> str:
     return h.hexdigest()
 
 
-def spec_key(name: str, table: dict, spec_display: str, backend: str) -> str:
-    """The key of the index entry for one spec table built with one backend."""
-    return digest({"name": name, "table": table, "spec": spec_display, "backend": backend,
+def spec_key(name: str, table: dict, backend: str) -> str:
+    """The key of the index entry for one spec table built with one backend: the table's content,
+    actgen's code and the toolchain, not the file the table is in (the same table in two files
+    is one entry, and one artifact)."""
+    return digest({"name": name, "table": table, "backend": backend,
                    "generator": generator_fingerprint(), "toolchain": quick_toolchain_id()})
+
+
+def table_origin(name: str) -> str:
+    """What the sources built into the cache say they were generated from: the table, not its
+    file. Where a table came from is not part of what is built, so copying a table into another
+    file compiles nothing."""
+    return f"the spec table [{name}]"
 
 
 def is_key(text) -> bool:

@@ -1,11 +1,12 @@
 """Typed errors. Each one says where the problem is and what to do about it.
 
 The CLI prints ``str(error)`` and exits non-zero; it never shows a traceback for an
-``ActgenError``.
+``ActgenError`` (``ACTGEN_DEBUG=1`` prints it, with the exception it came from).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 
@@ -94,3 +95,31 @@ def warn_once(message: str) -> None:
 @functools.lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
     warnings.warn(message, ActgenWarning, stacklevel=4)
+
+
+class StageError(ActgenError):
+    """An exception actgen did not anticipate (from SymPy, mpmath, cffi, the compiler, or a bug
+    of actgen's own) while processing one spec table: the message names the file, the
+    activation and the stage; the original exception is ``__cause__``."""
+
+    def __init__(self, message: str, *, stage: str | None = None, path: str | None = None,
+                 activation: str | None = None):
+        self.stage, self.path, self.activation = stage, path, activation
+        super().__init__(message)
+
+
+@contextlib.contextmanager
+def stage(what: str, *, path: str | None = None, activation: str | None = None):
+    """Run a stage of processing a spec: an ActgenError passes through; any other exception
+    becomes a StageError naming ``path``, ``activation`` and the stage ``what``, raised from it."""
+    try:
+        yield
+    except ActgenError:
+        raise
+    except Exception as exc:
+        where = " ".join(filter(None, [str(path) if path else None, f"[{activation}]" if activation else None]))
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        message = (f"{where + ': ' if where else ''}{what} failed with {type(exc).__name__}"
+                   f"{': ' + detail if detail else ''} (an error inside actgen or a library it uses, not "
+                   "a problem actgen knows how to explain; ACTGEN_DEBUG=1 shows the traceback)")
+        raise StageError(message, stage=what, path=path, activation=activation) from exc

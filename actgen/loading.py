@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 from . import library
 from . import threads
-from .build import cache_root, import_module_file, indexed_artifact, locked, spec_key, write_index
-from .errors import ActgenError, ToolchainError, warn_once
+from .build import cache_root, import_module_file, indexed_artifact, locked, spec_key, table_origin, write_index
+from .errors import ActgenError, ToolchainError, stage, warn_once
 from .kinds import GatedActivation, RowwiseActivation
 from .runtime import LoadedActivation
 from .specfile import find_table, read_spec_text, read_tables, resolve_table
@@ -38,18 +37,13 @@ if hasattr(os, "register_at_fork"):
 _CLASSES = {"elementwise": LoadedActivation, "gated": GatedActivation, "rowwise": RowwiseActivation}
 
 
-def _find_table(name: str, spec) -> tuple[dict, str, str]:
-    """(the table, self-contained (a gate named by a gated table resolved), display path for
-    generated files, path for messages)."""
-    if spec is None:
-        display = library.display_path(name)
-        tables = read_tables(library.read(name), path=display)
-        find_table(tables, name, display)
-        return resolve_table(tables, name, display), display, display
-    path = str(spec)
-    tables = read_tables(read_spec_text(path), path=path)
+def _find_table(name: str, spec) -> tuple[dict, str]:
+    """(the table, self-contained (a gate named by a gated table resolved), the spec's path
+    for messages)."""
+    path = library.display_path(name) if spec is None else str(spec)
+    tables = read_tables(library.read(name) if spec is None else read_spec_text(path), path=path)
     find_table(tables, name, path)
-    return resolve_table(tables, name, path), Path(path).name, path
+    return resolve_table(tables, name, path), path
 
 
 def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
@@ -62,8 +56,8 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
     if backend not in BACKEND_NAMES:
         raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, not {backend!r}")
     threads.resolve()                       # a bad ACTGEN_NUM_THREADS is said before anything is built
-    table, display, path = _find_table(name, spec)
-    key = spec_key(name, table, display, backend)
+    table, path = _find_table(name, spec)
+    key = spec_key(name, table, backend)
     if key in _LOADED:
         return _LOADED[key]
     with _LOCK:
@@ -72,17 +66,22 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
         artifact = indexed_artifact(key, name)
         if artifact is None:
             # SymPy and the code generators: imported only when the cache does not have it
-            from .pipeline import build
+            from .pipeline import build, lower_activation
             from .spec import parse_table
 
-            act = parse_table(name, table, path=path)     # an invalid spec fails here, before any lock
+            with stage("parsing", path=path, activation=name):
+                act = parse_table(name, table, path=path)     # an invalid spec fails here, before any lock
             # processes loading the same spec at once take turns: one lowers and builds it, the
             # others then find it in the index (no SymPy), instead of all lowering it in parallel
             with locked(cache_root(), key):
                 artifact = indexed_artifact(key, name, warn=False)
                 if artifact is None:
                     try:
-                        artifact = build(act, backend, display)
+                        with stage("lowering (derivatives and the choice of stable forms)", path=path,
+                                   activation=name):
+                            lowered = lower_activation(act)
+                        with stage(f"building the {backend} module", path=path, activation=name):
+                            artifact = build(act, backend, table_origin(name), lowered)
                     except ToolchainError as exc:
                         if backend != "c":
                             raise
@@ -97,7 +96,8 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
         except (ImportError, OSError) as exc:
             raise ActgenError(f"the built module {artifact.module_file} cannot be imported ({exc}); remove "
                               f"{artifact.path} and load again to rebuild it") from exc
-        loaded = _CLASSES[artifact.meta.get("kind", "elementwise")](artifact.meta, module, backend, table, path)
+        with stage("loading the built module", path=path, activation=name):
+            loaded = _CLASSES[artifact.meta.get("kind", "elementwise")](artifact.meta, module, backend, table, path)
         _LOADED[key] = loaded
     return loaded
 

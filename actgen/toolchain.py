@@ -103,7 +103,7 @@ def toolchain() -> Toolchain:
     cc = _compiler_command()
     if cc is None:
         raise ToolchainError("no C compiler found (looked at $CC, cc, gcc, clang); "
-                             "install gcc, or use backend=\"numpy\"")
+                             "install gcc or clang, or use the NumPy backend")
     proc = subprocess.run([*cc, "--version"], capture_output=True, text=True)
     version = (proc.stdout or proc.stderr).splitlines()[0] if (proc.stdout or proc.stderr) else "unknown"
     flags = list(BASE_FLAGS)
