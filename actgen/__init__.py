@@ -12,11 +12,16 @@ them into a content-keyed cache and verifies them against mpmath in ULPs.
 Importing actgen does not import SymPy; loading an unchanged spec from the cache does not either.
 """
 
-from .build import ActgenWarning
-from .errors import (ActgenError, BuildError, DerivationError, KernelArgumentError, SpecError,
+from .errors import (ActgenError, ActgenWarning, BuildError, DerivationError, KernelArgumentError, SpecError,
                      ToolchainError, UnknownActivationError)
-from .runtime import (Activation, GatedActivation, RowwiseActivation, get_num_threads, load,
-                      set_num_threads)
+from .kinds import GatedActivation, RowwiseActivation
+from .loading import load
+from .runtime import LoadedActivation
+from .threads import get_num_threads, set_num_threads
+
+#: the public name of what ``load`` returns (an elementwise activation; the gated and rowwise
+#: kinds are its subclasses)
+Activation = LoadedActivation
 
 __version__ = "0.1.0"
 
@@ -28,7 +33,7 @@ def builtins() -> list[str]:
     return library.names()
 
 
-__all__ = ["load", "builtins", "set_num_threads", "get_num_threads", "Activation", "GatedActivation",
+__all__ = ["load", "builtins", "set_num_threads", "get_num_threads", "Activation", "LoadedActivation", "GatedActivation",
            "RowwiseActivation", "ActgenError", "ActgenWarning", "SpecError",
            "UnknownActivationError", "DerivationError", "BuildError", "ToolchainError",
            "KernelArgumentError", "__version__"]

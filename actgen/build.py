@@ -3,27 +3,32 @@
 Layout under the cache root (``ACTGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/actgen``, else
 ``~/.cache/actgen``)::
 
-    v1/artifacts/<key>/   one built module: the .so (C) or .py (NumPy), meta.json, sources
-    v1/index/<spec key>   which artifact a spec table builds to (lets load() skip SymPy)
-    v1/failed/<key>/      source, command and stderr of a failed compile
-    v1/locks/, v1/tmp/
+    v2/artifacts/<key>/   one built module: the .so (C) or .py (NumPy), meta.json, sources
+    v2/index/<spec key>   which artifact a spec table builds to (lets load() skip SymPy)
+    v2/failed/<module>/   source, command and stderr of a failed compile (removed by a later success)
+    v2/locks/, v2/tmp/
 
 The artifact key is a SHA-256 of the rendered source, the cffi declarations, the compiler
 identity and flags, cffi's version and the Python ABI, so a changed template, printer, flag or
 compiler gives a new key and nothing else does. Artifacts are built in a temporary directory
-and renamed into place; a lock per key lets concurrent builders share one build; meta.json
-records the SHA-256 of the module file, checked on every load.
+and renamed into place; a lock per key lets concurrent builders share one build.
+
+What a load trusts is checked first: meta.json (how to call the module: its functions,
+parameters and defaults) carries a seal, the SHA-256 of everything else in it, the module
+file's SHA-256 among them, and its own key, which must be the directory's name; an index entry
+names the artifact by a hexadecimal key and records its activation's name and seal. An entry
+that fails a check is not used: it is reported (a warning) and rebuilt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import importlib.util
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -31,282 +36,16 @@ import sys
 import sysconfig
 import tempfile
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ActgenError, BuildError, ToolchainError
-
-FORMAT = 1   # bump when the artifact layout or meta.json schema changes
-
-#: Flags that never change results: -fno-math-errno only stops libm from setting errno
-#: (which lets gcc inline sqrt and call SIMD variants); -fno-trapping-math only lets gcc compute
-#: an operation that may raise a floating-point exception flag where the C source would not
-#: (clang's default): both arms of a select, so that a division in an arm no longer keeps the
-#: loop scalar before AVX-512, which has masked division (gcc 12, x86-64-v3: 135 kernel loops
-#: of the library were left scalar, now none). Kernels never read the exception flags.
-#: Never -ffast-math: it breaks NaN/Inf.
-BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math", "-std=gnu11")
-NO_SINK_FLAGS = ("-fno-tree-sink", "-fno-tree-pre")
-#: gcc merges sin(u) and cos(u) of one argument into a scalar sincos call, which has no SIMD
-#: declaration: snake's f' ran one element at a time (0.09 Gelem/s). Without the builtins the
-#: two stay separate calls to libmvec's vector sin and cos. (The printer writes every number
-#: as a literal, so nothing is lost by not folding sin/cos of constants.)
-NO_SINCOS_FLAGS = ("-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf", "-fno-builtin-cosf")
-
-
-class ActgenWarning(UserWarning):
-    """A visible fallback: no compiler, no OpenMP, a read-only cache."""
-
-
-def warn_once(message: str) -> None:
-    _warn_once(message)
-
-
-@functools.lru_cache(maxsize=None)
-def _warn_once(message: str) -> None:
-    warnings.warn(message, ActgenWarning, stacklevel=4)
-
-
-# ---- cache location ---------------------------------------------------------------------
-
-_SUBDIRS = ("artifacts", "index", "failed", "locks", "tmp")
-#: configured root -> (the root written to, the roots read from, in order)
-_ROOTS: dict[Path, tuple[Path, tuple[Path, ...]]] = {}
-
-
-def configured_root() -> Path:
-    """The cache directory asked for: ``ACTGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/actgen``,
-    else ``~/.cache/actgen`` (with the format version appended)."""
-    env = os.environ.get("ACTGEN_CACHE_DIR")
-    if env:
-        base = Path(env)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg) if xdg else Path.home() / ".cache") / "actgen"
-    return base / f"v{FORMAT}"
-
-
-def _make_writable(root: Path) -> None:
-    """Create the cache layout under ``root`` and prove a file can be written there (raises OSError)."""
-    for sub in _SUBDIRS:
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(prefix="write-probe-", dir=root / "tmp")
-    os.close(fd)
-    os.unlink(probe)
-
-
-def _private_temporary_root() -> Path:
-    """``$TMPDIR/actgen-<uid>`` if it is this user's private directory, else a fresh one: a cache
-    holds shared libraries that get loaded, so never one another user could have written."""
-    uid = os.getuid()
-    shared = Path(tempfile.gettempdir()) / f"actgen-{uid}"
-    with contextlib.suppress(OSError):
-        shared.mkdir(mode=0o700, exist_ok=True)
-        st = os.lstat(shared)
-        import stat
-
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
-            return shared / f"v{FORMAT}"
-    return Path(tempfile.mkdtemp(prefix="actgen-")) / f"v{FORMAT}"
-
-
-def _roots() -> tuple[Path, tuple[Path, ...]]:
-    root = configured_root()
-    known = _ROOTS.get(root)
-    if known is not None and all((known[0] / sub).is_dir() for sub in _SUBDIRS):
-        return known
-    try:
-        _make_writable(root)
-        result = (root, (root,))
-    except OSError as exc:
-        fallback = _private_temporary_root()
-        try:
-            _make_writable(fallback)
-        except OSError as exc2:
-            raise ActgenError(f"the cache directory {root} is not writable ({exc.strerror or exc}) and "
-                              f"neither is {fallback} ({exc2.strerror or exc2}); set ACTGEN_CACHE_DIR "
-                              "to a writable directory") from None
-        warn_once(f"the cache directory {root} is not writable ({exc.strerror or exc}); building into "
-                  f"{fallback} instead (artifacts already in {root} are still used). Set "
-                  "ACTGEN_CACHE_DIR to a writable directory to keep what is built.")
-        # read the configured cache too: a read-only shared cache still serves what it has
-        result = (fallback, (fallback, root))
-    _ROOTS[root] = result
-    return result
-
-
-def cache_root() -> Path:
-    """The cache directory built into (created on first use). If the configured one cannot be
-    written, a private temporary directory, with a warning (once)."""
-    return _roots()[0]
-
-
-def cache_roots() -> tuple[Path, ...]:
-    """The cache directories looked up, the written one first."""
-    return _roots()[1]
-
-
-@contextlib.contextmanager
-def locked(root: Path, key: str):
-    """An exclusive lock on ``key`` across processes: flock on ``locks/<key>.lock``, released
-    by the kernel when the process dies, so a killed builder never leaves a lock behind."""
-    import fcntl
-
-    with open(root / "locks" / f"{key}.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _is_unlocked(root: Path, key: str) -> bool:
-    """True if no process holds the lock of ``key`` now (tried without waiting)."""
-    import fcntl
-
-    try:
-        with open(root / "locks" / f"{key}.lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return True
-    except OSError:
-        return False
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a uniquely named temporary file in the same directory,
-    flushed to disk, and a rename: a reader sees the old content or the new, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-# ---- toolchain ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Toolchain:
-    cc: tuple[str, ...]           # the compiler command (CC may carry arguments)
-    version: str                  # its --version banner, first line
-    flags: tuple[str, ...]        # every flag used for a kernel module
-    openmp: bool                  # threads available (else -fopenmp-simd: SIMD only)
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def identity(self) -> dict:
-        return {"cc": list(self.cc), "version": self.version, "flags": list(self.flags)}
-
-
-def _compiler_command() -> tuple[str, ...] | None:
-    env = os.environ.get("CC")
-    if env:
-        parts = shlex.split(env)
-        if parts and shutil.which(parts[0]):
-            return tuple(parts)
-        return None
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return (path,)
-    return None
-
-
-def quick_toolchain_id() -> dict:
-    """What identifies the toolchain without running it (for the spec index)."""
-    cc = _compiler_command()
-    ident = {"cc": list(cc) if cc else None, "march": os.environ.get("ACTGEN_MARCH", "native"),
-             "python": sysconfig.get_config_var("EXT_SUFFIX"), "machine": platform.machine()}
-    if cc:
-        with contextlib.suppress(OSError):
-            st = Path(shutil.which(cc[0])).resolve().stat()
-            ident["cc_stat"] = [st.st_size, int(st.st_mtime)]
-    return ident
-
-
-def _try_compile(cc, flags, source: str) -> tuple[bool, str]:
-    with tempfile.TemporaryDirectory(prefix="actgen-probe-") as tmp:
-        src = Path(tmp) / "probe.c"
-        src.write_text(source)
-        proc = subprocess.run([*cc, *flags, str(src), "-o", str(Path(tmp) / "probe.so")],
-                              capture_output=True, text=True)
-        return proc.returncode == 0, proc.stderr
-
-
-def _try_compile_all(cc, flag_lists) -> list[tuple[bool, str]]:
-    """_try_compile for each list of flags, all at the same time."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=len(flag_lists)) as pool:
-        return list(pool.map(lambda flags: _try_compile(cc, flags, _PROBE), flag_lists))
-
-
-_PROBE = """#include <math.h>
-#include <stdint.h>
-void probe(const float *restrict x, float *restrict y, int64_t n) {
-    #pragma omp parallel for simd schedule(static) if(parallel: n >= 1000)
-    for (int64_t i = 0; i < n; ++i) y[i] = expf(x[i]);
-}
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def toolchain() -> Toolchain:
-    """Find and probe the C compiler once per process. Raises ToolchainError if there is none."""
-    cc = _compiler_command()
-    if cc is None:
-        raise ToolchainError("no C compiler found (looked at $CC, cc, gcc, clang); "
-                             "install gcc, or use backend=\"numpy\"")
-    proc = subprocess.run([*cc, "--version"], capture_output=True, text=True)
-    version = (proc.stdout or proc.stderr).splitlines()[0] if (proc.stdout or proc.stderr) else "unknown"
-    flags = list(BASE_FLAGS)
-    notes = []
-    march = os.environ.get("ACTGEN_MARCH", "native")
-    candidate = []
-    if march and march != "none":
-        candidate = [f"-march={march}"]
-        if platform.machine() in ("x86_64", "AMD64") and march == "native":
-            candidate.append("-mprefer-vector-width=512")
-    # gcc sinks a pure call into the branch of a select that uses it (tree-sink) or splits the
-    # select around it (tree-pre); the loop then has control flow and is not vectorised. Kernels
-    # compute every branch before selecting (printers/c.py), so keep them where they are.
-    # The probes are independent compilations: run them at once (~0.06 s each).
-    options = (list(NO_SINK_FLAGS), list(NO_SINCOS_FLAGS), ["-fopenmp"])
-    probes = _try_compile_all(cc, [flags + candidate] + [flags + candidate + o for o in options])
-    if candidate and not probes[0][0]:
-        notes.append(f"the compiler rejected -march={march}; building for its default target")
-        candidate = []
-        probes = [probes[0]] + _try_compile_all(cc, [flags + o for o in options])
-    flags += candidate
-    (ok, err), (ok_sincos, err_sincos), (openmp, _) = probes[1:]
-    if ok and not err.strip():                     # clang accepts them with a warning: leave out
-        flags += NO_SINK_FLAGS
-    if ok_sincos and not err_sincos.strip():
-        flags += NO_SINCOS_FLAGS
-    if openmp:
-        flags.append("-fopenmp")
-    else:
-        flags.append("-fopenmp-simd")
-        notes.append("OpenMP is not available with this compiler (-fopenmp failed): kernels are "
-                     "built single-threaded (SIMD only). Install libgomp/libomp for threads.")
-    for note in notes:
-        warn_once(note)
-    return Toolchain(tuple(cc), version, tuple(flags), openmp, tuple(notes))
+# Some names are imported here only to be imported from here (by fastcall, pipeline, docs,
+# compare and the tests): FORMAT, write_atomic, ActgenWarning, toolchain.
+from .cache import (FORMAT, cache_root, cache_roots, cache_writes, clean_stale_temporaries, disk_full,  # noqa: F401
+                    fsync_dir, full_disk, locked, remove_directory, sha256_file, write_atomic)
+from .errors import ActgenError, ActgenWarning, BuildError, CacheFullError, warn_once  # noqa: F401
+from .resources import template_root
+from .toolchain import Toolchain, quick_toolchain_id, toolchain  # noqa: F401
 
 
 # ---- keys and artifacts -----------------------------------------------------------------
@@ -318,8 +57,6 @@ def digest(obj) -> str:
 @functools.lru_cache(maxsize=1)
 def templates_fingerprint() -> str:
     """A hash of every template: part of the key of anything rendered from them."""
-    from .resources import template_root
-
     digest_ = hashlib.sha256()
     stack, files = [template_root()], []
     while stack:
@@ -347,10 +84,30 @@ def generator_fingerprint() -> str:
     return h.hexdigest()
 
 
-def spec_key(name: str, table: dict, spec_display: str, backend: str) -> str:
-    """The key of the index entry for one spec table built with one backend."""
-    return digest({"name": name, "table": table, "spec": spec_display, "backend": backend,
+def spec_key(name: str, table: dict, backend: str) -> str:
+    """The key of the index entry for one spec table built with one backend: the table's content,
+    actgen's code and the toolchain, not the file the table is in (the same table in two files
+    is one entry, and one artifact)."""
+    return digest({"name": name, "table": table, "backend": backend,
                    "generator": generator_fingerprint(), "toolchain": quick_toolchain_id()})
+
+
+def table_origin(name: str) -> str:
+    """What the sources built into the cache say they were generated from: the table, not its
+    file. Where a table came from is not part of what is built, so copying a table into another
+    file compiles nothing."""
+    return f"the spec table [{name}]"
+
+
+def is_key(text) -> bool:
+    """True for a cache key: 64 lowercase hexadecimal digits (a SHA-256), nothing that could
+    name a path."""
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def seal(meta: dict) -> str:
+    """The SHA-256 of everything in an artifact's metadata but the seal itself."""
+    return digest({k: v for k, v in meta.items() if k != "seal"})
 
 
 @dataclass
@@ -372,6 +129,12 @@ def _check(path: Path) -> tuple[dict | None, str | None]:
         return None, None
     try:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            return None, "meta.json is not an object"
+        if meta.get("seal") != seal(meta):
+            return None, "meta.json does not match its seal (edited, or written by another actgen)"
+        if meta["key"] != path.name:
+            return None, f"it holds the artifact {str(meta['key'])[:16]}..., not {path.name[:16]}... (copied or renamed)"
         module = path / meta["file"]
         if Path(meta["file"]).name != meta["file"]:
             return None, "meta.json names a file outside the entry"
@@ -384,14 +147,12 @@ def _check(path: Path) -> tuple[dict | None, str | None]:
         return None, f"meta.json is unreadable ({type(exc).__name__})"
 
 
-def _valid(path: Path) -> dict | None:
-    """meta.json of a complete, uncorrupted artifact, else None."""
-    return _check(path)[0]
-
-
 def lookup_artifact(key: str, *, warn: bool = True) -> Artifact | None:
-    """The artifact ``key`` if a cache holds it complete and matching its recorded hash. An entry
-    that fails the check is never used; it is reported (a warning) and rebuilt by the next build."""
+    """The artifact ``key`` if a cache holds it complete and matching its recorded hash and
+    seal. An entry that fails the check is never used; it is reported (a warning) and rebuilt
+    by the next build."""
+    if not is_key(key):
+        return None
     for root in cache_roots():
         path = root / "artifacts" / key
         meta, problem = _check(path)
@@ -411,33 +172,8 @@ def _install(root: Path, key: str, tmp: Path) -> Path:
         os.rename(final, doomed / "entry")
         shutil.rmtree(doomed, ignore_errors=True)
     os.rename(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def clean_stale_temporaries(root: Path, key: str | None = None) -> list[Path]:
-    """Remove what killed builds left in ``tmp/``. Every build works in ``tmp/<key>-...`` while
-    holding the lock of ``key``, so an entry whose key is not locked now is stale: decided by
-    the lock, not by its age. (``key``: the caller holds that key's lock.) Returns what was removed."""
-    removed = []
-    with contextlib.suppress(OSError):
-        for entry in (root / "tmp").iterdir():
-            owner = entry.name.split("-", 1)[0]
-            if len(owner) != 64 or not all(c in "0123456789abcdef" for c in owner):
-                continue                      # the write probe, or not ours
-            if owner == key or _is_unlocked(root, owner):
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-                removed.append(entry)
-    return removed
 
 
 def build_artifact(key: str, backend: str, meta: dict, make) -> Artifact:
@@ -457,18 +193,24 @@ def build_artifact(key: str, backend: str, meta: dict, make) -> Artifact:
             return existing
         clean_stale_temporaries(root, key)
         started = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=root / "tmp"))
-        try:
-            filename = make(tmp)
-            with open(tmp / filename, "rb+") as handle:
-                os.fsync(handle.fileno())
-            meta = dict(meta, key=key, backend=backend, file=filename,
-                        sha256=sha256_file(tmp / filename), built=time.strftime("%Y-%m-%dT%H:%M:%S"))
-            write_atomic(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
-            final = _install(root, key, tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        tmp = None
+        with cache_writes(root, f"the module {meta.get('module') or key[:16]}"):
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=root / "tmp"))
+                filename = make(tmp)
+                with open(tmp / filename, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                meta = dict(meta, key=key, backend=backend, file=filename,
+                            sha256=sha256_file(tmp / filename), built=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                meta["seal"] = seal(meta)
+                write_atomic(tmp / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
+                final = _install(root, key, tmp)
+            except BaseException:
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        if meta.get("module"):        # the evidence of an earlier failed compile of this module is stale
+            shutil.rmtree(root / "failed" / meta["module"], ignore_errors=True)
         return Artifact(key, final, meta, compiled=True, seconds=time.perf_counter() - started)
 
 
@@ -544,8 +286,32 @@ def _wait_all(module_name, jobs) -> BuildError | None:
     return None
 
 
-def _compile_failure(module_name, c_source, command, proc) -> BuildError:
-    failed = cache_root() / "failed" / module_name
+#: a compiler that fails without a word while its disk has less than this free ran out of space:
+#: its stderr goes to a file beside the objects, which a full disk leaves empty
+_LOW_DISK = 64 << 20
+
+
+def _compile_failure(module_name, c_source, command, proc) -> BuildError | CacheFullError:
+    root, what = cache_root(), f"the module {module_name}"
+    if any(s in proc.stderr for s in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))):
+        return full_disk(root, what)                           # the compiler or linker said so
+    if proc.returncode > 0 and not proc.stderr.strip():
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(root).free
+            if free < _LOW_DISK:
+                return full_disk(root, what, f"{os.strerror(errno.ENOSPC)} (the compiler failed without a "
+                                             f"message, with {free >> 10} KB free on the cache's disk)")
+    try:
+        return _compile_failure_logged(root, module_name, c_source, command, proc)
+    except OSError as exc:
+        if disk_full(exc):                  # the log did not fit either
+            shutil.rmtree(root / "failed" / module_name, ignore_errors=True)
+            return full_disk(root, what, exc.strerror)
+        raise
+
+
+def _compile_failure_logged(root, module_name, c_source, command, proc) -> BuildError:
+    failed = root / "failed" / module_name
     failed.mkdir(parents=True, exist_ok=True)
     numbered = "\n".join(f"{i + 1:5d}  {line}" for i, line in enumerate(c_source.splitlines()))
     log = failed / "build.log"
@@ -578,18 +344,59 @@ def import_module_file(module_name: str, path: Path):
 
 # ---- the spec index ------------------------------------------------------------------------
 
-def read_index(key: str) -> str | None:
-    """The artifact key the spec index records for ``key`` (written atomically; a damaged entry
-    reads as absent, and the artifact it names is hash-checked before use anyway)."""
+def read_index(key: str, *, warn: bool = True) -> dict | None:
+    """The entry the spec index records for ``key``: {"artifact": its key, "name": the
+    activation, "seal": the artifact's seal}, or None. An entry that is there but damaged (not
+    such an object, a key that is not hexadecimal) reads as absent, with a warning; the build
+    that follows writes it again."""
     for root in cache_roots():
+        path = root / "index" / key
         try:
-            artifact = json.loads((root / "index" / key).read_text(encoding="utf-8"))["artifact"]
-        except (OSError, ValueError, KeyError, TypeError):
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        if isinstance(artifact, str) and len(artifact) == 64:
-            return artifact
+        except (OSError, ValueError) as exc:
+            problem = f"unreadable ({type(exc).__name__})"
+        else:
+            if (isinstance(entry, dict) and is_key(entry.get("artifact")) and isinstance(entry.get("name"), str)
+                    and is_key(entry.get("seal"))):
+                return entry
+            problem = "not an entry this version of actgen wrote"
+        if warn:
+            warn_once(f"the cache index entry {path} is damaged ({problem}); rebuilding it")
     return None
 
 
-def write_index(key: str, artifact_key: str) -> None:
-    write_atomic(cache_root() / "index" / key, json.dumps({"artifact": artifact_key}))
+def indexed_artifact(key: str, name: str, *, warn: bool = True) -> Artifact | None:
+    """The artifact the spec index records for ``key``, if it is the one that was built there:
+    complete and uncorrupted, of the activation ``name``, with the seal the index recorded.
+    Anything else is not used (and said, with ``warn``)."""
+    entry = read_index(key, warn=warn)
+    if entry is None:
+        return None
+    artifact = lookup_artifact(entry["artifact"], warn=warn)
+    if artifact is None:
+        return None
+    if entry["name"] != name or artifact.meta.get("name") != name or artifact.meta.get("seal") != entry["seal"]:
+        if warn:
+            warn_once(f"the cache index entry {key[:16]}... for {name!r} names {artifact.path}, which is not the "
+                      f"artifact built for it ({artifact.meta.get('name')!r}, another seal); rebuilding it")
+        return None
+    return artifact
+
+
+def write_index(key: str, artifact: Artifact | str) -> None:
+    """Record that the spec key ``key`` builds to ``artifact`` (an Artifact, or the key of one in
+    the cache). A directory in the entry's place (damage) is removed first."""
+    if isinstance(artifact, str):
+        found = lookup_artifact(artifact, warn=False)
+        if found is None:
+            raise ActgenError(f"the cache has no valid artifact {artifact}")
+        artifact = found
+    root = cache_root()
+    path = root / "index" / key
+    with cache_writes(root, f"the index entry of {artifact.meta.get('name')!r}"):
+        if path.is_dir():
+            remove_directory(root, path)
+        write_atomic(path, json.dumps({"artifact": artifact.key, "name": artifact.meta.get("name"),
+                                       "seal": artifact.meta["seal"]}))

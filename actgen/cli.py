@@ -1,17 +1,36 @@
-"""The ``actgen`` command line. Every ActgenError becomes one message and exit status 1."""
+"""The ``actgen`` command line.
+
+Every error is one line, ``actgen: error: ...`` on stderr, never a traceback (``ACTGEN_DEBUG=1``
+prints the traceback too). Exit status: 0 success, 1 an error (a spec, a build, a kernel over
+its verify budget...), 2 a usage error (the command line itself), 130 interrupted. ``build``
+and ``verify`` go on past a table that fails: each failure is reported, and the status is 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import dataclasses
+import difflib
 import importlib
 import importlib.util
-import math
+import json
+import multiprocessing
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
-from . import library
-from .errors import ActgenError
+from . import fastcall, library
+from .build import indexed_artifact, spec_key, table_origin, write_index
+from .cache import write_atomic
+from .errors import ActgenError, SpecError, StageError, ToolchainError, stage
+from .specfile import read_spec_text, read_tables, resolve_table
+
+EXIT_STATUS = ("exit status: 0 success; 1 an error (a spec, a build, a kernel over its verify budget...); "
+               "2 a usage error (an unknown option, a missing or invalid argument); 130 interrupted. "
+               "ACTGEN_DEBUG=1 prints the traceback of an error.")
 
 NEW_TEMPLATE = '''\
 # actgen spec file: one [table] per activation.
@@ -36,103 +55,188 @@ def _print_err(message: str) -> None:
     print(f"actgen: error: {message}", file=sys.stderr)
 
 
-def _spec_arguments(items: list[str]):
-    """Resolve each SPEC argument (a .toml file, or a built-in name) and parse all of it.
+def _debug_trace(exc: BaseException) -> str | None:
+    """The traceback of ``exc`` (and what it came from) where ACTGEN_DEBUG=1 asks for it."""
+    if os.environ.get("ACTGEN_DEBUG") != "1":
+        return None
+    return "".join(traceback.format_exception(exc))
 
-    Returns [(display, path, [(activation, table), ...])]. Raises on the first invalid spec,
-    before anything is built or written.
-    """
-    from .spec import parse_table
-    from .specfile import read_spec_text, read_tables, resolve_table
 
-    resolved = []
+def _report(message: str, trace: str | None = None) -> None:
+    if trace:
+        print(trace, file=sys.stderr, end="")
+    _print_err(message)
+
+
+@dataclasses.dataclass
+class SpecTable:
+    """One activation named by the SPEC arguments of build or verify, parsed, or the error
+    that stopped it (``name`` is None where the file itself could not be read)."""
+    path: str                   # the spec file as given, or actgen/library/NAME.toml
+    builtin: bool
+    name: str | None
+    table: dict | None = None
+    act: object = None
+    error: str | None = None
+    trace: str | None = None
+
+    @property
+    def spec(self) -> str | None:
+        """What actgen.load takes as ``spec=``."""
+        return None if self.builtin else self.path
+
+    def failed(self, exc: ActgenError) -> "SpecTable":
+        self.error, self.trace = _located(exc, self.path, self.name), _debug_trace(exc)
+        return self
+
+
+def _located(exc: ActgenError, path: str, name: str | None, backend: str | None = None) -> str:
+    """The error line: the message, after the file, activation and backend where it does not name them."""
+    if isinstance(exc, (SpecError, StageError)) or str(exc).startswith(f"{path}:"):
+        return str(exc)
+    where = path + (f" [{name}]" if name else "") + (f" ({backend})" if backend else "")
+    return f"{where}: {exc}"
+
+
+def _spec_tables(items: list[str]) -> list[SpecTable]:
+    """Every activation of each SPEC argument (a .toml file, or a built-in name), parsed; a
+    table that fails carries its error line and does not stop the others."""
+    from .spec import parse_table          # SymPy: imported by the verbs that parse
+
+    found = []
     for item in items:
-        if item.endswith(".toml") or Path(item).exists():
-            display, path, text = Path(item).name, item, read_spec_text(item)
-        else:
-            display = path = library.display_path(item)
-            text = library.read(item)
-        tables = read_tables(text, path=path)
-        resolved.append((display, path, [(parse_table(name, resolve_table(tables, name, path), path=path),
-                                          resolve_table(tables, name, path)) for name in tables]))
-    return resolved
+        builtin = not (item.endswith(".toml") or Path(item).exists())
+        if builtin and item not in library.names():
+            close = difflib.get_close_matches(item, library.names(), n=3)
+            found.append(SpecTable(item, False, None, error=(
+                f"{item}: neither a spec file nor a built-in activation"
+                + (f" (did you mean {', '.join(close)}?)" if close else "")
+                + "; name a .toml file, or a built-in (`actgen list` shows them)")))
+            continue
+        path = library.display_path(item) if builtin else item
+        try:
+            with stage("reading the spec file", path=path):
+                tables = read_tables(library.read(item) if builtin else read_spec_text(item), path=path)
+        except ActgenError as exc:
+            found.append(SpecTable(path, builtin, None).failed(exc))
+            continue
+        for name in tables:
+            entry = SpecTable(path, builtin, name)
+            try:
+                with stage("parsing", path=path, activation=name):
+                    entry.table = resolve_table(tables, name, path)
+                    entry.act = parse_table(name, entry.table, path=path)
+            except ActgenError as exc:
+                entry.failed(exc)
+            found.append(entry)
+    return found
 
 
-def _build_activation(job) -> list[tuple[str, str, str]]:
-    """Build one activation with each backend: [(backend, status, module file)]. Lowering
-    (derivation and the measured choice of forms) is skipped when the cache index already
-    knows the artifact of this exact table. Runs in a worker process for parallel builds."""
-    from .build import lookup_artifact, read_index, spec_key, write_index
-    from .errors import ActgenError, ToolchainError
-    from .pipeline import build
-    from .pipeline import lower_activation
+def _each_table(items: list[str], work, progress=None) -> tuple[list, bool]:
+    """(the results of ``work(table)`` for every table of the SPEC arguments, whether one failed):
+    a table that fails (parsing it, or in ``work``) is reported in one line and the others go
+    on; ``work`` returns None for a table it skips; ``progress(table, results, seconds)`` is a
+    line for stderr."""
+    results, failed = [], False
+    for t in _spec_tables(items):
+        if t.error is not None:
+            failed = True
+            _report(t.error, t.trace)
+            continue
+        started = time.perf_counter()
+        try:
+            found = work(t)
+        except ActgenError as exc:
+            failed = True
+            _report(_located(exc, t.path, t.name), _debug_trace(exc))
+            continue
+        if found is not None:
+            results.extend(found)
+            if progress:
+                print(progress(t, found, time.perf_counter() - started), file=sys.stderr)
+    return results, failed
 
-    act, table, display, backends = job
+
+def _build_activation(job) -> list[tuple[str, str, str, str | None]]:
+    """Build one activation with each backend: [(backend, status, module file or error line,
+    traceback for ACTGEN_DEBUG or None)]. Lowering (derivation and the measured choice of forms)
+    is skipped when the cache index already knows the artifact of this exact table. Runs in a
+    worker process for parallel builds: it returns text, never raises."""
+    from .pipeline import build, lower_activation           # SymPy and the code generators
+
+    act, table, path, backends = job
     lines, lowered = [], None
     for backend in backends:
         started = time.perf_counter()
-        key = spec_key(act.name, table, display, backend)
-        known = read_index(key)
-        artifact = lookup_artifact(known) if known else None
-        if artifact is not None:
-            lines.append((backend, f"cached ({time.perf_counter() - started:.2f} s)", str(artifact.module_file)))
-            continue
+        key = spec_key(act.name, table, backend)
         try:
-            lowered = lowered or lower_activation(act)
-            artifact = build(act, backend, display, lowered)
+            artifact = indexed_artifact(key, act.name)
+            if artifact is None:
+                if lowered is None:
+                    with stage("lowering (derivatives and the choice of stable forms)", path=path,
+                               activation=act.name):
+                        lowered = lower_activation(act)
+                with stage(f"building the {backend} module", path=path, activation=act.name):
+                    artifact = build(act, backend, table_origin(act.name), lowered)
+                    write_index(key, artifact)
         except ToolchainError as exc:
-            lines.append((backend, "skipped", str(exc)))
+            lines.append((backend, "skipped", f"{exc} (--backend numpy builds the NumPy kernels only)", None))
             continue
         except ActgenError as exc:
-            lines.append((backend, "error", str(exc)))
-            if lowered is None:     # the spec itself failed (e.g. its derivative): say it once
+            lines.append((backend, "error", _located(exc, path, act.name, backend), _debug_trace(exc)))
+            if lowered is None:     # the table itself failed (e.g. its derivative): say it once
                 break
             continue
-        write_index(key, artifact.key)
         status = (f"compiled in {time.perf_counter() - started:.2f} s" if artifact.compiled
                   else f"cached ({time.perf_counter() - started:.2f} s)")
-        lines.append((backend, status, str(artifact.module_file)))
+        lines.append((backend, status, str(artifact.module_file), None))
     return lines
 
 
 def cmd_build(args) -> int:
-    import concurrent.futures
-    import multiprocessing
-    import os
-
-    from . import fastcall
-
     items = list(args.spec) + (library.names() if args.builtins else [])
     if not items:
         _print_err("nothing to build: name spec files or built-ins, or pass --builtins")
         return 2
     backends = ["c", "numpy"] if args.backend == "both" else [args.backend]
-    jobs = [(act, table, display, backends)
-            for display, _path, activations in _spec_arguments(items) for act, table in activations]
+    tables = _spec_tables(items)
+    jobs = [(t.act, t.table, t.path, backends) for t in tables if t.error is None]
     workers = max(1, min(args.jobs or os.cpu_count() or 1, len(jobs)))
-    if workers == 1:
-        results = map(_build_activation, jobs)
-    else:
+    pool = None
+    if workers > 1:
         # fork: the workers inherit SymPy and the parsed activations (no re-import)
         pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        results = pool.map(_build_activation, jobs)
+        futures = [pool.submit(_build_activation, job) for job in jobs]
     # the C fast path of a call (actgen/fastcall.py), which every C load needs: built beside the
-    # kernels (after the pool's fork: its workers are started by map), once per cache
-    fast = fastcall.start() if "c" in backends else None
-    failed, built_c = False, False
+    # kernels (after the pool's fork: its workers start with the first submit), once per cache
+    fast = fastcall.start() if "c" in backends and jobs else None
+    failed, built_c, done = False, False, 0
     try:
-        for (act, _table, _display, _backends), lines in zip(jobs, results):
-            for backend, status, where in lines:
+        for t in tables:
+            if t.error is not None:
+                failed = True
+                _report(t.error, t.trace)
+                continue
+            if pool is None:
+                lines = _build_activation(jobs[done])
+            else:
+                try:
+                    lines = futures[done].result()
+                except concurrent.futures.process.BrokenProcessPool:
+                    lines = [(backends[0], "error", f"{t.path} [{t.name}]: the worker process building it died "
+                                                    "(out of memory, or killed); build it alone: --jobs 1", None)]
+            done += 1
+            for backend, status, where, trace in lines:
                 if status == "error":
                     failed = True
-                    _print_err(where)
+                    _report(where, trace)
                 elif status == "skipped":
-                    print(f"{act.name:22s} [{backend:5s}] skipped: {where}", file=sys.stderr)
+                    print(f"{t.name:22s} [{backend:5s}] skipped: {where}", file=sys.stderr)
                 else:
                     built_c = built_c or backend == "c"
-                    print(f"{act.name:22s} [{backend:5s}] {status:22s} {where}", flush=True)
+                    print(f"{t.name:22s} [{backend:5s}] {status:22s} {where}", flush=True)
     finally:
-        if workers > 1:
+        if pool is not None:
             pool.shutdown(cancel_futures=True)
         if fast is not None:
             fast.join()
@@ -155,104 +259,6 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_show(args) -> int:
-    import sympy as sp
-
-    from .derive import kink_points
-    from .pipeline import lower_activation
-    from .render import render
-    from .spec import parse_table
-    from .specfile import find_table, read_spec_text, read_tables, resolve_table
-
-    if args.spec:
-        display, path = Path(args.spec).name, args.spec
-        text = read_spec_text(args.spec)
-    else:
-        display = path = library.display_path(args.name)
-        text = library.read(args.name)
-    tables = read_tables(text, path=path)
-    find_table(tables, args.name, path)
-    act = parse_table(args.name, resolve_table(tables, args.name, path), path=path)
-    lowered = lower_activation(act)
-    print(f"{act.name}: {act.description}" if act.description else act.name)
-    print(f"  spec: {path}")
-    if act.params:
-        print("  params: " + ", ".join(f"{p} = {v}" + (" (learnable)" if p in act.learnable else "")
-                                       for p, v in act.params.items()))
-    print(f"\n  f(x) = {act.expr_text}")
-    print(f"       = {act.expr}")
-    for k in lowered.kernels:
-        label = {"forward": "f(x)", "backward": "f'(x)", "backward_y": "f'(x) from the output y = f(x)"}.get(
-            k.kind, f"df/d{k.param}")
-        if k.kind != "forward":
-            print(f"\n  {label} = {k.exact}")
-        for dtype in ("float32", "float64"):
-            choice = lowered.choices[k.name, dtype]
-            form = choice.form
-            if k.kind == "backward_y":      # not measured by selection (its input is y, not x)
-                print(f"  {dtype}: rewritten, in the dtype (actgen verify measures it at y = f(x))")
-            else:
-                print(f"  {dtype}: {describe_choice(choice)}")
-            if form.rules and form.stable is not None:
-                print(f"           generated as {form.stable}  [rewrites: {', '.join(form.rules)}]")
-    kinks = kink_points(act)
-    if kinks:
-        from .derive import differentiate
-        from .ir import X
-
-        d = differentiate(act.expr, X)
-        values = ", ".join(f"f'({k:g}) = {sp.N(d.subs(X, sp.nsimplify(k)).subs({sp.Symbol(p, real=True): v for p, v in act.params.items()}), 6)}"
-                           for k in kinks)
-        print(f"\n  kinks (PyTorch's conventions): {values}")
-    backend = args.backend
-    sources = render(lowered, backend, display)
-    for rel, text in sources.items():
-        if rel.endswith(".h"):
-            continue
-        print(f"\n  ---- generated {backend} source ({rel}) ----\n")
-        print(text)
-    return 0
-
-
-def describe_choice(choice) -> str:
-    """One line: which candidate form was chosen for a kernel and dtype, and how it measured
-    against the naive evaluation of the same expression (see actgen.select)."""
-    unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
-    text = f"{choice.label}"
-    if choice.float_range is not None:
-        text += (f", in C {choice.range_text()} (blocks of inputs with one outside, and other"
-                 f" parameter values, in double; NumPy: in double; in double alone: "
-                 f"{choice.fallback_error:.3g} {unit})")
-    elif choice.dtype == "float32" and choice.compute == "double":
-        text += ", computed in double"
-        in_float = _best_in_float(choice)
-        if in_float is not None:
-            text += f" (in float: {in_float:.3g} {unit})"
-    elif choice.dtype == "float32" and choice.c_compute == "double":
-        text += ", computed in double in C (libmvec's float functions are less accurate)"
-    if choice.form.guards:
-        text += ", limits at infinity"
-    text += f": max {choice.error:.3g} {unit} on the selection sweep"
-    naive = choice.naive
-    if naive is not None:
-        bad = f", {naive.nonfinite} spurious NaN/inf" if naive.nonfinite else ""
-        text += f" (naive form: {naive.error:.3g}{bad})"
-    return text
-
-
-def _best_in_float(choice) -> float | None:
-    """The error of the best candidate computed in float (its dense check included), which
-    selection measured and found over its share of the budget; None if none was measured."""
-    worst = {}
-    for m in choice.measured:
-        if m.compute != "dtype":
-            continue
-        label = m.label.removesuffix(" (dense float check)")
-        error = math.inf if m.nonfinite else m.error
-        worst[label] = max(worst.get(label, 0.0), error)
-    return min(worst.values()) if worst else None
-
-
 def cmd_new(args) -> int:
     from .spec import NAME_RE
 
@@ -265,8 +271,6 @@ def cmd_new(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    import json
-
     from .ir import DTYPES
     from .verify import format_table, verify
 
@@ -285,58 +289,45 @@ def cmd_verify(args) -> int:
         return _verify_exhaustive(items, args)
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
     backends = ("c", "numpy") if args.backend == "both" else (args.backend,)
-    results = []
-    for _display, path, activations in _spec_arguments(items):
-        spec = None if path.startswith("actgen/library/") else path
-        for act, _table in activations:
-            started = time.perf_counter()
-            found = verify(act, spec=spec, backends=backends, dtypes=dtypes, quick=args.quick)
-            results.extend(found)
-            if args.progress:
-                bad = sum(not r.passed for r in found)
-                print(f"  {act.name}: {len(found)} checks, {bad} over budget "
-                      f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+
+    def work(t: SpecTable) -> list:
+        with stage("verifying", path=t.path, activation=t.name):
+            return verify(t.act, spec=t.spec, backends=backends, dtypes=dtypes, quick=args.quick)
+
+    results, failed = _each_table(items, work, args.progress and (
+        lambda t, found, seconds: f"  {t.name}: {len(found)} checks, {sum(not r.passed for r in found)} over "
+                                  f"budget ({seconds:.1f} s)"))
     print(format_table(results))
     if args.json:
-        from .build import write_atomic
-
         write_atomic(Path(args.json), json.dumps([r.as_dict() for r in results], indent=1) + "\n")
     if args.markdown:
         from .docs import render_verification, verify_command, write_page
 
         write_page(Path(args.markdown),
                    render_verification([r.as_dict() for r in results], verify_command(args)))
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if all(r.passed for r in results) and not failed else 1
 
 
 def _verify_exhaustive(items, args) -> int:
     """verify --exhaustive: every float32 input, the float32 C kernels against the float64 ones."""
-    import json
-
-    import actgen
-
     from .exhaustive import format_table, run
+    from .loading import load
 
-    results = []
-    for _display, path, activations in _spec_arguments(items):
-        spec = None if path.startswith("actgen/library/") else path
-        for act, _table in activations:
-            if act.kind != "elementwise":
-                print(f"  {act.name}: skipped ({act.kind}: not a function of one input)", file=sys.stderr)
-                continue
-            started = time.perf_counter()
-            loaded = actgen.load(act.name, spec=spec, backend="c")
-            found = run(loaded, act)
-            results.extend(found)
-            if args.progress:
-                worst = max(r.max_ulp for r in found)
-                print(f"  {act.name}: max {worst:g} ULP ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+
+    def work(t: SpecTable) -> list | None:
+        if t.act.kind != "elementwise":
+            print(f"  {t.name}: skipped ({t.act.kind}: not a function of one input)", file=sys.stderr)
+            return None
+        loaded = load(t.name, spec=t.spec, backend="c")
+        with stage("verifying every float32 input", path=t.path, activation=t.name):
+            return run(loaded, t.act)
+
+    results, failed = _each_table(items, work, args.progress and (
+        lambda t, found, seconds: f"  {t.name}: max {max(r.max_ulp for r in found):g} ULP ({seconds:.0f} s)"))
     print(format_table(results))
     if args.json:
-        from .build import write_atomic
-
         write_atomic(Path(args.json), json.dumps([r.as_dict() for r in results], indent=1) + "\n")
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if all(r.passed for r in results) and not failed else 1
 
 
 def cmd_generate(args) -> int:
@@ -363,28 +354,48 @@ EXTENSION_VERBS = [(verb, module) for verb, module in EXTENSION_VERBS
                    if importlib.util.find_spec(module) is not None]
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0, for argparse (which makes anything else a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def cmd_show(args) -> int:
+    from . import show          # SymPy and the code generators: imported for this verb only
+
+    return show.run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="actgen", description="Compile activation functions from TOML specs into verified "
-        "C (OpenMP) and NumPy kernels with symbolic derivatives.")
+        "C (OpenMP) and NumPy kernels with symbolic derivatives.", epilog=EXIT_STATUS)
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"actgen {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    b = sub.add_parser("build", help="parse, derive, generate and compile spec files or built-ins",
+    def add_verb(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, epilog=EXIT_STATUS, **kwargs)
+
+    b = add_verb("build", help="parse, derive, generate and compile spec files or built-ins",
                        description="Build every activation of each SPEC (a .toml file or a built-in "
                        "name) into the cache; prints what it built and where.")
     b.add_argument("spec", nargs="*", help="spec files or built-in names")
     b.add_argument("--builtins", action="store_true", help="also build every built-in activation")
     b.add_argument("--backend", choices=["c", "numpy", "both"], default="both",
                    help="which kernels to build (default: both)")
-    b.add_argument("--jobs", "-j", type=int, default=0,
+    b.add_argument("--jobs", "-j", type=_count, default=0,
                    help="activations built in parallel (default: the number of CPUs)")
     b.set_defaults(func=cmd_build)
 
-    lst = sub.add_parser("list", help="the catalogue of built-in activations",
+    lst = add_verb("list", help="the catalogue of built-in activations",
                          description="The built-in activations: name, kind, parameters with defaults "
                          "(* = learnable) and the frameworks that have them.")
     form = lst.add_mutually_exclusive_group()
@@ -394,17 +405,17 @@ def parser() -> argparse.ArgumentParser:
                       help="print docs/activations.md (what `actgen docs` writes)")
     lst.set_defaults(func=cmd_list)
 
-    s = sub.add_parser("show", help="an activation's formula, derivatives and generated code")
+    s = add_verb("show", help="an activation's formula, derivatives and generated code")
     s.add_argument("name")
     s.add_argument("--spec", help="the spec file (default: the built-in of that name)")
     s.add_argument("--backend", choices=["c", "numpy"], default="c", help="which source to print")
     s.set_defaults(func=cmd_show)
 
-    n = sub.add_parser("new", help="print a commented spec template for a new activation")
+    n = add_verb("new", help="print a commented spec template for a new activation")
     n.add_argument("name")
     n.set_defaults(func=cmd_new)
 
-    v = sub.add_parser("verify", help="measure every kernel against mpmath, in ULPs",
+    v = add_verb("verify", help="measure every kernel against mpmath, in ULPs",
                        description="Check forward, backward and parameter-gradient kernels of each "
                        "activation, for each dtype and backend, against an mpmath reference at a dense "
                        "grid, log-spaced magnitudes from the smallest subnormal to overflow, +-0, +-inf, "
@@ -425,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
                         "default parameters; about a minute each)")
     v.set_defaults(func=cmd_verify)
 
-    g = sub.add_parser("generate", help="write the built-in library's sources (the generated/ folder)")
+    g = add_verb("generate", help="write the built-in library's sources (the generated/ folder)")
     g.add_argument("out", nargs="?", default="generated", help="output folder (default: generated)")
     g.add_argument("--check", action="store_true",
                    help="compare instead of writing; exit 1 and print a diff if they differ")
@@ -435,24 +446,29 @@ def parser() -> argparse.ArgumentParser:
     # run(args) -> exit status); imported only when that verb runs, so `actgen build` stays fast.
     for verb, module in EXTENSION_VERBS:
         mod = importlib.import_module(module)
-        e = sub.add_parser(verb, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        e = add_verb(verb, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(e)
         e.set_defaults(func=mod.run)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command: its exit status (argparse exits with 2 itself on a usage error)."""
     args = parser().parse_args(argv)
     try:
         return args.func(args)
     except ActgenError as exc:
-        _print_err(str(exc))
+        _report(str(exc), _debug_trace(exc))
         return 1
     except KeyboardInterrupt:
         print("actgen: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:        # outside any stage that names a spec: still one line
+        _report(f"actgen {args.command} failed with {type(exc).__name__}: {str(exc)[:300]} (an error inside "
+                "actgen or a library it uses; ACTGEN_DEBUG=1 shows the traceback)", _debug_trace(exc))
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """Typed errors. Each one says where the problem is and what to do about it.
 
 The CLI prints ``str(error)`` and exits non-zero; it never shows a traceback for an
-``ActgenError``.
+``ActgenError`` (``ACTGEN_DEBUG=1`` prints it, with the exception it came from).
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
 
 
 class ActgenError(Exception):
@@ -63,6 +67,16 @@ class BuildError(ActgenError):
     """The C compiler failed. The message names the log file holding source, command and stderr."""
 
 
+class CacheFullError(BuildError):
+    """The disk (or quota) of the cache is full: nothing was built. Free space, or set
+    ACTGEN_CACHE_DIR to a directory on another disk."""
+
+
+class ConfigurationError(ActgenError, ValueError):
+    """A setting is out of range: a thread count (``set_num_threads``, ACTGEN_NUM_THREADS,
+    OMP_NUM_THREADS)."""
+
+
 class ToolchainError(ActgenError):
     """No usable C compiler. Use ``backend="numpy"`` or install gcc/clang."""
 
@@ -74,3 +88,45 @@ class KernelArgumentError(ActgenError, TypeError):
 class HigherDerivativeError(ActgenError, RuntimeError):
     """A framework asked for a derivative of a backward kernel (double backward, a Hessian):
     actgen generates first derivatives only."""
+
+
+class ActgenWarning(UserWarning):
+    """A visible fallback: no compiler, no OpenMP, a read-only cache, a cache entry rebuilt."""
+
+
+def warn_once(message: str) -> None:
+    """Warn with ``message`` (an ActgenWarning) the first time this process says it."""
+    _warn_once(message)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message, ActgenWarning, stacklevel=4)
+
+
+class StageError(ActgenError):
+    """An exception actgen did not anticipate (from SymPy, mpmath, cffi, the compiler, or a bug
+    of actgen's own) while processing one spec table: the message names the file, the
+    activation and the stage; the original exception is ``__cause__``."""
+
+    def __init__(self, message: str, *, stage: str | None = None, path: str | None = None,
+                 activation: str | None = None):
+        self.stage, self.path, self.activation = stage, path, activation
+        super().__init__(message)
+
+
+@contextlib.contextmanager
+def stage(what: str, *, path: str | None = None, activation: str | None = None):
+    """Run a stage of processing a spec: an ActgenError passes through; any other exception
+    becomes a StageError naming ``path``, ``activation`` and the stage ``what``, raised from it."""
+    try:
+        yield
+    except ActgenError:
+        raise
+    except Exception as exc:
+        where = " ".join(filter(None, [str(path) if path else None, f"[{activation}]" if activation else None]))
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        message = (f"{where + ': ' if where else ''}{what} failed with {type(exc).__name__}"
+                   f"{': ' + detail if detail else ''} (an error inside actgen or a library it uses, not "
+                   "a problem actgen knows how to explain; ACTGEN_DEBUG=1 shows the traceback)")
+        raise StageError(message, stage=what, path=path, activation=activation) from exc

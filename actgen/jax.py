@@ -31,7 +31,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from . import runtime
+from .arguments import normalize_axis
+from .loading import load
 from .errors import HigherDerivativeError, KernelArgumentError
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -69,7 +70,7 @@ class ActivationFunction:
     **params)``. ``f.act`` is the loaded actgen activation (NumPy-level API)."""
 
     def __init__(self, name: str, spec=None, backend: str = "c"):
-        self.act = runtime.load(name, spec=spec, backend=backend)
+        self.act = load(name, spec=spec, backend=backend)
         self.name = self.act.name
         self._args = (name, None if spec is None else str(spec), backend)
 
@@ -114,7 +115,7 @@ class ActivationFunction:
             return shape
         if not shape:
             raise KernelArgumentError(f"{self.name}: a gated activation needs an array with an axis to split")
-        ax = runtime._normalize_axis(axis, len(shape), self.name, "axis")
+        ax = normalize_axis(axis, len(shape), self.name, "axis")
         if shape[ax] % 2:
             raise KernelArgumentError(f"{self.name}: axis {axis} has length {shape[ax]}; a gated activation splits "
                                       "it in two halves, so it must be even")
@@ -143,10 +144,10 @@ class ActivationFunction:
         # negative axes stay right when vmap puts batch dimensions in front
         if act.kind == "elementwise":
             if param_axis is not None:
-                param_axis = runtime._normalize_axis(param_axis, ndim, self.name, "param_axis") - ndim
+                param_axis = normalize_axis(param_axis, ndim, self.name, "param_axis") - ndim
             where = {"param_axis": param_axis}
         else:
-            where = {"axis": runtime._normalize_axis(axis, ndim, self.name, "axis") - ndim}
+            where = {"axis": normalize_axis(axis, ndim, self.name, "axis") - ndim}
         names, values, fixed = self._split(params, x.dtype)
         dtype = np.dtype(x.dtype)
         y_type = jax.ShapeDtypeStruct(self._out_shape(x.shape, axis), dtype)

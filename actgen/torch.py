@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import runtime
+from .arguments import normalize_axis
+from .loading import load
 from .errors import HigherDerivativeError, KernelArgumentError
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -39,8 +40,10 @@ _VIA_FLOAT32 = (torch.float16, torch.bfloat16)
 
 
 def _as_numpy(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a contiguous CPU tensor (no copy)."""
-    return t.detach().numpy()
+    """A NumPy view of a contiguous CPU tensor (no copy), or of its values where the tensor is
+    a lazy negated or conjugated view (torch._neg_view, .conj()): those are materialised first,
+    since NumPy cannot see the bit."""
+    return t.detach().resolve_neg().resolve_conj().numpy()
 
 
 class _Call:
@@ -153,7 +156,7 @@ class ActivationFunction:
     """
 
     def __init__(self, name: str, spec=None, backend: str = "c"):
-        self.act = runtime.load(name, spec=spec, backend=backend)
+        self.act = load(name, spec=spec, backend=backend)
         self.name = self.act.name
         self._args = (name, None if spec is None else str(spec), backend)
 
@@ -169,7 +172,7 @@ class ActivationFunction:
             return shape
         if not shape:
             raise KernelArgumentError(f"{self.name}: a gated activation needs a tensor with a dimension to split")
-        ax = runtime._normalize_axis(dim, len(shape), self.name, "dim")
+        ax = normalize_axis(dim, len(shape), self.name, "dim")
         if shape[ax] % 2:
             raise KernelArgumentError(f"{self.name}: dim {dim} has length {shape[ax]}; a gated activation splits "
                                       "it in two halves, so it must be even")
@@ -233,8 +236,8 @@ def function(name: str, spec=None, backend: str = "c") -> ActivationFunction:
     return ActivationFunction(name, spec=spec, backend=backend)
 
 
-class Activation(nn.Module):
-    """A compiled activation as an ``nn.Module``:
+class ActivationModule(nn.Module):
+    """A compiled activation as an ``nn.Module`` (public as ``actgen.torch.Activation``):
     ``actgen.torch.Activation("serf", spec="serf.toml", backend="c", **param_defaults)``.
 
     Learnable parameters (the spec's ``learnable``) are ``nn.Parameter``s named as in the spec
@@ -312,4 +315,7 @@ class Activation(nn.Module):
         return ", ".join(parts)
 
 
-__all__ = ["Activation", "ActivationFunction", "function"]
+#: the public name of the module class
+Activation = ActivationModule
+
+__all__ = ["Activation", "ActivationModule", "ActivationFunction", "function"]

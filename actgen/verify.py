@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import mpmath
 import numpy as np
 
-from . import runtime
+from .loading import load
 from .activation import Activation
 from .derive import derive
 from .ir import DTYPES, X, Y, param_symbol
@@ -251,7 +251,7 @@ def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES
     for dtype in dtypes:
         sweep = make_sweep(act, dtype, quick=quick)
         for backend in backends:
-            loaded = runtime.load(act.name, spec=spec, backend=backend)
+            loaded = load(act.name, spec=spec, backend=backend)
             results.extend(check(loaded, sweep))
     return results
 

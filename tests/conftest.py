@@ -28,12 +28,13 @@ def session_cache(tmp_path_factory):
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
     """An empty cache directory for one test; forgets activations loaded earlier."""
-    from actgen import runtime
+    from actgen import loading
+    from actgen.build import FORMAT
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("ACTGEN_CACHE_DIR", str(cache))
-    monkeypatch.setattr(runtime, "_LOADED", {})
-    return cache / "v1"
+    monkeypatch.setattr(loading, "_LOADED", {})
+    return cache / f"v{FORMAT}"
 
 
 def run_cli(*args, cwd=None, env=None, input=None):
@@ -49,7 +50,7 @@ def run_cli(*args, cwd=None, env=None, input=None):
 
 
 def have_compiler() -> bool:
-    from actgen.build import _compiler_command
+    from actgen.toolchain import _compiler_command
 
     return _compiler_command() is not None
 

@@ -24,8 +24,9 @@ import pytest
 
 import actgen
 from actgen import build as build_module
-from actgen import fastcall, runtime
-from actgen.build import ActgenWarning, clean_stale_temporaries, locked, sha256_file, write_atomic
+from actgen import errors as errors_module
+from actgen import fastcall, loading
+from actgen.build import FORMAT, ActgenWarning, clean_stale_temporaries, locked, sha256_file, write_atomic
 from actgen.errors import BuildError
 
 from conftest import requires_cc
@@ -150,7 +151,7 @@ def test_eight_processes_loading_one_spec_at_once_share_one_artifact(spec, tmp_p
     assert len({r["sha"] for r in reports}) == 1 and within_budget(reports[0])
     assert {r["backend"] for r in reports} == {"c"}
     assert len({r["module"] for r in reports}) == 1
-    root = cache / "v1"
+    root = cache / f"v{FORMAT}"
     (artifact,) = spec_artifacts(root)                        # one artifact, built once
     meta = json.loads((artifact / "meta.json").read_text())
     assert sha256_file(artifact / meta["file"]) == meta["sha256"]   # not corrupt
@@ -185,7 +186,7 @@ def test_atomic_index_writes_from_many_threads_leave_one_whole_file(tmp_path):
 @requires_cc
 def test_builds_killed_mid_compile_leave_nothing_trusted_and_the_next_load_rebuilds(spec, tmp_path):
     cache = tmp_path / "cache"
-    root = cache / "v1"
+    root = cache / f"v{FORMAT}"
     # the fake compiler writes its pid to $ACTGEN_TEST_HANG and sleeps, until killed
     # (the kernels of each dtype and the wrapper compile at once: each appends its pid)
     cc = fake_compiler(tmp_path, 'if [ -n "$ACTGEN_TEST_HANG" ]; then echo $$ >> "$ACTGEN_TEST_HANG"; '
@@ -221,11 +222,12 @@ def test_builds_killed_mid_compile_leave_nothing_trusted_and_the_next_load_rebui
         assert status == 0 and within_budget(report), report
         recovered += 1
     assert len(spec_artifacts(root)) == 1 and entries(root / "tmp") == []
+    assert entries(root / "failed") == []                      # the failed compile's log: stale now
     assert recovered == 2
 
 
 def test_stale_temporaries_are_removed_unless_their_build_holds_its_lock(tmp_path):
-    root = tmp_path / "v1"
+    root = tmp_path / f"v{FORMAT}"
     for sub in ("tmp", "locks"):
         (root / sub).mkdir(parents=True)
     stale, busy = "a" * 64, "b" * 64
@@ -266,7 +268,7 @@ def test_a_corrupted_cache_entry_is_detected_by_its_hash_and_rebuilt_with_a_warn
     (artifact,) = entries(fresh_cache / "artifacts")
     meta = json.loads((artifact / "meta.json").read_text())
     DAMAGE[damage](artifact, meta)
-    monkeypatch.setattr(runtime, "_LOADED", {})
+    monkeypatch.setattr(loading, "_LOADED", {})
     monkeypatch.setattr(build_module, "_MODULES", {})
     with pytest.warns(ActgenWarning, match="is corrupt .*; rebuilding it"):
         act = actgen.load("tiny", spec=spec, backend="numpy")
@@ -288,8 +290,8 @@ def private_tmp(tmp_path, monkeypatch):
     where = tmp_path / "tmpdir"
     where.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(where))
-    monkeypatch.setattr(runtime, "_LOADED", {})
-    build_module._warn_once.cache_clear()
+    monkeypatch.setattr(loading, "_LOADED", {})
+    errors_module._warn_once.cache_clear()
     return where
 
 
@@ -315,12 +317,12 @@ def test_an_unwritable_cache_falls_back_to_a_private_temporary_one_with_a_warnin
     tried = 0
     for label, cache in _unwritable_dirs(tmp_path):
         monkeypatch.setenv("ACTGEN_CACHE_DIR", str(cache))
-        monkeypatch.setattr(runtime, "_LOADED", {})
-        with pytest.warns(ActgenWarning, match=f"the cache directory {cache}/v1 is not writable"):
+        monkeypatch.setattr(loading, "_LOADED", {})
+        with pytest.warns(ActgenWarning, match=f"the cache directory {cache}/v{FORMAT} is not writable"):
             act = actgen.load("tiny", spec=spec, backend="numpy")
         x = np.linspace(-3.0, 3.0, 7)
         assert np.allclose(act(x), x * np.tanh(x)), label
-        fallback = private_tmp / f"actgen-{os.getuid()}" / "v1"
+        fallback = private_tmp / f"actgen-{os.getuid()}" / f"v{FORMAT}"
         assert len(entries(fallback / "artifacts")) == tried + 1, label     # built there
         assert stat.S_IMODE(fallback.parent.stat().st_mode) == 0o700
         tried += 1
@@ -351,12 +353,12 @@ def test_a_read_only_cache_still_serves_what_it_holds(spec, tmp_path, private_tm
         path.chmod(path.stat().st_mode & ~0o222)
     cache.chmod(cache.stat().st_mode & ~0o222)
     try:
-        monkeypatch.setattr(runtime, "_LOADED", {})
+        monkeypatch.setattr(loading, "_LOADED", {})
         with pytest.warns(ActgenWarning, match="not writable"):
             act = actgen.load("tiny", spec=spec, backend="numpy")
         x = np.linspace(-3.0, 3.0, 7)
         assert np.allclose(act(x), x * np.tanh(x))
-        fallback = private_tmp / f"actgen-{os.getuid()}" / "v1"
+        fallback = private_tmp / f"actgen-{os.getuid()}" / f"v{FORMAT}"
         assert entries(fallback / "artifacts") == []              # found in the shared cache, not rebuilt
     finally:
         for path in [cache, *cache.rglob("*")]:
@@ -368,7 +370,7 @@ def test_a_read_only_cache_still_serves_what_it_holds(spec, tmp_path, private_tm
 @pytest.fixture
 def fresh_toolchain():
     build_module.toolchain.cache_clear()
-    build_module._warn_once.cache_clear()
+    errors_module._warn_once.cache_clear()
     yield
     build_module.toolchain.cache_clear()
 

@@ -109,13 +109,19 @@ def test_bad_specs_exit_nonzero_without_traceback_and_write_nothing(tmp_path, sp
     (tmp_path / "good.toml").write_text('[fine]\nexpr = "x"\n')
     (tmp_path / "bad.toml").write_text(spec_text)
     before = _files(tmp_path)
-    out = run_cli("build", "good.toml", "bad.toml", cwd=tmp_path, env={"ACTGEN_CACHE_DIR": str(cache)})
+    out = run_cli("build", "bad.toml", "--backend", "numpy", cwd=tmp_path, env={"ACTGEN_CACHE_DIR": str(cache)})
     assert out.returncode == 1
     assert fragment in out.stderr and out.stderr.startswith("actgen: error:")
     assert "Traceback" not in out.stderr + out.stdout
-    assert out.stdout == ""                                    # the good spec was not built either
+    assert out.stdout == ""
     assert [p for p in _files(tmp_path) if "cache" not in p.parts] == before
     assert [p for p in _files(cache) if "locks" not in p.parts] == []
+    assert not (tmp_path / "pwned").exists()
+    # with a good spec beside it, the good one is built and the bad one still reported
+    out = run_cli("build", "good.toml", "bad.toml", "--backend", "numpy", cwd=tmp_path,
+                  env={"ACTGEN_CACHE_DIR": str(cache)})
+    assert out.returncode == 1 and fragment in out.stderr and "Traceback" not in out.stderr
+    assert out.stdout.startswith("fine ") and "[numpy] compiled" in out.stdout
     assert not (tmp_path / "pwned").exists()
 
 
@@ -134,3 +140,142 @@ def test_new_rejects_bad_names():
 def test_build_with_nothing_to_build_is_a_usage_error():
     out = run_cli("build")
     assert out.returncode == 2 and "nothing to build" in out.stderr
+
+
+# ---- messages name the command line's flags; exit statuses (issue 29, items 1-2) ----------
+
+def test_messages_name_the_command_line_flags_not_python_arguments(tmp_path):
+    out = run_cli("show", "serf")                               # a name that is not built in
+    assert out.returncode == 1 and "--spec FILE" in out.stderr, out.stderr
+    out = run_cli("build", "serf")
+    assert out.returncode == 1 and "neither a spec file nor a built-in" in out.stderr, out.stderr
+    (tmp_path / "t.toml").write_text('[t]\nexpr = "x"\n')
+    out = run_cli("build", "t.toml", "--backend", "c", cwd=tmp_path,
+                  env={"ACTGEN_CACHE_DIR": str(tmp_path / "cache"), "CC": str(tmp_path / "no-such-cc")})
+    assert "no C compiler found" in out.stderr and "--backend numpy" in out.stderr, out.stderr
+    for text in (out.stderr, run_cli("show", "serf").stderr, run_cli("build", "serf").stderr):
+        assert 'spec="' not in text and 'backend="' not in text and "spec=" not in text, text
+
+
+@pytest.mark.parametrize("args, status", [
+    ([], 2), (["no-such-verb"], 2), (["build", "--no-such-option"], 2), (["build"], 2),
+    (["build", "--jobs", "x", "relu"], 2), (["build", "--jobs", "-1", "relu"], 2), (["new", "Bad-Name"], 2),
+    (["new", "bad name"], 2), (["verify"], 2), (["verify", "relu", "--exhaustive", "--quick"], 2),
+    (["show", "no_such_activation"], 1), (["build", "missing.toml"], 1), (["verify", "missing.toml"], 1),
+    (["new", "fine"], 0), (["--help"], 0), (["build", "--help"], 0),
+])
+def test_exit_status_is_2_for_usage_errors_and_1_for_the_others(tmp_path, args, status):
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == status, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr
+
+
+def test_the_exit_statuses_are_documented_in_help_and_readme():
+    from pathlib import Path
+
+    for text in (run_cli("--help").stdout, run_cli("build", "--help").stdout,
+                 (Path(__file__).resolve().parent.parent / "README.md").read_text()):
+        flat = " ".join(text.split())
+        assert "1 an error" in flat and "2 a usage error" in flat, flat[-400:]
+
+
+# ---- the same table in two files compiles once (issue 29, item 3) --------------------------
+
+@requires_cc
+def test_the_same_table_in_another_file_is_a_cache_hit(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    table = '[copied]\nexpr = "x * tanh(softplus(x))"\ndescription = "mish, copied"\n'
+    (tmp_path / "first.toml").write_text(table)
+    (tmp_path / "second.toml").write_text('# another file\n[other]\nexpr = "2 * x"\n\n' + table)
+    env = {"ACTGEN_CACHE_DIR": str(tmp_path / "cache")}
+    first = run_cli("build", "first.toml", cwd=tmp_path, env=env)
+    assert first.returncode == 0 and first.stdout.count("compiled") == 2, first.stdout
+    second = run_cli("build", "second.toml", cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr
+    copied = [line for line in second.stdout.splitlines() if line.startswith("copied ")]
+    assert len(copied) == 2 and all("cached" in line for line in copied), second.stdout
+    # and a load from the other file finds it without lowering (no SymPy)
+    code = ("import sys, numpy as np, actgen; a = actgen.load('copied', spec='second.toml'); "
+            "a(np.ones(3)); print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert out.returncode == 0 and out.stdout.strip() == "False", (out.stdout, out.stderr)
+
+
+# ---- one table's failure does not stop the others (issue 25, item 2) -----------------------
+
+THREE = """[first]
+expr = "x * sigmoid(x)"
+
+[middle]
+expr = "x * tanh(x) + 1"
+
+[last]
+expr = "x * tanh(x)"
+"""
+
+
+@pytest.fixture
+def middle_raises(monkeypatch):
+    """Lowering raises a TypeError for the table named middle, as a SymPy bug would."""
+    from actgen import pipeline
+
+    real = pipeline.lower_activation
+
+    def lower(act):
+        if act.name == "middle":
+            raise TypeError("cannot create mpf from zoo")
+        return real(act)
+
+    monkeypatch.setattr(pipeline, "lower_activation", lower)
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_a_table_that_raises_is_one_line_and_the_others_are_built(tmp_path, monkeypatch, capsys, middle_raises,
+                                                                  debug):
+    from actgen import cli
+
+    monkeypatch.setenv("ACTGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ACTGEN_DEBUG", debug)
+    spec = tmp_path / "three.toml"
+    spec.write_text(THREE)
+    assert cli.main(["build", str(spec), "--backend", "numpy", "--jobs", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split()[0] for line in out.splitlines()] == ["first", "last"]
+    errors = [line for line in err.splitlines() if line.startswith("actgen: error:")]
+    assert errors == [f"actgen: error: {spec} [middle]: lowering (derivatives and the choice of stable forms) "
+                      "failed with TypeError: cannot create mpf from zoo (an error inside actgen or a library it "
+                      "uses, not a problem actgen knows how to explain; ACTGEN_DEBUG=1 shows the traceback)"]
+    assert ("Traceback" in err) == (debug == "1")
+    if debug == "1":
+        assert "raise TypeError" in err
+
+
+def test_load_wraps_what_a_stage_raises_naming_file_activation_and_stage(fresh_cache, tmp_path, middle_raises):
+    import actgen
+    from actgen.errors import StageError
+
+    spec = tmp_path / "three.toml"
+    spec.write_text(THREE)
+    with pytest.raises(StageError) as info:
+        actgen.load("middle", spec=spec, backend="numpy")
+    assert str(info.value).startswith(f"{spec} [middle]: lowering")
+    assert info.value.stage.startswith("lowering") and info.value.activation == "middle"
+    assert isinstance(info.value.__cause__, TypeError)
+    assert actgen.load("last", spec=spec, backend="numpy")(np.array([1.0]))[0] == pytest.approx(np.tanh(1.0))
+
+
+def test_a_spec_that_fails_selection_is_reported_and_the_other_tables_built(tmp_path):
+    """sin(2 x)/x is NaN where 2x overflows (no form computes it): one line for it, the tables
+    around it built, in worker processes. (x * tanh(exp(x)), which ran mpmath out of memory
+    before issue 25, builds now: tests/test_any_activation.py.)"""
+    spec = tmp_path / "three.toml"
+    spec.write_text(THREE.replace('"x * tanh(x) + 1"', '"sin(2 * x) / x"'))
+    out = run_cli("build", str(spec), "--backend", "numpy", "--jobs", "2", env={"ACTGEN_CACHE_DIR": str(tmp_path / "c")})
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert [line.split()[0] for line in out.stdout.splitlines()] == ["first", "last"], out.stdout
+    errors = [line for line in out.stderr.splitlines() if line.startswith("actgen: error:")]
+    assert len(errors) == 1 and f"{spec} [middle] expr:" in errors[0] and "NaN or inf" in errors[0], errors

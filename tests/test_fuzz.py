@@ -238,7 +238,7 @@ def _build(act, table, path):
     lowered = lower_activation(act)
     for backend in ("c", "numpy"):
         artifact = build(act, backend, path.name, lowered)
-        write_index(spec_key(act.name, table, path.name, backend), artifact.key)
+        write_index(spec_key(act.name, table, backend), artifact.key)
 
 
 def _kernel_exprs(act):

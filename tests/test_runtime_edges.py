@@ -55,7 +55,9 @@ def dy_for(act, x, dtype=None):
     if act.kind == "gated" and shape:
         shape = shape[:-1] + (shape[-1] // 2,)
     size = int(np.prod(shape))
-    return np.linspace(0.5, 1.5, size).reshape(shape).astype(dtype or np.float64)
+    given = np.asarray(x).dtype
+    # x's dtype by default: a float64 dy for float32 x is refused (it would be rounded)
+    return np.linspace(0.5, 1.5, size).reshape(shape).astype(dtype or (given if given.kind == "f" else np.float64))
 
 
 def run(act, method, x, dy=None, out=None, **kw):
@@ -98,8 +100,9 @@ def test_float16_computes_in_float32_integers_and_bools_in_float64(acts, backend
     act = acts[name, backend]
     x = sample((3, 4))
     h = x.astype(np.float16)
-    got = run(act, method, h)
-    want = run(act, method, h.astype(np.float32))
+    dy = dy_for(act, h, np.float16)                             # float16 dy is exact in float32 too
+    got = run(act, method, h, dy=dy)
+    want = run(act, method, h.astype(np.float32), dy=dy)
     if method == "grads":
         assert all(v.dtype == np.float16 for v in got.values())
         assert all(np.isclose(got[k], want[k], rtol=2e-3) for k in got)
@@ -123,7 +126,7 @@ def test_float16_results_beyond_its_range_are_inf_without_a_warning(backend):
         assert elu.backward(h, dy, alpha=2.0).tolist() == [np.inf, 0.0, 60000.0]
         assert elu.backward(h, dy, out=np.empty(3, np.float16), alpha=2.0)[0] == np.inf
         assert prelu.param_grads(h, dy) == {"alpha": -np.inf}
-        assert prelu.param_grads(h, dy, alpha=np.full(3, 0.25))["alpha"].tolist() == [0.0, -np.inf, 0.0]
+        assert prelu.param_grads(h, dy, alpha=np.full(3, 0.25, np.float16))["alpha"].tolist() == [0.0, -np.inf, 0.0]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -168,7 +171,8 @@ def test_zero_d_empty_scalars_and_lists(acts, backend, name, method):
         return
     for scalar in (1.5, 2, np.float32(1.5), np.array(-0.5)):
         result = run(act, method, scalar, dy=1.0)
-        want = run(act, method, np.asarray(scalar).reshape(1), dy=np.ones(1))
+        one = np.asarray(scalar).reshape(1)
+        want = run(act, method, one, dy=np.ones(1, one.dtype if one.dtype.kind == "f" else np.float64))
         for r, w in zip(outputs(result) if method != "grads" else result.values(),
                         outputs(want) if method != "grads" else want.values()):
             assert np.ndim(r) == 0 and r.dtype == w.dtype and r == w.reshape(())
@@ -356,7 +360,7 @@ def test_per_channel_gradients_of_very_many_channels(channels):
     stack); 4097 crosses the runtime's slab size by one."""
     c, npy = actgen.load("prelu"), actgen.load("prelu", backend="numpy")
     rng = np.random.default_rng(7)
-    alpha = np.linspace(0.1, 0.3, channels)
+    alpha = np.linspace(0.1, 0.3, channels, dtype=np.float32)
     for shape in [(2, channels), (2, channels, 2)]:
         x, dy = rng.normal(size=shape).astype(np.float32), rng.normal(size=shape).astype(np.float32)
         got = c.param_grads(x, dy, alpha=alpha, param_axis=1)["alpha"]
@@ -401,7 +405,7 @@ def test_nan_propagates_and_infinities_give_the_limits_on_every_path(name):
             results["strided"] = (c(strided), npy(strided))
             if c.params:                                               # per-channel parameters
                 p = next(iter(c.params))
-                vec = np.full(len(SPECIALS), c.params[p])
+                vec = np.full(len(SPECIALS), c.params[p], dtype)
                 results["per-channel"] = (c(x[None], **{p: vec}, param_axis=1)[0], npy(x[None], **{p: vec},
                                                                                         param_axis=1)[0])
         for what, (got, ref) in results.items():
@@ -452,7 +456,7 @@ def test_more_than_2_31_elements_use_64_bit_indices():
     assert act.param_grads(x, x) == {"alpha": np.float32(4 + 25 + 9 + 1)}
     # per channel, rows of 2^30 + 32 elements: row 1 holds everything past 2^31
     rows = x.reshape(2, -1)
-    grads = act.param_grads(rows, rows, alpha=np.array([0.25, 0.5]), param_axis=0)
+    grads = act.param_grads(rows, rows, alpha=np.array([0.25, 0.5], np.float32), param_axis=0)
     assert grads["alpha"].tolist() == [4.0, 25 + 9 + 1]
 
 
@@ -536,12 +540,12 @@ def test_a_child_forked_while_another_thread_loads_can_load():
     """fork copies a held lock as held: the child gets a fresh one (and one OpenMP thread; see
     tests/test_kinds.py for kernels after fork)."""
     code = ("import os, threading, warnings, numpy as np, actgen\n"
-            "from actgen import runtime\n"
+            "from actgen import loading\n"
             "warnings.simplefilter('ignore', DeprecationWarning)\n"
-            "actgen.load('tanh'); runtime._LOADED.clear()\n"       # in the cache, not loaded
+            "actgen.load('tanh'); loading._LOADED.clear()\n"       # in the cache, not loaded
             "held, release = threading.Event(), threading.Event()\n"
             "def hold():\n"
-            "    with runtime._LOCK:\n"
+            "    with loading._LOCK:\n"
             "        held.set(); release.wait()\n"
             "t = threading.Thread(target=hold); t.start(); held.wait()\n"
             "pid = os.fork()\n"
@@ -555,3 +559,68 @@ def test_a_child_forked_while_another_thread_loads_can_load():
                           cwd=Path(__file__).resolve().parent.parent)      # this checkout's actgen
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0"
+
+
+# ---- mixed dtypes (issue 29, item 4): converted where no value changes, refused where one could round
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dy_of_another_dtype_is_converted_only_where_no_value_changes(backend):
+    act = actgen.load("swish", backend=backend)
+    x64 = np.linspace(-4.0, 4.0, 33)
+    x32 = x64.astype(np.float32)
+    dy32 = np.linspace(0.5, 1.5, 33, dtype=np.float32)
+    # float32 dy for float64 x: exact, computed in float64
+    dx = act.backward(x64, dy32)
+    assert dx.dtype == np.float64 and np.array_equal(dx, act.backward(x64, dy32.astype(np.float64)))
+    assert act.backward(x64, dy32.astype(np.float16)).dtype == np.float64
+    # float64 dy for float32 x: it would be rounded, so it is refused with the way to do it on purpose
+    with pytest.raises(KernelArgumentError, match=r"dy has dtype float64.*dy.astype\(np.float32\)"):
+        act.backward(x32, dy32.astype(np.float64))
+    with pytest.raises(KernelArgumentError, match="dy has dtype int64"):
+        act.backward(x32, np.ones(33, np.int64))
+    with pytest.raises(KernelArgumentError, match="dy has dtype float64"):
+        act.param_grads(x32, dy32.astype(np.float64))
+    # numbers and lists carry no dtype: taken in x's
+    listed = act.backward(x32, dy32.tolist())
+    assert listed.dtype == np.float32 and np.array_equal(listed, act.backward(x32, dy32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_of_another_dtype_is_refused_even_where_it_could_hold_the_result(backend):
+    act = actgen.load("swish", backend=backend)
+    x32 = np.linspace(-4.0, 4.0, 33, dtype=np.float32)
+    for out in (np.empty(33, np.float64), np.empty(33, np.float16)):
+        with pytest.raises(KernelArgumentError, match=f"out= has dtype {out.dtype}, expected float32 .*never converted"):
+            act(x32, out=out)
+    with pytest.raises(KernelArgumentError, match="out= has dtype float32, expected float64"):
+        act.backward(x32.astype(np.float64), np.ones(33), out=np.empty(33, np.float32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_array_parameters_of_another_dtype_follow_the_same_rule(backend):
+    prelu = actgen.load("prelu", backend=backend)
+    x32 = np.random.default_rng(0).normal(size=(4, 3, 5)).astype(np.float32)
+    w32 = np.array([0.25, 0.1, 0.3], np.float32)
+    with pytest.raises(KernelArgumentError, match=r"parameter alpha has dtype float64.*alpha.astype\(np.float32\)"):
+        prelu(x32, alpha=w32.astype(np.float64), param_axis=1)
+    with pytest.raises(KernelArgumentError, match="parameter alpha has dtype float64"):
+        prelu.param_grads(x32, np.ones_like(x32), alpha=w32.astype(np.float64), param_axis=1)
+    # float32 weights for float64 x: exact
+    x64 = x32.astype(np.float64)
+    assert np.array_equal(prelu(x64, alpha=w32, param_axis=1), prelu(x64, alpha=w32.astype(np.float64), param_axis=1))
+    # a list, and a Python number, carry no dtype: taken in x's (the number is rounded like any literal)
+    assert np.array_equal(prelu(x32, alpha=[0.25, 0.1, 0.3], param_axis=1), prelu(x32, alpha=w32, param_axis=1))
+    assert prelu(x32, alpha=0.1).dtype == np.float32
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["softmax", "glu"])
+def test_the_row_wise_and_gated_kinds_follow_the_dtype_rule(backend, name):
+    act = actgen.load(name, backend=backend)
+    x32 = np.random.default_rng(1).normal(size=(3, 8)).astype(np.float32)
+    dy_shape = act(x32).shape
+    with pytest.raises(KernelArgumentError, match="dy has dtype float64"):
+        act.backward(x32, np.ones(dy_shape))
+    x64 = x32.astype(np.float64)
+    dy32 = np.ones(act(x64).shape, np.float32)
+    assert np.array_equal(act.backward(x64, dy32), act.backward(x64, dy32.astype(np.float64)))

@@ -82,6 +82,9 @@ def test_pipeline_stages_import_each_other_at_the_top_only():
     assert {"actgen.spec", "actgen.derive", "actgen.rewrite", "actgen.select", "actgen.render",
             "actgen.verify", "actgen.pipeline"} <= stages
     assert not {"actgen", "actgen.runtime", "actgen.build", "actgen.cli"} & stages   # SymPy-free imports
+    # (actgen.torch and actgen.jax import an optional framework at their top: importing them where
+    # the framework is used is how an optional dependency stays optional, not a hidden cycle)
+    optional = {"actgen.torch", "actgen.jax"}
     hidden = [f"{name} imports {target} inside a function" for name in sorted(stages)
-              for target, at_top in graph[name] if not at_top]
+              for target, at_top in graph[name] if not at_top and target not in optional]
     assert not hidden, "\n".join(hidden)
