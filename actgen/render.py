@@ -33,6 +33,9 @@ class KernelView:
     description: str
     temps: tuple[tuple[str, str, str], ...]   # (name, code, "dd" for a double-double temporary or "")
     result: str
+    #: the statements to run before each temporary, then before the result (len(temps) + 1 of them;
+    #: the C printer's selects compute their calls first)
+    hoisted: tuple[tuple[str, ...], ...]
     nan_guard: bool
     rules: tuple[str, ...]
     compute: str              # C: the type arithmetic is done in; NumPy: "dtype" or "double"
@@ -74,6 +77,7 @@ class DtypeView:
     kernels: dict             # kernel name -> KernelView
     roles: tuple[RoleView, ...]
     valid: str                # backward_y_valid's condition, printed ("1" if none)
+    valid_before: tuple[str, ...] = ()   # the statements it needs first
 
 
 @dataclass(frozen=True)
@@ -131,10 +135,15 @@ def _note(choice, compute: str, ranged: bool = False) -> str:
     return ", ".join(parts)
 
 
-def _print_kernel(printer, form: Form) -> tuple[tuple[tuple[str, str, str], ...], str]:
-    temps = tuple((str(sym), printer._dd(value), "dd") if sym in form.dd_temps
-                  else (str(sym), printer.doprint(value), "") for sym, value in form.temps)
-    return temps, printer.doprint(form.result)
+def _print_kernel(printer, form: Form) -> tuple[tuple[tuple[str, str, str], ...], str, tuple[tuple[str, ...], ...]]:
+    """(temporaries, result, the statements before each temporary and before the result)."""
+    temps, hoisted = [], []
+    for sym, value in form.temps:
+        dd = sym in form.dd_temps
+        temps.append((str(sym), printer._dd(value) if dd else printer.doprint(value), "dd" if dd else ""))
+        hoisted.append(printer.take_statements())
+    result = printer.doprint(form.result)
+    return tuple(temps), result, (*hoisted, printer.take_statements())
 
 
 def exported_roles(lowered: Lowered) -> list[Role]:
@@ -155,8 +164,8 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
             def kernel_view(form, compute, elem, ranged=False, nan_guard=None, **extra):
                 printer = backend.printer(compute, form.dd_temps, form.compensated,
                                           narrow=dtype == "float32" and compute == "double")
-                temps, result = _print_kernel(printer, form)
-                return KernelView(k.name, k.kind, elem, str(k.variable), k.description, temps, result,
+                temps, result, hoisted = _print_kernel(printer, form)
+                return KernelView(k.name, k.kind, elem, str(k.variable), k.description, temps, result, hoisted,
                                   form.needs_nan_guard if nan_guard is None else nan_guard, form.rules,
                                   compute, _note(choice, compute, ranged),
                                   **extra)
@@ -175,13 +184,15 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
                 kernels[k.name] = kernel_view(choice.fallback, "double", elem)
             else:
                 kernels[k.name] = kernel_view(choice.form, backend.kernel_compute(choice), elem)
-        valid = backend.printer(backend.compute(dtype)).doprint(act.output_derivative_valid)
+        printer = backend.printer(backend.compute(dtype))
+        valid = printer.doprint(act.output_derivative_valid)
+        valid_before = printer.take_statements()
         unmeasured = " || ".join(f"p_{p} != {_float_literal(v)}" for p, v in act.params.items()) or "0"
         measured = "".join(f", {_float_literal(v)}" for v in act.params.values())
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
                                r.channels, _role_bounds(act, r, kernels), unmeasured, measured, r.in_place)
                       for r in role_list)
-        dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))
+        dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid, valid_before))
     return ActivationView(
         name=act.name, kind=act.kind, normalizer=act.normalizer, description=act.description,
         spec=spec_display, expr_text=act.expr_text,
