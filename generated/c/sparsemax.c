@@ -176,14 +176,15 @@ void actgen_sparsemax_backward_f32(const float *restrict in, const float *restri
 /* one row: backward_y */
 static void actgen_sparsemax_backward_y_f32_one(const float *x, const float *dy, float *dx, int64_t n)
 {
-    double k = 0.0, a = 0.0;
-    int bad = 0;
-    #pragma omp simd reduction(+:k, a) reduction(|:bad)
+    /* bad counts NaNs in double: an int flag beside double sums has no vector type with SSE2's two
+       double lanes (x86-64: the float64 loop stayed scalar) */
+    double k = 0.0, a = 0.0, bad = 0.0;
+    #pragma omp simd reduction(+:k, a, bad)
     for (int64_t j = 0; j < n; ++j) {
         const double e = (double)dy[j];         /* (loaded outside the select: see below) */
         k += x[j] > 0 ? 1.0 : 0.0;
         a += x[j] > 0 ? e : 0.0;
-        bad |= x[j] != x[j];
+        bad += x[j] != x[j] ? 1.0 : 0.0;
     }
     if (bad) {
         for (int64_t j = 0; j < n; ++j)
@@ -355,14 +356,15 @@ void actgen_sparsemax_backward_f64(const double *restrict in, const double *rest
 /* one row: backward_y */
 static void actgen_sparsemax_backward_y_f64_one(const double *x, const double *dy, double *dx, int64_t n)
 {
-    double k = 0.0, a = 0.0;
-    int bad = 0;
-    #pragma omp simd reduction(+:k, a) reduction(|:bad)
+    /* bad counts NaNs in double: an int flag beside double sums has no vector type with SSE2's two
+       double lanes (x86-64: the float64 loop stayed scalar) */
+    double k = 0.0, a = 0.0, bad = 0.0;
+    #pragma omp simd reduction(+:k, a, bad)
     for (int64_t j = 0; j < n; ++j) {
         const double e = (double)dy[j];         /* (loaded outside the select: see below) */
         k += x[j] > 0 ? 1.0 : 0.0;
         a += x[j] > 0 ? e : 0.0;
-        bad |= x[j] != x[j];
+        bad += x[j] != x[j] ? 1.0 : 0.0;
     }
     if (bad) {
         for (int64_t j = 0; j < n; ++j)
