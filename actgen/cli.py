@@ -349,6 +349,7 @@ EXTENSION_VERBS = [
     ("compare", "actgen.compare"),
     ("emit", "actgen.emit"),
     ("docs", "actgen.docs"),
+    ("vectorised", "actgen.vectorised"),
 ]
 EXTENSION_VERBS = [(verb, module) for verb, module in EXTENSION_VERBS
                    if importlib.util.find_spec(module) is not None]

@@ -33,6 +33,9 @@ class KernelView:
     description: str
     temps: tuple[tuple[str, str, str], ...]   # (name, code, "dd" for a double-double temporary or "")
     result: str
+    #: the statements to run before each temporary, then before the result (len(temps) + 1 of them;
+    #: the C printer's selects compute their calls first)
+    hoisted: tuple[tuple[str, ...], ...]
     nan_guard: bool
     rules: tuple[str, ...]
     compute: str              # C: the type arithmetic is done in; NumPy: "dtype" or "double"
@@ -76,6 +79,7 @@ class DtypeView:
     kernels: dict             # kernel name -> KernelView
     roles: tuple[RoleView, ...]
     valid: str                # backward_y_valid's condition, printed ("1" if none)
+    valid_before: tuple[str, ...] = ()   # the statements it needs first
 
 
 @dataclass(frozen=True)
@@ -118,14 +122,22 @@ def _note(choice, compute: str, ranged: bool = False) -> str:
     return ", ".join(parts)
 
 
-def _print_kernel(printer, form: Form, compute: str) -> tuple[tuple[tuple[str, str, str], ...], str]:
-    if compute == "wide":          # every temporary a double-double ("dd"), the result rounded once
-        temps = tuple((str(sym), printer.doprint(value), "dd") for sym, value in form.temps)
-        result = printer.doprint(form.result)
-        return temps, (f"actgen_dd_to_double({result})" if isinstance(printer, KernelDDPrinter) else result)
-    temps = tuple((str(sym), printer._dd(value), "dd") if sym in form.dd_temps
-                  else (str(sym), printer.doprint(value), "") for sym, value in form.temps)
-    return temps, printer.doprint(form.result)
+def _print_kernel(printer, form: Form, compute: str) -> tuple[tuple[tuple[str, str, str], ...], str, tuple[tuple[str, ...], ...]]:
+    """(temporaries (name, code, kind), result, the statements before each temporary and then
+    before the result). Computed "wide", every temporary is a double-double ("dd") and the result
+    is rounded once."""
+    wide = compute == "wide"
+    take = getattr(printer, "take_statements", tuple)
+    temps, hoisted = [], []
+    for sym, value in form.temps:
+        dd = wide or sym in form.dd_temps
+        code = printer.doprint(value) if wide or not dd else printer._dd(value)
+        temps.append((str(sym), code, "dd" if dd else ""))
+        hoisted.append(take())
+    result = printer.doprint(form.result)
+    if wide and isinstance(printer, KernelDDPrinter):
+        result = f"actgen_dd_to_double({result})"
+    return tuple(temps), result, (*hoisted, take())
 
 
 def exported_roles(lowered: Lowered) -> list[Role]:
@@ -147,8 +159,8 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
                 wide = compute == "wide"
                 printer = backend.printer(compute, frozenset(s for s, _ in form.temps) if wide else form.dd_temps,
                                           form.compensated, narrow=dtype == "float32" and compute == "double")
-                temps, result = _print_kernel(printer, form, compute)
-                return KernelView(k.name, k.kind, elem, str(k.variable), k.description, temps, result,
+                temps, result, hoisted = _print_kernel(printer, form, compute)
+                return KernelView(k.name, k.kind, elem, str(k.variable), k.description, temps, result, hoisted,
                                   form.needs_nan_guard if nan_guard is None else nan_guard, form.rules,
                                   "double" if wide and backend.name == "c" else compute,
                                   _note(choice, compute, ranged), **extra, wide=wide)
@@ -167,13 +179,15 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
                 kernels[k.name] = kernel_view(choice.fallback, "double", elem)
             else:
                 kernels[k.name] = kernel_view(choice.form, backend.kernel_compute(choice), elem)
-        valid = backend.printer(backend.compute(dtype)).doprint(act.output_derivative_valid)
+        printer = backend.printer(backend.compute(dtype))
+        valid = printer.doprint(act.output_derivative_valid)
+        valid_before = printer.take_statements()
         unmeasured = " || ".join(f"p_{p} != {_float_literal(v)}" for p, v in act.params.items()) or "0"
         measured = "".join(f", {_float_literal(v)}" for v in act.params.values())
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
                                r.channels, _role_bounds(act, r, kernels), unmeasured, measured, r.in_place)
                       for r in role_list)
-        dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid))
+        dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid, valid_before))
     return ActivationView(
         name=act.name, kind=act.kind, normalizer=act.normalizer, description=act.description,
         spec=spec_display, expr_text=act.expr_text,

@@ -64,7 +64,7 @@ import json, sys
 import numpy as np
 import actgen
 from actgen.spec import read_spec_file
-from actgen.verify import make_sweep
+from actgen.sweep import make_sweep
 try:
     from actgen.verify import _each_point      # float32 C kernels: each point in a block of its own
 except ImportError:

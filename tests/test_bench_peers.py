@@ -79,7 +79,7 @@ def test_what_no_library_has_is_refused_with_the_reason():
     assert srcs.numexpr is None and srcs.reasons == {"numexpr": "no erf in numexpr"}
     import sympy as sp
 
-    from actgen.activation import X
+    from actgen.ir import X
 
     odd = type("besselish", (sp.Function,), {})
     strange = act.__class__(**{**act.__dict__, "expr": X * odd(X)})

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from actgen import library
-from actgen.activation import X, param_symbol
+from actgen.ir import X, param_symbol
 from actgen.errors import SpecError
 from actgen.reference import evaluate
 from actgen.spec import parse_table

@@ -59,9 +59,19 @@ def test_piecewise_is_a_single_select_and_helpers_propagate_nan():
     assert F32.doprint(pw) == "((x > 0.0F) ? (x) : (beta*x))"
     # a branch that calls a function is computed before the select (a call in a ?: arm makes
     # gcc emit control flow and the loop stays scalar)
+    # (C99: statements the element function runs first, not a GNU statement expression)
     pw = sp.Piecewise((X, X > 0), (B * expm1(X), True))
-    assert KernelCPrinter("float").doprint(pw) == \
-        "({ const float actgen_b1 = beta*expm1f(x); ((x > 0.0F) ? (x) : (actgen_b1)); })"
+    p = KernelCPrinter("float")
+    assert p.doprint(pw) == "((x > 0.0F) ? (x) : (actgen_b1))"
+    assert p.take_statements() == ("const float actgen_b1 = beta*expm1f(x);",) and p.take_statements() == ()
+    # more pieces: a flat chain of selects on one variable, the last piece first
+    pw = sp.Piecewise((sp.exp(X), X > 1), (X, X > 0), (expm1(X), True))
+    p = KernelCPrinter("double")
+    assert p.doprint(pw) == "actgen_s3"
+    assert p.take_statements() == ("const double actgen_b1 = actgen_exp_f64(x);",
+                                   "const double actgen_b2 = expm1(x);", "double actgen_s3 = actgen_b2;",
+                                   "actgen_s3 = (x > 0.0) ? (x) : actgen_s3;",
+                                   "actgen_s3 = (x > 1.0) ? (actgen_b1) : actgen_s3;")
     # conditions combine with & and |, not the short-circuit && and ||
     pw = sp.Piecewise((0, (X > 1) & ((B > 0) | (X < -1))), (X, True))
     assert F64.doprint(pw) == "((((x > 1.0) & (((beta > 0.0) | (x < -1.0))))) ? (0.0) : (x))"

@@ -38,6 +38,14 @@ class KernelNumbers:
     literal_digits: int | None = 21
     literal_suffix = ""
 
+    def take_statements(self) -> tuple[str, ...]:
+        """The statements that the expressions printed since the last call need to run before them
+        (the C printer computes a select's calls first), and forget them; () for a printer that
+        needs none."""
+        taken = tuple(getattr(self, "_hoisted", ()))
+        self._hoisted = []
+        return taken
+
     def _literal(self, value) -> str:
         if isinstance(value, sp.Expr) and value.is_finite is not False \
                 and abs(float(sp.N(value, 20))) == float("inf"):

@@ -5,8 +5,9 @@ Changes from SymPy's ``C99CodePrinter`` (each for a reason):
   ``const float pi`` declarations, no integer division);
 * small integer powers are multiplications, 1/2 powers are sqrt (``powf(x, 2)`` is slow);
 * Piecewise is a select the vectoriser turns into a blend (one ternary, or a flat chain of
-  them for more than two pieces); branches that call functions are computed first (a GNU
-  statement expression), so no call is conditional;
+  them for more than two pieces); branches that call functions are computed first, in
+  statements the element function runs before the expression (``take_statements``), so no call
+  is conditional (and the source stays C99: no GNU statement expression);
 * Max/Min/sign/Heaviside/sigmoid/softplus call small inline helpers that propagate NaN
   (``fmaxf`` drops NaN and blocks vectorisation), from actgen/csrc/actgen_math.h, which declares
   libmvec's SIMD variants of every libm function it has;
@@ -58,6 +59,7 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         self.dd_float = compute == "float"      # float-float pairs (actgen_ff) in float arithmetic
         self._pair = "ff" if self.dd_float else "dd"
         self._branch_temps = 0                  # names of hoisted Piecewise branches
+        self._hoisted: list[str] = []           # their statements, until take_statements()
         self.narrow = narrow and not self.compensate
 
     # numbers: KernelNumbers prints literals with the suffix of the compute type ---------
@@ -102,21 +104,19 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         *pieces, (last, _) = e.args
         values = [v for v, _ in pieces] + [last]
         printed = [self._print(v) for v in values]
-        decls = []
         for i, v in enumerate(values):
             if _calls(v):
-                # a branch that calls a function is computed before the select, in a GNU
-                # statement expression: the call then is unconditional (with -fno-tree-sink
+                # a branch that calls a function is computed before the select, in a statement
+                # before the one that uses it: the call then is unconditional (with -fno-tree-sink
                 # the compiler keeps it so) and the loop vectorises with libmvec; a call inside
                 # a ?: arm makes gcc 12 emit control flow, and the loop stays scalar
                 self._branch_temps += 1
                 name = f"actgen_b{self._branch_temps}"
-                decls.append(f"const {self.compute} {name} = {printed[i]};")
+                self._hoisted.append(f"const {self.compute} {name} = {printed[i]};")
                 printed[i] = name
         if len(pieces) == 1:
             (_, cond), = pieces
-            text = f"(({self._print(cond)}) ? ({printed[0]}) : ({printed[-1]}))"
-            return f"({{ {' '.join(decls)} {text}; }})" if decls else text
+            return f"(({self._print(cond)}) ? ({printed[0]}) : ({printed[-1]}))"
         # more than one condition: a flat chain of selects on one variable, the last piece
         # first, so the first true condition is the one applied last and wins, as in a
         # Piecewise. gcc 12 if-converts nested ?: whose inner condition is a & of comparisons
@@ -126,7 +126,8 @@ class KernelCPrinter(DoubleDouble, KernelNumbers, C99CodePrinter):
         steps = [f"{self.compute} {var} = {printed[-1]};"]
         for (_, cond), p in reversed(list(zip(pieces, printed[:-1]))):
             steps.append(f"{var} = ({self._print(cond)}) ? ({p}) : {var};")
-        return f"({{ {' '.join(decls + steps)} {var}; }})"
+        self._hoisted.extend(steps)
+        return var
 
     # conditions: & and | on the 0/1 of comparisons, not && and || (short-circuit evaluation is
     # control flow, which stops vectorisation; comparisons have no side effects)

@@ -14,13 +14,28 @@
 
 #include "actgen_math.h"
 
+/* Without -fopenmp the OpenMP pragmas are ignored (every function then runs on one thread) and gcc
+ * would warn about each; -fopenmp-simd, which defines nothing, still applies the simd ones. */
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+/* clang leaves some SIMD loops scalar (a call of a libm function it knows no vector variant of, a
+ * select it does not if-convert: the loops are shaped for gcc's vectoriser) and warns of each at
+ * the end of the translation unit, where no diagnostic pragma can be popped. The results are the
+ * same; README's Standalone C section says what runs scalar. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, 1 with libm's documented errors, naive 0 ULP */
 static inline ACTGEN_INLINE float actgen_celu_forward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
-    const float actgen_r = ({ const float actgen_b1 = alpha*expm1f(x/alpha); ((x > 0.0F) ? (x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_b1 = alpha*expm1f(x/alpha);
+    const float actgen_r = ((x > 0.0F) ? (x) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -28,7 +43,8 @@ static inline ACTGEN_INLINE float actgen_celu_forward_elem_f32(const float x, fl
 static inline ACTGEN_INLINE float actgen_celu_backward_elem_f32(const float x, float alpha)
 {
     (void)x; (void)alpha;
-    const float actgen_r = ({ const float actgen_b1 = actgen_exp_f32(x/alpha); ((x > 0.0F) ? (1.0F) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_b1 = actgen_exp_f32(x/alpha);
+    const float actgen_r = ((x > 0.0F) ? (1.0F) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -45,7 +61,9 @@ static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f32(const double 
 {
     (void)x; (void)alpha;
     const double t0 = x/alpha;
-    const double actgen_r = ({ const double actgen_b2 = ({ const double actgen_b1 = -t0*actgen_exp_d32(t0) + actgen_expm1_d32(t0); ((x > 0.0) ? (0.0) : (actgen_b1)); }); ((((x < -3.40282346638528859812e+38) & (alpha > 0.0))) ? (-1.0) : (actgen_b2)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = -t0*actgen_exp_d32(t0) + actgen_expm1_d32(t0);
+    const double actgen_b2 = ((x > 0.0) ? (0.0) : (actgen_b1));
+    const double actgen_r = ((((x < -3.40282346638528859812e+38) & (alpha > 0.0))) ? (-1.0) : (actgen_b2));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -113,6 +131,7 @@ void actgen_celu_backward_y_f32(const float *out, const float *grad_out, float *
 
 int actgen_celu_backward_y_valid_f32(float alpha)
 {
+    (void)alpha;
     return alpha > 0.0F;
 }
 
@@ -172,6 +191,7 @@ static void actgen_celu_forward_pc_f32_segment(const float *in, float *out, int6
 void actgen_celu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -208,6 +228,7 @@ static void actgen_celu_backward_pc_f32_segment(const float *in, const float *gr
 void actgen_celu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -246,6 +267,7 @@ static double actgen_celu_grad_alpha_pc_f32_segment(const float *restrict in, co
 void actgen_celu_grad_alpha_pc_f32(const float *restrict in, const float *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_alpha, double *restrict acc, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     for (int64_t c = 0; c < channels; ++c) acc[c] = 0.0;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
@@ -276,7 +298,8 @@ void actgen_celu_grad_alpha_pc_f32(const float *restrict in, const float *restri
 static inline ACTGEN_INLINE double actgen_celu_forward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    const double actgen_r = ({ const double actgen_b1 = alpha*expm1(x/alpha); ((x > 0.0) ? (x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = alpha*expm1(x/alpha);
+    const double actgen_r = ((x > 0.0) ? (x) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -284,7 +307,8 @@ static inline ACTGEN_INLINE double actgen_celu_forward_elem_f64(const double x, 
 static inline ACTGEN_INLINE double actgen_celu_backward_elem_f64(const double x, double alpha)
 {
     (void)x; (void)alpha;
-    const double actgen_r = ({ const double actgen_b1 = actgen_exp_f64(x/alpha); ((x > 0.0) ? (1.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = actgen_exp_f64(x/alpha);
+    const double actgen_r = ((x > 0.0) ? (1.0) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -301,7 +325,9 @@ static inline ACTGEN_INLINE double actgen_celu_grad_alpha_elem_f64(const double 
 {
     (void)x; (void)alpha;
     const double t0 = x/alpha;
-    const double actgen_r = ({ const double actgen_b2 = ({ const double actgen_b1 = -t0*actgen_exp_f64(t0) + expm1(t0); ((x > 0.0) ? (0.0) : (actgen_b1)); }); ((((x < -1.79769313486231570815e+308) & (alpha > 0.0))) ? (-1.0) : (actgen_b2)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = -t0*actgen_exp_f64(t0) + expm1(t0);
+    const double actgen_b2 = ((x > 0.0) ? (0.0) : (actgen_b1));
+    const double actgen_r = ((((x < -1.79769313486231570815e+308) & (alpha > 0.0))) ? (-1.0) : (actgen_b2));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -369,6 +395,7 @@ void actgen_celu_backward_y_f64(const double *out, const double *grad_out, doubl
 
 int actgen_celu_backward_y_valid_f64(double alpha)
 {
+    (void)alpha;
     return alpha > 0.0;
 }
 
@@ -428,6 +455,7 @@ static void actgen_celu_forward_pc_f64_segment(const double *in, double *out, in
 void actgen_celu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -464,6 +492,7 @@ static void actgen_celu_backward_pc_f64_segment(const double *in, const double *
 void actgen_celu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -502,6 +531,7 @@ static double actgen_celu_grad_alpha_pc_f64_segment(const double *restrict in, c
 void actgen_celu_grad_alpha_pc_f64(const double *restrict in, const double *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_alpha, double *restrict acc, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     for (int64_t c = 0; c < channels; ++c) acc[c] = 0.0;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
@@ -525,3 +555,7 @@ void actgen_celu_grad_alpha_pc_f64(const double *restrict in, const double *rest
         }
     }
 }
+
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

@@ -16,13 +16,31 @@
 
 #include "actgen_math.h"
 
+/* Without -fopenmp the OpenMP pragmas are ignored (every function then runs on one thread) and gcc
+ * would warn about each; -fopenmp-simd, which defines nothing, still applies the simd ones. */
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+/* clang leaves some SIMD loops scalar (a call of a libm function it knows no vector variant of, a
+ * select it does not if-convert: the loops are shaped for gcc's vectoriser) and warns of each at
+ * the end of the translation unit, where no diagnostic pragma can be popped. The results are the
+ * same; README's Standalone C section says what runs scalar. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
 static inline ACTGEN_INLINE float actgen_relu_forward_elem_f32(const float x, float negative_slope, float max_value, float threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    const float actgen_r = ({ float actgen_s1 = negative_slope*(-threshold + x); actgen_s1 = (negative_slope == 0.0F) ? (0.0F) : actgen_s1; actgen_s1 = (threshold < x) ? (x) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (max_value) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    float actgen_s1 = negative_slope*(-threshold + x);
+    actgen_s1 = (negative_slope == 0.0F) ? (0.0F) : actgen_s1;
+    actgen_s1 = (threshold < x) ? (x) : actgen_s1;
+    actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (max_value) : actgen_s1;
+    const float actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -30,7 +48,11 @@ static inline ACTGEN_INLINE float actgen_relu_forward_elem_f32(const float x, fl
 static inline ACTGEN_INLINE float actgen_relu_backward_elem_f32(const float x, float negative_slope, float max_value, float threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    const float actgen_r = ({ float actgen_s1 = negative_slope; actgen_s1 = (negative_slope == 0.0F) ? (0.0F) : actgen_s1; actgen_s1 = (threshold < x) ? (1.0F) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (0.0F) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    float actgen_s1 = negative_slope;
+    actgen_s1 = (negative_slope == 0.0F) ? (0.0F) : actgen_s1;
+    actgen_s1 = (threshold < x) ? (1.0F) : actgen_s1;
+    actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= x))) ? (0.0F) : actgen_s1;
+    const float actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -38,7 +60,10 @@ static inline ACTGEN_INLINE float actgen_relu_backward_elem_f32(const float x, f
 static inline ACTGEN_INLINE float actgen_relu_backward_y_elem_f32(const float y, float negative_slope, float max_value, float threshold)
 {
     (void)y; (void)negative_slope; (void)max_value; (void)threshold;
-    const float actgen_r = ({ float actgen_s1 = 0.0F; actgen_s1 = (threshold < y) ? (1.0F) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= y))) ? (0.0F) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    float actgen_s1 = 0.0F;
+    actgen_s1 = (threshold < y) ? (1.0F) : actgen_s1;
+    actgen_s1 = (((max_value <= 3.4028234663852886e+38F) & (max_value <= y))) ? (0.0F) : actgen_s1;
+    const float actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return y != y ? y : actgen_r;
 }
 
@@ -106,6 +131,9 @@ void actgen_relu_backward_y_f32(const float *out, const float *grad_out, float *
 
 int actgen_relu_backward_y_valid_f32(float negative_slope, float max_value, float threshold)
 {
+    (void)negative_slope;
+    (void)max_value;
+    (void)threshold;
     return ((negative_slope == 0.0F) & (threshold >= 0.0F));
 }
 
@@ -143,6 +171,7 @@ static void actgen_relu_forward_pc_f32_segment(const float *in, float *out, int6
 void actgen_relu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_negative_slope, const float *pv_max_value, const float *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -179,6 +208,7 @@ static void actgen_relu_backward_pc_f32_segment(const float *in, const float *gr
 void actgen_relu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_negative_slope, const float *pv_max_value, const float *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -208,7 +238,11 @@ void actgen_relu_backward_pc_f32(const float *in, const float *grad_out, float *
 static inline ACTGEN_INLINE double actgen_relu_forward_elem_f64(const double x, double negative_slope, double max_value, double threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    const double actgen_r = ({ double actgen_s1 = negative_slope*(-threshold + x); actgen_s1 = (negative_slope == 0.0) ? (0.0) : actgen_s1; actgen_s1 = (threshold < x) ? (x) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (max_value) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    double actgen_s1 = negative_slope*(-threshold + x);
+    actgen_s1 = (negative_slope == 0.0) ? (0.0) : actgen_s1;
+    actgen_s1 = (threshold < x) ? (x) : actgen_s1;
+    actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (max_value) : actgen_s1;
+    const double actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -216,7 +250,11 @@ static inline ACTGEN_INLINE double actgen_relu_forward_elem_f64(const double x, 
 static inline ACTGEN_INLINE double actgen_relu_backward_elem_f64(const double x, double negative_slope, double max_value, double threshold)
 {
     (void)x; (void)negative_slope; (void)max_value; (void)threshold;
-    const double actgen_r = ({ double actgen_s1 = negative_slope; actgen_s1 = (negative_slope == 0.0) ? (0.0) : actgen_s1; actgen_s1 = (threshold < x) ? (1.0) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (0.0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    double actgen_s1 = negative_slope;
+    actgen_s1 = (negative_slope == 0.0) ? (0.0) : actgen_s1;
+    actgen_s1 = (threshold < x) ? (1.0) : actgen_s1;
+    actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= x))) ? (0.0) : actgen_s1;
+    const double actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -224,7 +262,10 @@ static inline ACTGEN_INLINE double actgen_relu_backward_elem_f64(const double x,
 static inline ACTGEN_INLINE double actgen_relu_backward_y_elem_f64(const double y, double negative_slope, double max_value, double threshold)
 {
     (void)y; (void)negative_slope; (void)max_value; (void)threshold;
-    const double actgen_r = ({ double actgen_s1 = 0.0; actgen_s1 = (threshold < y) ? (1.0) : actgen_s1; actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= y))) ? (0.0) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    double actgen_s1 = 0.0;
+    actgen_s1 = (threshold < y) ? (1.0) : actgen_s1;
+    actgen_s1 = (((max_value <= 3.4028234663852886e+38) & (max_value <= y))) ? (0.0) : actgen_s1;
+    const double actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return y != y ? y : actgen_r;
 }
 
@@ -292,6 +333,9 @@ void actgen_relu_backward_y_f64(const double *out, const double *grad_out, doubl
 
 int actgen_relu_backward_y_valid_f64(double negative_slope, double max_value, double threshold)
 {
+    (void)negative_slope;
+    (void)max_value;
+    (void)threshold;
     return ((negative_slope == 0.0) & (threshold >= 0.0));
 }
 
@@ -329,6 +373,7 @@ static void actgen_relu_forward_pc_f64_segment(const double *in, double *out, in
 void actgen_relu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_negative_slope, const double *pv_max_value, const double *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -365,6 +410,7 @@ static void actgen_relu_backward_pc_f64_segment(const double *in, const double *
 void actgen_relu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_negative_slope, const double *pv_max_value, const double *pv_threshold, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -387,3 +433,7 @@ void actgen_relu_backward_pc_f64(const double *in, const double *grad_out, doubl
         }
     }
 }
+
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

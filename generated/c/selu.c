@@ -14,13 +14,28 @@
 
 #include "actgen_math.h"
 
+/* Without -fopenmp the OpenMP pragmas are ignored (every function then runs on one thread) and gcc
+ * would warn about each; -fopenmp-simd, which defines nothing, still applies the simd ones. */
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+/* clang leaves some SIMD loops scalar (a call of a libm function it knows no vector variant of, a
+ * select it does not if-convert: the loops are shaped for gcc's vectoriser) and warns of each at
+ * the end of the translation unit, where no diagnostic pragma can be popped. The results are the
+ * same; README's Standalone C section says what runs scalar. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 1 ULP, 3 with libm's documented errors, naive 1 ULP */
 static inline ACTGEN_INLINE float actgen_selu_forward_elem_f32(const float x, float alpha, float scale)
 {
     (void)x; (void)alpha; (void)scale;
-    const float actgen_r = ({ const float actgen_b1 = alpha*scale*expm1f(x); ((x > 0.0F) ? (scale*x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_b1 = alpha*scale*expm1f(x);
+    const float actgen_r = ((x > 0.0F) ? (scale*x) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -28,7 +43,8 @@ static inline ACTGEN_INLINE float actgen_selu_forward_elem_f32(const float x, fl
 static inline ACTGEN_INLINE float actgen_selu_backward_elem_f32(const float x, float alpha, float scale)
 {
     (void)x; (void)alpha; (void)scale;
-    const float actgen_r = ({ const float actgen_b1 = alpha*scale*actgen_exp_f32(x); ((x > 0.0F) ? (scale) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const float actgen_b1 = alpha*scale*actgen_exp_f32(x);
+    const float actgen_r = ((x > 0.0F) ? (scale) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -107,6 +123,7 @@ static void actgen_selu_forward_pc_f32_segment(const float *in, float *out, int6
 void actgen_selu_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, const float *pv_scale, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -143,6 +160,7 @@ static void actgen_selu_backward_pc_f32_segment(const float *in, const float *gr
 void actgen_selu_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_alpha, const float *pv_scale, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -172,7 +190,8 @@ void actgen_selu_backward_pc_f32(const float *in, const float *grad_out, float *
 static inline ACTGEN_INLINE double actgen_selu_forward_elem_f64(const double x, double alpha, double scale)
 {
     (void)x; (void)alpha; (void)scale;
-    const double actgen_r = ({ const double actgen_b1 = alpha*scale*expm1(x); ((x > 0.0) ? (scale*x) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = alpha*scale*expm1(x);
+    const double actgen_r = ((x > 0.0) ? (scale*x) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -180,7 +199,8 @@ static inline ACTGEN_INLINE double actgen_selu_forward_elem_f64(const double x, 
 static inline ACTGEN_INLINE double actgen_selu_backward_elem_f64(const double x, double alpha, double scale)
 {
     (void)x; (void)alpha; (void)scale;
-    const double actgen_r = ({ const double actgen_b1 = alpha*scale*actgen_exp_f64(x); ((x > 0.0) ? (scale) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = alpha*scale*actgen_exp_f64(x);
+    const double actgen_r = ((x > 0.0) ? (scale) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -259,6 +279,7 @@ static void actgen_selu_forward_pc_f64_segment(const double *in, double *out, in
 void actgen_selu_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, const double *pv_scale, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -295,6 +316,7 @@ static void actgen_selu_backward_pc_f64_segment(const double *in, const double *
 void actgen_selu_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_alpha, const double *pv_scale, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -317,3 +339,7 @@ void actgen_selu_backward_pc_f64(const double *in, const double *grad_out, doubl
         }
     }
 }
+
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

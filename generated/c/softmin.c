@@ -14,6 +14,20 @@
 
 #include "actgen_math.h"
 
+/* Without -fopenmp the OpenMP pragmas are ignored (every function then runs on one thread) and gcc
+ * would warn about each; -fopenmp-simd, which defines nothing, still applies the simd ones. */
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+/* clang leaves some SIMD loops scalar (a call of a libm function it knows no vector variant of, a
+ * select it does not if-convert: the loops are shaped for gcc's vectoriser) and warns of each at
+ * the end of the translation unit, where no diagnostic pragma can be popped. The results are the
+ * same; README's Standalone C section says what runs scalar. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
@@ -55,22 +69,6 @@ static inline double actgen_softmin_row_max_f32(const float *x, int64_t n)
     return m;
 }
 
-
-static inline void actgen_softmin_row_sum_f32(const float *x, int64_t n, double m, double *ties_out, double *rest_out)
-{
-    double ties = 0.0, rest = 0.0;
-    const float ms = (float)m;
-    #pragma omp simd reduction(+:ties, rest)
-    for (int64_t j = 0; j < n; ++j) {
-        const float s = actgen_softmin_forward_elem_f32(x[j]);
-        const double e = actgen_row_exp_f32(s, ms);
-        ties += (s == ms) ? 1.0 : 0.0;
-        rest += (s == ms) ? 0.0 : e;
-    }
-    *ties_out = ties;
-    *rest_out = rest;
-}
-
 /* p = softmax of the row, into p (which may be the output or the gradient buffer): the sum pass
  * keeps each exp(s - m) in p, so exp is computed once per element (in float32 p holds it rounded
  * to float, which adds at most half a ULP before the division's rounding) */
@@ -106,6 +104,7 @@ static void actgen_softmin_forward_f32_one(const float *x, float *y, int64_t n)
 
 void actgen_softmin_forward_f32(const float *in, float *out, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_softmin_forward_f32_one(in + r * n, out + r * n, n);
@@ -129,6 +128,7 @@ static void actgen_softmin_backward_f32_one(const float *restrict x, const float
 
 void actgen_softmin_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_softmin_backward_f32_one(in + r * n, grad_out + r * n, grad_in + r * n, n);
@@ -151,6 +151,7 @@ static void actgen_softmin_backward_y_f32_one(const float *x, const float *dy, f
 
 void actgen_softmin_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_softmin_backward_y_f32_one(out + r * n, grad_out + r * n, grad_in + r * n, n);
@@ -197,22 +198,6 @@ static inline double actgen_softmin_row_max_f64(const double *x, int64_t n)
     return m;
 }
 
-
-static inline void actgen_softmin_row_sum_f64(const double *x, int64_t n, double m, double *ties_out, double *rest_out)
-{
-    double ties = 0.0, rest = 0.0;
-    const double ms = (double)m;
-    #pragma omp simd reduction(+:ties, rest)
-    for (int64_t j = 0; j < n; ++j) {
-        const double s = actgen_softmin_forward_elem_f64(x[j]);
-        const double e = actgen_row_exp_f64(s, ms);
-        ties += (s == ms) ? 1.0 : 0.0;
-        rest += (s == ms) ? 0.0 : e;
-    }
-    *ties_out = ties;
-    *rest_out = rest;
-}
-
 /* p = softmax of the row, into p (which may be the output or the gradient buffer): the sum pass
  * keeps each exp(s - m) in p, so exp is computed once per element (in float32 p holds it rounded
  * to float, which adds at most half a ULP before the division's rounding) */
@@ -245,6 +230,7 @@ static void actgen_softmin_forward_f64_one(const double *x, double *y, int64_t n
 
 void actgen_softmin_forward_f64(const double *in, double *out, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_softmin_forward_f64_one(in + r * n, out + r * n, n);
@@ -268,6 +254,7 @@ static void actgen_softmin_backward_f64_one(const double *restrict x, const doub
 
 void actgen_softmin_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_softmin_backward_f64_one(in + r * n, grad_out + r * n, grad_in + r * n, n);
@@ -290,7 +277,12 @@ static void actgen_softmin_backward_y_f64_one(const double *x, const double *dy,
 
 void actgen_softmin_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_softmin_backward_y_f64_one(out + r * n, grad_out + r * n, grad_in + r * n, n);
 }
+
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

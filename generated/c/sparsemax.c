@@ -14,6 +14,20 @@
 
 #include "actgen_math.h"
 
+/* Without -fopenmp the OpenMP pragmas are ignored (every function then runs on one thread) and gcc
+ * would warn about each; -fopenmp-simd, which defines nothing, still applies the simd ones. */
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+/* clang leaves some SIMD loops scalar (a call of a libm function it knows no vector variant of, a
+ * select it does not if-convert: the loops are shaped for gcc's vectoriser) and warns of each at
+ * the end of the translation unit, where no diagnostic pragma can be popped. The results are the
+ * same; README's Standalone C section says what runs scalar. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
@@ -117,6 +131,7 @@ static void actgen_sparsemax_forward_f32_one(const float *x, float *y, int64_t n
 
 void actgen_sparsemax_forward_f32(const float *in, float *out, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_sparsemax_forward_f32_one(in + r * n, out + r * n, n);
@@ -152,6 +167,7 @@ static void actgen_sparsemax_backward_f32_one(const float *restrict x, const flo
 
 void actgen_sparsemax_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_sparsemax_backward_f32_one(in + r * n, grad_out + r * n, grad_in + r * n, n);
@@ -160,14 +176,15 @@ void actgen_sparsemax_backward_f32(const float *restrict in, const float *restri
 /* one row: backward_y */
 static void actgen_sparsemax_backward_y_f32_one(const float *x, const float *dy, float *dx, int64_t n)
 {
-    double k = 0.0, a = 0.0;
-    int bad = 0;
-    #pragma omp simd reduction(+:k, a) reduction(|:bad)
+    /* bad counts NaNs in double: an int flag beside double sums has no vector type with SSE2's two
+       double lanes (x86-64: the float64 loop stayed scalar) */
+    double k = 0.0, a = 0.0, bad = 0.0;
+    #pragma omp simd reduction(+:k, a, bad)
     for (int64_t j = 0; j < n; ++j) {
         const double e = (double)dy[j];         /* (loaded outside the select: see below) */
         k += x[j] > 0 ? 1.0 : 0.0;
         a += x[j] > 0 ? e : 0.0;
-        bad |= x[j] != x[j];
+        bad += x[j] != x[j] ? 1.0 : 0.0;
     }
     if (bad) {
         for (int64_t j = 0; j < n; ++j)
@@ -185,6 +202,7 @@ static void actgen_sparsemax_backward_y_f32_one(const float *x, const float *dy,
 
 void actgen_sparsemax_backward_y_f32(const float *out, const float *grad_out, float *grad_in, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_sparsemax_backward_y_f32_one(out + r * n, grad_out + r * n, grad_in + r * n, n);
@@ -293,6 +311,7 @@ static void actgen_sparsemax_forward_f64_one(const double *x, double *y, int64_t
 
 void actgen_sparsemax_forward_f64(const double *in, double *out, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_sparsemax_forward_f64_one(in + r * n, out + r * n, n);
@@ -328,6 +347,7 @@ static void actgen_sparsemax_backward_f64_one(const double *restrict x, const do
 
 void actgen_sparsemax_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_sparsemax_backward_f64_one(in + r * n, grad_out + r * n, grad_in + r * n, n);
@@ -336,14 +356,15 @@ void actgen_sparsemax_backward_f64(const double *restrict in, const double *rest
 /* one row: backward_y */
 static void actgen_sparsemax_backward_y_f64_one(const double *x, const double *dy, double *dx, int64_t n)
 {
-    double k = 0.0, a = 0.0;
-    int bad = 0;
-    #pragma omp simd reduction(+:k, a) reduction(|:bad)
+    /* bad counts NaNs in double: an int flag beside double sums has no vector type with SSE2's two
+       double lanes (x86-64: the float64 loop stayed scalar) */
+    double k = 0.0, a = 0.0, bad = 0.0;
+    #pragma omp simd reduction(+:k, a, bad)
     for (int64_t j = 0; j < n; ++j) {
         const double e = (double)dy[j];         /* (loaded outside the select: see below) */
         k += x[j] > 0 ? 1.0 : 0.0;
         a += x[j] > 0 ? e : 0.0;
-        bad |= x[j] != x[j];
+        bad += x[j] != x[j] ? 1.0 : 0.0;
     }
     if (bad) {
         for (int64_t j = 0; j < n; ++j)
@@ -361,7 +382,12 @@ static void actgen_sparsemax_backward_y_f64_one(const double *x, const double *d
 
 void actgen_sparsemax_backward_y_f64(const double *out, const double *grad_out, double *grad_in, int64_t rows, int64_t n, int nthreads)
 {
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: rows > 1 && rows * n >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t r = 0; r < rows; ++r)
         actgen_sparsemax_backward_y_f64_one(out + r * n, grad_out + r * n, grad_in + r * n, n);
 }
+
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

@@ -17,6 +17,20 @@
 
 #include "actgen_math.h"
 
+/* Without -fopenmp the OpenMP pragmas are ignored (every function then runs on one thread) and gcc
+ * would warn about each; -fopenmp-simd, which defines nothing, still applies the simd ones. */
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+/* clang leaves some SIMD loops scalar (a call of a libm function it knows no vector variant of, a
+ * select it does not if-convert: the loops are shaped for gcc's vectoriser) and warns of each at
+ * the end of the translation unit, where no diagnostic pragma can be popped. The results are the
+ * same; README's Standalone C section says what runs scalar. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, computed in double, measured 0 ULP, naive NaN/inf */
@@ -27,7 +41,11 @@ static inline ACTGEN_INLINE double actgen_squareplus_forward_elem_f32(const doub
     const double t1 = sqrt(b/t0 + 1.0) + 1.0;
     const double t2 = 0.5*x;
     const double t3 = sqrt(b + t0);
-    const double actgen_r = ({ double actgen_s1 = b/(2.0*t3 - 2.0*x); actgen_s1 = (x >= 0.0) ? (t2 + 0.5*t3) : actgen_s1; actgen_s1 = (x < -1.0) ? ((-0.5*b)/t1/x) : actgen_s1; actgen_s1 = (x > 1.0) ? (t1*t2) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    double actgen_s1 = b/(2.0*t3 - 2.0*x);
+    actgen_s1 = (x >= 0.0) ? (t2 + 0.5*t3) : actgen_s1;
+    actgen_s1 = (x < -1.0) ? ((-0.5*b)/t1/x) : actgen_s1;
+    actgen_s1 = (x > 1.0) ? (t1*t2) : actgen_s1;
+    const double actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -43,7 +61,11 @@ static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f32(const dou
     const double t5 = t3 + 1.0;
     const double t6 = sqrt(b + t0);
     const double t7 = x/t6;
-    const double actgen_r = ({ double actgen_s1 = (-2.0*b*(t7 - 1.0))/(2.0*t6 - 2.0*x)/(2.0*t6 - 2.0*x); actgen_s1 = (x >= 0.0) ? (0.5*(t7 + 1.0)) : actgen_s1; actgen_s1 = (x < -1.0) ? ((-0.5*t4*(b*b))/t5/t5/x/x/x/x + (0.5*b*t1)/t5) : actgen_s1; actgen_s1 = (x > 1.0) ? (-0.5*t2*t4 + 0.5*t3 + 0.5) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    double actgen_s1 = (-2.0*b*(t7 - 1.0))/(2.0*t6 - 2.0*x)/(2.0*t6 - 2.0*x);
+    actgen_s1 = (x >= 0.0) ? (0.5*(t7 + 1.0)) : actgen_s1;
+    actgen_s1 = (x < -1.0) ? ((-0.5*t4*(b*b))/t5/t5/x/x/x/x + (0.5*b*t1)/t5) : actgen_s1;
+    actgen_s1 = (x > 1.0) ? (-0.5*t2*t4 + 0.5*t3 + 0.5) : actgen_s1;
+    const double actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -122,6 +144,7 @@ static void actgen_squareplus_forward_pc_f32_segment(const float *in, float *out
 void actgen_squareplus_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_b, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -158,6 +181,7 @@ static void actgen_squareplus_backward_pc_f32_segment(const float *in, const flo
 void actgen_squareplus_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_b, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -191,7 +215,11 @@ static inline ACTGEN_INLINE double actgen_squareplus_forward_elem_f64(const doub
     const double t1 = sqrt(b/t0 + 1.0) + 1.0;
     const double t2 = 0.5*x;
     const double t3 = sqrt(b + t0);
-    const double actgen_r = ({ double actgen_s1 = b/(2.0*t3 - 2.0*x); actgen_s1 = (x >= 0.0) ? (t2 + 0.5*t3) : actgen_s1; actgen_s1 = (x < -1.0) ? ((-0.5*b)/t1/x) : actgen_s1; actgen_s1 = (x > 1.0) ? (t1*t2) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    double actgen_s1 = b/(2.0*t3 - 2.0*x);
+    actgen_s1 = (x >= 0.0) ? (t2 + 0.5*t3) : actgen_s1;
+    actgen_s1 = (x < -1.0) ? ((-0.5*b)/t1/x) : actgen_s1;
+    actgen_s1 = (x > 1.0) ? (t1*t2) : actgen_s1;
+    const double actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -207,7 +235,11 @@ static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f64(const dou
     const double t5 = t3 + 1.0;
     const double t6 = sqrt(b + t0);
     const double t7 = x/t6;
-    const double actgen_r = ({ double actgen_s1 = (-2.0*b*(t7 - 1.0))/(2.0*t6 - 2.0*x)/(2.0*t6 - 2.0*x); actgen_s1 = (x >= 0.0) ? (0.5*(t7 + 1.0)) : actgen_s1; actgen_s1 = (x < -1.0) ? ((-0.5*t4*(b*b))/t5/t5/x/x/x/x + (0.5*b*t1)/t5) : actgen_s1; actgen_s1 = (x > 1.0) ? (-0.5*t2*t4 + 0.5*t3 + 0.5) : actgen_s1; actgen_s1; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    double actgen_s1 = (-2.0*b*(t7 - 1.0))/(2.0*t6 - 2.0*x)/(2.0*t6 - 2.0*x);
+    actgen_s1 = (x >= 0.0) ? (0.5*(t7 + 1.0)) : actgen_s1;
+    actgen_s1 = (x < -1.0) ? ((-0.5*t4*(b*b))/t5/t5/x/x/x/x + (0.5*b*t1)/t5) : actgen_s1;
+    actgen_s1 = (x > 1.0) ? (-0.5*t2*t4 + 0.5*t3 + 0.5) : actgen_s1;
+    const double actgen_r = actgen_s1;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -286,6 +318,7 @@ static void actgen_squareplus_forward_pc_f64_segment(const double *in, double *o
 void actgen_squareplus_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_b, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -322,6 +355,7 @@ static void actgen_squareplus_backward_pc_f64_segment(const double *in, const do
 void actgen_squareplus_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_b, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -344,3 +378,7 @@ void actgen_squareplus_backward_pc_f64(const double *in, const double *grad_out,
         }
     }
 }
+
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

@@ -14,13 +14,28 @@
 
 #include "actgen_math.h"
 
+/* Without -fopenmp the OpenMP pragmas are ignored (every function then runs on one thread) and gcc
+ * would warn about each; -fopenmp-simd, which defines nothing, still applies the simd ones. */
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+/* clang leaves some SIMD loops scalar (a call of a libm function it knows no vector variant of, a
+ * select it does not if-convert: the loops are shaped for gcc's vectoriser) and warns of each at
+ * the end of the translation unit, where no diagnostic pragma can be popped. The results are the
+ * same; README's Standalone C section says what runs scalar. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, computed in double, limits at infinity, measured 1 ULP, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swiglu_forward_elem_f32(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_d32(x); ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = x*actgen_sigmoid_d32(x);
+    const double actgen_r = ((x < -3.40282346638528859812e+38) ? (0.0) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -29,7 +44,11 @@ static inline ACTGEN_INLINE double actgen_swiglu_backward_elem_f32(const double 
 {
     (void)x;
     const double t0 = actgen_sigmoid_d32(x);
-    const double actgen_r = ({ const double actgen_b1 = t0*x*actgen_sigmoid_d32(-x) + t0; double actgen_s2 = actgen_b1; actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2; actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = t0*x*actgen_sigmoid_d32(-x) + t0;
+    double actgen_s2 = actgen_b1;
+    actgen_s2 = (x < -3.40282346638528859812e+38) ? (0.0) : actgen_s2;
+    actgen_s2 = (x > 3.40282346638528859812e+38) ? (1.0) : actgen_s2;
+    const double actgen_r = actgen_s2;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -45,6 +64,7 @@ static void actgen_swiglu_forward_f32_segment(const float *restrict a, const flo
 void actgen_swiglu_forward_f32(const float *restrict in, float *restrict out, int64_t outer, int64_t half, int nthreads)
 {
     const int64_t chunks = (half + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: outer * half >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t t = 0; t < outer * chunks; ++t) {
         const int64_t o = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
@@ -66,6 +86,7 @@ static void actgen_swiglu_backward_f32_segment(const float *restrict a, const fl
 void actgen_swiglu_backward_f32(const float *restrict in, const float *restrict grad_out, float *restrict grad_in, int64_t outer, int64_t half, int nthreads)
 {
     const int64_t chunks = (half + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: outer * half >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t t = 0; t < outer * chunks; ++t) {
         const int64_t o = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
@@ -81,7 +102,8 @@ void actgen_swiglu_backward_f32(const float *restrict in, const float *restrict 
 static inline ACTGEN_INLINE double actgen_swiglu_forward_elem_f64(const double x)
 {
     (void)x;
-    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(x); ((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = x*actgen_sigmoid_f64(x);
+    const double actgen_r = ((x < -1.79769313486231570815e+308) ? (0.0) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -90,7 +112,11 @@ static inline ACTGEN_INLINE double actgen_swiglu_backward_elem_f64(const double 
 {
     (void)x;
     const double t0 = actgen_sigmoid_f64(x);
-    const double actgen_r = ({ const double actgen_b1 = t0*x*actgen_sigmoid_f64(-x) + t0; double actgen_s2 = actgen_b1; actgen_s2 = (x < -1.79769313486231570815e+308) ? (0.0) : actgen_s2; actgen_s2 = (x > 1.79769313486231570815e+308) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = t0*x*actgen_sigmoid_f64(-x) + t0;
+    double actgen_s2 = actgen_b1;
+    actgen_s2 = (x < -1.79769313486231570815e+308) ? (0.0) : actgen_s2;
+    actgen_s2 = (x > 1.79769313486231570815e+308) ? (1.0) : actgen_s2;
+    const double actgen_r = actgen_s2;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -106,6 +132,7 @@ static void actgen_swiglu_forward_f64_segment(const double *restrict a, const do
 void actgen_swiglu_forward_f64(const double *restrict in, double *restrict out, int64_t outer, int64_t half, int nthreads)
 {
     const int64_t chunks = (half + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: outer * half >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t t = 0; t < outer * chunks; ++t) {
         const int64_t o = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
@@ -127,6 +154,7 @@ static void actgen_swiglu_backward_f64_segment(const double *restrict a, const d
 void actgen_swiglu_backward_f64(const double *restrict in, const double *restrict grad_out, double *restrict grad_in, int64_t outer, int64_t half, int nthreads)
 {
     const int64_t chunks = (half + ACTGEN_CHUNK - 1) / ACTGEN_CHUNK;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     #pragma omp parallel for schedule(static) if(parallel: outer * half >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
     for (int64_t t = 0; t < outer * chunks; ++t) {
         const int64_t o = t / chunks, j0 = (t % chunks) * ACTGEN_CHUNK;
@@ -135,3 +163,7 @@ void actgen_swiglu_backward_f64(const double *restrict in, const double *restric
         actgen_swiglu_backward_f64_segment(a, b, grad_out + o * half, grad_in + 2 * o * half, grad_in + 2 * o * half + half, j0, j1);
     }
 }
+
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

@@ -17,13 +17,28 @@
 
 #include "actgen_math.h"
 
+/* Without -fopenmp the OpenMP pragmas are ignored (every function then runs on one thread) and gcc
+ * would warn about each; -fopenmp-simd, which defines nothing, still applies the simd ones. */
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+/* clang leaves some SIMD loops scalar (a call of a libm function it knows no vector variant of, a
+ * select it does not if-convert: the loops are shaped for gcc's vectoriser) and warns of each at
+ * the end of the translation unit, where no diagnostic pragma can be popped. The results are the
+ * same; README's Standalone C section says what runs scalar. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
 /* ---- float32: element functions ---- */
 
 /* y = f(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
-    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_d32(beta*x); ((((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = x*actgen_sigmoid_d32(beta*x);
+    const double actgen_r = ((((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -40,7 +55,11 @@ static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x
     (void)x; (void)beta;
     const double t0 = beta*x;
     const double t1 = actgen_sigmoid_d32(t0);
-    const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_d32(-t0) + t1; double actgen_s2 = actgen_b1; actgen_s2 = (((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : actgen_s2; actgen_s2 = (((x > 3.40282346638528859812e+38) & (beta > 0.0))) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = t0*t1*actgen_sigmoid_d32(-t0) + t1;
+    double actgen_s2 = actgen_b1;
+    actgen_s2 = (((x < -3.40282346638528859812e+38) & (beta > 0.0))) ? (0.0) : actgen_s2;
+    actgen_s2 = (((x > 3.40282346638528859812e+38) & (beta > 0.0))) ? (1.0) : actgen_s2;
+    const double actgen_r = actgen_s2;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -50,7 +69,8 @@ static inline ACTGEN_INLINE float actgen_swish_backward_elem_f32_in_float(const 
     (void)x; (void)beta;
     const float t0 = beta*x;
     const float t1 = actgen_sigmoid_f32(t0);
-    return ({ const float actgen_b1 = t0*t1*actgen_sigmoid_f32(-t0) + t1; ((((x > 3.40282346638528859812e+38F) & (beta > 0.0F))) ? (1.0F) : (actgen_b1)); });
+    const float actgen_b1 = t0*t1*actgen_sigmoid_f32(-t0) + t1;
+    return ((((x > 3.40282346638528859812e+38F) & (beta > 0.0F))) ? (1.0F) : (actgen_b1));
 }
 
 /* dbeta = sum(dy * df/dbeta): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
@@ -58,7 +78,8 @@ static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f32(const double 
 {
     (void)x; (void)beta;
     const double t0 = beta*x;
-    const double actgen_r = ({ const double actgen_b1 = (x*x)*actgen_sigmoid_d32(-t0)*actgen_sigmoid_d32(t0); ((((beta > 0.0) & (((x > 3.40282346638528859812e+38) | (x < -3.40282346638528859812e+38))) & (((x > 3.40282346638528859812e+38) | (beta > 0.0))) & (((x < -3.40282346638528859812e+38) | (beta > 0.0))))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = (x*x)*actgen_sigmoid_d32(-t0)*actgen_sigmoid_d32(t0);
+    const double actgen_r = ((((beta > 0.0) & (((x > 3.40282346638528859812e+38) | (x < -3.40282346638528859812e+38))) & (((x > 3.40282346638528859812e+38) | (beta > 0.0))) & (((x < -3.40282346638528859812e+38) | (beta > 0.0))))) ? (0.0) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -210,6 +231,7 @@ static void actgen_swish_forward_pc_f32_segment(const float *in, float *out, int
 void actgen_swish_forward_pc_f32(const float *in, float *out, int64_t outer, int64_t channels, int64_t inner, const float *pv_beta, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -246,6 +268,7 @@ static void actgen_swish_backward_pc_f32_segment(const float *in, const float *g
 void actgen_swish_backward_pc_f32(const float *in, const float *grad_out, float *grad_in, int64_t outer, int64_t channels, int64_t inner, const float *pv_beta, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -284,6 +307,7 @@ static double actgen_swish_grad_beta_pc_f32_segment(const float *restrict in, co
 void actgen_swish_grad_beta_pc_f32(const float *restrict in, const float *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const float *restrict pv_beta, double *restrict acc, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     for (int64_t c = 0; c < channels; ++c) acc[c] = 0.0;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
@@ -314,7 +338,8 @@ void actgen_swish_grad_beta_pc_f32(const float *restrict in, const float *restri
 static inline ACTGEN_INLINE double actgen_swish_forward_elem_f64(const double x, double beta)
 {
     (void)x; (void)beta;
-    const double actgen_r = ({ const double actgen_b1 = x*actgen_sigmoid_f64(beta*x); ((((x < -1.79769313486231570815e+308) & (beta > 0.0))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = x*actgen_sigmoid_f64(beta*x);
+    const double actgen_r = ((((x < -1.79769313486231570815e+308) & (beta > 0.0))) ? (0.0) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -324,7 +349,11 @@ static inline ACTGEN_INLINE double actgen_swish_backward_elem_f64(const double x
     (void)x; (void)beta;
     const double t0 = beta*x;
     const double t1 = actgen_sigmoid_f64(t0);
-    const double actgen_r = ({ const double actgen_b1 = t0*t1*actgen_sigmoid_f64(-t0) + t1; double actgen_s2 = actgen_b1; actgen_s2 = (((x < -1.79769313486231570815e+308) & (beta > 0.0))) ? (0.0) : actgen_s2; actgen_s2 = (((x > 1.79769313486231570815e+308) & (beta > 0.0))) ? (1.0) : actgen_s2; actgen_s2; });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = t0*t1*actgen_sigmoid_f64(-t0) + t1;
+    double actgen_s2 = actgen_b1;
+    actgen_s2 = (((x < -1.79769313486231570815e+308) & (beta > 0.0))) ? (0.0) : actgen_s2;
+    actgen_s2 = (((x > 1.79769313486231570815e+308) & (beta > 0.0))) ? (1.0) : actgen_s2;
+    const double actgen_r = actgen_s2;   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -333,7 +362,8 @@ static inline ACTGEN_INLINE double actgen_swish_grad_beta_elem_f64(const double 
 {
     (void)x; (void)beta;
     const double t0 = beta*x;
-    const double actgen_r = ({ const double actgen_b1 = (x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0); ((((beta > 0.0) & (((x >= 1.34078079299425970996e+154) | (x <= -1.34078079299425970996e+154))) & (((x >= 1.34078079299425970996e+154) | (beta > 0.0))) & (((x <= -1.34078079299425970996e+154) | (beta > 0.0))))) ? (0.0) : (actgen_b1)); });   /* unconditional: a call in a ?: arm stops vectorisation */
+    const double actgen_b1 = (x*x)*actgen_sigmoid_f64(-t0)*actgen_sigmoid_f64(t0);
+    const double actgen_r = ((((beta > 0.0) & (((x >= 1.34078079299425970996e+154) | (x <= -1.34078079299425970996e+154))) & (((x >= 1.34078079299425970996e+154) | (beta > 0.0))) & (((x <= -1.34078079299425970996e+154) | (beta > 0.0))))) ? (0.0) : (actgen_b1));   /* unconditional: a call in a ?: arm stops vectorisation */
     return x != x ? x : actgen_r;
 }
 
@@ -434,6 +464,7 @@ static void actgen_swish_forward_pc_f64_segment(const double *in, double *out, i
 void actgen_swish_forward_pc_f64(const double *in, double *out, int64_t outer, int64_t channels, int64_t inner, const double *pv_beta, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -470,6 +501,7 @@ static void actgen_swish_backward_pc_f64_segment(const double *in, const double 
 void actgen_swish_backward_pc_f64(const double *in, const double *grad_out, double *grad_in, int64_t outer, int64_t channels, int64_t inner, const double *pv_beta, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
         for (int64_t o = 0; o < outer; ++o) {
@@ -508,6 +540,7 @@ static double actgen_swish_grad_beta_pc_f64_segment(const double *restrict in, c
 void actgen_swish_grad_beta_pc_f64(const double *restrict in, const double *restrict grad_out, int64_t outer, int64_t channels, int64_t inner, const double *restrict pv_beta, double *restrict acc, int nthreads)
 {
     const int64_t rows = outer * channels;
+    (void)nthreads;             /* (only an OpenMP clause reads it) */
     for (int64_t c = 0; c < channels; ++c) acc[c] = 0.0;
     if (inner == 1) {           /* channels last: the parameters vary along the SIMD loop */
         #pragma omp parallel for schedule(static) reduction(+:acc[:channels]) if(parallel: rows >= ACTGEN_OMP_MIN_ELEMENTS && nthreads > 1) num_threads(nthreads)
@@ -531,3 +564,7 @@ void actgen_swish_grad_beta_pc_f64(const double *restrict in, const double *rest
         }
     }
 }
+
+#if !defined(_OPENMP) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
