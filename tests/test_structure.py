@@ -88,3 +88,32 @@ def test_pipeline_stages_import_each_other_at_the_top_only():
     hidden = [f"{name} imports {target} inside a function" for name in sorted(stages)
               for target, at_top in graph[name] if not at_top and target not in optional]
     assert not hidden, "\n".join(hidden)
+
+
+def main() -> None:
+    """``python tests/test_structure.py``: each module with the actgen modules it imports at its
+    top, in an order where every module comes after what it imports, and the function-local
+    imports beside them (the graph the README's Layout draws)."""
+    modules, graph = _graph()
+    order, seen = [], set()
+
+    def visit(name):
+        if name in seen:
+            return
+        seen.add(name)
+        for target, at_top in sorted(graph[name]):
+            if at_top:
+                visit(target)
+        order.append(name)
+
+    for name in sorted(modules):
+        visit(name)
+    for name in order:
+        top = sorted({t.removeprefix("actgen.") for t, at_top in graph[name] if at_top})
+        inside = sorted({t.removeprefix("actgen.") for t, at_top in graph[name] if not at_top} - set(top))
+        print(f"{name.removeprefix('actgen.') or 'actgen'}: {', '.join(top) or '-'}"
+              + (f"  [in functions: {', '.join(inside)}]" if inside else ""))
+
+
+if __name__ == "__main__":
+    main()
