@@ -3,8 +3,8 @@
 For each activation it writes ``NAME.h`` (documented prototypes, parameter defaults, C++
 guards), ``NAME.c`` (the same kernels the cffi build compiles: templates/c/activation.c.jinja
 included by templates/c/standalone.c.jinja) and ``NAME_example.c`` (a ``main`` printing a few
-values), and once for all of them ``actgen_math.h`` (actgen's math helpers, actgen/csrc, which
-NAME.c includes). C99 and libm only; the OpenMP pragmas compile away without -fopenmp. Every
+values), and once for all of them ``actgen_math.h`` and ``actgen_dd.h`` (actgen's math helpers and
+double-double math, actgen/csrc, which NAME.c includes). C99 and libm only; the OpenMP pragmas compile away without -fopenmp. Every
 kind is covered: elementwise (with the per-channel ``_pc`` functions), gated and rowwise.
 
 Files are rendered in memory first (a bad spec writes nothing), then written into a temporary
@@ -23,12 +23,12 @@ from pathlib import Path
 
 from .errors import ActgenError
 
-HELP = "write standalone C sources (NAME.h, NAME.c, NAME_example.c, actgen_math.h) to vendor"
+HELP = "write standalone C sources (NAME.h, NAME.c, NAME_example.c, actgen_math.h, actgen_dd.h) to vendor"
 DESCRIPTION = ("Write self-contained C99 sources for every activation of SPEC (a .toml file or a "
                "built-in name), or only the NAMES given: NAME.h and NAME.c with the forward, backward "
                "and parameter-gradient functions for float and double (OpenMP pragmas that compile "
                "away without -fopenmp; no Python, no cffi), NAME_example.c, a main printing a few "
-               "values, and actgen_math.h, the math helpers NAME.c includes. The build command is in "
+               "values, and actgen_math.h and actgen_dd.h, the math helpers NAME.c includes. The build command is in "
                "each file's first comment.")
 
 #: The example's inputs: both sides of 0, the kink, and a few magnitudes (8 values: a gated
@@ -163,18 +163,26 @@ class EmitError(ActgenError):
 def emit(spec: str, names: list[str] | None, directory, force: bool = False) -> list[Path]:
     """Render and write the standalone sources of ``spec``'s activations (or ``names`` of them)
     into ``directory``. Returns the files written."""
-    from .cli import _spec_arguments
+    from . import library
     from .errors import UnknownActivationError
     from .pipeline import lower_activation
+    from .spec import parse_table
+    from .specfile import read_spec_text, read_tables, resolve_table
 
-    ((display, path, activations),) = _spec_arguments([spec])
-    available = [act.name for act, _table in activations]
-    wanted = list(names or available)
+    if spec.endswith(".toml") or Path(spec).exists():
+        display, path, text = Path(spec).name, spec, read_spec_text(spec)
+    else:
+        display = path = library.display_path(spec)
+        text = library.read(spec)
+    tables = read_tables(text, path=path)
+    wanted = list(names or tables)
     for name in wanted:
-        if name not in available:
-            raise UnknownActivationError(f"{path}: no activation [{name}]; it has: {', '.join(available)}")
+        if name not in tables:
+            raise UnknownActivationError(f"{path}: no activation [{name}]; it has: {', '.join(tables)}")
+    # every table parsed before anything is written: an invalid one stops the emit with nothing half-done
+    activations = [parse_table(name, resolve_table(tables, name, path), path=path) for name in tables]
     files: dict[str, str] = {}
-    for act, _table in activations:
+    for act in activations:
         if act.name in wanted:
             files.update(render_standalone(lower_activation(act), display))
     return write_tree(Path(directory), files, force)
@@ -184,7 +192,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="a spec file (.toml) or a built-in name")
     parser.add_argument("names", nargs="*", help="activations of the spec file to emit (default: all)")
     parser.add_argument("--c", dest="c_dir", metavar="DIR", required=True,
-                        help="folder for NAME.h, NAME.c, NAME_example.c and actgen_math.h (created if missing)")
+                        help="folder for NAME.h, NAME.c, NAME_example.c, actgen_math.h and actgen_dd.h (created if missing)")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
 
 

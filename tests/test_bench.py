@@ -131,6 +131,7 @@ def test_bench_all_and_names_together_is_a_clear_error():
     assert out.returncode != 0 and "names or --all, not both" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 @requires_cc
 def test_bench_sizes_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
@@ -202,6 +203,7 @@ def test_the_table_says_why_a_column_is_empty(monkeypatch):
         assert "n/a: no torch built-in" in text and "-" not in _cells(text)
 
 
+@pytest.mark.slow
 @requires_cc
 def test_bench_of_a_user_spec_times_the_peers_written_from_its_expression(tmp_path):
     """The CLI on a spec file: actgen against torch eager, torch.compile, jax.jit and numexpr,
@@ -241,6 +243,7 @@ def test_bench_of_a_user_spec_times_the_peers_written_from_its_expression(tmp_pa
     assert "against the expression as a user writes it" in out.stdout
 
 
+@pytest.mark.slow
 @requires_cc
 def test_corpus_speed_writes_its_page_from_a_directory_of_specs(tmp_path, monkeypatch, capsys):
     """benchmarks/corpus_speed.py: geometric means first, then every activation; a missing
@@ -269,6 +272,7 @@ def test_corpus_speed_writes_its_page_from_a_directory_of_specs(tmp_path, monkey
     assert corpus_speed.geomean([1.0, 4.0]) == pytest.approx(2.0) and corpus_speed.geomean([]) is None
 
 
+@pytest.mark.slow
 @requires_cc
 def test_each_thread_count_is_measured_in_a_process_allowed_that_many_cpus():
     """XLA sizes its thread pool from the process's CPUs: a 1-thread cell runs in a child process

@@ -135,7 +135,8 @@ META_EDITS = {
 
 @requires_cc
 @pytest.mark.parametrize("backend", ["c", "numpy"])
-@pytest.mark.parametrize("edit", list(META_EDITS))
+@pytest.mark.parametrize("edit", [e if i < 3 else pytest.param(e, marks=pytest.mark.slow)   # (the rest: slow set)
+                                  for i, e in enumerate(META_EDITS)])
 def test_edited_metadata_is_rebuilt_with_a_warning(edit, backend, built, cache):
     _, artifact = entry_of(cache, "tiny", backend)
     META_EDITS[edit](artifact)

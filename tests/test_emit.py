@@ -94,7 +94,7 @@ def _check(values, act):
 def test_emit_builtin_swish_compiles_and_matches_load(tmp_path, capsys, openmp):
     out = tmp_path / "vendor"
     assert cli_main(["emit", "swish", "--c", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["actgen_math.h", "swish.c", "swish.h", "swish_example.c"]
+    assert sorted(p.name for p in out.iterdir()) == ["actgen_dd.h", "actgen_math.h", "swish.c", "swish.h", "swish_example.c"]
     header = (out / "swish.h").read_text()
     assert "gcc -O2 -fopenmp -std=c99 swish.c swish_example.c -lm" in header
     assert "#define ACTGEN_SWISH_BETA_DEFAULT 1.0" in header
@@ -110,7 +110,7 @@ def test_emit_spec_file_elementwise_and_gated(tmp_path, monkeypatch):
     (tmp_path / "mine.toml").write_text(SPEC)
     assert cli_main(["emit", "mine.toml", "--c", "out"]) == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["actgen_math.h", "serfish.c", "serfish.h", "serfish_example.c", "tanh_glu.c", "tanh_glu.h",
+    assert names == ["actgen_dd.h", "actgen_math.h", "serfish.c", "serfish.h", "serfish_example.c", "tanh_glu.c", "tanh_glu.h",
                      "tanh_glu_example.c"]
     for name in ("serfish", "tanh_glu"):
         _check(_run_example(tmp_path / "out", name, openmp=True), actgen.load(name, spec="mine.toml"))
@@ -187,6 +187,7 @@ def test_emitted_c_compiles_without_a_warning(tmp_path, compiler, openmp):
     assert _strict_errors(cc, openmp, sources, tmp_path) == []
 
 
+@pytest.mark.slow          # every built-in, both compilers (the slow set; one emit is checked by default)
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 @pytest.mark.parametrize("openmp", [True, False], ids=["fopenmp", "no-openmp"])
 def test_every_generated_kernel_source_compiles_without_a_warning(compiler, openmp):

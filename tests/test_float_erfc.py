@@ -106,6 +106,7 @@ def _exp(module, hi, lo):
 
 
 @requires_cc
+@pytest.mark.slow          # every float input (the slow set)
 def test_every_float_input(built):
     kind, module = built
     worst, at, nan_mismatch = (module.ffi.new(t) for t in ("int64_t *", "uint32_t *", "int64_t *"))

@@ -105,6 +105,7 @@ def _call(module, h, x):
 
 
 @requires_cc
+@pytest.mark.slow          # every float input: minutes (the slow set; the default suite samples)
 @pytest.mark.parametrize("h", FUNCTIONS)
 def test_every_float_input(built, h):
     kind, module = built
@@ -116,6 +117,7 @@ def test_every_float_input(built, h):
 
 
 @requires_cc
+@pytest.mark.slow
 def test_exp_of_a_negative_argument_is_exp(built):
     """sigmoid, softplus, erfc and float softmax scale exp(a <= 0) by 2^(k + 126) 2^-126 (four
     operations) instead of actgen_scale_f32's two factors (ten): the same float, bit for bit."""

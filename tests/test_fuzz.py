@@ -378,6 +378,7 @@ def _fuzz_settings():
                                            HealthCheck.function_scoped_fixture])
 
 
+@pytest.mark.slow          # random specs through build and verify (benchmarks/fuzz.py runs thousands)
 @_fuzz_settings()
 @given(spec=specs())
 def test_random_specs_are_rejected_or_verified(spec, tmp_path):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -15,6 +17,7 @@ def run(*args, **kw):
     return subprocess.run(list(args), capture_output=True, text=True, timeout=600, **kw)
 
 
+@pytest.mark.slow          # builds and installs a wheel into a fresh venv
 def test_wheel_install_builds_from_another_directory(tmp_path):
     # from a copy of the checkout: setuptools builds in the source tree (build/, *.egg-info),
     # which must stay as the developer left it

@@ -145,6 +145,7 @@ def _errors(act, sweep, y, dx):
     return out[0], out[1], mismatches
 
 
+@pytest.mark.slow          # cross-compiled and run under qemu, and clang (the slow set, which .ci/run runs)
 @pytest.mark.parametrize("threads", [2, 1], ids=["2-threads", "serial"])
 @pytest.mark.parametrize("toolchain", list(TOOLCHAINS))
 def test_standalone_c_on_other_toolchains_is_within_budget(emitted, sweeps, tmp_path, toolchain, threads):

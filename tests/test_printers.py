@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import sympy as sp
 from sympy.codegen.cfunctions import expm1
 
@@ -108,6 +109,7 @@ def test_piecewise_helper_broadcasts_scalars_and_keeps_dtype():
     assert out.dtype == np.float32 and out.tolist() == [-1.0, 3.0]
 
 
+@pytest.mark.slow          # gcc -fopt-info over every built-in (test_vectorised checks a sample by default)
 def test_generated_simd_loops_vectorise_with_gcc(tmp_path):
     """Every loop that carries a SIMD pragma, in every generated source, is vectorised: gcc
     reports no "control flow in loop" for it. Each has broken once: a call in a ?: arm (elu,

@@ -209,7 +209,7 @@ def _leftovers(root: Path) -> list[str]:
 
 @requires_cc
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("free_kb", [4, 40, 160, 250, 400])
+@pytest.mark.parametrize("free_kb", [4, *(pytest.param(kb, marks=pytest.mark.slow) for kb in (40, 160, 250, 400))])
 def test_a_full_disk_is_one_clear_line_and_leaves_nothing_behind(small_disk, tmp_path, backend, free_kb):
     disk, fill = small_disk
     spec = tmp_path / "tiny.toml"

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..derive import derive
 from ..render import FLOAT_BLOCK
-from ..select import candidates, conditioned_distance, term_scale
-from ..measure import ulp_distance
+from ..measure import conditioned_distance, term_scale, ulp_distance
+from ..select import candidates
 from ..sweep import make_sweep
 from .symbolic import NumExprSource, PeerSource
 from .user_peers import Libraries, Sources
