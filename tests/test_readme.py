@@ -61,3 +61,8 @@ def test_readme_speed_table_is_the_committed_benchmark_summary():
     assert table(speed) and table(speed) == table(summary), "paste benchmarks/summary.md's table into the README"
     commit = re.search(r"actgen commit (\w+)", summary).group(1)
     assert f"actgen commit {commit}" in speed
+    # the AVX2 host's run beside it: its summary is what summary.py writes from its JSON
+    avx2 = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "summary.py"), "benchmarks/results-avx2.json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert avx2.returncode == 0 and avx2.stdout == (ROOT / "benchmarks" / "summary-avx2.md").read_text()
+    assert "actgen commit " + re.search(r"actgen commit (\w+)", avx2.stdout).group(1) in speed
