@@ -459,5 +459,12 @@ def row_grad_terms(s, ds_dp, dy, axis, normalizer):
     return numpy.where(dl == 0, 0.0, numpy.asarray(ds_dp, numpy.float64) * dl)
 
 
-# kernels computed in double-double (select's "wide"): numpy_wide, used by generated code as rt.mp, rt.wide
-from .numpy_wide import mp, wide  # noqa: E402,F401
+def __getattr__(name: str):
+    """``rt.mp`` and ``rt.wide``, for kernels computed in double-double (select's "wide"): from
+    numpy_wide, imported on first use (it imports mpmath: 60 ms that a cached load of any other
+    NumPy kernel does not pay)."""
+    if name in ("mp", "wide"):
+        from . import numpy_wide
+
+        return getattr(numpy_wide, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
