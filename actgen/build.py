@@ -75,9 +75,13 @@ def templates_fingerprint() -> str:
 def generator_fingerprint() -> str:
     """A hash of actgen's own code (its hand-written C included) and templates: anything that could
     change what is rendered or what it includes."""
+    # An installed wheel maps the top-level templates/ into the package (actgen/templates, with an
+    # __init__.py a checkout does not have): the templates are hashed by templates_fingerprint alone,
+    # so that a checkout and the wheel built from it share keys, and cache entries.
     h = hashlib.sha256()
     package = Path(__file__).parent
-    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".h", ".c")):
+    for path in sorted(p for p in package.rglob("*")
+                       if p.suffix in (".py", ".h", ".c") and p.relative_to(package).parts[0] != "templates"):
         h.update(str(path.relative_to(package)).encode())
         h.update(path.read_bytes())
     h.update(templates_fingerprint().encode())

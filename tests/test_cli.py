@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import requires_cc, run_cli
+from conftest import ROOT, requires_cc, run_cli
 
 
 def _files(path):
@@ -200,9 +200,36 @@ def test_the_same_table_in_another_file_is_a_cache_hit(tmp_path):
     # and a load from the other file finds it without lowering (no SymPy)
     code = ("import sys, numpy as np, actgen; a = actgen.load('copied', spec='second.toml'); "
             "a(np.ones(3)); print('sympy' in sys.modules)")
+    # (this checkout's actgen, as run_cli uses: an installed copy is the next test's subject)
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, **env})
+                         env={**os.environ, **env, "PYTHONPATH": path})
     assert out.returncode == 0 and out.stdout.strip() == "False", (out.stdout, out.stderr)
+
+
+def test_an_installed_copy_and_its_checkout_share_cache_keys(tmp_path):
+    """A wheel maps the top-level templates/ into the package, as actgen/templates with an
+    __init__.py: the generator fingerprint in every key must not see that layout, or a build by
+    the checkout's CLI is rebuilt by the installed library (CI found this: the installed copy
+    lowered, with SymPy, a table the CLI had just cached)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from actgen.build import generator_fingerprint
+
+    shutil.copytree(ROOT / "actgen", tmp_path / "actgen", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "templates", tmp_path / "actgen" / "templates",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import actgen.build as b, actgen.resources as r; "
+            "print(r.template_root()); print(b.generator_fingerprint())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    where, fingerprint = out.stdout.split()
+    assert where.startswith(str(tmp_path / "actgen" / "templates")), where   # the installed layout
+    assert fingerprint == generator_fingerprint()
 
 
 # ---- one table's failure does not stop the others (issue 25, item 2) -----------------------
