@@ -346,7 +346,7 @@ def run_entry(entry: Entry, timeout: float, verify_timeout: float) -> dict:
 # ---- the run -----------------------------------------------------------------------------------
 
 def machine() -> dict:
-    from actgen.bench import machine as bench_machine
+    from actgen.benchmark.machine import machine as bench_machine
 
     info = bench_machine()
     try:

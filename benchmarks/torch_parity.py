@@ -27,6 +27,7 @@ from actgen.derive import kink_points
 from actgen.reference import reference
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))        # the test modules below import tests/conftest.py
 spec = importlib.util.spec_from_file_location("parity", ROOT / "tests" / "test_torch_parity.py")
 parity = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(parity)
