@@ -31,8 +31,10 @@ class _Cancellation(Exception):
         self.lost_bits = lost_bits
 
 
-#: Bits the result must keep after the worst cancellation (set by reference() per call).
+#: Bits the result must keep after the worst cancellation (set by reference() per call), and
+#: how many bits below 1 a result rounds to zero in the target format whatever its digits.
 _NEEDED_BITS = [0]
+_ZERO_BITS = [0]
 
 
 def _mpf_of_number(e):
@@ -316,11 +318,23 @@ def _eval_node(e, env):
     if func is None:
         raise TypeError(f"the reference cannot evaluate {e.func}")
     try:
-        return _real(func(*[_eval(a, env) for a in e.args]))
+        value = _real(func(*[_eval(a, env) for a in e.args]))
     except ZeroDivisionError:
         raise Undefined("division by zero") from None
     except ValueError as exc:  # mpmath: math domain error
         raise Undefined(str(exc)) from None
+    if func is _log and _NEEDED_BITS[0] and not (e.args[0].is_Symbol or e.args[0].is_Number):
+        # log of a computed value near 1 keeps its absolute error, 2**-prec, so the result loses
+        # -log2|log z| bits (all of them where z rounded to 1): log(1 + exp(x)) at x = -316 came
+        # out 0 at every precision the loop tried, though no addition cancelled
+        # (unless |log z| < 2**-prec is below the format's smallest subnormal: the result is 0)
+        if value == 0:
+            if mp.prec < _ZERO_BITS[0]:
+                raise _Cancellation(mp.prec)
+        elif (mpmath.isfinite(value) and mp.prec + int(mpmath.mag(value)) < _NEEDED_BITS[0]
+              and -int(mpmath.mag(value)) < _ZERO_BITS[0]):
+            raise _Cancellation(max(1, -int(mpmath.mag(value))))
+    return value
 
 
 def _cond(c, env) -> bool:
@@ -422,6 +436,7 @@ def reference(expr: sp.Expr, values: dict, dtype: str = "float64", *, max_prec: 
     while True:
         try:
             _NEEDED_BITS[0] = target + 24 if prec < max_prec else 0
+            _ZERO_BITS[0] = target - fmt[1] + 24
             value = evaluate(expr, values, prec)
         except Undefined:
             return math.nan
@@ -430,7 +445,7 @@ def reference(expr: sp.Expr, values: dict, dtype: str = "float64", *, max_prec: 
             previous = None
             continue
         finally:
-            _NEEDED_BITS[0] = 0
+            _NEEDED_BITS[0] = _ZERO_BITS[0] = 0
         rounded = round_to_format(value, *fmt)
         if previous is not None and (rounded == previous or (math.isnan(rounded) and math.isnan(previous))):
             return rounded

@@ -412,16 +412,39 @@ def lower(expr: sp.Expr, rules_before: list[str] | tuple = ()) -> Form:
     return Form(tuple(temps), result, tuple(rules), stable)
 
 
-def _rationalize_node(e):
-    """sqrt(a) + b -> (a - b**2) / (sqrt(a) - b): no cancellation where sqrt(a) ~ -b."""
+def _rationalize_node(e, constants_only: bool = False):
+    """c sqrt(a) + b -> (c^2 a - b^2) / (c sqrt(a) - b), the numerator expanded so that what cancels
+    where c sqrt(a) ~ -b cancels symbolically (bent identity's sqrt(x^2 + 1)/2 - 1/2 + x: x^2/4
+    over sqrt(x^2 + 1)/2 + 1/2, plus x). b is every other term of the sum or, with
+    ``constants_only``, only its numbers (the rest is added after: x + sqrt(x^2 + 1)/2 - 1/2
+    cancels between the root and -1/2 alone)."""
     if not e.is_Add:
         return None
-    roots = [t for t in e.args if t.is_Pow and t.exp == sp.S.Half]
+    roots = [t for t in e.args if _scaled_root(t) is not None]
     if len(roots) != 1:
         return None
-    root = roots[0]
-    rest = sp.Add(*[t for t in e.args if t is not root])
-    return (root.base - rest**2) / (root - rest)
+    coeff, root = _scaled_root(roots[0])
+    others = [t for t in e.args if t is not roots[0]]
+    paired = [t for t in others if t.is_Number] if constants_only else others
+    if not paired or (constants_only and len(paired) == len(others)):
+        return None                   # nothing to pair, or the same as pairing every term
+    rest = sp.Add(*paired)
+    numerator = coeff**2 * root.base - rest**2
+    expanded = sp.expand(numerator)
+    if sp.count_ops(expanded) <= sp.count_ops(numerator):
+        numerator = expanded
+    return numerator / (coeff * root - rest) + sp.Add(*[t for t in others if t not in paired])
+
+
+def _scaled_root(t):
+    """(c, sqrt(a)) for a term c * sqrt(a) with a number c (c = 1 for sqrt(a)), else None."""
+    if t.is_Pow and t.exp == sp.S.Half:
+        return sp.S.One, t
+    if t.is_Mul:
+        coeff, rest = t.as_coeff_Mul()
+        if coeff is not sp.S.One and rest.is_Pow and rest.exp == sp.S.Half:
+            return coeff, rest
+    return None
 
 
 def sech2_sigmoid_node(e):
@@ -500,8 +523,15 @@ def _log_ratio(exact: sp.Expr) -> sp.Expr:
     return walk(exact)
 
 
-def _rationalize(source: sp.Expr) -> sp.Expr:
-    return source.replace(lambda e: _rationalize_node(e) is not None, _rationalize_node)
+def _rationalize(source: sp.Expr, constants_only: bool = False) -> sp.Expr:
+    def node(e):
+        return _rationalize_node(e, constants_only)
+
+    return source.replace(lambda e: node(e) is not None, node)
+
+
+def _rationalize_constant(source: sp.Expr) -> sp.Expr:
+    return _rationalize(source, constants_only=True)
 
 
 def _sech2_sigmoid(stable: sp.Expr) -> sp.Expr:
@@ -536,7 +566,10 @@ ALTERNATIVES: tuple[Alternative, ...] = (
                 "log(a) - log(b) -> log1p((a - b)/b), log(u) -> log1p(u - 1), the difference cancelled "
                 "symbolically: log(1 + exp(x)) - log(2) is log1p(expm1(x)/2), exact near x = 0", "exact",
                 _log_ratio),
-    Alternative("rationalized", "rationalize", "sqrt(a) + b -> (a - b**2) / (sqrt(a) - b)", "source",
+    Alternative("rationalized against the constant", "rationalize",
+                "c sqrt(a) + k + r -> (c^2 a - k^2) / (c sqrt(a) - k) + r for a number k", "source",
+                _rationalize_constant),     # (first: pairing x too can cancel in the denominator)
+    Alternative("rationalized", "rationalize", "c sqrt(a) + b -> (c^2 a - b^2) / (c sqrt(a) - b)", "source",
                 _rationalize),
     Alternative("sech2 as sigmoid", "sech2_sigmoid", "cosh(u)**-2 -> 4 sigmoid(2u) sigmoid(-2u)", "stable",
                 _sech2_sigmoid),

@@ -76,16 +76,22 @@ def reference_values(expr: sp.Expr, xs: np.ndarray, dtype: str, params: dict,
 
 def sample_points(act: Activation, dtype: str, *, dense: int = 241, span: float = 30.0,
                   magnitudes: int = 40, max_magnitude: float | None = None, randoms: int = 60,
-                  seed: int = 0, specials: bool = False) -> np.ndarray:
+                  seed: int = 0, specials: bool = False, per_decade: int = 5) -> np.ndarray:
     """Test inputs: a dense grid on [-span, span], log-spaced magnitudes of both signs from the
-    smallest subnormal to ``max_magnitude`` (default: the largest finite), +-0, the kinks and
-    their float neighbours, random draws; with ``specials``, +-inf and nan too."""
+    smallest subnormal to ``max_magnitude`` (default: the largest finite) and, ``per_decade`` to a
+    decade, from 1e-6 to 1e4, +-0, the kinks and their float neighbours, random draws; with
+    ``specials``, +-inf and nan too."""
     t = np.dtype(dtype).type
     info = np.finfo(dtype)
     pts = [np.linspace(-span, span, dense), [0.0, -0.0, 1e-30, -1e-30, span, -span]]
     tiny_exp = math.log10(float(info.smallest_subnormal))
     top = math.log10(max_magnitude) if max_magnitude else math.log10(float(info.max)) - 0.01
-    mags = np.logspace(tiny_exp, top, magnitudes)
+    # The whole range, sparsely (a point every 15 decades or so), and the decades around 1 where
+    # activations cancel (sqrt(x^2 + 1) - 1, exp(x) - 1, a sum of terms near 1/2), densely: between
+    # the dense grid's spacing and the tails, a sweep with only the first saw bent identity's 10 ULP
+    # at x = -0.022 once in a random draw and chose that form on the strength of its 2 ULP elsewhere.
+    band = np.logspace(-6, min(4.0, top), 10 * per_decade + 1)
+    mags = np.concatenate([np.logspace(tiny_exp, top, magnitudes), band])
     pts += [mags, -mags]
     for k in kink_points(act, exact=True) + singular_points(act):
         kk = t(float(k))
@@ -173,7 +179,7 @@ def make_sweep(act: Activation, dtype: str, *, quick: bool = False, max_magnitud
     (``kernel_refs``), which is all choosing a form needs; not the dy-weighted ones or the sums."""
     if quick:
         xs = sample_points(act, dtype, dense=81, magnitudes=24, randoms=20, max_magnitude=max_magnitude,
-                           specials=specials, seed=seed - 1)
+                           specials=specials, seed=seed - 1, per_decade=2)
     else:
         xs = sample_points(act, dtype, max_magnitude=max_magnitude, specials=specials, seed=seed - 1)
     dys = np.random.default_rng(seed).uniform(-2.0, 2.0, xs.size).astype(dtype)

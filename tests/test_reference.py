@@ -92,3 +92,20 @@ def test_one_plus_erf_is_evaluated_as_erfc(x, dtype):
     assert math.copysign(1.0, got) == math.copysign(1.0, x) or x == 0.0     # x * (tiny > 0): the sign of x
     assert reference(3 - 3 * sp.erf(X), {X: -x}, dtype) == reference(3 * sp.erfc(X), {X: -x}, dtype)
     assert math.isnan(reference(1 + sp.erf(X), {X: math.nan}, dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("x", [-30.0, -100.0, -316.2, -740.0, -1000.0, -1e300])
+def test_a_log_of_a_computed_value_near_1_raises_the_precision(x, dtype):
+    """log(1 + exp(x)) at x = -316 is log1p(exp(x)), i.e. exp(x) to the last bit; the sum 1 + exp(x) cancels nothing,
+    but at any precision below 456 bits it rounds to 1 and the log to 0 (the selection sweep's
+    reference said 0 there, and every candidate but log(exp(x) + 1) itself looked 1e18 ULP off)."""
+    import mpmath
+
+    with mpmath.workprec(4000):
+        want = mpmath.log1p(mpmath.exp(x))
+        shifted = mpmath.log((1 + mpmath.exp(5 * x)) / (1 + mpmath.exp(5 * (x - 1)))) / 5
+    fmt = {"float32": (24, -126, 127), "float64": (53, -1022, 1023)}[dtype]
+    assert reference(sp.log(1 + sp.exp(X)), {X: x}, dtype) == round_to_format(want, *fmt)
+    expr = sp.log((1 + sp.exp(5 * X)) / (1 + sp.exp(5 * (X - 1)))) / 5
+    assert reference(expr, {X: x}, dtype) == round_to_format(shifted, *fmt)

@@ -139,7 +139,8 @@ def test_confined_branches_give_the_same_values_in_c_and_numpy():
 
 def test_sech2_as_sigmoid_is_a_float32_candidate_with_the_same_values():
     """cosh(u)**-2 = 4 sigmoid(2u) sigmoid(-2u): tanh's f' computed in float with actgen's float
-    sigmoid (1 ULP each) instead of in double; float64 keeps 1/cosh^2."""
+    sigmoid (1 ULP each) instead of in double; in float64 too, where 1/cosh^2 is only just within
+    its budget."""
     from actgen import library
     from actgen.rewrite import sech2_sigmoid_node as _sech2_sigmoid
     from actgen.select import choose_all
@@ -159,7 +160,13 @@ def test_sech2_as_sigmoid_is_a_float32_candidate_with_the_same_values():
     # the budget once libm's documented errors (coshf: 2 ULP) are added
     assert any(m.label == "rewritten" and m.compute == "dtype" and (m.error > 2.0 or m.bound > 4.0)
                for m in f32.measured)
-    assert f64.label == "rewritten" and "sech2_sigmoid" not in f64.form.rules
+    # float64: 1/cosh(x)**2 is within the budget (8 ULP) only just, with libm's documented errors
+    # (cosh: 8), so selection goes on to a candidate well within it: the sigmoid form (3)
+    from actgen.select import MARGIN
+
+    plain = next(m for m in f64.measured if m.label == "rewritten")
+    assert plain.bound > 8 * MARGIN
+    assert f64.label == "sech2 as sigmoid" and f64.bound <= 8 * MARGIN
 
 
 def test_softplus_rational_is_mish_with_one_exp_and_no_overflow():

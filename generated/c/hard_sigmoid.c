@@ -30,7 +30,7 @@
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
 static inline ACTGEN_INLINE float actgen_hard_sigmoid_forward_elem_f32(const float x)
 {
     (void)x;
@@ -109,7 +109,7 @@ void actgen_hard_sigmoid_forward_deriv_f32(const float *restrict in, float *rest
 
 /* ---- float64: element functions ---- */
 
-/* y = f(x): rewritten, measured 0 ULP, naive 0 ULP */
+/* y = f(x): rewritten, measured 1 ULP, naive 1 ULP */
 static inline ACTGEN_INLINE double actgen_hard_sigmoid_forward_elem_f64(const double x)
 {
     (void)x;

@@ -17,7 +17,7 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, measured 0 ULP, naive 0 ULP"""
+    """y = f(x) (float32): rewritten, measured 1 ULP, naive 1 ULP"""
     return numpy.minimum(6.0, numpy.maximum(0.0, x + 3.0))/6.0
 
 
@@ -39,7 +39,7 @@ def forward_deriv_f32(_x):
 
 
 def _forward_f64(x):
-    """y = f(x) (float64): rewritten, measured 0 ULP, naive 0 ULP"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, naive 1 ULP"""
     return numpy.minimum(6.0, numpy.maximum(0.0, x + 3.0))/6.0
 
 

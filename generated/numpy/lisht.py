@@ -40,13 +40,14 @@ def forward_deriv_f32(_x):
 
 
 def _forward_f64(x):
-    """y = f(x) (float64): rewritten, measured 1 ULP, 3 with libm's documented errors, naive 1 ULP"""
+    """y = f(x) (float64): rewritten, measured 1 ULP, 4 with libm's documented errors, naive 1 ULP"""
     return x*numpy.tanh(x)
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, limits at infinity, measured 1 ULP (conditioned), 4 with libm's documented errors, naive NaN/inf; rewrites: sech2"""
-    return rt.nan_guard(x, rt.piecewise((x, ), (lambda x: numpy.greater(x, 1.7976931348623157e+308), lambda x: 1.0), (lambda x: numpy.less(x, -1.7976931348623157e+308), lambda x: -1.0), (None, lambda x: x/numpy.cosh(x)/numpy.cosh(x) + numpy.tanh(x))))
+    """dx = dy * f'(x) (float64): sech2 as sigmoid, limits at infinity, measured 1 ULP (conditioned), 2 with libm's documented errors, naive NaN/inf; rewrites: sech2, sech2_sigmoid"""
+    t0 = 2.0*x
+    return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.greater_equal(x, 4.49423283715579e+307), lambda t0, x: 1.0), (lambda t0, x: numpy.less_equal(x, -4.49423283715579e+307), lambda t0, x: -1.0), (None, lambda t0, x: 4.0*x*rt.sigmoid(-t0)*rt.sigmoid(t0) + numpy.tanh(x))))
 
 
 def forward_f64(_x):

@@ -24,7 +24,7 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), 2 with libm's documented errors, naive 1 ULP (conditioned); rewrites: expm1"""
+    """dx = dy * f'(x) (float32): rewritten, measured 1 ULP (conditioned), 3 with libm's documented errors, naive 1 ULP (conditioned); rewrites: expm1"""
     t0 = -x
     return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.logical_or.reduce((numpy.greater_equal(x, 0.6931471805599453),numpy.greater_equal(x, 0.0))), lambda t0, x: (-numpy.exp(t0))/numpy.expm1(t0)), (None, lambda t0, x: numpy.exp(x)/numpy.expm1(x))))
 

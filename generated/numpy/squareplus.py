@@ -58,7 +58,7 @@ def forward_deriv_f32(_x, b):
 
 
 def _forward_f64(x, b):
-    """y = f(x) (float64): rewritten, measured 1 ULP, naive NaN/inf"""
+    """y = f(x) (float64): rewritten, measured 2 ULP, naive NaN/inf"""
     t0 = x**2
     t1 = numpy.sqrt(b/t0 + 1.0) + 1.0
     t2 = 0.5*x

@@ -58,8 +58,9 @@ def _forward_f64(x):
 
 
 def _backward_f64(x):
-    """dx = dy * f'(x) (float64): rewritten, measured 2 ULP (conditioned), 8 with libm's documented errors, naive 8.58e+15 ULP (conditioned); rewrites: sech2"""
-    return numpy.cosh(x)**-2
+    """dx = dy * f'(x) (float64): sech2 as sigmoid, measured 2 ULP (conditioned), 3 with libm's documented errors, naive 8.58e+15 ULP (conditioned); rewrites: sech2, sech2_sigmoid"""
+    t0 = 2.0*x
+    return 4.0*rt.sigmoid(-t0)*rt.sigmoid(t0)
 
 
 def _backward_y_f64(y):

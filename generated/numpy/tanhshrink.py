@@ -17,7 +17,7 @@ NORMALIZER = ""
 
 
 def _forward_f32(x):
-    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive 1 ULP"""
+    """y = f(x) (float32): rewritten, computed in double, measured 0 ULP, naive 2 ULP"""
     x = numpy.asarray(x, numpy.float64)
     t0 = x**2
     return rt.nan_guard(x, rt.piecewise((t0, x, ), (lambda t0, x: numpy.less(abs(x), 2.0), lambda t0, x: (x**3*(t0*(t0*(t0*(t0*(t0 + 2925.0) + 1276275.0) + 174594420.0) + 8249586345.0) + 105411381075.0))/(t0*(t0*(t0*(t0*(t0*(t0 + 3003.0) + 1351350.0) + 192972780.0) + 9820936125.0) + 151242416325.0) + 316234143225.0)), (None, lambda t0, x: x - numpy.tanh(x))))
