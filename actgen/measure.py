@@ -108,6 +108,7 @@ def evaluate_form(form: Form, xs: np.ndarray, params: dict, dtype: str, compute:
 
 
 _DOUBLE_MAX = float(np.finfo(np.float64).max)
+_DOUBLE_TINY = float(np.finfo(np.float64).smallest_subnormal)
 
 
 def evaluate_form_wide(form: Form, xs: np.ndarray, params: dict, dtype: str) -> np.ndarray:
@@ -125,8 +126,8 @@ def evaluate_form_wide(form: Form, xs: np.ndarray, params: dict, dtype: str) -> 
         try:
             with mpmath.workprec(WIDE_BITS):
                 for sym, value in form.temps:
-                    env[sym] = evaluate_fixed(value, env, WIDE_BITS, _DOUBLE_MAX)
-                v = evaluate_fixed(form.result, env, WIDE_BITS, _DOUBLE_MAX)
+                    env[sym] = evaluate_fixed(value, env, WIDE_BITS, _DOUBLE_MAX, _DOUBLE_TINY)
+                v = evaluate_fixed(form.result, env, WIDE_BITS, _DOUBLE_MAX, _DOUBLE_TINY)
             out[i] = round_to_format(v, *fmt) if not isinstance(v, mpmath.mpc) else math.nan
         except (Undefined, ValueError, ZeroDivisionError, OverflowError, TypeError):
             out[i] = math.nan

@@ -262,15 +262,29 @@ def _without_cancellations(expr: sp.Expr) -> sp.Expr:
                         _equal_without_cancellation)
 
 
-#: evaluate_fixed's overflow threshold while it runs (None: mpmath's unbounded exponents)
-_RANGE: list = [None]
+#: evaluate_fixed's overflow threshold and underflow quantum while it runs (None: mpmath's
+#: unbounded exponents)
+_RANGE: list = [None, None]
 
 
 def _eval(e, env):
-    v = _eval_node(e, env)
-    if _RANGE[0] is not None and mpmath.isfinite(v) and abs(v) > _RANGE[0]:
-        return mpmath.inf if v > 0 else -mpmath.inf
+    return _clamp(_eval_node(e, env))
+
+
+def _clamp(v):
+    if _RANGE[0] is not None and mpmath.isfinite(v):
+        if abs(v) > _RANGE[0]:
+            return mpmath.inf if v > 0 else -mpmath.inf
+        if _RANGE[1] is not None and abs(v) < _RANGE[1] * _SUBNORMAL_SPAN:
+            # below double's normal range a double-double's low part is subnormal: what is left is
+            # a multiple of the smallest subnormal (c * x underflows at x = 5e-324 whatever comes
+            # after: (c * asinh(x)) / sqrt(x) was 0 in the kernel, 2.8e-163 in the model)
+            return mpmath.nint(v / _RANGE[1]) * _RANGE[1]
     return v
+
+
+#: 2**-969 / 2**-1074: where double-double's 106 bits reach the smallest subnormal
+_SUBNORMAL_SPAN = mpmath.mpf(2) ** 105
 
 
 def _eval_node(e, env):
@@ -292,6 +306,16 @@ def _eval_node(e, env):
                     raise _Cancellation(max(lost, 1))
         return total
     if e.is_Mul:
+        if _RANGE[0] is not None:
+            # a fixed-precision model: one factor at a time, the divisions last, as the double-double
+            # printer multiplies (an intermediate product can underflow or overflow)
+            den = [a for a in e.args if a.is_Pow and a.exp.is_Integer and a.exp < 0]
+            value = mpmath.mpf(1)
+            for a in [a for a in e.args if a not in den]:
+                value = _clamp(_real(value * _eval(a, env)))
+            for a in den:
+                value = _clamp(_real(value * _eval(a, env)))
+            return value
         return _real(mpmath.fprod(_eval(a, env) for a in e.args))
     if e.is_Pow:
         base, exponent = e.args
@@ -359,19 +383,20 @@ def _cond(c, env) -> bool:
     return bool(rel(a, b))
 
 
-def evaluate_fixed(expr: sp.Expr, values: dict, prec: int, max_magnitude: float | None = None) -> mpmath.mpf:
+def evaluate_fixed(expr: sp.Expr, values: dict, prec: int, max_magnitude: float | None = None,
+                   quantum: float | None = None) -> mpmath.mpf:
     """``expr`` at ``values`` with every operation at ``prec`` bits, as written: no rewrite of its
     cancelling sums (evaluate's), no precision raised where it cancels. A model of a fixed-
     precision computation of the form (measure.evaluate_form_wide). With ``max_magnitude``, every
     operation's result beyond it is +-inf (double-double overflows where double does: sin(2 x)
     at x = 1e308 is sin(inf)). May raise Undefined."""
-    _RANGE[0] = max_magnitude
+    _RANGE[:] = [max_magnitude, None if quantum is None else mpmath.mpf(quantum)]
     try:
         with mpmath.workprec(prec):
             env = {s: mpmath.mpf(v) for s, v in values.items()}
             return _eval(expr, env)
     finally:
-        _RANGE[0] = None
+        _RANGE[:] = [None, None]
 
 
 def evaluate(expr: sp.Expr, values: dict, prec: int) -> mpmath.mpf:
@@ -521,6 +546,11 @@ def _settled(expr, params, dtype, variable, points) -> float:
             if seen and (value == seen[-1] or (math.isnan(value) and math.isnan(seen[-1]))):
                 return value
             seen.append(value)
+            if value == 0 and len(seen) >= 3 and abs(seen[-3]) > abs(seen[-2]) > 0:
+                # shrinking, and now below the format's smallest subnormal: the limit rounds to 0
+                # (the next point's evaluation can run out of precision first: the derivative of
+                # log(x + sqrt(x**2 + 1)) cancels twice at x = -2**16384, past 16384 bits)
+                return value
             if len(seen) >= 3 and not any(math.isnan(v) for v in seen[-3:]):
                 a, b, c = seen[-3:]
                 shrinking = abs(c) < abs(a) * 2.0 ** -64          # sin(x)/x: decays while it oscillates
@@ -528,4 +558,14 @@ def _settled(expr, params, dtype, variable, points) -> float:
                     return math.nan
     finally:
         _IN_LIMIT[0] = False
+    # growing without bound, but slower than any float can show: asinh(x) and log(x) at
+    # x = 2**64 ... 2**16384 are 44, 178, 710, 2839, 11357 (the steps grow with the exponent;
+    # log(log(x))'s stay the same). A limit that exists has steps that shrink. (The last point
+    # may be past what 16384 bits resolve: log(x + sqrt(x**2 + 1)) at x = -2**16384 is -inf.)
+    finite = seen[:next((i for i, v in enumerate(seen) if not math.isfinite(v)), len(seen))]
+    if len(finite) >= 4:
+        steps = [b - a for a, b in zip(finite, finite[1:])]
+        if all(d > 0 for d in steps) or all(d < 0 for d in steps):
+            if all(abs(later) >= abs(earlier) * (1 - 1e-9) for earlier, later in zip(steps, steps[1:])):
+                return math.copysign(math.inf, steps[-1])
     return math.nan

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.cfunctions import expm1, hypot, log1p
 
 from .derive import differentiate
 from .functions import confine, erfc, sigmoid, softplus
@@ -436,6 +436,65 @@ def _rationalize_node(e, constants_only: bool = False):
     return numerator / (coeff * root - rest) + sp.Add(*[t for t in others if t not in paired])
 
 
+def _pow_expm1_node(e):
+    """c + k*b**p + r with k = -c, b a function of x -> k*expm1(p*log1p(b - 1)) + r, b - 1 taken
+    symbolically (through Max, Min and Piecewise: Max(0, 1 + x/10) - 1 is Max(-1, x/10)): the
+    power cancels against the constant where b is near 1, as (1 + x/10)**10 - 1 at x ~ 0 does
+    (PDELU). Not integer powers (a polynomial in b - 1, which the other rules see). A candidate,
+    not a rule: where b is large, p*log(b) magnifies its rounding."""
+    if not e.is_Add:
+        return None
+    for term in e.args:
+        k, power = term.as_coeff_Mul()
+        if not (power.is_Pow and X in power.base.free_symbols and X not in power.exp.free_symbols
+                and not power.exp.is_Integer):
+            continue                  # (an integer power minus 1 is a polynomial: 1 - tanh(u)**2 has sech2)
+        constant = [t for t in e.args if t.is_Number and t == -k]
+        if not constant:
+            continue
+        rest = [t for t in e.args if t is not term and t is not constant[0]]
+        return k * expm1(power.exp * log1p(_minus_one(power.base))) + sp.Add(*rest)
+    return None
+
+
+def _minus_one(b):
+    if isinstance(b, (sp.Max, sp.Min)):
+        return b.func(*[_minus_one(a) for a in b.args])
+    if isinstance(b, sp.Piecewise):
+        return sp.Piecewise(*[(_minus_one(v), c) for v, c in b.args])
+    return b - 1
+
+
+def _pow_expm1(source: sp.Expr) -> sp.Expr:
+    return source.replace(lambda e: _pow_expm1_node(e) is not None, _pow_expm1_node)
+
+
+def _hypot_node(e):
+    """sqrt(a**2 + b**2) -> hypot(a, b) (and its reciprocal), a positive number c being sqrt(c)**2
+    and c*u**2 being (sqrt(c)*u)**2: no overflow of the squares (asinh(x)*sqrt(|x|)'s derivative,
+    1/sqrt(x**2 + 1), was 0 beyond x = 1e154). A candidate: libm's hypot has no vector variant."""
+    if not (e.is_Pow and e.exp in (sp.S.Half, -sp.S.Half) and e.base.is_Add and len(e.base.args) == 2):
+        return None
+    sides = [_square_root_of(t) for t in e.base.args]
+    if any(side is None for side in sides) or all(side.is_Number for side in sides):
+        return None
+    return hypot(*sides) ** (2 * e.exp)
+
+
+def _square_root_of(t):
+    """u for a term u**2 (c*u**2 with a number c > 0: sqrt(c)*u; a number c > 0: sqrt(c)), else None."""
+    if t.is_Number:
+        return sp.sqrt(t) if t > 0 else None
+    coeff, rest = t.as_coeff_Mul()
+    if coeff > 0 and rest.is_Pow and rest.exp == 2:
+        return sp.sqrt(coeff) * rest.base
+    return None
+
+
+def _hypot(source: sp.Expr) -> sp.Expr:
+    return source.replace(lambda e: _hypot_node(e) is not None, _hypot_node)
+
+
 def _scaled_root(t):
     """(c, sqrt(a)) for a term c * sqrt(a) with a number c (c = 1 for sqrt(a)), else None."""
     if t.is_Pow and t.exp == sp.S.Half:
@@ -571,6 +630,8 @@ ALTERNATIVES: tuple[Alternative, ...] = (
                 _rationalize_constant),     # (first: pairing x too can cancel in the denominator)
     Alternative("rationalized", "rationalize", "c sqrt(a) + b -> (c^2 a - b^2) / (c sqrt(a) - b)", "source",
                 _rationalize),
+    Alternative("power as expm1", "pow_expm1", "b**p - 1 -> expm1(p*log1p(b - 1))", "source", _pow_expm1),
+    Alternative("hypot", "hypot", "sqrt(a**2 + b**2) -> hypot(a, b)", "source", _hypot),
     Alternative("sech2 as sigmoid", "sech2_sigmoid", "cosh(u)**-2 -> 4 sigmoid(2u) sigmoid(-2u)", "stable",
                 _sech2_sigmoid),
     Alternative("softplus rational", "softplus_rational",

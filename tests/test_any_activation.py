@@ -150,3 +150,27 @@ def test_bent_identity_cancels_symbolically_and_verifies(tmp_path):
     xs = np.concatenate([np.linspace(-2, 2, 4001), -np.logspace(-8, 0, 400), np.logspace(-8, 0, 400)])
     ref = memoised_reference(act.expr, xs, "float64", {})
     assert np.max(ulp_distance(bent(xs), ref)) <= 8
+
+
+@requires_cc
+def test_a_power_minus_one_becomes_expm1_of_log1p(tmp_path):
+    """PDELU, alpha ((1 + (1 - t) x)^(1/(1 - t)) - 1) below 0, as its paper writes it (with
+    Max(0, .) keeping the power real): near x = 0 the power is 1 + tiny and the -1 cancels
+    (4e18 ULP at x = -1e-30; the build was refused). expm1(p log1p(b - 1)), b - 1 taken through
+    the Max symbolically, verifies in both dtypes."""
+    spec = ('[pdelu]\nexpr = "Piecewise((x, x > 0), (alpha * (Max(0, 1 + (1 - t) * x)**(1 / (1 - t)) - 1), True))"\n'
+            'params = { alpha = 1.0, t = 0.9 }\n')
+    act, results = _verify(tmp_path, "pdelu", spec)
+    assert lower_activation(act).choices["forward", "float64"].label == "power as expm1"
+    over = [r for r in results if not r.passed]
+    assert not over, [(r.backend, r.dtype, r.kernel, r.error, r.worst_x) for r in over]
+
+
+@requires_cc
+def test_the_textbook_arcsinh_builds_with_its_limits_at_infinity(tmp_path):
+    """log(x + sqrt(x^2 + 1)): recognised as asinh; its limits at +-inf are +-inf (they grow like
+    a log: the limit was NaN) and its derivative's at -inf is 0 (the reference ran out of
+    precision at x = -2**16384 first): the build was refused, and asinh(x) itself 8 over budget."""
+    _, results = _verify(tmp_path, "asinh_naive", '[asinh_naive]\nexpr = "log(x + sqrt(x**2 + 1))"\n')
+    over = [r for r in results if not r.passed]
+    assert not over, [(r.backend, r.dtype, r.kernel, r.error, r.worst_x) for r in over]

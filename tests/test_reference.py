@@ -109,3 +109,36 @@ def test_a_log_of_a_computed_value_near_1_raises_the_precision(x, dtype):
     assert reference(sp.log(1 + sp.exp(X)), {X: x}, dtype) == round_to_format(want, *fmt)
     expr = sp.log((1 + sp.exp(5 * X)) / (1 + sp.exp(5 * (X - 1)))) / 5
     assert reference(expr, {X: x}, dtype) == round_to_format(shifted, *fmt)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_limits_that_grow_like_a_log_or_shrink_past_the_subnormals(dtype):
+    """asinh(x) and its textbook spelling log(x + sqrt(x^2 + 1)) grow without bound, too slowly to
+    overflow at x = 2**16384 (the limit was NaN, and verify called the kernel's inf at x = inf
+    infinitely wrong); the derivative of the spelling shrinks to 0 at -inf, but cancels twice, and
+    at x = -2**16384 its evaluation ran out of precision (NaN) before two points agreed."""
+    spelled = sp.log(X + sp.sqrt(X**2 + 1))
+    for expr in (sp.asinh(X), spelled):
+        assert limit_at_infinity(expr, {}, 1, dtype) == math.inf
+        assert limit_at_infinity(expr, {}, -1, dtype) == -math.inf
+    assert limit_at_infinity(sp.diff(spelled, X), {}, -1, dtype) == 0.0
+    assert limit_at_infinity(sp.atan(X), {}, 1, dtype) == pytest.approx(math.pi / 2)
+    assert math.isnan(limit_at_infinity(sp.sin(X), {}, 1, dtype))
+    assert math.isnan(limit_at_infinity(X * sp.sin(X), {}, 1, dtype))
+
+
+def test_the_fixed_precision_model_underflows_as_double_double_does():
+    """m-arcsinh's derivative as printed for double-double, (asinh(x)/24) / sqrt(x): at x = 5e-324
+    the first product is below the smallest subnormal, 0 in the kernel whatever the division
+    after it does; the model (mpmath at 100 bits, one product at a time, results below 2**-969 on
+    the subnormal grid) says so too, and selection no longer takes that form there."""
+    from actgen.reference import evaluate_fixed
+
+    t0 = sp.Symbol("t0", positive=True)              # sqrt(x), a temporary of the kernel
+    expr = sp.asinh(X) / (24 * t0)
+    tiny, big = float(np.finfo(np.float64).smallest_subnormal), float(np.finfo(np.float64).max)
+    at = {X: tiny, t0: math.sqrt(tiny)}
+    assert evaluate_fixed(expr, at, 100, big, tiny) == 0
+    assert evaluate_fixed(expr, at, 100, big) > 0                  # no quantum: no underflow
+    at = {X: 1e-300, t0: 1e-150}
+    assert float(evaluate_fixed(expr, at, 100, big, tiny)) == pytest.approx(1e-150 / 24, rel=1e-15)
