@@ -70,7 +70,7 @@ def run(args) -> int:
             if k.kind == "backward_y":      # not measured by selection (its input is y, not x)
                 print(f"  {dtype}: rewritten, in the dtype (actgen verify measures it at y = f(x))")
             else:
-                print(f"  {dtype}: {describe_choice(choice)}")
+                print(f"  {dtype}: {describe_choice(choice, derived=bool(order))}")
             if form.rules and form.stable is not None:
                 print(f"           generated as {form.stable}  [rewrites: {', '.join(form.rules)}]")
     kinks = kink_points(act)
@@ -95,10 +95,11 @@ def _kind(tables: dict, name: str) -> str:
     return table.get("kind", "gated" if "gate" in table else "elementwise")
 
 
-def describe_choice(choice) -> str:
+def describe_choice(choice, derived: bool = False) -> str:
     """One line: which candidate form was chosen for a kernel and dtype, and how it measured
-    against the naive evaluation of the same expression (see actgen.select)."""
-    unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
+    against the naive evaluation of the same expression (see actgen.select); ``derived``: of a
+    derivative order, whose forward kernel is measured conditioned too."""
+    unit = "ULP" if choice.kernel.kind == "forward" and not derived else "ULP (conditioned)"
     text = f"{choice.label}"
     if choice.float_range is not None:
         text += (f", in C {choice.range_text()} (blocks of inputs with one outside, and other"
