@@ -13,11 +13,15 @@ from dataclasses import asdict, dataclass
 import mpmath
 import numpy as np
 
-from .loading import load
+from .build import indexed_artifact, spec_key, table_origin, write_index
+from .higher import derived_activation
+from .loading import load, load_table, spec_table
+from .orders import derived_table
 from .activation import Activation
 from .derive import derive
 from .ir import DTYPES, X, Y, param_symbol
 from .measure import conditioned_distance, term_scale, ulp_distance
+from .pipeline import build, lower_activation
 from .reference import evaluate
 from .reference_rows import row_reference
 from .render import FLOAT_BLOCK
@@ -130,7 +134,9 @@ def _check_elementwise(loaded, sweep: Sweep) -> list[Result]:
     kernels = {k.name: k for k in derive(act)}
     each = _each_point if loaded.backend == "c" and sweep.dtype == "float32" else (lambda f, *a: f(*a))
     y = np.asarray(each(lambda x: loaded(x, **params), xs))
-    out.append(_ulp_result(act.name, loaded.backend, sweep, "forward", "forward", y, sweep.refs["forward"]))
+    # a derived order's forward kernel is a derivative: measured conditioned (select.plain_ulps)
+    fscale = None if not act.order else term_scale(stable_form(kernels["forward"], act.expr).stable, xs, params)
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "forward", "forward", y, sweep.refs["forward"], fscale))
     dx = np.asarray(each(lambda x, dy: loaded.backward(x, dy, **params), xs, dys))
     back = kernels["backward"]
     scale = term_scale(stable_form(back, act.expr).stable, xs, params) * np.abs(dys)
@@ -138,14 +144,14 @@ def _check_elementwise(loaded, sweep: Sweep) -> list[Result]:
                            scale))
     # the fused forward and derivative (its loop may vectorise differently: measured on its own)
     fy, fd = each(lambda x: np.stack(loaded.forward_with_derivative(x, **params)), xs)
-    out.append(_ulp_result(act.name, loaded.backend, sweep, "fused_y", "forward", fy, sweep.refs["forward"]))
+    out.append(_ulp_result(act.name, loaded.backend, sweep, "fused_y", "forward", fy, sweep.refs["forward"], fscale))
     out.append(_ulp_result(act.name, loaded.backend, sweep, "fused_dydx", "backward", fd,
                            sweep.kernel_refs["backward"], scale / np.where(dys == 0, 1, np.abs(dys))))
     # per-channel parameters (here equal to the scalars)
     if act.params:
         arrays = {p: np.full(xs.shape, v, dtype=xs.dtype) for p, v in params.items()}
         out.append(_ulp_result(act.name, loaded.backend, sweep, "forward_pc", "forward",
-                               np.asarray(loaded(xs, **arrays)), sweep.refs["forward"]))
+                               np.asarray(loaded(xs, **arrays)), sweep.refs["forward"], fscale))
         out.append(_ulp_result(act.name, loaded.backend, sweep, "backward_pc", "backward",
                                np.asarray(loaded.backward(xs, dys, **arrays)), sweep.refs["backward"], scale))
     # from the saved output: at the correctly rounded y = f(x), against g(y) exactly
@@ -245,15 +251,45 @@ def _check_rowwise(loaded, sweep: Sweep) -> list[Result]:
     return out
 
 
-def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES, quick=False) -> list[Result]:
-    """Build (or load) ``act`` with each backend and check every kernel and dtype."""
+def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES, quick=False,
+           orders: int = 1) -> list[Result]:
+    """Build (or load) ``act`` with each backend and check every kernel and dtype; with
+    ``orders`` = K > 1 also its derivative activations up to f^(K) (verified_orders)."""
     results = []
     for dtype in dtypes:
         sweep = make_sweep(act, dtype, quick=quick)
         for backend in backends:
             loaded = load(act.name, spec=spec, backend=backend)
             results.extend(check(loaded, sweep))
+    if orders > 1:
+        table, path = spec_table(act.name, spec)
+        for k in verified_orders(act.kind, orders):
+            derived = derived_activation(act, k)
+            name, derived_spec = derived_table(act.name, table, k)
+            _build_all(derived, name, derived_spec, backends)
+            for dtype in dtypes:
+                sweep = make_sweep(derived, dtype, quick=quick)
+                for backend in backends:
+                    results.extend(check(load_table(name, derived_spec, path, backend), sweep))
     return results
+
+
+def _build_all(act: Activation, name: str, table: dict, backends) -> None:
+    """Build a derived order for every backend from one lowering (load_table would lower it once
+    per backend), as ``actgen build`` does."""
+    lowered = None
+    for backend in backends:
+        key = spec_key(name, table, backend)
+        if indexed_artifact(key, name, warn=False) is None:
+            lowered = lowered or lower_activation(act)
+            write_index(key, build(act, backend, table_origin(name), lowered))
+
+
+def verified_orders(kind: str, orders: int) -> range:
+    """The derivative activations whose kernels cover f'' .. f^(orders): k = 1 .. orders - 1 of an
+    elementwise one (forward f^(k), backward f^(k+1)); of a gated or rowwise one the gate's or
+    score's g^(k), k = 0 .. orders - 2 (its own kernels cover the function and g')."""
+    return range(1, orders) if kind == "elementwise" else range(0, orders - 1)
 
 
 def format_table(results: list[Result]) -> str:

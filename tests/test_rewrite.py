@@ -73,6 +73,7 @@ def test_rules_preserve_values(rule):
         "standard_function": (sp.exp(X) - sp.exp(-X)) / (sp.exp(X) + sp.exp(-X)),
         "half_angle": (1 - sp.cos(X)) / X,
         "together": 1 / (sp.Abs(X) + 1) - sp.Abs(X) / (sp.Abs(X) + 1)**2,
+        "sinh_cosh": -2 * sp.sinh(X) / sp.cosh(X)**3,
     }
     before = samples[rule]
     after = lower(before)
