@@ -164,21 +164,26 @@ def _build_activation(job) -> list[tuple[str, str, str, str | None]]:
     ACTGEN_DEBUG or None)]. Lowering (derivation and the measured choice of forms) is skipped
     when the cache index already knows the artifact of this exact table. Runs in a worker
     process for parallel builds: it returns text, never raises."""
-    act, table, path, backends = job
+    act, table, path, backends, orders = job
     lines = _build_one(act, table, path, backends, "")
     if any(status == "error" for _, status, _, _ in lines):
         return lines
-    for k in build_orders(act.kind):
+    for k in build_orders(act.kind, orders):
         name, derived = derived_table(act.name, table, k)
         lines += _build_one((act, k), derived, path, backends, f" {order_label(k)}")
     return lines
 
 
-def build_orders(kind: str) -> tuple[int, ...]:
-    """The derivative orders built with an activation: order 1 of an elementwise one (its
-    backward is f''), the gate's or score's g and g' of a gated or rowwise one (their framework
-    wrappers differentiate around them): second derivatives need no SymPy at run time."""
-    return (1,) if kind == "elementwise" else (0, 1)
+def build_orders(kind: str, orders: int = 1) -> tuple[int, ...]:
+    """The derivative activations built with an activation for derivatives up to ``orders``
+    (``actgen build --orders K``): for an elementwise one derivative_activation(1)..(K-1) (the
+    backward of order k - 1 is f^(k)), for a gated or rowwise one the gate's or score's g^(0)..
+    g^(K-1) (their framework wrappers differentiate around them). By default none: f and f' are
+    in the activation's own module, and a higher order is built when first asked for (each
+    roughly doubles a build: most users never take a second derivative)."""
+    if orders < 2:
+        return ()
+    return tuple(range(1, orders)) if kind == "elementwise" else tuple(range(orders))
 
 
 def _build_one(act, table, path, backends, label) -> list[tuple[str, str, str, str | None]]:
@@ -227,7 +232,7 @@ def cmd_build(args) -> int:
         return 2
     backends = ["c", "numpy"] if args.backend == "both" else [args.backend]
     tables = _spec_tables(items)
-    jobs = [(t.act, t.table, t.path, backends) for t in tables if t.error is None]
+    jobs = [(t.act, t.table, t.path, backends, args.orders) for t in tables if t.error is None]
     workers = max(1, min(args.jobs or os.cpu_count() or 1, len(jobs)))
     pool = None
     if workers > 1:
@@ -427,6 +432,9 @@ def parser() -> argparse.ArgumentParser:
                    help="which kernels to build (default: both)")
     b.add_argument("--jobs", "-j", type=_count, default=0,
                    help="activations built in parallel (default: the number of CPUs)")
+    b.add_argument("--orders", type=_order_arg, default=1, metavar="K",
+                   help="also build the kernels of derivatives up to order K (default 1: f and f'; "
+                        "higher orders are otherwise built when first used)")
     b.set_defaults(func=cmd_build)
 
     lst = add_verb("list", help="the catalogue of built-in activations",

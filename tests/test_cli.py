@@ -25,8 +25,7 @@ def test_the_issue_workflow_new_build_show_load(tmp_path):
     assert ".so" in built.stdout
 
     again = run_cli("build", "serf.toml", cwd=tmp_path, env=env)
-    assert again.returncode == 0 and "compiled" not in again.stdout and again.stdout.count("cached") == 4
-    assert "[c f' ] cached" in again.stdout           # the order-1 derivative activation (f', f'')
+    assert again.returncode == 0 and "compiled" not in again.stdout and again.stdout.count("cached") == 2
 
     shown = run_cli("show", "serf", "--spec", "serf.toml", cwd=tmp_path, env=env)
     assert shown.returncode == 0
@@ -193,12 +192,11 @@ def test_the_same_table_in_another_file_is_a_cache_hit(tmp_path):
     (tmp_path / "second.toml").write_text('# another file\n[other]\nexpr = "2 * x"\n\n' + table)
     env = {"ACTGEN_CACHE_DIR": str(tmp_path / "cache")}
     first = run_cli("build", "first.toml", cwd=tmp_path, env=env)
-    # both backends of the table and of its derivative activation of order 1 (f', f'')
-    assert first.returncode == 0 and first.stdout.count("compiled") == 4, first.stdout
+    assert first.returncode == 0 and first.stdout.count("compiled") == 2, first.stdout
     second = run_cli("build", "second.toml", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
     copied = [line for line in second.stdout.splitlines() if line.startswith("copied ")]
-    assert len(copied) == 4 and all("cached" in line for line in copied), second.stdout
+    assert len(copied) == 2 and all("cached" in line for line in copied), second.stdout
     # and a load from the other file finds it without lowering (no SymPy)
     code = ("import sys, numpy as np, actgen; a = actgen.load('copied', spec='second.toml'); "
             "a(np.ones(3)); print('sympy' in sys.modules)")
@@ -273,8 +271,7 @@ def test_a_table_that_raises_is_one_line_and_the_others_are_built(tmp_path, monk
     spec.write_text(THREE)
     assert cli.main(["build", str(spec), "--backend", "numpy", "--jobs", "1"]) == 1
     out, err = capsys.readouterr()
-    # each table twice: its module and its order-1 derivative activation's
-    assert [line.split()[0] for line in out.splitlines()] == ["first", "first", "last", "last"]
+    assert [line.split()[0] for line in out.splitlines()] == ["first", "last"]
     errors = [line for line in err.splitlines() if line.startswith("actgen: error:")]
     assert errors == [f"actgen: error: {spec} [middle]: lowering (derivatives and the choice of stable forms) "
                       "failed with TypeError: cannot create mpf from zoo (an error inside actgen or a library it "
@@ -306,6 +303,17 @@ def test_a_spec_that_fails_selection_is_reported_and_the_other_tables_built(tmp_
     spec.write_text(THREE.replace('"x * tanh(x) + 1"', '"sin(2 * x) / x"'))
     out = run_cli("build", str(spec), "--backend", "numpy", "--jobs", "2", env={"ACTGEN_CACHE_DIR": str(tmp_path / "c")})
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
-    assert [line.split()[0] for line in out.stdout.splitlines()] == ["first", "first", "last", "last"], out.stdout
+    assert [line.split()[0] for line in out.stdout.splitlines()] == ["first", "last"], out.stdout
     errors = [line for line in out.stderr.splitlines() if line.startswith("actgen: error:")]
     assert len(errors) == 1 and f"{spec} [middle] expr:" in errors[0] and "NaN or inf" in errors[0], errors
+
+
+def test_build_orders_prebuilds_the_derivative_activations(tmp_path):
+    """By default `actgen build` builds f and f' (one module per backend); `--orders 3` also builds
+    derivative_activation(1) and (2), so that f'' and f''' load from the cache without SymPy."""
+    (tmp_path / "t.toml").write_text('[t]\nexpr = "x * tanh(x)"\n')
+    env = {"ACTGEN_CACHE_DIR": str(tmp_path / "cache")}
+    plain = run_cli("build", "t.toml", "--backend", "numpy", cwd=tmp_path, env=env)
+    assert plain.returncode == 0 and plain.stdout.count("compiled") == 1, plain.stdout
+    more = run_cli("build", "t.toml", "--backend", "numpy", "--orders", "3", cwd=tmp_path, env=env)
+    assert more.returncode == 0 and more.stdout.count("compiled") == 2 and more.stdout.count("cached") == 1, more.stdout
