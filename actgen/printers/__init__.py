@@ -134,7 +134,8 @@ class DoubleDouble:
             if self.dd_float and e.is_Mul and len(e.args) == 2 and all(
                     a.is_Symbol and a not in self.dd_temps for a in e.args):
                 # two floats (b * x): their exact product is (p, fma(a, b, -p)), the pair ff_mul
-                # of the two lifted would give, in 2 operations instead of 12
+                # of the two lifted gives (where the error does not underflow), in 2 operations
+                # instead of 12
                 return self._dd_op("prod", *(self._print(a) for a in e.args))
             parts = [self._dd(a) for a in e.args]
             text = parts[0]
