@@ -24,6 +24,7 @@ from actgen.render import FLOAT_BLOCK
 from actgen.derive import derive
 from actgen.ranges import RANGE_MIN, box_points, float_range, param_box
 from actgen.select import choose_all
+from actgen.show import describe_choice
 from actgen.spec import parse_spec_text
 from actgen.measure import ulp_distance
 from actgen.sweep import make_sweep
@@ -245,6 +246,9 @@ def test_swish_float_path_is_certified_for_a_box_of_beta():
         assert c.label == "compensated" and c.form.compensated, kernel
         assert -60.0 <= c.float_range[0] <= -RANGE_MIN, (kernel, c.float_range)
     assert "for beta in [0.5, 1.5]" in choices["forward", "float32"].range_text()
+    # actgen show (and show --spec FILE) says it
+    assert "in C in float on [-57, inf] for beta in [0.5, 1.5], else in double" in describe_choice(
+        choices["forward", "float32"])
 
 
 def test_the_box_grid_has_its_corners_ends_and_halfway_points():
