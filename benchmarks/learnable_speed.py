@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +40,13 @@ ACTIVATIONS = (("swish", None), ("preu", CORPUS / "exponential_linear.toml"),
                ("delu", CORPUS / "exponential_linear.toml"), ("reltanh", CORPUS / "exponential_linear.toml"),
                ("lrelu_plus", CORPUS / "algebraic_sqrt.toml"))
 FACTORS = (1.0, 1.1, 1.5, 2.5)
+#: "cpu": the process's CPU time (its threads' sum), which other jobs on a crowded machine do not
+#: add to; "wall": elapsed time
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 DEFAULT_CONFIGS = ((1 << 22, 2), (1 << 16, 1))
 
 
-def measure(act, size: int, threads: int, repeats: int, min_time: float) -> dict:
+def measure(act, size: int, threads: int, repeats: int, min_time: float, clock: str = "cpu") -> dict:
     """{(op, statistic): [seconds at each of FACTORS]} for one activation and configuration, the
     statistic "seconds" (the median of the repeats) or "best" (the fastest repeat)."""
     actgen.set_num_threads(threads)
@@ -53,7 +57,7 @@ def measure(act, size: int, threads: int, repeats: int, min_time: float) -> dict
     settings = [{p: float(np.float32(act.params[p] * f)) for p in act.learnable} for f in FACTORS]
     fns = {"forward": [lambda s=s: act(x, out=y, **s) for s in settings],
            "backward": [lambda s=s: act.backward(x, dy, out=dx, **s) for s in settings]}
-    timed = time_together(fns["forward"] + fns["backward"], repeats, min_time)
+    timed = time_together(fns["forward"] + fns["backward"], repeats, min_time, clock=CLOCKS[clock])
     n = len(FACTORS)
     return {(op, stat): [t[stat] for t in part] for op, part in (("forward", timed[:n]), ("backward", timed[n:]))
             for stat in ("seconds", "best")}
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                    metavar="SIZE:THREADS", help="sizes with their thread counts (default: 2^22:2 2^16:1)")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--min-time", type=float, default=0.02)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                   help="cpu: this process's CPU time (default; steadier on a shared machine), wall: elapsed")
     args = p.parse_args(argv)
     body, best, boxes = [], [], []
     for name, spec in ACTIVATIONS:
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         defaults = ", ".join(f"{q} = {act.params[q]:g}" for q in act.learnable)
         boxes.append([name, defaults, box_text(act)])
         for size, threads in args.config:
-            times = measure(act, size, threads, args.repeats, args.min_time)
+            times = measure(act, size, threads, args.repeats, args.min_time, args.clock)
             for (op, stat), seconds in times.items():
                 base = seconds[0]
                 (body if stat == "seconds" else best).append(
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
              "# Learnable parameters off their defaults: float32 speed", "",
              f"Machine: {m.get('cpu')}, {m.get('usable_cpus')} CPUs, {m.get('cc')}; actgen commit "
              f"{m.get('actgen_commit')}. A shared 2-core machine (other jobs ran at the same time): medians of "
-             f"{args.repeats} interleaved repeats; compare the ratios, not the absolute times.", ""]
+             f"{args.repeats} interleaved repeats of the {'CPU time of the process (its threads summed)' if args.clock == 'cpu' else 'elapsed time'}; compare the ratios, not the absolute times.", ""]
     lines += markdown_table("Certified boxes (float32 kernels computed in float on an interval)",
                             ["activation", "learnable (defaults)", "box"], boxes, [])
     lines += markdown_table(
