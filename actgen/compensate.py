@@ -22,9 +22,10 @@ from .ir import Form, dyadic
 #: that much; in float64 these get the argument in double-double and a first-order correction.
 SENSITIVE = (sp.exp, erfc, sp.erfc, sigmoid, softplus, sp.cosh, sp.sinh)
 
-#: The sensitive functions with a float-float variant (actgen_exp_ff, actgen_erfc_ff): a float32
-#: kernel computed in float can be compensated only where these are the ones that need it
-FLOAT_COMPENSATED = ("exp", "erfc")
+#: The sensitive functions with a float-float variant (actgen_exp_ff, actgen_erfc_ff,
+#: actgen_sigmoid_ff): a float32 kernel computed in float can be compensated only where these are
+#: the ones that need it
+FLOAT_COMPENSATED = ("exp", "erfc", "sigmoid")
 
 
 def dd_printable(e) -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import crmath
 from .numpy_runtime import (dd, dd_add, dd_mul, dd_neg, erfc_ff, exp_f32, exp_ff, ff, ff_add, ff_mul,
-                            ff_neg, nan_guard, piecewise, sigmoid_f32, softplus_f32)
+                            ff_neg, ff_prod, nan_guard, piecewise, sigmoid_f32, sigmoid_ff, softplus_f32)
 
 TWO_OVER_SQRT_PI = 1.1283791670955126
 
@@ -158,7 +158,7 @@ def sinh_dd(u):
 
 __all__ = ["arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "cbrt", "cos",
            "cosh", "cosh_dd", "dd", "dd_add", "dd_mul", "dd_neg", "erf", "erfc", "erfc_dd", "erfc_ff",
-           "exp", "exp2", "exp_dd", "exp_f32", "exp_ff", "expm1", "ff", "ff_add", "ff_mul", "ff_neg",
+           "exp", "exp2", "exp_dd", "exp_f32", "exp_ff", "expm1", "ff", "ff_add", "ff_mul", "ff_neg", "ff_prod",
            "hypot", "log", "log10", "log1p", "log2", "nan_guard", "piecewise", "power", "sigmoid",
-           "sigmoid_dd", "sigmoid_f32", "sin", "sinh", "sinh_dd", "softplus", "softplus_dd",
+           "sigmoid_dd", "sigmoid_f32", "sigmoid_ff", "sin", "sinh", "sinh_dd", "softplus", "softplus_dd",
            "softplus_f32", "tan", "tanh"]

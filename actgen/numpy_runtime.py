@@ -183,11 +183,26 @@ def ff_neg(a):
     return -a[0], -a[1]
 
 
+def ff_prod(a, b):
+    """actgen_ff_prod: the exact product of two float32 values, (p, fma(a, b, -p))."""
+    a, b = numpy.asarray(a, _F), numpy.asarray(b, _F)
+    with numpy.errstate(all="ignore"):
+        p = a * b
+        return p, numpy.where(numpy.isfinite(p), _fmaf(a, b, -p), _F(0.0))
+
+
 def exp_ff(u):
     """actgen_exp_ff: exp(hi) (1 + lo) in float32."""
     e = exp_f32(u[0])
     with numpy.errstate(all="ignore"):
         return numpy.where(numpy.isfinite(e), _fmaf(e, u[1], e), e)
+
+
+def sigmoid_ff(u):
+    """actgen_sigmoid_ff: s + s (1 - s) lo, s = sigmoid(hi), in float32."""
+    s = sigmoid_f32(u[0])
+    with numpy.errstate(all="ignore"):
+        return _fmaf(s * (_F(1.0) - s), numpy.asarray(u[1], _F), s)
 
 
 # erfcx(a) = t P(t - c), t = 1/(1 + a/4), on two intervals of t (the C prelude's table; fitted

@@ -25,6 +25,11 @@ def artifact_meta(lowered: Lowered, backend: str, spec_display: str, module: str
         "learnable": list(act.learnable),
         "expr_text": act.expr_text, "description": act.description, "spec": spec_display,
         "kind": act.kind, "normalizer": act.normalizer,
+        # float32 kernels computed in float for learnable parameters in a box (select.Choice.param_box;
+        # actgen verify measures them there): kernel -> {parameter: [lo, hi]}
+        "float_params": {k.name: {p: [lo, hi] for p, lo, hi in c.param_box if lo < hi}
+                         for k in lowered.kernels for c in [lowered.choices[k.name, "float32"]]
+                         if c.float_range is not None and any(lo < hi for _, lo, hi in c.param_box)},
         # role -> {dtype: symbol}; the NumPy backend has no _pc functions (its kernels broadcast)
         "functions": {r.name: {dtype: symbol(act.name, r.name, dtype) for dtype in DTYPES}
                       for r in exported_roles(lowered) if backend == "c" or not r.channels},

@@ -5,10 +5,16 @@ is still a normal float) is computed in float there and in double elsewhere: the
 each block of inputs against the interval (render.FLOAT_BLOCK). This module finds the interval
 from per-point errors, on the sweep and on dense float inputs, and gives the form as the float
 blocks see it (``within``).
+
+Learnable parameters move at every training step: the interval is certified for a box of
+parameter values around the defaults (``certify_params``), measured on a coarse grid of the box
+(its corners and points on each axis, the box's ends included), so that the C loops, which check
+the parameters once per call against the box, keep the float path while the parameters stay in it.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -16,9 +22,14 @@ import numpy as np
 import sympy as sp
 
 from .ir import X, Form
-from .measure import conditioned_distance, evaluate_form
+from .measure import conditioned_distance, evaluate_form, measure_bounded, term_scale
 
 RANGE_MIN = 12.0  # a float range (see select.Choice.float_range) must cover [-RANGE_MIN, RANGE_MIN]
+#: The boxes a learnable parameter's float path is certified for, widest first: its default d
+#: +- SPAN * |d| (a zero default: +- SPAN). Training moves parameters by tens of percent; the
+#: narrower boxes are tried where a parameter value at the edge of the wider one leaves no
+#: interval (the float form's error grows with the parameter: exp(alpha x) underflows sooner).
+SPANS = (0.5, 0.25, 0.1)
 
 
 def dense_xs() -> np.ndarray:
@@ -115,3 +126,67 @@ def in_range(xs: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     """The points a ranged kernel computes in float (the C check: lo <= x <= hi; NaN fails)."""
     with np.errstate(invalid="ignore"):
         return (xs >= bounds[0]) & (xs <= bounds[1])
+
+
+def param_box(defaults: dict, learnable, span: float) -> tuple[tuple[str, float, float], ...]:
+    """((name, lo, hi), ...) for every parameter: a learnable one's default +- span * |default|
+    (+- span for a zero default), the ends rounded to float32 (the C compares float32 parameters
+    with them; the grid measures those very values); the others at their default only."""
+    box = []
+    for p, d in defaults.items():
+        w = (abs(d) * span if d != 0 else span) if p in learnable else 0.0
+        box.append((p, float(np.float32(d - w)), float(np.float32(d + w))))
+    return tuple(box)
+
+
+def box_points(box, defaults: dict) -> list[dict]:
+    """Parameter values in ``box`` (not the defaults): its corners, then along each moving
+    parameter's axis (the others at their defaults) its ends and the points halfway to the
+    default. Selection certifies the float path on these; actgen verify measures them."""
+    moving = [(p, lo, hi) for p, lo, hi in box if lo < hi]
+    points = [dict(defaults, **dict(zip([p for p, _, _ in moving], corner)))
+              for corner in itertools.product(*[(lo, hi) for _, lo, hi in moving])]
+    for p, lo, hi in moving:
+        d = defaults[p]
+        for v in (lo, float(np.float32((lo + d) / 2)), float(np.float32((d + hi) / 2)), hi):
+            point = dict(defaults, **{p: v})
+            if point not in points and point != defaults:
+                points.append(point)
+    return points if moving else []
+
+
+def certify_params(form: Form, fallback: Form, xs: np.ndarray, defaults: dict, learnable, scale_expr,
+                   limit: float, weight: float, bounds: tuple[float, float]):
+    """(interval, box): the interval of x within ``bounds`` (measured at the defaults) on which
+    the float32 ``form`` computed in float stays within ``limit`` at every point of the box's
+    grid (box_points), and the widest box of SPANS for which that interval still covers
+    [-RANGE_MIN, RANGE_MIN]. At each grid point the float form is measured (the C library's
+    documented errors added at ``weight``, as selection does) against ``fallback``, the form the kernel computes
+    in double there otherwise: the float path adds at most ``limit`` to what the double path
+    gives. ``scale_expr``: the terms a derivative's error is conditioned on (None: forward).
+    Without learnable parameters, or if no box holds, (bounds, the box of the defaults alone):
+    other parameter values are computed in double."""
+    for span in SPANS if learnable else ():
+        box = param_box(defaults, learnable, span)
+        lo, hi = bounds
+        for params in box_points(box, defaults):
+            found = _float_range_at(form, fallback, xs, params, scale_expr, limit, weight)
+            if found is None:
+                break
+            lo, hi = max(lo, found[0]), min(hi, found[1])
+            if lo > -RANGE_MIN or hi < RANGE_MIN:
+                break
+        else:
+            return (lo, hi), box
+    return bounds, param_box(defaults, (), 0.0)
+
+
+def _float_range_at(form: Form, fallback: Form, xs: np.ndarray, params: dict, scale_expr, limit: float,
+                    weight: float):
+    """The interval (open where the two agree at that infinity) on which ``form`` in float is
+    within ``limit`` of ``fallback`` in double, at the parameter values ``params``; None if none."""
+    ref = evaluate_form(fallback, xs, params, "float32", "double")
+    scale = None if scale_expr is None else term_scale(scale_expr, xs, params)
+    m = measure_bounded(form, xs, ref, params, "float32", "dtype", scale, weight)
+    found = float_range(xs, m.decisive, limit)
+    return None if found is None else open_ended(found, form, fallback, params, "float32")

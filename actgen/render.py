@@ -41,10 +41,9 @@ class KernelView:
     compute: str              # C: the type arithmetic is done in; NumPy: "dtype" or "double"
     note: str                 # how the form was chosen (shown in a comment)
     #: C, a float32 kernel computed in float on an interval only (select.Choice.float_range):
-    #: the float element function, and the interval's bounds as C literals; this kernel is
+    #: the float element function (the loops' RoleView.bounds hold the interval); this kernel is
     #: then the one computed in double, which every loop may call
     fast: KernelView | None = None
-    bounds: tuple[str, str] = ()
     #: computed in double-double (actgen_dd.h): its element function is not inlined into the loops
     wide: bool = False
 
@@ -62,11 +61,10 @@ class RoleView:
     #: (lo, hi) as C literals if every kernel the role evaluates has a float variant on an
     #: interval (the flat loops then check blocks of elements against the common interval)
     bounds: tuple[str, str] = ()
-    #: C: true where the parameters differ from the values selection measured the interval at
-    #: (their defaults): the loop then computes every block in double
-    unmeasured: str = "0"
-    #: C: the measured values as call arguments (", 1.0F"), which the float variant is called with
-    measured: str = ""
+    #: C: true where the parameters lie outside the box the interval is certified for
+    #: (select.Choice.param_box: learnable ones in a range, the others at their defaults): the
+    #: loop then computes every block in double. Tested once per call.
+    params_outside: str = "0"
     #: its output may be one of its inputs (roles.IN_PLACE): no `restrict` on its pointers
     in_place: bool = False
 
@@ -172,8 +170,7 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
                 # (its blocks hold no NaN and no x outside the interval: no guards for those)
                 fast = (kernel_view(within(choice.form, choice.float_range), "float", f"{elem}_in_float", True,
                                     nan_guard=False) if blocks else None)
-                kernels[k.name] = kernel_view(choice.fallback, "double", elem, blocks, fast=fast,
-                                              bounds=tuple(_float_literal(b) for b in choice.float_range))
+                kernels[k.name] = kernel_view(choice.fallback, "double", elem, blocks, fast=fast)
             elif choice.fallback is not None and not backend.float_float:
                 # float-float in float is C's (and selection's model); elsewhere the form in double
                 kernels[k.name] = kernel_view(choice.fallback, "double", elem)
@@ -182,10 +179,9 @@ def view_model(lowered: Lowered, backend: Backend, spec_display: str) -> Activat
         printer = backend.printer(backend.compute(dtype))
         valid = printer.doprint(act.output_derivative_valid)
         valid_before = printer.take_statements()
-        unmeasured = " || ".join(f"p_{p} != {_float_literal(v)}" for p, v in act.params.items()) or "0"
-        measured = "".join(f", {_float_literal(v)}" for v in act.params.values())
         views = tuple(RoleView(r.name, r.loop, backend.symbol(act.name, r.name, dtype), r.kernel, r.param,
-                               r.channels, _role_bounds(act, r, kernels), unmeasured, measured, r.in_place)
+                               r.channels, _role_bounds(act, r, kernels, lowered.choices, dtype),
+                               _params_outside(act, r, lowered.choices, dtype), r.in_place)
                       for r in role_list)
         dtypes.append(DtypeView(dtype, tag, ctype, kernels, views, valid, valid_before))
     return ActivationView(
@@ -203,14 +199,38 @@ def _float_literal(value: float) -> str:
     return f"{np.float32(value)!r}".removeprefix("np.float32(").removesuffix(")") + "F"
 
 
-def _role_bounds(act: Activation, role: Role, kernels: dict) -> tuple[str, str]:
-    """The interval a flat loop of ``role`` may compute in float: that of its kernel(s) (forward
-    and derivative for forward_deriv, which must agree); () where it does not apply."""
+def _float_kernels(act: Activation, role: Role) -> list[str]:
+    """The kernels a flat loop of ``role`` may compute in float; [] where it has no float blocks."""
     if act.kind != "elementwise" or role.channels or role.loop not in ("forward", "backward", "forward_deriv"):
+        return []
+    return ["forward", "backward"] if role.loop == "forward_deriv" else [role.kernel]
+
+
+def _params_outside(act: Activation, role: Role, choices: dict, dtype: str) -> str:
+    """The C test that the parameters lie outside the box where the float blocks of ``role``
+    hold (the intersection of its kernels' boxes): "p_a != 0.5F" for a parameter certified at its
+    default only, "!(p_b >= 0.5F && p_b <= 1.5F)" for a range (NaN fails it); "0" without
+    parameters."""
+    boxes = [choices[name, dtype].param_box for name in _float_kernels(act, role)
+             if choices[name, dtype].float_range is not None]
+    tests = []
+    for i, p in enumerate(act.params):
+        lo = max(box[i][1] for box in boxes) if boxes else act.params[p]
+        hi = min(box[i][2] for box in boxes) if boxes else act.params[p]
+        tests.append(f"p_{p} != {_float_literal(lo)}" if lo >= hi else
+                     f"!(p_{p} >= {_float_literal(lo)} && p_{p} <= {_float_literal(hi)})")
+    return " || ".join(tests) or "0"
+
+
+def _role_bounds(act: Activation, role: Role, kernels: dict, choices: dict, dtype: str) -> tuple[str, str]:
+    """The interval a flat loop of ``role`` may compute in float: that of its kernel(s) (for
+    forward_deriv, the intersection of the forward's and the derivative's); () where it does not
+    apply."""
+    used = _float_kernels(act, role)
+    if not used or not all(kernels[name].fast for name in used):
         return ()
-    used = ["forward", "backward"] if role.loop == "forward_deriv" else [role.kernel]
-    bounds = {kernels[name].bounds for name in used}
-    return bounds.pop() if len(bounds) == 1 and all(kernels[name].fast for name in used) else ()
+    ranges = [choices[name, dtype].float_range for name in used]
+    return _float_literal(max(r[0] for r in ranges)), _float_literal(min(r[1] for r in ranges))
 
 
 def banner(spec_display: str, template: str) -> str:

@@ -12,7 +12,9 @@ of the C library functions it calls added (measure.libm_bound); a float32 form c
 must keep the model's error within MARGIN of the budget (the dense float check and libm's
 margin). A float32 candidate computed in float that is within that only on an interval around 0
 (silu: above x = -85) is kept there, the same form computed in double elsewhere
-(Choice.float_range: the C loops check blocks of inputs). The naive candidate (the expression as
+(Choice.float_range: the C loops check blocks of inputs), for every value of the learnable
+parameters in a box around their defaults (Choice.param_box, ranges.certify_params: the C
+loops check the parameters once per call). The naive candidate (the expression as
 written, computed in the dtype: what lambdify would give) is measured too, to show what was
 gained.
 """
@@ -31,7 +33,7 @@ from .derive import derive, differentiate, singular_points
 from .guards import add_guards, kernel_limits, with_asymptotic_guards, with_local_series
 from .ir import DTYPES, X, Form, Kernel, param_symbol
 from .measure import measure, measure_bounded, term_scale
-from .ranges import dense_float_distances, dense_xs, float_range, in_range, open_ended
+from .ranges import certify_params, dense_float_distances, dense_xs, float_range, in_range, open_ended
 from .reference import reference
 from .rewrite import ALTERNATIVES, lower, stable_form, stable_source
 from .spec import parse_expression
@@ -67,6 +69,9 @@ class Choice:
     float_range: tuple[float, float] | None = None
     fallback: Form | None = None
     fallback_error: float = math.nan      # the double form's error on its own (on every point)
+    #: ((parameter, lo, hi), ...): the parameter values (float32) for which ``float_range`` holds
+    #: (ranges.certify_params); lo == hi: that parameter's default only. Others: in double
+    param_box: tuple[tuple[str, float, float], ...] = ()
     #: the error with the documented errors of the C library functions it calls added (libm_bound)
     bound: float = math.nan
     #: within the budget on the whole sweep (no spurious NaN/inf); if not, where it is worst
@@ -92,7 +97,13 @@ class Choice:
 
     def range_text(self) -> str:
         lo, hi = self.float_range
-        return f"in float on [{_bound_text(lo)}, {_bound_text(hi)}], else in double"
+        return f"in float on [{_bound_text(lo)}, {_bound_text(hi)}]{self.box_text()}, else in double"
+
+    def box_text(self) -> str:
+        """" for beta in [0.5, 1.5]": the parameter values the float interval holds for."""
+        moving = [f"{p} in [{lo:g}, {hi:g}]" for p, lo, hi in self.param_box if lo < hi]
+        fixed = [f"{p} = {lo:g}" for p, lo, hi in self.param_box if lo == hi]
+        return f" for {' and '.join(moving + fixed)}" if self.param_box else ""
 
 
 def _bound_text(v: float) -> str:
@@ -168,6 +179,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
     measured, best = [], None
     pools: dict[str, list] = {c: [] for c in computes}     # compute -> [(label, form, measurement)]
     dense = dense_scale = None
+    held = None     # a float form on an interval at the default parameter values only
     for compute in computes:
         in_float = compute == "dtype" and dtype == "float32"
         close = None
@@ -199,9 +211,15 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
                     # forward_with_derivative where the derivative is computed in double)
                     doubles = [f for l, f in options if l in CHEAPER and f is not plain] + [plain]
                     ranged = _ranged(act, kernel, sweep, scale, limits, label, doubles, guarded,
-                                     (sweep.xs, m.decisive), (dense, dist_d), measured)
+                                     (sweep.xs, m.decisive), (dense, dist_d), measured,
+                                     None if kernel.kind == "forward" else options[0][1].stable)
                     if ranged is not None:
-                        return ranged
+                        if not act.learnable or any(lo < hi for _, lo, hi in ranged.param_box):
+                            return ranged
+                        # training moves the parameters off the defaults at its first step: a
+                        # costlier candidate (a compensated argument) may hold for a box of them
+                        held = held or ranged
+                        continue
                 if nonfinite == 0 and decisive <= budget and err_d > budget * MARGIN:
                     # float loses where the sweep does not look
                     measured.append(Measured(f"{label} (dense float check)", compute, err_d, 0))
@@ -231,6 +249,8 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
             guarded, compute_, label, err, _, _, bound, _ = close
             return Choice(kernel, dtype, guarded, compute_, label, err, _naive(act, kernel, sweep, scale),
                           tuple(measured), bound=bound)
+        if held is not None:
+            return held
     # no single form is within the budget everywhere: one per interval of x (Herbie's regimes)
     compute = "double" if dtype == "float32" else "dtype"
     found = _regimes(pools[compute], kernel, sweep, ref, compute, budget)
@@ -421,7 +441,7 @@ def _near_points(act, kernel, guarded, m, sweep, ref, compute, scale, limit):
 
 
 def _ranged(act, kernel, sweep, scale, limits, label, forms, guarded, swept, dense,
-            measured) -> Choice | None:
+            measured, scale_expr) -> Choice | None:
     """The float form on the interval where it measured within MARGIN of the budget (on the
     sweep against the reference, and on the dense points against itself in double), the form
     computed in double elsewhere; None if there is no such interval or the double form is
@@ -429,7 +449,9 @@ def _ranged(act, kernel, sweep, scale, limits, label, forms, guarded, swept, den
     ``dense``: (points, per-point errors of the float form) on the sweep and the dense points;
     ``forms``: those the fallback may compute in double, the first within the budget (cheaper
     candidates, then the plain form where ``guarded`` is compensated in float: double needs no
-    compensation for a float32 result)."""
+    compensation for a float32 result). The interval is then narrowed to hold for a box of the
+    learnable parameters' values (ranges.certify_params; ``scale_expr``: the terms a derivative's
+    error is conditioned on)."""
     dtype, params, ref = sweep.dtype, sweep.params, sweep.kernel_refs[kernel.name]
     budget = act.budget(kernel.kind, dtype)
     limit = budget * MARGIN
@@ -445,12 +467,17 @@ def _ranged(act, kernel, sweep, scale, limits, label, forms, guarded, swept, den
     else:
         return None
     bounds = open_ended(bounds, guarded, fallback, params, dtype)
+    # at other parameter values the float form is measured against the double one, which is within
+    # max(1, err_w) ULP of the reference (its rounding to float32, and its measured error): within the
+    # rest of the budget of it, the float path is within the budget (actgen verify measures it)
+    bounds, box = certify_params(guarded, fallback, np.concatenate([sweep.xs, dense[0]]), params, act.learnable,
+                                 scale_expr, budget - max(1.0, err_w), 1.0, bounds)
     inside = in_range(sweep.xs, bounds)
     err_f = float(np.max(dist_s[inside])) if inside.any() else 0.0
     err = max(err_f, err_w)
     measured.append(Measured(f"{label} (float on [{bounds[0]:g}, {bounds[1]:g}])", "dtype", err_f, 0))
     return Choice(kernel, dtype, guarded, "dtype", label, err, _naive(act, kernel, sweep, scale),
-                  tuple(measured), bounds, fallback, err_w)
+                  tuple(measured), bounds, fallback, err_w, param_box=box)
 
 
 def _naive(act, kernel, sweep, scale) -> Measured:

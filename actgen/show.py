@@ -102,8 +102,8 @@ def describe_choice(choice, derived: bool = False) -> str:
     unit = "ULP" if choice.kernel.kind == "forward" and not derived else "ULP (conditioned)"
     text = f"{choice.label}"
     if choice.float_range is not None:
-        text += (f", in C {choice.range_text()} (blocks of inputs with one outside, and other"
-                 f" parameter values, in double; NumPy: in double; in double alone: "
+        text += (f", in C {choice.range_text()} (blocks of inputs with one outside, and calls with"
+                 f" parameters outside that, in double; NumPy: in double; in double alone: "
                  f"{choice.fallback_error:.3g} {unit})")
     elif choice.dtype == "float32" and choice.compute == "double":
         text += ", computed in double"

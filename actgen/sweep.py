@@ -172,8 +172,9 @@ def memoised_reference(expr, xs, dtype, params, dys=None, *, weights=(), variabl
 
 def make_sweep(act: Activation, dtype: str, *, quick: bool = False, max_magnitude=None,
                specials: bool = True, kernels: list[Kernel] | None = None, seed: int = 1,
-               selection_only: bool = False) -> Sweep:
-    """Inputs (sample_points) and references for every kernel of ``act`` in ``dtype``.
+               selection_only: bool = False, params: dict | None = None) -> Sweep:
+    """Inputs (sample_points) and references for every kernel of ``act`` in ``dtype``, at the
+    default parameter values or, with ``params``, at those (the others at their defaults).
 
     ``selection_only``: only the per-element references of the kernel expressions
     (``kernel_refs``), which is all choosing a form needs; not the dy-weighted ones or the sums."""
@@ -183,7 +184,7 @@ def make_sweep(act: Activation, dtype: str, *, quick: bool = False, max_magnitud
     else:
         xs = sample_points(act, dtype, max_magnitude=max_magnitude, specials=specials, seed=seed - 1)
     dys = np.random.default_rng(seed).uniform(-2.0, 2.0, xs.size).astype(dtype)
-    params = param_values(act, dtype)
+    params = param_values(act, dtype, params)
     refs, grad_refs, kernel_refs = {}, {}, {}
     finite = np.isfinite(xs)
     symbols = {param_symbol(p): v for p, v in params.items()}

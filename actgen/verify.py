@@ -24,9 +24,10 @@ from .measure import conditioned_distance, term_scale, ulp_distance
 from .pipeline import build, lower_activation
 from .reference import evaluate
 from .reference_rows import row_reference
+from .ranges import box_points
 from .render import FLOAT_BLOCK
 from .rewrite import stable_form
-from .sweep import Sweep, memoised_reference, make_sweep
+from .sweep import Sweep, memoised_reference, make_sweep, param_values
 
 @dataclass
 class Result:
@@ -261,6 +262,7 @@ def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES
         for backend in backends:
             loaded = load(act.name, spec=spec, backend=backend)
             results.extend(check(loaded, sweep))
+            results.extend(check_param_box(loaded, act, dtype, quick=quick))
     if orders > 1:
         table, path = spec_table(act.name, spec)
         for k in verified_orders(act.kind, orders):
@@ -271,6 +273,29 @@ def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES
                 sweep = make_sweep(derived, dtype, quick=quick)
                 for backend in backends:
                     results.extend(check(load_table(name, derived_spec, path, backend), sweep))
+    return results
+
+
+def check_param_box(loaded, act: Activation, dtype: str, *, quick: bool = False) -> list[Result]:
+    """The forward and backward kernels at the parameter values where selection certified a
+    float32 kernel's float path for (meta "float_params"; ranges.box_points: the box's corners,
+    its ends and points halfway to the defaults), against mpmath there; each result's kernel name
+    says the values ("forward at beta=1.5"). [] for float64 and where no box was certified."""
+    boxes = loaded.meta.get("float_params", {})
+    if dtype != "float32" or not boxes:
+        return []
+    defaults = param_values(act, dtype)
+    kernels = [k for k in derive(act) if k.kind in ("forward", "backward")]
+    points = []
+    for ranges in boxes.values():
+        box = tuple((p, *ranges.get(p, (d, d))) for p, d in defaults.items())
+        points += [point for point in box_points(box, defaults) if point not in points]
+    results = []
+    for point in points:
+        moved = ", ".join(f"{p}={v:g}" for p, v in point.items() if v != defaults[p])
+        for r in check(loaded, make_sweep(act, dtype, quick=quick, kernels=kernels, params=point)):
+            r.kernel = f"{r.kernel} at {moved}"
+            results.append(r)
     return results
 
 

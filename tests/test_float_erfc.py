@@ -21,6 +21,7 @@ import pytest
 
 from actgen import erfc_fit
 from actgen import numpy_runtime as rt
+from actgen.measure import ulp_distance
 
 from conftest import build_math_module, requires_cc
 
@@ -57,6 +58,10 @@ void eval_erfc(const float *hi, const float *lo, float *y, int64_t n)
 { for (int64_t i = 0; i < n; ++i) y[i] = actgen_erfc_ff(actgen_ff_make(hi[i], lo[i])); }
 void eval_exp(const float *hi, const float *lo, float *y, int64_t n)
 { for (int64_t i = 0; i < n; ++i) y[i] = actgen_exp_ff(actgen_ff_make(hi[i], lo[i])); }
+void eval_sigmoid(const float *hi, const float *lo, float *y, int64_t n)
+{ for (int64_t i = 0; i < n; ++i) y[i] = actgen_sigmoid_ff(actgen_ff_make(hi[i], lo[i])); }
+void eval_prod(const float *a, const float *b, float *hi, float *lo, int64_t n)
+{ for (int64_t i = 0; i < n; ++i) { actgen_ff p = actgen_ff_prod(a[i], b[i]); hi[i] = p.hi; lo[i] = p.lo; } }
 void eval_mul(const float *a, const float *b, float *hi, float *lo, int64_t n)
 { for (int64_t i = 0; i < n; ++i) { actgen_ff p = actgen_ff_mul(actgen_ff_make(a[i], 0.0F), actgen_ff_make(b[i], 0.0F)); hi[i] = p.hi; lo[i] = p.lo; } }
 int fast_fmaf(void) {
@@ -73,6 +78,8 @@ void sweep_erfc(int stride, int64_t *worst, uint32_t *worst_input, int64_t *nan_
 void eval_erfc(const float *hi, const float *lo, float *y, int64_t n);
 void eval_exp(const float *hi, const float *lo, float *y, int64_t n);
 void eval_mul(const float *a, const float *b, float *hi, float *lo, int64_t n);
+void eval_sigmoid(const float *hi, const float *lo, float *y, int64_t n);
+void eval_prod(const float *a, const float *b, float *hi, float *lo, int64_t n);
 int fast_fmaf(void);
 """
 
@@ -199,3 +206,32 @@ def test_the_table_is_the_fit():
         table, refit = poly(th, tl, trest), poly(c0h, c0l, rest)
         assert np.abs((table - h) / h).max() < 2.0 ** -28
         assert np.abs((table - refit) / h).max() < 2.0 ** -27
+
+
+@requires_cc
+def test_float_float_sigmoid_and_the_exact_product_are_their_models_and_accurate(built):
+    """actgen_sigmoid_ff and actgen_ff_prod (a learnable b times x as a pair: swish's float32
+    kernels at any b) against numpy_runtime's models, bit for bit without fma; the product is the
+    pair actgen_ff_mul gives for the two lifted; sigmoid of the pair is within 2 ULP of sigmoid(b x)
+    where sigmoid of the rounded product is up to |b x| / 2 ULP off."""
+    kind, module = built
+    x = _inputs()
+    x = x[np.isfinite(x) & (np.abs(x) < 80)]
+    b = np.full_like(x, np.float32(1.1))
+    hi, lo = np.empty_like(x), np.empty_like(x)
+    module.lib.eval_prod(_buf(module, b), _buf(module, x), _buf(module, hi), _buf(module, lo), x.size)
+    mh, ml = rt.ff_prod(b, x)
+    assert np.array_equal(hi, mh) and np.array_equal(lo, ml)
+    wh, wl = rt.ff_mul(rt.ff(b), rt.ff(x))
+    normal = np.abs(mh) >= 2.0 ** -100          # (below, the product's error underflows)
+    assert np.array_equal(mh[normal], wh[normal]) and np.array_equal(ml[normal], wl[normal])
+    assert np.array_equal((hi.astype(np.float64) + lo)[normal], (b.astype(np.float64) * x)[normal])   # exact
+    y = np.empty_like(x)
+    module.lib.eval_sigmoid(_buf(module, hi), _buf(module, lo), _buf(module, y), x.size)
+    model = rt.sigmoid_ff((hi, lo))
+    diff = np.abs(y.view(np.int32).astype(np.int64) - model.view(np.int32).astype(np.int64))
+    assert diff.max() == 0 if kind == "no-fma" else diff.max() <= 1
+    u = b.astype(np.float64) * x
+    exact = (1 / (1 + np.exp(-u))).astype(np.float32)           # double: within 2^-50 of exact
+    assert ulp_distance(y, exact).max() <= 2
+    assert ulp_distance(rt.sigmoid_f32(hi), exact).max() > 8     # what the pair's low part gains

@@ -172,9 +172,14 @@ def test_compensated_arguments_in_float_are_float_float_pairs():
     n = KernelNumPyPrinter(compensate=True, c_float=True)
     assert n.doprint(erfc(arg)) == ("rt.erfc_ff(rt.ff_mul((numpy.float32(-0.7071067690849304), "
                                     "numpy.float32(-1.2101617485882343e-08)), rt.ff(x)))")
-    # double keeps double-double; no float-float sigmoid: such forms are not computed in float
+    # a learnable b times x: the exact product of two floats, as the pair ff_mul gives, in 2 operations
+    b = sp.Symbol("b", real=True)
+    assert c.doprint(sigmoid(b * X)) == "actgen_sigmoid_ff(actgen_ff_prod(b, x))"
+    assert n.doprint(sigmoid(b * X)) == "rt.sigmoid_ff(rt.ff_prod(b, x))"
+    # double keeps double-double; no float-float softplus: such forms are not computed in float
     assert KernelCPrinter("double", compensate=True).doprint(sp.exp(3 * X)).startswith("actgen_exp_dd(")
-    with pytest.raises(ValueError, match="no float-float sigmoid"):
-        c.doprint(sigmoid(3 * X))
+    with pytest.raises(ValueError, match="no float-float softplus"):
+        c.doprint(softplus(3 * X))
     assert float_compensable(compensate(Form((), erfc(arg))))
-    assert not float_compensable(compensate(Form((), sigmoid(arg))))
+    assert float_compensable(compensate(Form((), sigmoid(arg))))
+    assert not float_compensable(compensate(Form((), softplus(arg))))

@@ -13,19 +13,22 @@ def time_call(fn, repeats: int, min_time: float, max_time: float = 4.0) -> dict:
     return time_together([fn], repeats, min_time, max_time)[0]
 
 
-def time_together(fns, repeats: int, min_time: float, max_time: float = 4.0) -> list[dict]:
+def time_together(fns, repeats: int, min_time: float, max_time: float = 4.0,
+                  clock=time.perf_counter) -> list[dict]:
     """time_call for several functions (one activation's kernels and their peers), their repeats
     interleaved: repeat 1 of each, then repeat 2 of each, ... A busy spell of a shared machine
-    then slows actgen and its peers alike, and the ratios of their medians keep their meaning."""
+    then slows actgen and its peers alike, and the ratios of their medians keep their meaning.
+    ``clock``: wall time, or time.process_time (this process's CPU time, all its threads: what
+    the other jobs of a crowded machine do not add to, where they only delay it)."""
     plans = []
     for fn in fns:
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()                                                # warm-up (page faults, caches, threads)
-        single = max(time.perf_counter() - t0, 1e-7)
+        single = max(clock() - t0, 1e-7)
         if single < min_time:
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            single = max(time.perf_counter() - t0, 1e-7)
+            single = max(clock() - t0, 1e-7)
         number = max(1, int(min_time / single))
         floor = 1 if single > max_time / 8 else 3
         plans.append((number, max(min(repeats, floor), min(repeats, int(max_time / (single * number))))))
@@ -35,10 +38,10 @@ def time_together(fns, repeats: int, min_time: float, max_time: float = 4.0) -> 
             number, count = plans[i]
             if k >= count:
                 continue
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(number):
                 fn()
-            times[i].append((time.perf_counter() - t0) / number)
+            times[i].append((clock() - t0) / number)
     out = []
     for (number, count), ts in zip(plans, times):
         med = statistics.median(ts)

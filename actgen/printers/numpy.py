@@ -144,7 +144,7 @@ class KernelNumPyPrinter(DoubleDouble, KernelNumbers, NumPyPrinter):
 
     def _print_sigmoid(self, e):
         if self.c_float:
-            return self._rt("sigmoid_f32", e)
+            return self._sensitive(e, lambda e: self._rt("sigmoid_f32", e))
         return self._sensitive(e, lambda e: self._rt("sigmoid", e))
 
     def _print_softplus(self, e):

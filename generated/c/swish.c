@@ -33,7 +33,7 @@
 
 /* ---- float32: element functions ---- */
 
-/* y = f(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+/* y = f(x): compensated, in float on [-57, inf] for beta in [0.5, 1.5], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
@@ -42,14 +42,14 @@ static inline ACTGEN_INLINE double actgen_swish_forward_elem_f32(const double x,
     return x != x ? x : actgen_r;
 }
 
-/* y = f(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP, naive NaN/inf */
+/* y = f(x): compensated, in float on [-57, inf] for beta in [0.5, 1.5], else in double, limits at infinity, measured 1 ULP, naive NaN/inf; rewrites: compensated */
 static inline ACTGEN_INLINE float actgen_swish_forward_elem_f32_in_float(const float x, float beta)
 {
     (void)x; (void)beta;
-    return x*actgen_sigmoid_f32(beta*x);
+    return x*actgen_sigmoid_ff(actgen_ff_prod(beta, x));
 }
 
-/* dx = dy * f'(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
+/* dx = dy * f'(x): compensated, in float on [-57, 1.90796e+38] for beta in [0.5, 1.5], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
 static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x, double beta)
 {
     (void)x; (void)beta;
@@ -63,14 +63,13 @@ static inline ACTGEN_INLINE double actgen_swish_backward_elem_f32(const double x
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, in float on [-85, inf], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf */
+/* dx = dy * f'(x): compensated, in float on [-57, 1.90796e+38] for beta in [0.5, 1.5], else in double, limits at infinity, measured 1 ULP (conditioned), naive NaN/inf; rewrites: compensated */
 static inline ACTGEN_INLINE float actgen_swish_backward_elem_f32_in_float(const float x, float beta)
 {
     (void)x; (void)beta;
-    const float t0 = beta*x;
-    const float t1 = actgen_sigmoid_f32(t0);
-    const float actgen_b1 = t0*t1*actgen_sigmoid_f32(-t0) + t1;
-    return ((((x > 3.40282346638528859812e+38F) & (beta > 0.0F))) ? (1.0F) : (actgen_b1));
+    const actgen_ff t0 = actgen_ff_prod(beta, x);
+    const float t1 = actgen_sigmoid_ff(t0);
+    return t0.hi*t1*actgen_sigmoid_ff(actgen_ff_neg(t0)) + t1;
 }
 
 /* dbeta = sum(dy * df/dbeta): rewritten, computed in double, limits at infinity, measured 0 ULP (conditioned), naive NaN/inf */
@@ -98,15 +97,16 @@ void actgen_swish_forward_f32(const float *in, float *out, int64_t n, float p_be
         }
         return;
     }
-    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, INFINITY] (where
-       selection measured the float form at the infinite bound too; NaN does not) and the parameters are
-       those it measured at, else in double */
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-57.0F, INFINITY] (where
+       selection measured the float form at the infinite bound too; NaN does not) and the parameters lie
+       in the box selection certified that interval for, else in double */
+    const int outside = !(p_beta >= 0.5F && p_beta <= 1.5F);
     for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
         const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
-        int wide = p_beta != 1.0F;
+        int wide = outside;
         #pragma omp simd reduction(|:wide)
         for (int64_t i = b; i < b + e; ++i)
-            wide |= !(in[i] >= -85.0F);
+            wide |= !(in[i] >= -57.0F);
         if (wide) {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
@@ -115,7 +115,7 @@ void actgen_swish_forward_f32(const float *in, float *out, int64_t n, float p_be
         } else {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
-                out[i] = (float)actgen_swish_forward_elem_f32_in_float(in[i], 1.0F);
+                out[i] = (float)actgen_swish_forward_elem_f32_in_float(in[i], p_beta);
             }
         }
     }
@@ -135,15 +135,16 @@ void actgen_swish_backward_f32(const float *in, const float *grad_out, float *gr
         }
         return;
     }
-    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, INFINITY] (where
-       selection measured the float form at the infinite bound too; NaN does not) and the parameters are
-       those it measured at, else in double */
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-57.0F, 1.9079614e+38F] (where
+       selection measured the float form; NaN does not) and the parameters lie
+       in the box selection certified that interval for, else in double */
+    const int outside = !(p_beta >= 0.5F && p_beta <= 1.5F);
     for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
         const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
-        int wide = p_beta != 1.0F;
+        int wide = outside;
         #pragma omp simd reduction(|:wide)
         for (int64_t i = b; i < b + e; ++i)
-            wide |= !(in[i] >= -85.0F);
+            wide |= ((in[i] >= -57.0F) & (in[i] <= 1.9079614e+38F)) ^ 1;
         if (wide) {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
@@ -152,7 +153,7 @@ void actgen_swish_backward_f32(const float *in, const float *grad_out, float *gr
         } else {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
-                grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32_in_float(in[i], 1.0F));
+                grad_in[i] = (float)(grad_out[i] * actgen_swish_backward_elem_f32_in_float(in[i], p_beta));
             }
         }
     }
@@ -172,15 +173,16 @@ void actgen_swish_forward_deriv_f32(const float *restrict in, float *restrict ou
         }
         return;
     }
-    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-85.0F, INFINITY] (where
-       selection measured the float form at the infinite bound too; NaN does not) and the parameters are
-       those it measured at, else in double */
+    /* in float where a block of ACTGEN_FLOAT_BLOCK inputs lies in [-57.0F, 1.9079614e+38F] (where
+       selection measured the float form; NaN does not) and the parameters lie
+       in the box selection certified that interval for, else in double */
+    const int outside = !(p_beta >= 0.5F && p_beta <= 1.5F);
     for (int64_t b = 0; b < n; b += ACTGEN_FLOAT_BLOCK) {
         const int64_t e = n - b < ACTGEN_FLOAT_BLOCK ? n - b : ACTGEN_FLOAT_BLOCK;
-        int wide = p_beta != 1.0F;
+        int wide = outside;
         #pragma omp simd reduction(|:wide)
         for (int64_t i = b; i < b + e; ++i)
-            wide |= !(in[i] >= -85.0F);
+            wide |= ((in[i] >= -57.0F) & (in[i] <= 1.9079614e+38F)) ^ 1;
         if (wide) {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
@@ -189,7 +191,7 @@ void actgen_swish_forward_deriv_f32(const float *restrict in, float *restrict ou
         } else {
             #pragma omp simd
             for (int64_t i = b; i < b + e; ++i) {
-                const float xi = in[i]; const float fi = actgen_swish_forward_elem_f32_in_float(xi, 1.0F); const float di = actgen_swish_backward_elem_f32_in_float(xi, 1.0F); out[i] = (float)fi; deriv[i] = (float)di;
+                const float xi = in[i]; const float fi = actgen_swish_forward_elem_f32_in_float(xi, p_beta); const float di = actgen_swish_backward_elem_f32_in_float(xi, p_beta); out[i] = (float)fi; deriv[i] = (float)di;
             }
         }
     }
