@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd import forward_ad
 
 from .arguments import normalize_axis
 from .errors import KernelArgumentError
@@ -38,6 +39,20 @@ from .torch_ops import family
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _VIA_FLOAT32 = (torch.float16, torch.bfloat16)
+
+
+def _refuse_forward_mode(name: str, x, tensors) -> None:
+    """Forward-mode AD (torch.func.jvp, jacfwd, hessian; torch.autograd.forward_ad) has no rule
+    for a torch.library custom op in PyTorch 2.13: its tangent would silently be 0. Say so."""
+    interpreters = torch._C._functorch.get_interpreter_stack() or ()
+    jvp = any(i.key() == torch._C._functorch.TransformType.Jvp for i in interpreters)
+    if not jvp and forward_ad._current_level >= 0:
+        jvp = any(forward_ad.unpack_dual(t).tangent is not None for t in (x, *tensors))
+    if jvp:
+        raise KernelArgumentError(
+            f"{name}: forward-mode differentiation (torch.func.jvp, jacfwd, hessian, torch.autograd.forward_ad) "
+            "reached an actgen op, and PyTorch's custom ops have no forward-mode rule: the tangent would be 0. "
+            "Use reverse mode (torch.autograd.grad nested, torch.autograd.functional.hessian)")
 
 
 class ActivationFunction:
@@ -133,6 +148,8 @@ class ActivationFunction:
         scalars, tensors, slots = self._split_params(params, x)
         if param_axis is not None and self.act.kind != "elementwise":
             raise KernelArgumentError(f"{self.name} is {self.act.kind}: its parameters are scalars (no param_axis)")
+        if not torch.compiler.is_compiling():
+            _refuse_forward_mode(self.name, x, tensors)
         xk = x.float() if x.dtype in _VIA_FLOAT32 else x
         if self.act.kind == "elementwise":
             y = self.ops.fwd(xk, scalars, tensors, slots, param_axis)
