@@ -50,14 +50,28 @@ class Activation:
     gate: str = ""                            # gated: the activation used as the gate, if named
     output_derivative: sp.Expr | None = None  # f'(x) as an expression in Y and the parameters
     output_derivative_valid: sp.Basic = sp.true
-    #: (kind, dtype) -> ULP budget declared by the spec, overriding verify.BUDGETS
+    #: (kind, dtype) -> ULP budget declared by the spec, overriding verify.BUDGETS; kind is a
+    #: kernel kind or "order<k>" (k >= 2), the budget of the k-th derivative f^(k)
     budgets: dict = field(default_factory=dict, compare=False)
     #: documentation only: "kink" (the derivative's convention at kinks), "reference" (paper),
     #: "frameworks" ({framework: its name for it and how it differs})
     info: dict = field(default_factory=dict, compare=False)
+    #: k if this is the k-th derivative of a spec's activation (actgen/orders.py), else 0: its
+    #: forward kernel is then a derivative, measured conditioned as f' is
+    order: int = 0
 
     def budget(self, kind: str, dtype: str) -> float:
         return self.budgets.get((kind, dtype), BUDGETS[kind, dtype])
+
+    def order_budget(self, k: int, dtype: str) -> float:
+        """The budget of f^(k) (in conditioned ULPs for k >= 1): f's forward budget for k = 0,
+        the backward one for k = 1, the spec's ``order<k>.<dtype>`` for k >= 2, else the backward
+        default (a derivative kernel chains about as many functions as f' does)."""
+        if k == 0:
+            return self.budget("forward", dtype)
+        if k == 1:
+            return self.budget("backward", dtype)
+        return self.budgets.get((f"order{k}", dtype), BUDGETS["backward", dtype])
 
     @property
     def x(self) -> sp.Symbol:

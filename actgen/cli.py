@@ -26,6 +26,7 @@ from . import fastcall, library
 from .build import indexed_artifact, spec_key, table_origin, write_index
 from .cache import write_atomic
 from .errors import ActgenError, SpecError, StageError, ToolchainError, stage
+from .orders import derived_table, order_label
 from .specfile import read_spec_text, read_tables, resolve_table
 
 EXIT_STATUS = ("exit status: 0 success; 1 an error (a spec, a build, a kernel over its verify budget...); "
@@ -158,14 +159,40 @@ def _each_table(items: list[str], work, progress=None) -> tuple[list, bool]:
 
 
 def _build_activation(job) -> list[tuple[str, str, str, str | None]]:
-    """Build one activation with each backend: [(backend, status, module file or error line,
-    traceback for ACTGEN_DEBUG or None)]. Lowering (derivation and the measured choice of forms)
-    is skipped when the cache index already knows the artifact of this exact table. Runs in a
-    worker process for parallel builds: it returns text, never raises."""
-    from .pipeline import build, lower_activation           # SymPy and the code generators
-
+    """Build one activation with each backend, and the derivative orders ``actgen build`` builds
+    with it (build_orders): [(backend, status, module file or error line, traceback for
+    ACTGEN_DEBUG or None)]. Lowering (derivation and the measured choice of forms) is skipped
+    when the cache index already knows the artifact of this exact table. Runs in a worker
+    process for parallel builds: it returns text, never raises."""
     act, table, path, backends = job
+    lines = _build_one(act, table, path, backends, "")
+    if any(status == "error" for _, status, _, _ in lines):
+        return lines
+    for k in build_orders(act.kind):
+        name, derived = derived_table(act.name, table, k)
+        lines += _build_one((act, k), derived, path, backends, f" {order_label(k)}")
+    return lines
+
+
+def build_orders(kind: str) -> tuple[int, ...]:
+    """The derivative orders built with an activation: order 1 of an elementwise one (its
+    backward is f''), the gate's or score's g and g' of a gated or rowwise one (their framework
+    wrappers differentiate around them): second derivatives need no SymPy at run time."""
+    return (1,) if kind == "elementwise" else (0, 1)
+
+
+def _build_one(act, table, path, backends, label) -> list[tuple[str, str, str, str | None]]:
+    from .higher import derived_activation                 # SymPy and the code generators
+    from .pipeline import build, lower_activation
+
     lines, lowered = [], None
+    if isinstance(act, tuple):
+        parent, k = act
+        with stage("differentiating", path=path, activation=parent.name):
+            try:
+                act = derived_activation(parent, k)
+            except ActgenError as exc:
+                return [(backends[0] + label, "error", _located(exc, path, parent.name), _debug_trace(exc))]
     for backend in backends:
         started = time.perf_counter()
         key = spec_key(act.name, table, backend)
@@ -180,16 +207,16 @@ def _build_activation(job) -> list[tuple[str, str, str, str | None]]:
                     artifact = build(act, backend, table_origin(act.name), lowered)
                     write_index(key, artifact)
         except ToolchainError as exc:
-            lines.append((backend, "skipped", f"{exc} (--backend numpy builds the NumPy kernels only)", None))
+            lines.append((backend + label, "skipped", f"{exc} (--backend numpy builds the NumPy kernels only)", None))
             continue
         except ActgenError as exc:
-            lines.append((backend, "error", _located(exc, path, act.name, backend), _debug_trace(exc)))
+            lines.append((backend + label, "error", _located(exc, path, act.name, backend), _debug_trace(exc)))
             if lowered is None:     # the table itself failed (e.g. its derivative): say it once
                 break
             continue
         status = (f"compiled in {time.perf_counter() - started:.2f} s" if artifact.compiled
                   else f"cached ({time.perf_counter() - started:.2f} s)")
-        lines.append((backend, status, str(artifact.module_file), None))
+        lines.append((backend + label, status, str(artifact.module_file), None))
     return lines
 
 
@@ -233,7 +260,7 @@ def cmd_build(args) -> int:
                 elif status == "skipped":
                     print(f"{t.name:22s} [{backend:5s}] skipped: {where}", file=sys.stderr)
                 else:
-                    built_c = built_c or backend == "c"
+                    built_c = built_c or backend.startswith("c")
                     print(f"{t.name:22s} [{backend:5s}] {status:22s} {where}", flush=True)
     finally:
         if pool is not None:

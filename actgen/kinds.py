@@ -46,7 +46,9 @@ class GatedActivation(LoadedActivation):
         self._kernels.gated_forward(FLOAT_TAGS[xa.dtype], xa, y, outer, half, values)
         return self._finish(y, copy_to, result, False)
 
-    def backward(self, x, dy, out=None, *, axis=-1, **params):
+    def backward(self, x, dy, out=None, *, axis=-1, order=1, **params):
+        if order != 1:
+            raise self._no_order()
         if (axis == -1 and type(x) is np.ndarray and type(dy) is np.ndarray and x.ndim
                 and (f := x.flags).c_contiguous and f.aligned and (f := dy.flags).c_contiguous and f.aligned
                 and dy.dtype is x.dtype
@@ -167,7 +169,9 @@ class RowwiseActivation(LoadedActivation):
         return self._run(lambda a, t, rows, n: self._kernels.row_forward(tag, a, t, rows, n, values),
                          [xa], out, result, axis, in_place=True)
 
-    def backward(self, x, dy, out=None, *, axis=-1, **params):
+    def backward(self, x, dy, out=None, *, axis=-1, order=1, **params):
+        if order != 1:
+            raise self._no_order()
         # the loop writes softmax(row) into dx first and then reads dy and x again: no aliasing
         dx = self._fast(self._fast_backward, x, (dy,), out, axis, params, False)
         if dx is not None:

@@ -57,6 +57,13 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
         raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, not {backend!r}")
     threads.resolve()                       # a bad ACTGEN_NUM_THREADS is said before anything is built
     table, path = _find_table(name, spec)
+    return load_table(name, table, path, backend)
+
+
+def load_table(name: str, table: dict, path: str, backend: str) -> LoadedActivation:
+    """The loaded activation of one self-contained table (a spec's, or a derived order's:
+    actgen/orders.py), built now if the cache does not have it; ``path`` names its spec in
+    messages."""
     key = spec_key(name, table, backend)
     if key in _LOADED:
         return _LOADED[key]
@@ -66,11 +73,11 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
         artifact = indexed_artifact(key, name)
         if artifact is None:
             # SymPy and the code generators: imported only when the cache does not have it
+            from .higher import parse_any
             from .pipeline import build, lower_activation
-            from .spec import parse_table
 
             with stage("parsing", path=path, activation=name):
-                act = parse_table(name, table, path=path)     # an invalid spec fails here, before any lock
+                act = parse_any(name, table, path=path)     # an invalid spec fails here, before any lock
             # processes loading the same spec at once take turns: one lowers and builds it, the
             # others then find it in the index (no SymPy), instead of all lowering it in parallel
             with locked(cache_root(), key):
@@ -90,16 +97,16 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
                     else:
                         write_index(key, artifact)
             if artifact is None:
-                return load(name, spec, backend="numpy")
+                return load_table(name, table, path, backend="numpy")
         try:
             module = import_module_file(artifact.meta["module"], artifact.module_file)
         except (ImportError, OSError) as exc:
             raise ActgenError(f"the built module {artifact.module_file} cannot be imported ({exc}); remove "
                               f"{artifact.path} and load again to rebuild it") from exc
         with stage("loading the built module", path=path, activation=name):
-            loaded = _CLASSES[artifact.meta.get("kind", "elementwise")](artifact.meta, module, backend, table, path)
+            loaded = _CLASSES[artifact.meta.get("kind", "elementwise")](artifact.meta, module, backend, table, path,
+                                                                         loader=load_table)
         _LOADED[key] = loaded
     return loaded
 
-
-__all__ = ["load", "BACKEND_NAMES"]
+__all__ = ["load", "load_table", "BACKEND_NAMES"]

@@ -101,6 +101,9 @@ def check_budgets(act: Activation, choices: dict) -> None:
                  f"{worst.worst_x:.6g}, over its budget of {budget:g}")
     others = "" if len(over) == 1 else f" (and {len(over) - 1} other kernel{'s' * (len(over) > 2)})"
     looser = f"{max(worst.error * 2, budget * 2):.2g}" if not worst.nonfinite else "inf"
+    if act.order:       # a derived order's kernels are f^(k) and f^(k+1): budgeted in the spec as such
+        k = act.order + (kind == "backward")
+        kind = {0: "forward", 1: "backward"}.get(k, f"order{k}")
     raise AccuracyError(
         f"the {dtype} {worst.kernel.name} kernel {what}: no form actgen knows computes it within "
         f"budget there{others}", path=act.source, activation=act.name, key="expr",

@@ -152,6 +152,22 @@ def _half_angle(c, k, f):
     return None
 
 
+def _sinh_cosh(e):
+    """sinh(u) * cosh(u)**n (n < -1) -> tanh(u) * cosh(u)**(n + 1): the derivatives of
+    1/cosh(u)**2 (tanh's) are inf/inf = NaN where cosh overflows, the tanh form is finite there."""
+    if not e.is_Mul:
+        return None
+    for f in e.args:
+        if isinstance(f, sp.sinh):
+            u = f.args[0]
+            for g in e.args:
+                if g.is_Pow and isinstance(g.base, sp.cosh) and g.base.args[0] == u and g.exp.is_number \
+                        and g.exp < -1:
+                    rest = [a for a in e.args if a is not f and a is not g]
+                    return sp.Mul(*rest, sp.tanh(u), g.base ** (g.exp + 1))
+    return None
+
+
 def _sign_abs(e):
     # u * sign(u) * rest -> Abs(u) * rest (lets 1 + |x| - x*sign(x) cancel symbolically)
     if not e.is_Mul:
@@ -212,6 +228,8 @@ RULES: tuple[Rule, ...] = (
     Rule("half_angle", "c - c*cos(u) -> 2c*sin(u/2)**2, c + c*cos(u) -> 2c*cos(u/2)**2", _add_pair_rule(_half_angle)),
     Rule("standard_function", "a standard function spelled out (tanh, sinh, cosh, asinh, atanh... with "
          "exp, log and sqrt) -> the function (recognize.py)", lambda e: _standard(e)),
+    Rule("sinh_cosh", "sinh(u)*cosh(u)**n -> tanh(u)*cosh(u)**(n+1), n < -1 (tanh's higher derivatives)",
+         _sinh_cosh),
     Rule("sign_abs", "u*sign(u) -> Abs(u)", _sign_abs),
     Rule("root_shift", "k*u + b -> k*(u + b/k) when b/k is exact in binary", _root_shift, final=True),
     Rule("together", "a/b + c/d -> (ad + bc)/bd when that is smaller (the terms cancel)", _together),

@@ -20,6 +20,7 @@ import numpy as np
 from .arguments import FLOAT_TAGS, ArgumentChecks, narrow
 from .errors import KernelArgumentError
 from .kernels import KERNELS
+from .orders import derived_table, is_derived
 
 _FLOAT_TAGS = FLOAT_TAGS        # read by tests/test_fastcall.py
 
@@ -52,7 +53,7 @@ class LoadedActivation(ArgumentChecks):
     axes); ``param_grads`` then reduces each gradient to its parameter's shape.
     """
 
-    def __init__(self, meta: dict, module, backend: str, table: dict, spec_path: str):
+    def __init__(self, meta: dict, module, backend: str, table: dict, spec_path: str, *, loader=None):
         self.name: str = meta["name"]
         self.kind: str = meta.get("kind", "elementwise")
         self.params: dict[str, float] = {p: v for p, v in meta["params"]}
@@ -65,6 +66,11 @@ class LoadedActivation(ArgumentChecks):
         self._kernels = KERNELS[backend](module, meta)
         self._defaults = tuple(self.params.values())
         self._activation = None
+        # loading.load_table (passed in: loading imports this module): how derivative_activation
+        # loads another order of this activation
+        self._loader, self._orders = loader, {}
+        #: 0 for a spec's activation, k for its k-th derivative (derivative_activation(k))
+        self.order: int = self._table["order"] if is_derived(self._table) else 0
         # the call paths of the common case: {dtype: run(...)}. An elementwise backward_y holds
         # only where output_derivative_valid does: its short path is for the defaults, if valid.
         self._fast_forward, self._fast_backward, self._fast_backward_y = {}, {}, {}
@@ -118,9 +124,9 @@ class LoadedActivation(ArgumentChecks):
     def activation(self):
         """The parsed ``actgen.activation.Activation`` (SymPy expression, parameters)."""
         if self._activation is None:
-            from .spec import parse_table
+            from .higher import parse_any
 
-            self._activation = parse_table(self.name, self._table, path=self._spec_path)
+            self._activation = parse_any(self.name, self._table, path=self._spec_path)
         return self._activation
 
     @property
@@ -187,8 +193,12 @@ class LoadedActivation(ArgumentChecks):
             return out
         return None
 
-    def backward(self, x, dy, out=None, *, param_axis=None, **params):
-        """dL/dx = dy * f'(x) elementwise, given dL/dy = dy (same shape as x)."""
+    def backward(self, x, dy, out=None, *, param_axis=None, order=1, **params):
+        """dL/dx = dy * f'(x) elementwise, given dL/dy = dy (same shape as x); with ``order=k``,
+        dy * f^(k)(x) (the backward of derivative_activation(k - 1))."""
+        if order != 1:
+            return self.derivative_activation(_order(order, self.name) - 1).backward(
+                x, dy, out, param_axis=param_axis, **params)
         if (entry := self._entry_backward) is not None:
             if (values := self._scalar_values(params) if params else self._defaults) is not None:
                 dx = self._fastcall(entry, x, dy, out, values)
@@ -253,6 +263,43 @@ class LoadedActivation(ArgumentChecks):
         self._kernels.backward_y(tag, ya, dya, dx, values)
         return self._finish(dx, copy_to, result, out is None and np.ndim(y) == 0)
 
+    # derivatives of any order (actgen/orders.py) -------------------------------------------
+    def derivative_activation(self, k: int = 1) -> "LoadedActivation":
+        """The k-th derivative f^(k) as an activation of its own (k = 0: this one), with this
+        one's backend and parameters: calling it gives f^(k)(x), its ``backward`` dy * f^(k+1)(x)
+        and its ``param_grads`` the mixed derivatives sum(dy * d f^(k) / dp) (what the double
+        backward of a model with learnable activations needs). Orders add up: the derivative
+        activation of a derivative activation is a higher order of the same spec. Built through
+        the same pipeline and cache as the spec (``actgen build`` builds order 1, whose backward
+        is f''; higher orders are built on first use, then load from the cache without SymPy).
+        For a gated or rowwise activation (not a scalar function) order k is the k-th derivative
+        of its elementwise gate or score g, k >= 0 (k = 0: g itself, elementwise)."""
+        k = _order(k, self.name, least=0)
+        if k == 0 and self.kind == "elementwise":
+            return self
+        if k not in self._orders:
+            if self._loader is None:
+                raise KernelArgumentError(f"{self.name}: this activation was not made by actgen.load, so it cannot "
+                                          "load its derivatives; load it with actgen.load")
+            name, table = derived_table(self.name, self._table, k)
+            self._orders[k] = self._loader(name, table, self._spec_path, self.backend)
+        return self._orders[k]
+
+    def _no_order(self) -> KernelArgumentError:
+        return KernelArgumentError(
+            f"{self.name} is {self.kind}, not a scalar function: it has no derivative or backward of order k; "
+            f"derivative_activation(k) is the k-th derivative of its {'gate' if self.kind == 'gated' else 'score'}")
+
+    def derivative(self, x, order: int = 1, out=None, *, param_axis=None, **params):
+        """f^(order)(x) elementwise, for any order >= 1 (the backward of derivative_activation(order - 1)
+        with dy = 1, exact: order 1 needs no other module, order 2 the one ``actgen build`` builds)."""
+        k = _order(order, self.name)
+        if self.kind != "elementwise":
+            raise self._no_order()
+        xa = np.asarray(x)
+        dy = np.ones(xa.shape, xa.dtype if xa.dtype.kind == "f" else np.float64)
+        return self.derivative_activation(k - 1).backward(x, dy, out, param_axis=param_axis, **params)
+
     def forward_with_derivative(self, x, out=None, deriv_out=None, **params):
         """(y, f'(x)) in one pass over x: a training loop keeps f'(x) and later computes
         dx = dy * f'(x) without recomputing anything. ``out`` and ``deriv_out`` must be two
@@ -297,3 +344,10 @@ class LoadedActivation(ArgumentChecks):
             reduced = np.sum(full, axis=axes, keepdims=True) if axes else full
             grads[p] = narrow(reduced.reshape(arrays[p].shape), result)
         return grads
+
+
+def _order(k, name: str, least: int = 1) -> int:
+    """``k`` as the order of a derivative (an integer >= ``least``), or a KernelArgumentError."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < least:
+        raise KernelArgumentError(f"{name}: the order of a derivative is an integer >= {least}, not {k!r}")
+    return int(k)

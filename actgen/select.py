@@ -143,6 +143,14 @@ def naive_form(act: Activation, kernel: Kernel) -> Form:
     return Form((), expr, ("naive",), expr)
 
 
+def plain_ulps(act: Activation, kernel: Kernel) -> bool:
+    """Whether a kernel's error is measured in plain ULPs: a spec's forward kernel. Derivatives
+    (f', the forward kernel of a derived order f^(k)) are measured conditioned, in ULPs of
+    max(|f^(k)|, the sum of |terms|): where the terms cancel (a zero of f^(k)), no form is
+    relatively accurate and none is asked to be."""
+    return kernel.kind == "forward" and not act.order
+
+
 def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
     """The form of ``kernel`` for ``sweep.dtype``."""
     dtype = sweep.dtype
@@ -156,7 +164,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
     # cheaper candidates are tried first; the stable rewrite stays options[0] (its terms scale the
     # derivatives' errors, and it is the form the fallbacks compute in double)
     tried = sorted(options, key=lambda option: option[0] not in CHEAPER)
-    scale = None if kernel.kind == "forward" else term_scale(options[0][1].stable, sweep.xs, params)
+    scale = None if plain_ulps(act, kernel) else term_scale(options[0][1].stable, sweep.xs, params)
     measured, best = [], None
     pools: dict[str, list] = {c: [] for c in computes}     # compute -> [(label, form, measurement)]
     dense = dense_scale = None
@@ -179,7 +187,7 @@ def choose(act: Activation, kernel: Kernel, sweep, limits=None) -> Choice:
             if in_float:
                 if dense is None:
                     dense = dense_xs()
-                    dense_scale = (None if kernel.kind == "forward"
+                    dense_scale = (None if plain_ulps(act, kernel)
                                    else term_scale(options[0][1].stable, dense, params))
                 dist_d = dense_float_distances(guarded, dense, params, dense_scale)
                 err_d = float(np.max(dist_d))
@@ -290,7 +298,7 @@ def _regimes(pool, kernel, sweep, ref, compute, budget):
                                    for f, (_, c) in zip(forms, pieces)]),
                     dd_temps=frozenset().union(*(f.dd_temps for f in forms)),
                     compensated=any(f.compensated for f in forms))
-    scale = None if kernel.kind == "forward" else term_scale(stable_form(kernel, sweep.act.expr).stable, xs, params)
+    scale = None if plain_ulps(sweep.act, kernel) else term_scale(stable_form(kernel, sweep.act.expr).stable, xs, params)
     m = measure_bounded(combined, xs, ref, params, dtype, compute, scale, 1.0)
     label = "regimes: " + " | ".join(pool[c][0] for c, _, _ in segments)
     return (combined, label, m) if m.nonfinite == 0 and m.decisive_max <= budget else None
@@ -322,7 +330,7 @@ def _within_at(form: Form, x: float, kernel, sweep, compute, budget) -> bool:
     xs = np.array([x], dtype=dtype)
     ref = np.array([reference(kernel.exact, {**{param_symbol(p): v for p, v in params.items()}, X: x}, dtype)],
                    dtype=dtype)
-    scale = None if kernel.kind == "forward" else term_scale(stable_form(kernel, sweep.act.expr).stable, xs, params)
+    scale = None if plain_ulps(sweep.act, kernel) else term_scale(stable_form(kernel, sweep.act.expr).stable, xs, params)
     m = measure_bounded(form, xs, ref, params, dtype, compute, scale, 1.0)
     return m.nonfinite == 0 and m.decisive_max <= budget
 

@@ -27,7 +27,7 @@ from .activation import KINDS, NORMALIZERS, Activation
 from .derive import check_output_derivative
 from .errors import DerivationError, SpecError
 from .functions import CONSTANTS, FUNCTIONS
-from .ir import X, Y, param_symbol
+from .ir import DTYPES, X, Y, param_symbol
 from .reference import complex_sample_point
 from .specfile import (MAX_SPEC_BYTES, MAX_TABLES, find_table, read_spec_text, read_tables,  # noqa: F401  (re-exported)
                        resolve_table)
@@ -55,7 +55,7 @@ typedef union unsigned void volatile while _Bool _Complex _Imaginary bool comple
 _KERNEL_NAMES = {"x", "y", "dx", "dy", "n", "i", "acc", "out", "np", "numpy", "math", "nan", "inf",
                  "self", "float32", "float64", "kernels", "rt",
                  # keyword arguments of the Python API
-                 "axis", "param_axis", "deriv_out"}
+                 "axis", "param_axis", "deriv_out", "order"}
 RESERVED = (_C_KEYWORDS | set(keyword.kwlist) | _KERNEL_NAMES | set(FUNCTIONS) | set(CONSTANTS)
             | {"I", "S", "N", "O", "Q", "oo", "zoo", "nan", "True", "False", "None"})
 #: C library names an element function may call (a parameter named so would shadow them)
@@ -469,9 +469,9 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     reasons = {}
     for entry, value in list(budgets.items()):
         kind, _, dtype = entry.partition(".")
-        if kind not in BUDGET_KINDS or dtype not in ("float32", "float64"):
+        if not (kind in BUDGET_KINDS or re.fullmatch(r"order([2-9]|[1-9]\d)", kind)) or dtype not in DTYPES:
             fail(f"unknown budget {_short(repr(entry))}", key=f"budgets.{entry}",
-                 fix="name it <kind>.<dtype>, kind one of forward, backward, param_grad")
+                 fix="name it <kind>.<dtype>, kind one of forward, backward, param_grad, or order<k> (f^(k), k >= 2)")
         if isinstance(value, dict):          # { ulp = N, reason = "..." }: the reason kept with it
             unknown = set(value) - {"ulp", "reason"}
             reason = value.get("reason")

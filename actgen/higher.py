@@ -1,0 +1,53 @@
+"""A derived table (actgen/orders.py) -> its Activation: the spec's activation differentiated
+k times with actgen's kink conventions (actgen/derive.py), with the budgets the spec states for
+f^(k) and f^(k+1). Imported only where a derived order is lowered or shown (it imports SymPy)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy as sp
+
+from .activation import Activation
+from .derive import differentiate
+from .errors import DerivationError
+from .ir import DTYPES, X
+from .orders import DERIVED, is_derived, order_label
+from .spec import parse_table
+
+
+def derivative_expr(act: Activation, k: int):
+    """d^k f / dx^k of the activation's expression (the gate's, the score's)."""
+    expr = act.expr
+    for _ in range(k):
+        expr = differentiate(expr, X)
+    return expr
+
+
+def derived_activation(parent: Activation, k: int) -> Activation:
+    """The k-th derivative of ``parent`` as an elementwise Activation: forward f^(k), backward
+    f^(k+1), parameter gradients d f^(k) / dp; budgets those of f^(k) and f^(k+1) in the spec."""
+    try:
+        expr = derivative_expr(parent, k)
+    except DerivationError as exc:
+        raise DerivationError(exc.problem, path=parent.source, activation=parent.name, key="expr",
+                              fix=exc.fix) from None
+    budgets = {}
+    for dtype in DTYPES:
+        budgets["forward", dtype] = parent.order_budget(k, dtype)
+        budgets["backward", dtype] = parent.order_budget(k + 1, dtype)
+        budgets["param_grad", dtype] = parent.budget("param_grad", dtype)
+    info = {key: value for key, value in parent.info.items() if key == "kink"}
+    return replace(parent, name=f"{parent.name}_d{k}", expr=expr, kind="elementwise", normalizer="", gate="",
+                   output_derivative=None, output_derivative_valid=sp.true,
+                   description=f"{order_label(k)}(x) of {parent.name}",
+                   expr_text=f"d^{k}/dx^{k} ({parent.expr_text})" if k else parent.expr_text,
+                   budgets=budgets, info=info, order=k)
+
+
+def parse_any(name: str, table: dict, *, path: str) -> Activation:
+    """A spec table (spec.parse_table) or a derived one, as its Activation."""
+    if not is_derived(table):
+        return parse_table(name, table, path=path)
+    parent = parse_table(table["name"], table[DERIVED], path=path)
+    return derived_activation(parent, table["order"])
