@@ -1,7 +1,7 @@
-"""Elementwise activations derived from a loaded one, for the framework wrappers' higher
-derivatives (actgen/torch_ops.py): the partial derivative with respect to a parameter, the
-output derivative h (g'(x) = h(g(x))) as a function of its own, the gate of a gated activation
-and the score of a rowwise one.
+"""Elementwise activations derived from a loaded one for the framework wrappers' higher
+derivatives (actgen/torch_ops.py), beside the derivatives in x (``act.derivative_activation``,
+actgen/orders.py): the partial derivative with respect to a parameter, and the output
+derivative h (f'(x) = h(f(x))) as a function of its own.
 
 Each is written as a spec table (the expression printed by SymPy, the parameters and learnable
 names of the original) into ``<cache>/derived/<digest>.toml`` and loaded by ``actgen.load``: so
@@ -54,14 +54,6 @@ def load_expression(act, suffix: str, expr):
     return load(name, spec=path, backend=act.backend)
 
 
-def x_derivative_activation(act):
-    """d act / dx as an elementwise activation of x."""
-    from .derive import differentiate
-    from .ir import X
-
-    return load_expression(act, "dx", differentiate(act.expr, X))
-
-
 def param_derivative_activation(act, param: str):
     """d act / d param as an elementwise activation of x (same parameters, same learnable)."""
     from .derive import differentiate
@@ -77,16 +69,6 @@ def output_derivative_activation(act):
     return load_expression(act, "dy", act.activation.output_derivative.xreplace({Y: X}))
 
 
-def gate_activation(act):
-    """The elementwise gate g of a gated activation (y = a * g(b))."""
-    return load_expression(act, "gate", act.expr)
-
-
-def score_activation(act):
-    """The elementwise score s of a rowwise activation (y = normalise(s(x)) along a row)."""
-    return load_expression(act, "score", act.expr)
-
-
 def score_slope(act, params: dict) -> float:
     """s'(x) of a rowwise activation whose score is linear in x (where it saves its output):
     a number for these parameter values."""
@@ -97,5 +79,4 @@ def score_slope(act, params: dict) -> float:
     return float(slope)
 
 
-__all__ = ["load_expression", "x_derivative_activation", "param_derivative_activation", "output_derivative_activation", "gate_activation",
-           "score_activation", "score_slope"]
+__all__ = ["load_expression", "param_derivative_activation", "output_derivative_activation", "score_slope"]

@@ -30,9 +30,7 @@ import threading
 import numpy as np
 import torch
 
-from .derived import gate_activation, output_derivative_activation, param_derivative_activation, score_activation
-from .derived import x_derivative_activation
-from .derived import score_slope
+from .derived import output_derivative_activation, param_derivative_activation, score_slope
 
 #: op families by op name: registering the same op twice (two loads of one spec) reuses it
 _FAMILIES: dict[str, object] = {}
@@ -137,7 +135,7 @@ class Elementwise:
     def next(self) -> "Elementwise":
         """The family of g' (whose fwd is g', bwd dy * g'')."""
         if self._next is None:
-            self._next = family(x_derivative_activation(self.act))
+            self._next = family(self.act.derivative_activation(1))
         return self._next
 
     def partial(self, name: str) -> "Elementwise":
@@ -313,6 +311,25 @@ class _Grouped:
         self.pgrad = _define(base, "pgrad", f"(Tensor x, Tensor dy, {_ROW_ARGS}) -> Tensor[]", self._pgrad,
                              _fake_pgrad)
         self.fwd.register_autograd(self._fwd_backward, setup_context=self._fwd_setup)
+        self.bwd.register_autograd(self._bwd_backward, setup_context=_save_all)
+
+    def _bwd_backward(self, ctx, gg):
+        """The bwd op differentiated: the vector-Jacobian product of the torch-op form's
+        gradient (bwd is called directly only by opcheck or a user; the ops' own backward takes
+        the torch-op form whenever a graph is being built)."""
+        x, dy, *tensors = ctx.saved_tensors
+        scalars, slots, dim = ctx.args
+        with torch.enable_grad():
+            xr = x if x.requires_grad else x.detach().requires_grad_()
+            dyr = dy if dy.requires_grad else dy.detach().requires_grad_()
+            wrt = [t for t in tensors if t.requires_grad]
+            y = self._torch_forward(xr, scalars, tensors, slots, dim)
+            (dx,) = torch.autograd.grad(y, xr, dyr, create_graph=True)
+            grads = list(torch.autograd.grad(dx, [xr, dyr, *wrt], gg, create_graph=torch.is_grad_enabled(),
+                                             allow_unused=True, materialize_grads=True))
+        gx, gdy, rest = grads[0], grads[1], grads[2:]
+        gp = [rest.pop(0) if t.requires_grad else None for t in tensors]
+        return gx, gdy, _none_for(scalars), gp, _none_for(slots), None
 
     def _fake_fwd(self, x, scalars, tensors, slots, dim):
         return torch.empty(x.shape, dtype=x.dtype, device=x.device)
@@ -340,7 +357,7 @@ class _Grouped:
     def inner(self) -> Elementwise:
         """The family of the gate or the score."""
         if self._inner is None:
-            self._inner = family(self._inner_activation(self.act))
+            self._inner = family(self.act.derivative_activation(0))
         return self._inner
 
     def _fwd_setup(self, ctx, inputs, output):
@@ -378,8 +395,6 @@ class _Grouped:
 
 
 class Gated(_Grouped):
-    _inner_activation = staticmethod(gate_activation)
-
     def _fake_fwd(self, x, scalars, tensors, slots, dim):
         shape = list(x.shape)
         shape[dim] //= 2
@@ -402,8 +417,6 @@ def _sparsemax(s: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class Rowwise(_Grouped):
-    _inner_activation = staticmethod(score_activation)
-
     def __init__(self, act, base: str):
         super().__init__(act, base)
         self.bwdy = None
