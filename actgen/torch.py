@@ -1,5 +1,5 @@
-"""PyTorch integration (``pip install actgen[torch]``): any compiled activation as a
-``torch.autograd.Function`` and an ``nn.Module``.
+"""PyTorch integration (``pip install actgen[torch]``, PyTorch 2.4 or later): any compiled
+activation as ``torch.library`` custom ops and an ``nn.Module``.
 
     import actgen.torch
     act = actgen.torch.Activation("serf", spec="serf.toml")          # an nn.Module
@@ -11,18 +11,31 @@ are plain attributes (a float) or buffers (an array). ``actgen.torch.function(na
 the functional form: ``f(x, dim=-1, param_axis=None, **params)``, parameters given as numbers or
 tensors (a tensor that requires grad gets its gradient if the parameter is learnable).
 
-The kernels run on CPU tensors, which they read and write in place: a contiguous float32/float64
-tensor is handed to C as it is (``Tensor.numpy()`` shares memory) and the output is allocated by
-PyTorch and filled through ``out=``. A non-contiguous input is made contiguous first; float16 and
-bfloat16 are computed in float32 and rounded back; CUDA tensors, integers and complex numbers are
-refused with an error that says what to do.
+Each activation is a family of custom ops in the ``actgen`` namespace (actgen/torch_ops.py:
+forward, backward, parameter gradients, backward from the output), each with a fake
+implementation, so ``torch.compile(model, fullgraph=True)`` traces a model without graph breaks
+and calls the kernels as opaque ops. The kernels run on CPU tensors, which they read and write
+in place: a contiguous float32/float64 tensor is handed to C as it is (``Tensor.numpy()`` shares
+memory) and the output is allocated by PyTorch and filled through ``out=``. A non-contiguous
+input is made contiguous first; float16 and bfloat16 are computed in float32 and rounded back;
+CUDA tensors, integers and complex numbers are refused with an error that says what to do.
 
-The forward keeps only what the backward needs: the output y where the spec writes f' with y
-(``output_derivative``, its ``output_derivative_valid`` holds for the parameters, and the spec
-does not say ``save_output = false``, as the built-in sigmoid, tanh, elu and celu do because
-their y-forms cancel in a tail) and no parameter needs a gradient, otherwise the input x. actgen generates first derivatives only: a
-backward with ``create_graph=True`` works, but differentiating its result (a double backward, a
-gradient penalty, a Hessian) raises ``actgen.errors.HigherDerivativeError``.
+Derivatives of every order: the backward of order k is an op whose autograd calls order k+1's
+(``act.derivative_activation``), with the mixed derivatives in the parameters (d/dp of each
+order as an activation of its own, actgen/derived.py), so a double backward, a gradient
+penalty, ``torch.autograd.grad`` nested to any depth and ``torch.autograd.functional.hessian``
+work. The forward keeps only what the backward needs: the output y where the spec writes f'
+with y (``output_derivative``, its ``output_derivative_valid`` holds for the parameters, and
+the spec does not say ``save_output = false``, as the built-in sigmoid, tanh, elu and celu do
+because their y-forms cancel in a tail) and no parameter needs a gradient, otherwise the input
+x; from y, the second order differentiates the output derivative h(y) (f' = h(f)).
+
+torch.func: ``vmap`` works (a batching rule per op). ``grad``, ``vjp`` and ``jacrev`` fail with
+PyTorch's "must override the setup_context staticmethod": PyTorch 2.13 runs an op's registered
+autograd as an ``autograd.Function`` in the old ``forward(ctx, ...)`` style, which functorch
+refuses (pytorch/pytorch#170834; use ``torch.autograd.grad``). Forward mode (``jvp``,
+``jacfwd``, ``hessian``, ``torch.autograd.forward_ad``) has no rule for custom ops (their tangent
+would be 0): actgen raises a KernelArgumentError saying so.
 """
 
 from __future__ import annotations
