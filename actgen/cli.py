@@ -319,7 +319,7 @@ def cmd_verify(args) -> int:
 
     def work(t: SpecTable) -> list:
         with stage("verifying", path=t.path, activation=t.name):
-            return verify(t.act, spec=t.spec, backends=backends, dtypes=dtypes, quick=args.quick)
+            return verify(t.act, spec=t.spec, backends=backends, dtypes=dtypes, quick=args.quick, orders=args.orders)
 
     results, failed = _each_table(items, work, args.progress and (
         lambda t, found, seconds: f"  {t.name}: {len(found)} checks, {sum(not r.passed for r in found)} over "
@@ -393,6 +393,12 @@ def _count(text: str) -> int:
     return value
 
 
+def _order_arg(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"the order is an integer >= 0, not {text!r}")
+    return int(text)
+
+
 def cmd_show(args) -> int:
     from . import show          # SymPy and the code generators: imported for this verb only
 
@@ -437,6 +443,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("--spec", help="the spec file (default: the built-in of that name)")
     s.add_argument("--backend", choices=["c", "numpy"], default="c", help="which source to print")
+    s.add_argument("--order", type=_order_arg, default=0, metavar="K",
+                   help="show the K-th derivative f^(K) (K >= 1; of the gate or score of a gated or rowwise one; "
+                        "K = 0 for those shows g itself): its formula, f^(K+1) and the forms chosen")
     s.set_defaults(func=cmd_show)
 
     n = add_verb("new", help="print a commented spec template for a new activation")
@@ -457,6 +466,9 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--markdown", metavar="FILE",
                    help="also write the results as a Markdown page (docs/verification.md)")
     v.add_argument("--quick", action="store_true", help="fewer points (about a third)")
+    v.add_argument("--orders", type=_order_arg, default=1, metavar="K",
+                   help="also verify the derivatives up to f^(K) (K = 3: f'' and f^(3), the kernels of "
+                        "derivative_activation(1) and (2); of the gate or score of a gated or rowwise one)")
     v.add_argument("--progress", action="store_true", help="a line per activation on stderr")
     v.add_argument("--exhaustive", action="store_true",
                    help="instead: every one of the 2^32 float32 inputs, the float32 C kernels (f and "

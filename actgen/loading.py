@@ -37,7 +37,7 @@ if hasattr(os, "register_at_fork"):
 _CLASSES = {"elementwise": LoadedActivation, "gated": GatedActivation, "rowwise": RowwiseActivation}
 
 
-def _find_table(name: str, spec) -> tuple[dict, str]:
+def spec_table(name: str, spec) -> tuple[dict, str]:
     """(the table, self-contained (a gate named by a gated table resolved), the spec's path
     for messages)."""
     path = library.display_path(name) if spec is None else str(spec)
@@ -56,7 +56,7 @@ def load(name: str, spec=None, backend: str = "c") -> LoadedActivation:
     if backend not in BACKEND_NAMES:
         raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, not {backend!r}")
     threads.resolve()                       # a bad ACTGEN_NUM_THREADS is said before anything is built
-    table, path = _find_table(name, spec)
+    table, path = spec_table(name, spec)
     return load_table(name, table, path, backend)
 
 
@@ -109,4 +109,4 @@ def load_table(name: str, table: dict, path: str, backend: str) -> LoadedActivat
         _LOADED[key] = loaded
     return loaded
 
-__all__ = ["load", "load_table", "BACKEND_NAMES"]
+__all__ = ["load", "load_table", "spec_table", "BACKEND_NAMES"]

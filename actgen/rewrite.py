@@ -192,7 +192,20 @@ def _together(e):
     if not e.is_Add or not any(has_denominator(t) for t in e.args):
         return None
     combined = sp.together(e)
+    if _overflowing(combined) - _overflowing(e):
+        return None     # cosh(u)**2 * tanh(u)**2 / cosh(u)**4: inf/inf where each term was finite
     return combined if sp.count_ops(combined) < sp.count_ops(e) else None
+
+
+_GROWING = (sp.cosh, sp.sinh, sp.exp)
+
+
+def _overflowing(expr) -> set:
+    """The cosh, sinh and exp nodes of ``expr`` that occur other than as a denominator (where they
+    can overflow to inf in a numerator)."""
+    stripped = expr.replace(lambda n: n.is_Pow and n.exp.is_negative and isinstance(n.base, _GROWING),
+                            lambda n: sp.Dummy())
+    return {n for n in sp.preorder_traversal(stripped) if isinstance(n, _GROWING)}
 
 
 def _root_shift(e):

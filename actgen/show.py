@@ -12,7 +12,9 @@ import sympy as sp
 
 from . import library
 from .ir import X
+from .orders import order_label
 from .derive import differentiate, kink_points
+from .higher import derived_activation
 from .errors import UnknownActivationError, stage
 from .pipeline import lower_activation
 from .render import render
@@ -39,6 +41,11 @@ def run(args) -> int:
         tables = read_tables(text, path=path)
         find_table(tables, args.name, path)
         act = parse_table(args.name, resolve_table(tables, args.name, path), path=path)
+    order = getattr(args, "order", 0) or 0
+    if order:           # f^(k) as its derivative activation shows it: forward f^(k), backward f^(k+1)
+        with stage(f"differentiating {order} times", path=path, activation=args.name):
+            act = derived_activation(act, order)
+    f, f1 = order_label(order), order_label(order + 1)
     with stage("lowering (derivatives and the choice of stable forms)", path=path, activation=args.name):
         lowered = lower_activation(act)
     print(f"{act.name}: {act.description}" if act.description else act.name)
@@ -46,11 +53,15 @@ def run(args) -> int:
     if act.params:
         print("  params: " + ", ".join(f"{p} = {v}" + (" (learnable)" if p in act.learnable else "")
                                        for p, v in act.params.items()))
-    print(f"\n  f(x) = {act.expr_text}")
+    if order:
+        print(f"  (the {order_label(order)} of {args.name}"
+              + ("; of its gate" if _kind(tables, args.name) == "gated" else
+                 "; of its score" if _kind(tables, args.name) == "rowwise" else "") + ")")
+    print(f"\n  {f}(x) = {act.expr_text}")
     print(f"       = {act.expr}")
     for k in lowered.kernels:
-        label = {"forward": "f(x)", "backward": "f'(x)", "backward_y": "f'(x) from the output y = f(x)"}.get(
-            k.kind, f"df/d{k.param}")
+        label = {"forward": f"{f}(x)", "backward": f"{f1}(x)", "backward_y": "f'(x) from the output y = f(x)"}.get(
+            k.kind, f"d{f}/d{k.param}")
         if k.kind != "forward":
             print(f"\n  {label} = {k.exact}")
         for dtype in ("float32", "float64"):
@@ -59,13 +70,13 @@ def run(args) -> int:
             if k.kind == "backward_y":      # not measured by selection (its input is y, not x)
                 print(f"  {dtype}: rewritten, in the dtype (actgen verify measures it at y = f(x))")
             else:
-                print(f"  {dtype}: {describe_choice(choice)}")
+                print(f"  {dtype}: {describe_choice(choice, derived=bool(order))}")
             if form.rules and form.stable is not None:
                 print(f"           generated as {form.stable}  [rewrites: {', '.join(form.rules)}]")
     kinks = kink_points(act)
     if kinks:
         d = differentiate(act.expr, X)
-        values = ", ".join(f"f'({k:g}) = {sp.N(d.subs(X, sp.nsimplify(k)).subs({sp.Symbol(p, real=True): v for p, v in act.params.items()}), 6)}"
+        values = ", ".join(f"{f1}({k:g}) = {sp.N(d.subs(X, sp.nsimplify(k)).subs({sp.Symbol(p, real=True): v for p, v in act.params.items()}), 6)}"
                            for k in kinks)
         print(f"\n  kinks (PyTorch's conventions): {values}")
     backend = args.backend
@@ -79,10 +90,16 @@ def run(args) -> int:
     return 0
 
 
-def describe_choice(choice) -> str:
+def _kind(tables: dict, name: str) -> str:
+    table = tables[name]
+    return table.get("kind", "gated" if "gate" in table else "elementwise")
+
+
+def describe_choice(choice, derived: bool = False) -> str:
     """One line: which candidate form was chosen for a kernel and dtype, and how it measured
-    against the naive evaluation of the same expression (see actgen.select)."""
-    unit = "ULP" if choice.kernel.kind == "forward" else "ULP (conditioned)"
+    against the naive evaluation of the same expression (see actgen.select); ``derived``: of a
+    derivative order, whose forward kernel is measured conditioned too."""
+    unit = "ULP" if choice.kernel.kind == "forward" and not derived else "ULP (conditioned)"
     text = f"{choice.label}"
     if choice.float_range is not None:
         text += (f", in C {choice.range_text()} (blocks of inputs with one outside, and other"

@@ -13,11 +13,15 @@ from dataclasses import asdict, dataclass
 import mpmath
 import numpy as np
 
-from .loading import load
+from .build import indexed_artifact, spec_key, table_origin, write_index
+from .higher import derived_activation
+from .loading import load, load_table, spec_table
+from .orders import derived_table
 from .activation import Activation
 from .derive import derive
 from .ir import DTYPES, X, Y, param_symbol
 from .measure import conditioned_distance, term_scale, ulp_distance
+from .pipeline import build, lower_activation
 from .reference import evaluate
 from .reference_rows import row_reference
 from .render import FLOAT_BLOCK
@@ -247,15 +251,45 @@ def _check_rowwise(loaded, sweep: Sweep) -> list[Result]:
     return out
 
 
-def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES, quick=False) -> list[Result]:
-    """Build (or load) ``act`` with each backend and check every kernel and dtype."""
+def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES, quick=False,
+           orders: int = 1) -> list[Result]:
+    """Build (or load) ``act`` with each backend and check every kernel and dtype; with
+    ``orders`` = K > 1 also its derivative activations up to f^(K) (verified_orders)."""
     results = []
     for dtype in dtypes:
         sweep = make_sweep(act, dtype, quick=quick)
         for backend in backends:
             loaded = load(act.name, spec=spec, backend=backend)
             results.extend(check(loaded, sweep))
+    if orders > 1:
+        table, path = spec_table(act.name, spec)
+        for k in verified_orders(act.kind, orders):
+            derived = derived_activation(act, k)
+            name, derived_spec = derived_table(act.name, table, k)
+            _build_all(derived, name, derived_spec, backends)
+            for dtype in dtypes:
+                sweep = make_sweep(derived, dtype, quick=quick)
+                for backend in backends:
+                    results.extend(check(load_table(name, derived_spec, path, backend), sweep))
     return results
+
+
+def _build_all(act: Activation, name: str, table: dict, backends) -> None:
+    """Build a derived order for every backend from one lowering (load_table would lower it once
+    per backend), as ``actgen build`` does."""
+    lowered = None
+    for backend in backends:
+        key = spec_key(name, table, backend)
+        if indexed_artifact(key, name, warn=False) is None:
+            lowered = lowered or lower_activation(act)
+            write_index(key, build(act, backend, table_origin(name), lowered))
+
+
+def verified_orders(kind: str, orders: int) -> range:
+    """The derivative activations whose kernels cover f'' .. f^(orders): k = 1 .. orders - 1 of an
+    elementwise one (forward f^(k), backward f^(k+1)); of a gated or rowwise one the gate's or
+    score's g^(k), k = 0 .. orders - 2 (its own kernels cover the function and g')."""
+    return range(1, orders) if kind == "elementwise" else range(0, orders - 1)
 
 
 def format_table(results: list[Result]) -> str:

@@ -25,7 +25,8 @@ def test_the_issue_workflow_new_build_show_load(tmp_path):
     assert ".so" in built.stdout
 
     again = run_cli("build", "serf.toml", cwd=tmp_path, env=env)
-    assert again.returncode == 0 and "compiled" not in again.stdout and again.stdout.count("cached") == 2
+    assert again.returncode == 0 and "compiled" not in again.stdout and again.stdout.count("cached") == 4
+    assert "[c f' ] cached" in again.stdout           # the order-1 derivative activation (f', f'')
 
     shown = run_cli("show", "serf", "--spec", "serf.toml", cwd=tmp_path, env=env)
     assert shown.returncode == 0
@@ -192,11 +193,12 @@ def test_the_same_table_in_another_file_is_a_cache_hit(tmp_path):
     (tmp_path / "second.toml").write_text('# another file\n[other]\nexpr = "2 * x"\n\n' + table)
     env = {"ACTGEN_CACHE_DIR": str(tmp_path / "cache")}
     first = run_cli("build", "first.toml", cwd=tmp_path, env=env)
-    assert first.returncode == 0 and first.stdout.count("compiled") == 2, first.stdout
+    # both backends of the table and of its derivative activation of order 1 (f', f'')
+    assert first.returncode == 0 and first.stdout.count("compiled") == 4, first.stdout
     second = run_cli("build", "second.toml", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
     copied = [line for line in second.stdout.splitlines() if line.startswith("copied ")]
-    assert len(copied) == 2 and all("cached" in line for line in copied), second.stdout
+    assert len(copied) == 4 and all("cached" in line for line in copied), second.stdout
     # and a load from the other file finds it without lowering (no SymPy)
     code = ("import sys, numpy as np, actgen; a = actgen.load('copied', spec='second.toml'); "
             "a(np.ones(3)); print('sympy' in sys.modules)")

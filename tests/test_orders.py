@@ -20,7 +20,7 @@ import sympy as sp
 import actgen
 from actgen.errors import KernelArgumentError
 from actgen.orders import derived_table
-from conftest import ROOT, requires_cc
+from conftest import ROOT, requires_cc, run_cli
 
 pytestmark = requires_cc
 
@@ -147,3 +147,21 @@ def test_a_cached_derived_order_loads_without_sympy():
     assert out.returncode == 0, out.stderr
     t = np.tanh(0.5)
     assert float(out.stdout) == pytest.approx(-2 * (1 - t * t) * (1 - 3 * t * t), rel=1e-14)
+
+
+def test_show_order_prints_the_derivative_and_its_forms():
+    out = run_cli("show", "relu", "--order", "2")
+    assert out.returncode == 0, out.stderr
+    assert "\n  f''(x) = d^2/dx^2 (Piecewise((max_value" in out.stdout
+    assert "f'''(x) = " in out.stdout and "float64: " in out.stdout
+    bad = run_cli("show", "relu", "--order", "-1")
+    assert bad.returncode == 2 and "the order is an integer" in bad.stderr
+
+
+@pytest.mark.slow           # builds and verifies two derived orders of relu and sigmoid
+def test_verify_orders_covers_second_and_third_derivatives():
+    out = run_cli("verify", "relu", "sigmoid", "--orders", "3", "--quick", "--backend", "c")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in ("relu_d1", "relu_d2", "sigmoid_d1", "sigmoid_d2"):
+        assert f"\n{name} " in out.stdout
+    assert "0 over budget" in out.stdout
