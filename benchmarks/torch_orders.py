@@ -115,6 +115,7 @@ def main(repeats: int = 9) -> None:
         row = []
         for build in (lambda: mlp(lambda: at.Activation(name, **kw)), lambda: mlp(lambda: Fn(TORCH[name])),
                       lambda: at.Activation(name, **kw), lambda: Fn(TORCH[name])):
+            torch._dynamo.reset()           # each model its own compile (Sequential.forward is one code object)
             model = torch.compile(build(), fullgraph=True)
             row.append(median_time(train_step(model, x if len(row) < 2 else xa), repeats))
         print(f"| {name} | {row[0] * 1e3:.2f} | {row[1] * 1e3:.2f} | {row[0] / row[1]:.2f} | "
