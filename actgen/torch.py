@@ -1,5 +1,5 @@
-"""PyTorch integration (``pip install actgen[torch]``): any compiled activation as a
-``torch.autograd.Function`` and an ``nn.Module``.
+"""PyTorch integration (``pip install actgen[torch]``, PyTorch 2.4 or later): any compiled
+activation as ``torch.library`` custom ops and an ``nn.Module``.
 
     import actgen.torch
     act = actgen.torch.Activation("serf", spec="serf.toml")          # an nn.Module
@@ -11,18 +11,31 @@ are plain attributes (a float) or buffers (an array). ``actgen.torch.function(na
 the functional form: ``f(x, dim=-1, param_axis=None, **params)``, parameters given as numbers or
 tensors (a tensor that requires grad gets its gradient if the parameter is learnable).
 
-The kernels run on CPU tensors, which they read and write in place: a contiguous float32/float64
-tensor is handed to C as it is (``Tensor.numpy()`` shares memory) and the output is allocated by
-PyTorch and filled through ``out=``. A non-contiguous input is made contiguous first; float16 and
-bfloat16 are computed in float32 and rounded back; CUDA tensors, integers and complex numbers are
-refused with an error that says what to do.
+Each activation is a family of custom ops in the ``actgen`` namespace (actgen/torch_ops.py:
+forward, backward, parameter gradients, backward from the output), each with a fake
+implementation, so ``torch.compile(model, fullgraph=True)`` traces a model without graph breaks
+and calls the kernels as opaque ops. The kernels run on CPU tensors, which they read and write
+in place: a contiguous float32/float64 tensor is handed to C as it is (``Tensor.numpy()`` shares
+memory) and the output is allocated by PyTorch and filled through ``out=``. A non-contiguous
+input is made contiguous first; float16 and bfloat16 are computed in float32 and rounded back;
+CUDA tensors, integers and complex numbers are refused with an error that says what to do.
 
-The forward keeps only what the backward needs: the output y where the spec writes f' with y
-(``output_derivative``, its ``output_derivative_valid`` holds for the parameters, and the spec
-does not say ``save_output = false``, as the built-in sigmoid, tanh, elu and celu do because
-their y-forms cancel in a tail) and no parameter needs a gradient, otherwise the input x. actgen generates first derivatives only: a
-backward with ``create_graph=True`` works, but differentiating its result (a double backward, a
-gradient penalty, a Hessian) raises ``actgen.errors.HigherDerivativeError``.
+Derivatives of every order: the backward of order k is an op whose autograd calls order k+1's
+(``act.derivative_activation``), with the mixed derivatives in the parameters (d/dp of each
+order as an activation of its own, actgen/derived.py), so a double backward, a gradient
+penalty, ``torch.autograd.grad`` nested to any depth and ``torch.autograd.functional.hessian``
+work. The forward keeps only what the backward needs: the output y where the spec writes f'
+with y (``output_derivative``, its ``output_derivative_valid`` holds for the parameters, and
+the spec does not say ``save_output = false``, as the built-in sigmoid, tanh, elu and celu do
+because their y-forms cancel in a tail) and no parameter needs a gradient, otherwise the input
+x; from y, the second order differentiates the output derivative h(y) (f' = h(f)).
+
+torch.func: ``vmap`` works (a batching rule per op). ``grad``, ``vjp`` and ``jacrev`` fail with
+PyTorch's "must override the setup_context staticmethod": PyTorch 2.13 runs an op's registered
+autograd as an ``autograd.Function`` in the old ``forward(ctx, ...)`` style, which functorch
+refuses (pytorch/pytorch#170834; use ``torch.autograd.grad``). Forward mode (``jvp``,
+``jacfwd``, ``hessian``, ``torch.autograd.forward_ad``) has no rule for custom ops (their tangent
+would be 0): actgen raises a KernelArgumentError saying so.
 """
 
 from __future__ import annotations
@@ -30,118 +43,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd import forward_ad
 
 from .arguments import normalize_axis
+from .errors import KernelArgumentError
 from .loading import load
-from .errors import HigherDerivativeError, KernelArgumentError
+from .torch_ops import family
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _VIA_FLOAT32 = (torch.float16, torch.bfloat16)
 
 
-def _as_numpy(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a contiguous CPU tensor (no copy), or of its values where the tensor is
-    a lazy negated or conjugated view (torch._neg_view, .conj()): those are materialised first,
-    since NumPy cannot see the bit."""
-    return t.detach().resolve_neg().resolve_conj().numpy()
-
-
-class _Call:
-    """What a call fixes besides its tensors: the activation, its axis, the parameters given as
-    numbers, and the names of those given as tensors (in the order they are passed)."""
-
-    __slots__ = ("fn", "names", "fixed", "dim", "param_axis")
-
-    def __init__(self, fn, names, fixed, dim, param_axis):
-        self.fn, self.names, self.fixed, self.dim, self.param_axis = fn, names, fixed, dim, param_axis
-
-    def params(self, tensors) -> dict:
-        """{name: float or ndarray} for the kernels."""
-        values = dict(self.fixed)
-        for name, t in zip(self.names, tensors):
-            values[name] = float(t.item()) if t.ndim == 0 else _as_numpy(t.contiguous())
-        return values
-
-    def axis_kw(self) -> dict:
-        if self.fn.act.kind == "elementwise":
-            return {"param_axis": self.param_axis}
-        return {"axis": self.dim}
-
-
-class _ActgenAutograd(torch.autograd.Function):
-    """forward(call, x, *parameter tensors) -> y; backward -> (None, dx, *parameter grads)."""
-
-    @staticmethod
-    def forward(ctx, call: _Call, x: torch.Tensor, *tensors: torch.Tensor):
-        act = call.fn.act
-        params = call.params(tensors)
-        xc = x.contiguous()
-        y = torch.empty(call.fn.output_shape(tuple(xc.shape), call.dim), dtype=xc.dtype)
-        act(_as_numpy(xc), out=y.numpy(), **call.axis_kw(), **params)
-        ctx.call = call
-        params_need_grad = any(ctx.needs_input_grad[2:])
-        ctx.from_output = (not params_need_grad and act.kind != "gated"
-                           and act.saves_output and act.output_derivative_holds(str(xc.dtype).removeprefix("torch."), **params))
-        if ctx.from_output:
-            ctx.save_for_backward(y, *tensors)
-        else:
-            ctx.save_for_backward(x, *tensors)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy: torch.Tensor):
-        grads = _ActgenAutograd._backward(ctx, dy)
-        if not torch.is_grad_enabled():          # create_graph=False: nothing differentiates these
-            return grads
-        present = [i for i, g in enumerate(grads) if g is not None]
-        marked = _FirstOrderOnly.apply(ctx.call.fn.name, ctx.saved_tensors[0], *[grads[i] for i in present])
-        grads = list(grads)
-        for i, g in zip(present, marked):
-            grads[i] = g
-        return tuple(grads)
-
-    @staticmethod
-    def _backward(ctx, dy: torch.Tensor):
-        call = ctx.call
-        act = call.fn.act
-        saved, tensors = ctx.saved_tensors[0], ctx.saved_tensors[1:]
-        params = call.params(tensors)
-        dyn = _as_numpy(dy.to(saved.dtype).contiguous())
-        nothing = [None] * len(tensors)
-        if ctx.from_output:
-            dx = torch.empty(saved.shape, dtype=saved.dtype)
-            act.backward_from_output(_as_numpy(saved), dyn, out=dx.numpy(),
-                                     **({} if act.kind == "elementwise" else {"axis": call.dim}), **params)
-            return (None, dx, *nothing)
-        xn = _as_numpy(saved.contiguous())
-        dx = None
-        if ctx.needs_input_grad[1]:
-            dx = torch.empty(saved.shape, dtype=saved.dtype)
-            act.backward(xn, dyn, out=dx.numpy(), **call.axis_kw(), **params)
-        grads = nothing
-        if any(ctx.needs_input_grad[2:]):
-            by_name = act.param_grads(xn, dyn, **call.axis_kw(), **params)
-            grads = [torch.as_tensor(np.asarray(by_name[name])).to(t.dtype).reshape(t.shape)
-                     if need else None
-                     for name, t, need in zip(call.names, tensors, ctx.needs_input_grad[2:])]
-        return (None, dx, *grads)
-
-
-class _FirstOrderOnly(torch.autograd.Function):
-    """The identity on first-order gradients (tied to the saved x or y, so that they are part of a
-    graph built with create_graph=True); differentiating them raises HigherDerivativeError."""
-
-    @staticmethod
-    def forward(ctx, name: str, anchor: torch.Tensor, *grads: torch.Tensor):
-        ctx.name = name
-        return tuple(g.view_as(g) for g in grads)
-
-    @staticmethod
-    def backward(ctx, *unused):
-        raise HigherDerivativeError(
-            f"actgen activation {ctx.name}: its backward was differentiated (a double backward, a gradient "
-            "penalty, a Hessian), but actgen generates first derivatives only. Use PyTorch's own "
-            "implementation of the activation where second derivatives are needed")
+def _refuse_forward_mode(name: str, x, tensors) -> None:
+    """Forward-mode AD (torch.func.jvp, jacfwd, hessian; torch.autograd.forward_ad) has no rule
+    for a torch.library custom op in PyTorch 2.13: its tangent would silently be 0. Say so."""
+    interpreters = torch._C._functorch.get_interpreter_stack() or ()
+    jvp = any(i.key() == torch._C._functorch.TransformType.Jvp for i in interpreters)
+    if not jvp and forward_ad._current_level >= 0:
+        jvp = any(forward_ad.unpack_dual(t).tangent is not None for t in (x, *tensors))
+    if jvp:
+        raise KernelArgumentError(
+            f"{name}: forward-mode differentiation (torch.func.jvp, jacfwd, hessian, torch.autograd.forward_ad) "
+            "reached an actgen op, and PyTorch's custom ops have no forward-mode rule: the tangent would be 0. "
+            "Use reverse mode (torch.autograd.grad nested, torch.autograd.functional.hessian)")
 
 
 class ActivationFunction:
@@ -158,6 +82,8 @@ class ActivationFunction:
     def __init__(self, name: str, spec=None, backend: str = "c"):
         self.act = load(name, spec=spec, backend=backend)
         self.name = self.act.name
+        self.ops = family(self.act)
+        self._defaults = [float(v) for v in self.act.params.values()]
         self._args = (name, None if spec is None else str(spec), backend)
 
     def __reduce__(self):
@@ -193,41 +119,57 @@ class ActivationFunction:
         if x.is_sparse or x.layout != torch.strided:
             raise KernelArgumentError(f"{self.name}: x has layout {x.layout}; pass a dense tensor (x.to_dense())")
 
-    def _split_params(self, params: dict):
+    def _split_params(self, params: dict, x: torch.Tensor):
+        """(a number per parameter, the tensors given, their positions) for the ops."""
         unknown = [k for k in params if k not in self.act.params]
         if unknown:
             names = ", ".join(self.act.params) or "none"
             raise KernelArgumentError(f"{self.name}() got unknown parameter(s) {', '.join(unknown)}; "
                                       f"its parameters are: {names}")
-        names, tensors, fixed = [], [], {}
-        for p, v in params.items():
-            if isinstance(v, torch.Tensor):
-                if v.device.type != "cpu":
-                    raise KernelArgumentError(f"{self.name}: parameter {p} is on {v.device}; actgen's kernels run "
-                                              "on the CPU (move it with .cpu())")
-                if not v.is_floating_point():
-                    v = v.to(torch.get_default_dtype())
-                if v.requires_grad and p not in self.act.learnable:
-                    learnable = ", ".join(self.act.learnable) or "none"
-                    raise KernelArgumentError(
-                        f"{self.name}: parameter {p} requires grad, but the spec does not declare it learnable "
-                        f"(learnable: {learnable}), so no gradient kernel exists for it; add it to `learnable` in "
-                        f"the spec, or pass {p}.detach()")
-                names.append(p)
-                tensors.append(v)
-            else:
-                fixed[p] = v
-        return names, tensors, fixed
+        scalars, tensors, slots = list(self._defaults), [], []
+        for i, p in enumerate(self.act.params):
+            if p not in params:
+                continue
+            v = params[p]
+            if isinstance(v, (np.ndarray, list, tuple)):
+                # an array carries its dtype (checked by the kernels); a list is taken in x's dtype
+                v = torch.from_numpy(v) if isinstance(v, np.ndarray) else torch.as_tensor(v, dtype=x.dtype)
+            if not isinstance(v, torch.Tensor):
+                try:
+                    scalars[i] = float(v)
+                except (TypeError, ValueError):
+                    raise KernelArgumentError(f"{self.name}: parameter {p} is {v!r:.40}; pass a number or a "
+                                              "tensor") from None
+                continue
+            if v.device.type != "cpu":
+                raise KernelArgumentError(f"{self.name}: parameter {p} is on {v.device}; actgen's kernels run "
+                                          "on the CPU (move it with .cpu())")
+            if not v.is_floating_point():
+                v = v.to(torch.get_default_dtype())
+            if v.requires_grad and p not in self.act.learnable:
+                learnable = ", ".join(self.act.learnable) or "none"
+                raise KernelArgumentError(
+                    f"{self.name}: parameter {p} requires grad, but the spec does not declare it learnable "
+                    f"(learnable: {learnable}), so no gradient kernel exists for it; add it to `learnable` in "
+                    f"the spec, or pass {p}.detach()")
+            tensors.append(v)
+            slots.append(i)
+        return scalars, tensors, slots
 
     def __call__(self, x: torch.Tensor, *, dim: int = -1, param_axis: int | None = None, **params):
         self._check_tensor(x)
-        names, tensors, fixed = self._split_params(params)
+        scalars, tensors, slots = self._split_params(params, x)
         if param_axis is not None and self.act.kind != "elementwise":
             raise KernelArgumentError(f"{self.name} is {self.act.kind}: its parameters are scalars (no param_axis)")
-        call = _Call(self, tuple(names), fixed, dim, param_axis)
-        if x.dtype in _VIA_FLOAT32:
-            return _ActgenAutograd.apply(call, x.float(), *tensors).to(x.dtype)
-        return _ActgenAutograd.apply(call, x, *tensors)
+        if not torch.compiler.is_compiling():
+            _refuse_forward_mode(self.name, x, tensors)
+        xk = x.float() if x.dtype in _VIA_FLOAT32 else x
+        if self.act.kind == "elementwise":
+            y = self.ops.fwd(xk, scalars, tensors, slots, param_axis)
+        else:
+            self.output_shape(tuple(x.shape), dim)          # a clear error for an odd gated dim
+            y = self.ops.fwd(xk, scalars, tensors, slots, dim)
+        return y.to(x.dtype) if xk is not x else y
 
 
 def function(name: str, spec=None, backend: str = "c") -> ActivationFunction:
