@@ -1,6 +1,6 @@
 """Choose, per kernel and dtype, the form to generate, by measurement (the approach of Herbie).
 
-Candidates differ in formula (the stable rewrite, its compensated variant, rewrite.ALTERNATIVES
+Candidates differ in formula (the stable rewrite, its compensated variant, alternatives.ALTERNATIVES
 such as rationalising sqrt(a) - b, the expression as written) and, for float32, in the type the
 arithmetic is done in (float, or double rounded once at the end). Each candidate gets the
 guards it needs (guards.add_guards) and is evaluated by the kernel model (measure.evaluate_form:
@@ -35,7 +35,8 @@ from .ir import DTYPES, X, Form, Kernel, param_symbol
 from .measure import measure, measure_bounded, term_scale
 from .ranges import certify_params, dense_float_distances, dense_xs, float_range, in_range, open_ended
 from .reference import reference
-from .rewrite import ALTERNATIVES, lower, stable_form, stable_source
+from .alternatives import ALTERNATIVES
+from .rewrite import lower, stable_form, stable_source
 from .spec import parse_expression
 from .sweep import make_sweep
 

@@ -143,7 +143,7 @@ def test_sech2_as_sigmoid_is_a_float32_candidate_with_the_same_values():
     sigmoid (1 ULP each) instead of in double; in float64 too, where 1/cosh^2 is only just within
     its budget."""
     from actgen import library
-    from actgen.rewrite import sech2_sigmoid_node as _sech2_sigmoid
+    from actgen.alternatives import sech2_sigmoid_node as _sech2_sigmoid
     from actgen.select import choose_all
     from actgen.spec import parse_spec_text
 
@@ -176,7 +176,7 @@ def test_softplus_rational_is_mish_with_one_exp_and_no_overflow():
     derivative (cheaper: one exp, no tanh/cosh/log1p), and finite wherever the function is."""
     from actgen import library
     from actgen.select import CHEAPER, choose_all
-    from actgen.rewrite import softplus_rational_of as _softplus_rational
+    from actgen.alternatives import softplus_rational_of as _softplus_rational
     from actgen.measure import evaluate_form
     from actgen.spec import parse_spec_text
 
@@ -252,7 +252,7 @@ def test_log_of_a_ratio_near_one_is_computed_as_log1p_and_wins_near_its_root():
     float32 and 4e18 in float64 near x = 0, with the wrong sign: log1p(expm1(x)/2) is exact there,
     the softplus form in the tails, and selection takes each on its interval."""
     from actgen.derive import derive
-    from actgen.rewrite import _log_ratio
+    from actgen.alternatives import _log_ratio
     from actgen.select import choose_all
     from actgen.spec import parse_table
     from sympy.codegen.cfunctions import expm1 as expm1_
