@@ -80,7 +80,11 @@ def row_reference(act: Activation, rows: np.ndarray, dys: np.ndarray, params: di
                 e = [exp_reference(v - m) for v in s]
                 total = mpmath.fsum(e)
                 prob = [v / total for v in e]
-                logs = [(v - m) - mpmath.log(total) for v in s]
+                # log(total) as log1p of the terms but the maximum's exp(0) = 1: with one score far
+                # above the rest, total is 1 + 1e-161, which 320 bits round to 1 (the reference said
+                # log_softmax = 0 there, the kernel's -1e-161 was right)
+                top = s.index(m)
+                logs = [(v - m) - mpmath.log1p(mpmath.fsum(e[:top] + e[top + 1:])) for v in s]
                 if softmax:
                     a = mpmath.fsum(dd * pp for dd, pp in zip(d, prob))
                     a_abs = mpmath.fsum(abs(dd * pp) for dd, pp in zip(d, prob))
