@@ -466,7 +466,7 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     if not isinstance(budgets, dict):
         fail("`budgets` must be a table", key="budgets",
              fix='budgets = { "backward.float64" = { ulp = 16, reason = "why it cannot be closer" } }')
-    reasons = {}
+    reasons, budgets = {}, dict(budgets)     # (a copy: the caller's table stays as it was)
     for entry, value in list(budgets.items()):
         kind, _, dtype = entry.partition(".")
         if kind not in BUDGET_KINDS or dtype not in ("float32", "float64"):
