@@ -466,7 +466,7 @@ def parse_table(name: str, table, *, path: str) -> Activation:
     if not isinstance(budgets, dict):
         fail("`budgets` must be a table", key="budgets",
              fix='budgets = { "backward.float64" = { ulp = 16, reason = "why it cannot be closer" } }')
-    reasons = {}
+    reasons, budgets = {}, dict(budgets)     # (a copy: the caller's table stays as it was)
     for entry, value in list(budgets.items()):
         kind, _, dtype = entry.partition(".")
         if not (kind in BUDGET_KINDS or re.fullmatch(r"order([2-9]|[1-9]\d)", kind)) or dtype not in DTYPES:

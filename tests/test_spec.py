@@ -172,3 +172,18 @@ def test_an_overlong_expression_is_refused_before_parsing():
     text = '[a]\nexpr = "' + "+".join(["x"] * 6000) + '"\n'
     with pytest.raises(SpecError, match="the limit is 10,000"):
         parse_spec_text(text, path="long.toml")
+
+
+def test_parsing_a_table_leaves_it_as_it_was():
+    """A budget with its reason ({ ulp = inf, reason }) was written back into the caller's table as
+    a bare inf, so parsing the same table again (a loaded activation's .activation) failed."""
+    import copy
+
+    from actgen.spec import parse_table
+
+    table = {"expr": "x * tanh(x)",
+             "budgets": {"forward.float64": {"ulp": float("inf"), "reason": "a reason"}}}
+    before = copy.deepcopy(table)
+    parse_table("t", table, path="t.toml")
+    assert table == before
+    parse_table("t", table, path="t.toml")
