@@ -85,11 +85,6 @@ class KernelArgumentError(ActgenError, TypeError):
     """An array or parameter passed to a loaded kernel cannot be used."""
 
 
-class HigherDerivativeError(ActgenError, RuntimeError):
-    """A framework asked for a derivative of a backward kernel (double backward, a Hessian):
-    actgen generates first derivatives only."""
-
-
 class ActgenWarning(UserWarning):
     """A visible fallback: no compiler, no OpenMP, a read-only cache, a cache entry rebuilt."""
 
