@@ -108,3 +108,13 @@ def build_math_module(name: str, code: str, cdef: str, variant: str, tmp):
     spec.loader.exec_module(module)
     sys.modules.pop(name, None)
     return module
+
+
+def away_from_zero(shape, seed=0):
+    """Random float64 torch inputs at least 0.1 from the kinks at 0, requiring grad (gradcheck's
+    finite differences step 1e-6 must not cross a kink). torch is imported by the caller's module."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    return (x + 0.1 * torch.sign(x)).requires_grad_()

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import requires_cc
+from conftest import away_from_zero as _away_from_zero, requires_cc
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -18,13 +18,6 @@ from actgen.errors import KernelArgumentError  # noqa: E402
 
 pytestmark = requires_cc
 F64 = torch.float64
-
-
-def _away_from_zero(shape, seed=0):
-    """Random float64 inputs at least 0.1 from the kinks at 0 (finite differences step 1e-6)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*shape, generator=g, dtype=F64)
-    return (x + 0.1 * torch.sign(x)).requires_grad_()
 
 
 def test_importing_actgen_does_not_import_torch():

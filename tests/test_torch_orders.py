@@ -11,7 +11,7 @@ import mpmath
 import pytest
 import sympy as sp
 
-from conftest import requires_cc
+from conftest import away_from_zero as _away_from_zero, requires_cc
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -22,13 +22,6 @@ from actgen.ir import X, param_symbol  # noqa: E402
 
 pytestmark = requires_cc
 F64 = torch.float64
-
-
-def _away_from_zero(shape, seed=0):
-    """float64 inputs at least 0.1 from the kinks at 0 (gradcheck's finite differences)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*shape, generator=g, dtype=F64)
-    return (x + 0.1 * torch.sign(x)).requires_grad_()
 
 
 def test_gradgradcheck_learnable_scalar_and_per_channel_parameters():
