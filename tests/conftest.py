@@ -14,8 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory):
-    """A cache directory for the whole session (the user's cache is never touched)."""
-    path = tmp_path_factory.mktemp("actgen-cache")
+    """A cache directory for the whole session (the user's cache is never touched), shared by
+    pytest-xdist's workers: the cache is built for concurrent processes (test_build_robustness),
+    and each built-in's selection, compile and mpmath references then happen once per run rather
+    than once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "actgen-cache"
+    path.mkdir(exist_ok=True)
     old = os.environ.get("ACTGEN_CACHE_DIR")
     os.environ["ACTGEN_CACHE_DIR"] = str(path)
     yield path
