@@ -126,17 +126,17 @@ def _identify(e: sp.Expr) -> sp.Expr | None:
     have = _values(e, points, 64)
     if have is None or sum(v is not None for v in have) < 6:
         return None
-    arguments = []
+    arguments = {}                                      # u -> its values at the points, 64-bit
     for u in _arguments(e):
         us = _values(u, points, 64)
         if us is not None and all(v is not None for v in us):
-            arguments.append(u)
+            arguments[u] = us
     for function, numeric in STANDARD:
-        for u in arguments:
+        for u, us64 in arguments.items():
             candidate = function(u)
             if candidate == e or not isinstance(candidate, sp.Function):
                 continue
-            if _affine(have, [_numeric(numeric, v) for v in _values(u, points, 64)], 10 ** -12) is None:
+            if _affine(have, [_numeric(numeric, v, 64) for v in us64], 10 ** -12) is None:
                 continue
             exact_have, us = _values(e, points), _values(u, points)
             affine = _affine(exact_have, [_numeric(numeric, v) for v in us])
@@ -146,8 +146,8 @@ def _identify(e: sp.Expr) -> sp.Expr | None:
     return None
 
 
-def _numeric(numeric, u):
-    with mpmath.workprec(270):
+def _numeric(numeric, u, prec: int = 270):
+    with mpmath.workprec(prec):
         try:
             b = numeric(u)
         except (ValueError, ZeroDivisionError):
