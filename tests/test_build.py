@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -165,3 +166,47 @@ def test_kernel_loops_vectorise_without_avx512_too(name):
     kernel_loops = [s for s in scalar if "* share" not in s and "t / chunks" not in s]
     assert kernel_loops == [], kernel_loops
     assert "loop vectorized" in proc.stderr
+
+
+_RENDER = """import sys, jinja2
+if sys.argv[1] == "forbid":
+    def refuse(self, *args, **kwargs):
+        raise SystemExit("a template was compiled")
+    jinja2.Environment.compile = refuse
+import actgen
+actgen.load(sys.argv[2], spec=sys.argv[3], backend="numpy")
+"""
+
+
+def test_compiled_templates_are_kept_in_the_cache_and_damage_costs_only_a_compile(tmp_path):
+    """A fresh process's first build compiled every template (about a second); the cache's jinja/
+    keeps them. A damaged or unwritable jinja/ is a cache miss, never an error."""
+    import subprocess
+    import sys
+
+    from actgen.cache import FORMAT
+    from conftest import ROOT
+
+    def build(mode, name, cache):
+        (tmp_path / f"{name}.toml").write_text(f'[{name}]\nexpr = "x * tanh(x) + {len(name)}"\n')
+        env = {**os.environ, "ACTGEN_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+        return subprocess.run([sys.executable, "-c", _RENDER, mode, name, str(tmp_path / f"{name}.toml")],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    cache = tmp_path / "cache"
+    assert build("allow", "a", cache).returncode == 0
+    kept = list(cache.glob("v*/jinja/*"))
+    assert kept
+    second = build("forbid", "bb", cache)            # another spec: rendered, from the kept templates
+    assert second.returncode == 0, second.stderr
+    for path in kept:
+        path.write_bytes(b"damaged")
+    assert build("forbid", "ccc", cache).returncode != 0          # damage is a miss: compiled ...
+    third = build("allow", "dddd", cache)
+    assert third.returncode == 0, third.stderr                    # ... without an error
+    assert build("forbid", "eeeee", cache).returncode == 0        # and kept again
+    other = tmp_path / "other"
+    (other / f"v{FORMAT}").mkdir(parents=True)
+    (other / f"v{FORMAT}" / "jinja").write_text("a file where the folder goes")
+    blocked = build("allow", "f", other)
+    assert blocked.returncode == 0 and "Traceback" not in blocked.stderr, blocked.stderr
