@@ -9,8 +9,8 @@ and nan. Budgets (actgen.verify.BUDGETS, or the spec's own `budgets` with the re
 comment): forward kernels 4 ULP (float32) and 8 ULP (float64) of the correctly rounded value;
 backward kernels the same in ULPs of max(|value|, |dy| * sum of the magnitudes of the
 derivative's terms) (next to a root of f' no fixed precision keeps relative accuracy);
-parameter gradients 64 eps * sum |dy * df/dp| (a sum has no useful ULP error). The full sweep is
-`actgen verify --all`.
+parameter gradients 64 eps * sum |dy * df/dp| (a sum has no useful ULP error). The default run
+uses the quick sweep, the slow set (and `actgen verify --all`) the full one.
 """
 
 from __future__ import annotations
@@ -40,16 +40,19 @@ def _activation(name):
 
 
 @functools.lru_cache(maxsize=None)
-def _sweep(name, dtype):
-    # the full sweep, with other random draws than the one that chose the forms (seed 1)
-    return make_sweep(_activation(name), dtype, seed=7)
+def _sweep(name, dtype, quick):
+    # with other random draws than the one that chose the forms (seed 1)
+    return make_sweep(_activation(name), dtype, seed=7, quick=quick)
 
 
+@pytest.mark.parametrize("sweep", ["quick", pytest.param("full", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("backend", ["c", "numpy"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", NAMES)
-def test_every_function_within_its_budget(name, dtype, backend):
-    results = check(actgen.load(name, backend=backend), _sweep(name, dtype))
+def test_every_function_within_its_budget(name, dtype, backend, sweep):
+    """The default run checks actgen verify's quick sweep (about a third of the points: every
+    special value, kink and decade, fewer grid points and draws); the slow set the full one."""
+    results = check(actgen.load(name, backend=backend), _sweep(name, dtype, sweep == "quick"))
     failed = [r for r in results if not r.passed]
     assert not failed, "\n" + format_table(failed)
 
