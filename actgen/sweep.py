@@ -104,6 +104,12 @@ def sample_points(act: Activation, dtype: str, *, dense: int = 241, span: float 
             step = np.spacing(kk) * t(16)
             near = [kk + step, kk - step]
         pts.append([*near, kk + t(1e-3) * max(t(1), abs(kk)), kk - t(1e-3) * max(t(1), abs(kk))])
+    for r in root_points(act, dtype, span):
+        # where f crosses 0 away from 0, a form that cancels there (sin(x) - cos(x) at 5 pi / 4)
+        # has no correct digit left: its float neighbours, and a few ULPs and relative steps off
+        rr = t(r)
+        steps = [np.spacing(rr) * t(k) for k in (1, 4, 64)] + [abs(rr) * t(d) for d in (1e-6, 1e-3)]
+        pts.append([rr, *(rr + s for s in steps), *(rr - s for s in steps)])
     rng = np.random.default_rng(seed)
     pts.append(rng.normal(0.0, 5.0, randoms))
     if specials:
@@ -112,6 +118,53 @@ def sample_points(act: Activation, dtype: str, *, dense: int = 241, span: float 
     # keep -0 distinct from 0 while dropping exact duplicates
     _, idx = np.unique(xs.view(np.int32 if dtype == "float32" else np.int64), return_index=True)
     return xs[np.sort(idx)]
+
+
+def root_points(act: Activation, dtype: str, span: float = 30.0) -> tuple[float, ...]:
+    """The x in [-span, span], away from 0, where the activation (at its default parameters,
+    rounded to ``dtype``) changes sign: a grid's sign changes, each bisected in 128-bit arithmetic
+    (a change across a jump is no root). Only elementwise activations."""
+    if act.kind != "elementwise":
+        return ()
+    return _roots(act.expr, tuple(sorted(param_values(act, dtype).items())), float(span))
+
+
+@functools.lru_cache(maxsize=512)
+def _roots(expr: sp.Expr, params: tuple, span: float) -> tuple[float, ...]:
+    env = {param_symbol(p): v for p, v in params}
+
+    def value(x):
+        try:
+            v = evaluate(expr, {**env, X: x}, 128)
+        except (ArithmeticError, ValueError, TypeError):
+            return None
+        return v if isinstance(v, mpmath.mpf) and mpmath.isfinite(v) else None
+
+    grid = np.linspace(-span, span, 241)
+    values = [value(float(x)) for x in grid]
+    # a grid point where f is 0 between two where it is not (a flat 0, relu's left half, is none)
+    roots = [float(grid[i]) for i in range(1, len(grid) - 1) if values[i] == 0 and abs(grid[i]) > 1e-3
+             and values[i - 1] and values[i + 1]]
+    with mpmath.workprec(128):
+        for a, fa, b, fb in zip(grid, values, grid[1:], values[1:]):
+            if fa is None or fb is None or fa == 0 or fb == 0 or (fa > 0) == (fb > 0):
+                continue
+            lo, hi, flo = mpmath.mpf(a), mpmath.mpf(b), fa
+            for _ in range(80):
+                mid = (lo + hi) / 2
+                fm = value(mid)
+                if fm is None or fm == 0:
+                    lo = hi = mid
+                    break
+                if (fm > 0) == (flo > 0):
+                    lo, flo = mid, fm
+                else:
+                    hi = mid
+            r = (lo + hi) / 2
+            fr = value(r)
+            if fr is not None and abs(fr) <= 1e-12 * max(abs(fa), abs(fb)) and abs(r) > 1e-3:
+                roots.append(float(r))
+    return tuple(roots)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from actgen.errors import AccuracyError, ActgenError
 from actgen.pipeline import lower_activation
 from actgen.spec import parse_table
 from actgen.measure import ulp_distance
+from actgen import sweep as sweep_module
 from actgen.sweep import make_sweep, memoised_reference
 from actgen.verify import check
 from conftest import requires_cc
@@ -174,3 +175,21 @@ def test_the_textbook_arcsinh_builds_with_its_limits_at_infinity(tmp_path):
     _, results = _verify(tmp_path, "asinh_naive", '[asinh_naive]\nexpr = "log(x + sqrt(x**2 + 1))"\n')
     over = [r for r in results if not r.passed]
     assert not over, [(r.backend, r.dtype, r.kernel, r.error, r.worst_x) for r in over]
+
+
+
+
+def test_a_root_away_from_zero_is_swept_and_an_unmet_budget_there_is_said_at_build():
+    """0.0025 (sin(x) - cos(x)) (SineReLU's left half) crosses 0 at pi/4 + k pi, where the two
+    terms cancel: it built without a word, and verify found 40 ULP at x = -5.5 in float64 only
+    because its grid happened to land 0.002 from the root -7 pi/4. The sweeps now hold each root
+    of f (a grid's sign changes, bisected) and its float neighbours, so selection sees the
+    cancellation: with no double-double sin and cos in actgen yet, no form holds there in float64
+    and the build says so (the float32 kernels, computed in double, hold)."""
+    act = parse_table("sr", {"expr": "epsilon * (sin(x) - cos(x))", "params": {"epsilon": 0.0025}},
+                      path="sr.toml")
+    want = [math.pi / 4 + k * math.pi for k in range(-10, 10) if abs(math.pi / 4 + k * math.pi) <= 30]
+    assert np.allclose(sweep_module.root_points(act, "float64"), want, rtol=0, atol=1e-14)
+    assert sweep_module.root_points(parse_table("t", {"expr": "x * tanh(x)"}, path="t.toml"), "float64") == ()
+    with pytest.raises(AccuracyError, match="float64 forward kernel is .* ULP off at x = "):
+        lower_activation(act)
