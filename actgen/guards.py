@@ -18,7 +18,7 @@ import numpy as np
 import sympy as sp
 
 from .activation import Activation
-from .derive import singular_points, ties_to_piecewise
+from .derive import kink_points, singular_points, ties_to_piecewise
 from .functions import erfc, sigmoid, softplus
 from .ir import X, Form, Kernel, param_symbol
 from .measure import evaluate_form
@@ -467,7 +467,42 @@ def with_asymptotic_guards(form: Form, act: Activation, signs: tuple[int, ...]) 
     return replace(form, result=result, guards=(*form.guards, *(p[0] for p in pieces)))
 
 
-def local_series(expr: sp.Expr, act: Activation, point: float, order: int = 12) -> tuple[sp.Expr, float] | None:
+def _branch_at(e: sp.Expr, env: dict) -> sp.Expr | None:
+    """``e`` with each Piecewise (and Max, Min, Abs, sign, Heaviside) replaced by the branch it
+    takes at the point ``env``; None where a condition is undecided there."""
+    e = ties_to_piecewise(e, X).rewrite(sp.Piecewise)
+    undecided = []
+
+    def branch(p):
+        for value, condition in p.args:
+            taken = condition.subs(env)
+            if taken is sp.true:
+                return value
+            if taken is not sp.false:
+                break
+        undecided.append(p)
+        return p
+
+    e = e.replace(lambda n: isinstance(n, sp.Piecewise), branch)
+    return None if undecided else e
+
+
+def _numeric_series(e: sp.Expr, subs: dict, point: float, n: int, h: sp.Symbol) -> sp.Expr | None:
+    """sum of c_k h**k for k < n: the Taylor coefficients of ``e`` at ``point``, a regular point (a
+    root of f), by mpmath's numerical differentiation at 320 bits. SymPy's series at a root with
+    a 60-bit rational ran for minutes (1 - 2 exp(-0.7 exp(x)) at -0.0098)."""
+    try:
+        with mpmath.workprec(320):
+            cs = mpmath.taylor(lambda t: evaluate(e, {**subs, X: t}, mpmath.mp.prec), mpmath.mpf(point), n - 1)
+    except (Undefined, ValueError, ZeroDivisionError, TypeError, OverflowError):
+        return None
+    if not all(isinstance(c, mpmath.mpf) and mpmath.isfinite(c) for c in cs):
+        return None
+    return sp.Add(*[sp.Float(c, 40) * h ** k for k, c in enumerate(cs)])
+
+
+def local_series(expr: sp.Expr, act: Activation, point: float, order: int = 12,
+                 regular: bool = False) -> tuple[sp.Expr, float] | None:
     """(the Taylor polynomial of ``expr`` at x = ``point`` in powers of (x - point), the radius
     within which the omitted terms are below 2**-70 of it at the default parameters), or None.
     Near a removable singularity (sin(x)/x at 0) or a point where the form cancels (1 - cos(x)),
@@ -475,14 +510,24 @@ def local_series(expr: sp.Expr, act: Activation, point: float, order: int = 12) 
     at the point (no select, Abs, sign there: their series differ by side)."""
     h = sp.Dummy("h", real=True)
     e = _to_elementary(_plain(expr))
+    x0 = sp.Rational(point)
+    subs = {param_symbol(p): v for p, v in act.params.items()}
+    if regular:
+        e = _branch_at(e, {**subs, X: x0})
+        if e is None:
+            return None
     if e.has(sp.Piecewise, sp.Max, sp.Min, sp.Heaviside, sp.sign, sp.Abs):
         return None
-    x0 = sp.Rational(point)
-    try:
-        series = sp.series(e.xreplace({X: x0 + h}), h, 0, order + 2).removeO()
-    except (NotImplementedError, ValueError, TypeError, AttributeError, RecursionError, KeyError,
-            ZeroDivisionError, sp.PoleError):
-        return None
+    if regular:             # smooth at the point (``regular``): its derivatives, numerically
+        series = _numeric_series(e, subs, point, order + 2, h)
+        if series is None:
+            return None
+    else:
+        try:
+            series = sp.series(e.xreplace({X: x0 + h}), h, 0, order + 2).removeO()
+        except (NotImplementedError, ValueError, TypeError, AttributeError, RecursionError, KeyError,
+                ZeroDivisionError, sp.PoleError):
+            return None
     if series.has(sp.Order, sp.zoo, sp.nan, sp.log) or not series.is_polynomial(h):
         return None
     poly = sp.Poly(series, h)
@@ -491,7 +536,6 @@ def local_series(expr: sp.Expr, act: Activation, point: float, order: int = 12) 
         return None                    # not enough terms beyond the kept ones to bound them
     kept = sp.Add(*[c * h ** k for (k,), c in terms if k < order])
     omitted = sp.Add(*[c * h ** k for (k,), c in terms if k >= order])
-    subs = {param_symbol(p): v for p, v in act.params.items()}
     radius = None
     for k in range(1, 60):
         r = mpmath.ldexp(1, -k)
@@ -508,16 +552,29 @@ def local_series(expr: sp.Expr, act: Activation, point: float, order: int = 12) 
             break
     if radius is None:
         return None
+    if regular:
+        # within the branch the point is on: no kink inside the radius
+        kinks = [abs(k - point) for k in kink_points(act)]
+        while any(d <= radius for d in kinks) and radius > 2.0 ** -60:
+            radius /= 2
+        # in Horner form: c1 (x - x0), built as a product, would be distributed by SymPy into
+        # c1 x - c1 x0, the cancellation the polynomial is there to avoid
+        coefficients = dict(((k,), c) for (k,), c in terms if k < order)
+        horner = sp.S.Zero
+        for k in range(order - 1, -1, -1):
+            horner = coefficients.get((k,), sp.S.Zero) + (X - x0) * horner if k < order - 1 else coefficients.get((k,), sp.S.Zero)
+        return horner, radius
     return kept.xreplace({h: X - x0}), radius
 
 
-def with_local_series(form: Form, act: Activation, points: list[float]) -> Form | None:
+def with_local_series(form: Form, act: Activation, points: list[float], regular=frozenset()) -> Form | None:
     """``form`` with its Taylor polynomial (local_series) taking over within its radius of each
-    of ``points``; None if no point has one. The pieces go after the form's guards."""
+    of ``points``; None if no point has one. The pieces go after the form's guards. At the points
+    of ``regular`` (roots of f) the polynomial's coefficients are computed numerically."""
     source = form.stable if form.stable is not None else form.result
     pieces = []
     for point in points:
-        found = local_series(source, act, point)
+        found = local_series(source, act, point, regular=point in regular)
         if found is None:
             continue
         polynomial, radius = found

@@ -38,7 +38,7 @@ from .reference import reference
 from .alternatives import ALTERNATIVES
 from .rewrite import lower, stable_form, stable_source
 from .spec import parse_expression
-from .sweep import make_sweep
+from .sweep import make_sweep, root_points
 
 #: Candidates that cost less than the stable rewrite (fewer transcendental calls), tried before it.
 CHEAPER = frozenset({"softplus rational"})
@@ -416,6 +416,11 @@ def _tails(act, guarded, m, sweep, ref, compute, scale, limit):
     return variant, other
 
 
+#: At most this many Taylor polynomials in one form (each is a select on every element; a periodic
+#: function's dozens of roots want an argument reduction instead)
+MAX_LOCAL_SERIES = 4
+
+
 def _near_points(act, kernel, guarded, m, sweep, ref, compute, scale, limit):
     """(form, measurement): ``guarded`` with its Taylor polynomials (guards.with_local_series)
     around 0 and the kernel's singular points where it fails within 1 of them, if that fixes
@@ -426,11 +431,17 @@ def _near_points(act, kernel, guarded, m, sweep, ref, compute, scale, limit):
     # at 0 ran for minutes)
     at_zero = ref[sweep.xs == 0.0]
     zeros = {0.0} if at_zero.size and np.all(at_zero == 0) else set()
-    points = sorted(zeros | set(singular_points(act, kernel.exact)))
+    roots = set()
+    if kernel.kind == "forward":
+        # a root of f away from 0, at the float nearest it: the polynomial in (x - x0), x0 that
+        # float, is c0 + c1 (x - x0) + ..., c0 = f(x0) tiny and exact to its last digit, and
+        # x - x0 exact; it keeps the digits the form cancels away
+        roots = set(root_points(act, sweep.dtype)) - zeros
+    points = sorted(zeros | roots | set(singular_points(act, kernel.exact)))
     near = [p for p in points if (bad & (np.abs(sweep.xs - p) < 1.0)).any()]
-    if not near:
+    if not near or len(near) > MAX_LOCAL_SERIES:
         return guarded, m
-    variant = with_local_series(guarded, act, near)
+    variant = with_local_series(guarded, act, near, regular=roots - set(singular_points(act, kernel.exact)))
     if variant is None:
         return guarded, m
     other = measure_bounded(variant, sweep.xs, ref, sweep.params, sweep.dtype, compute, scale,

@@ -121,12 +121,14 @@ def sample_points(act: Activation, dtype: str, *, dense: int = 241, span: float 
 
 
 def root_points(act: Activation, dtype: str, span: float = 30.0) -> tuple[float, ...]:
-    """The x in [-span, span], away from 0, where the activation (at its default parameters,
-    rounded to ``dtype``) changes sign: a grid's sign changes, each bisected in 128-bit arithmetic
-    (a change across a jump is no root). Only elementwise activations."""
+    """The floats of ``dtype`` nearest the x in [-span, span], away from 0, where the activation
+    (at its default parameters, rounded to ``dtype``) changes sign: a grid's sign changes, each
+    bisected in 128-bit arithmetic (a change across a jump is no root). Only elementwise
+    activations."""
     if act.kind != "elementwise":
         return ()
-    return _roots(act.expr, tuple(sorted(param_values(act, dtype).items())), float(span))
+    t = np.dtype(dtype).type
+    return tuple(float(t(r)) for r in _roots(act.expr, tuple(sorted(param_values(act, dtype).items())), float(span)))
 
 
 @functools.lru_cache(maxsize=512)
