@@ -13,12 +13,16 @@ from .derive import differentiate
 from .errors import DerivationError
 from .ir import DTYPES, X
 from .orders import DERIVED, is_derived, order_label
+from .rewrite import stabilize
 from .spec import parse_table
 
 
 def derivative_expr(act: Activation, k: int):
-    """d^k f / dx^k of the activation's expression (the gate's, the score's)."""
-    expr = act.expr
+    """d^k f / dx^k of the activation's expression (the gate's, the score's), differentiated
+    from its stable rewrite, as f' is (rewrite.stable_source): log(1 + exp(x)) is softplus(x)
+    first, so that f'' is sigmoid(x) sigmoid(-x), not exp(x)/(exp(x) + 1) - exp(2x)/(exp(x) + 1)^2
+    (inf/inf from x = 355 on, which no rewrite of the sum recovers)."""
+    expr = stabilize(act.expr)[0] if k else act.expr
     for _ in range(k):
         expr = differentiate(expr, X)
     return expr
