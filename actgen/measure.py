@@ -153,7 +153,9 @@ def term_scale(form_expr: sp.Expr, xs: np.ndarray, params: dict) -> np.ndarray:
         sums = [f for f in form_expr.args if (f.is_Add or isinstance(f, sp.Piecewise)) and f.has(X)]
         if len(sums) == 1:
             rest = form_expr.func(*[f for f in form_expr.args if f is not sums[0]])
-            return np.abs(_values(rest, xs, params)) * term_scale(sums[0], xs, params)
+            scale = term_scale(sums[0], xs, params)
+            with np.errstate(all="ignore"):             # (0 * inf is NaN: no scale there)
+                return np.abs(_values(rest, xs, params)) * scale
     total = np.zeros(xs.shape)
     for term in sp.Add.make_args(form_expr):
         total = total + np.abs(_values(term, xs, params))

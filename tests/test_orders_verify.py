@@ -11,6 +11,7 @@ import sympy as sp
 from actgen import docs, library
 from actgen.derive import derive
 from actgen.functions import sigmoid
+from actgen.guards import asymptotic_expansion
 from actgen.higher import derived_activation, parse_any
 from actgen.ir import X, Form
 from actgen.loading import spec_table
@@ -91,3 +92,18 @@ def test_every_builtin_is_within_budget_at_orders_two_and_three():
                 failures.append(f"{name} {r.activation} {r.kernel} {r.dtype} order {r.order}: "
                                 f"{r.error:g} > {r.budget:g} at x = {r.worst_x:g}")
     assert not failures, "\n".join(failures)
+
+
+def test_an_expansion_at_infinity_is_counted_from_its_leading_power():
+    # squareplus's f''' for x > 1 (its stable form overflows x**2 from 1e154 on: NaN at 8.9e170):
+    # -3b/2 x^-4 + 15b^2/4 x^-6 - ..., every other power; the first series orders asked for
+    # (t^6, t^8, t^12) held 4 terms at most, and no expansion was found (the build was refused)
+    act = derived_activation(_builtin("squareplus"), 2)
+    b = sp.Symbol("b", real=True)
+    tail = -3 * b / (2 * sp.sqrt((b + X**2) / X**2) * (b + X**2) ** 2)
+    found = asymptotic_expansion(tail, act, 1)
+    assert found is not None
+    expansion, edge = found
+    assert sp.expand(expansion - (-3 * b / (2 * X**4) + 15 * b**2 / (4 * X**6) - 105 * b**3 / (16 * X**8)
+                                  + 315 * b**4 / (32 * X**10))) == 0
+    assert 1 < edge <= 2.0**12
