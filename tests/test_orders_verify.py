@@ -107,3 +107,36 @@ def test_an_expansion_at_infinity_is_counted_from_its_leading_power():
     assert sp.expand(expansion - (-3 * b / (2 * X**4) + 15 * b**2 / (4 * X**6) - 105 * b**3 / (16 * X**8)
                                   + 315 * b**4 / (32 * X**10))) == 0
     assert 1 < edge <= 2.0**12
+
+
+def test_tanhshrink_third_derivative_is_within_the_size_limit():
+    # its Pade branch's polynomials in Horner form: differentiated three times, over
+    # differentiate's limit (the derived order 2 could not be built); expanded first, and the
+    # stable source falling back to the exact derivative where the rewritten one is too large
+    from actgen.rewrite import stable_source
+
+    derived = derived_activation(_builtin("tanhshrink"), 2)
+    third = {k.name: k for k in derive(derived)}["backward"]
+    source, _ = stable_source(third, derived.expr)
+    xs = np.array([-1.5, -0.25, 1e-3, 0.5, 1.999, 3.0])
+    got = evaluate_form(stable_form(third, derived.expr), xs, {}, "float64", "dtype")
+    exact = sp.diff(X - sp.tanh(X), X, 3)
+    want = np.array([float(exact.subs(X, v).evalf(30)) for v in xs])
+    assert np.allclose(got, want, rtol=1e-9, atol=1e-12)     # (the Pade branch is within 1e-16 of tanh)
+    assert sp.count_ops(source) < 2000
+
+
+def test_derivative_orders_are_chosen_on_the_full_sweep(monkeypatch):
+    # mish's third derivative chosen on the quick sweep (81 grid points on [-30, 30]) was cut into
+    # regimes at x = 9.78 with 5 ULP at 9.0 and 9.75 and 14 at 9.5, which only verify's full
+    # sweep has (15 ULP on the host, over the budget of 8)
+    from actgen import select
+
+    asked = []
+    real = select.make_sweep
+    monkeypatch.setattr(select, "make_sweep", lambda *a, **kw: asked.append(kw["quick"]) or real(*a, **kw))
+    monkeypatch.setattr(select, "choose", lambda act, k, sweep, limits=None: None)
+    linear = _builtin("linear")
+    select.choose_all(linear)
+    select.choose_all(derived_activation(linear, 1))
+    assert asked == [True, True, False, False]
