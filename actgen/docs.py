@@ -4,7 +4,7 @@
   from the specs; ``actgen docs --check`` (and tests/test_docs.py) compares it with a fresh
   rendering and prints a unified diff and the command that updates it.
 * docs/verification.md, the measured error of every kernel of the library, rendered from the
-  results of ``actgen verify`` (``actgen verify --all --markdown docs/verification.md`` runs the
+  results of ``actgen verify`` (``actgen verify --all --orders 3 --markdown docs/verification.md`` runs the
   sweep and writes it; ``actgen docs --verification FILE.json`` renders it from a saved
   ``actgen verify --json`` file without measuring again).
 
@@ -27,7 +27,7 @@ DESCRIPTION = ("Render docs/activations.md from the built-in specs (actgen/libra
 ACTIVATIONS = "activations.md"
 VERIFICATION = "verification.md"
 UPDATE_COMMAND = "actgen docs docs"
-VERIFY_COMMAND = "actgen verify --all --markdown docs/verification.md"
+VERIFY_COMMAND = "actgen verify --all --orders 3 --markdown docs/verification.md"
 VERIFICATION_TEMPLATE = "docs/verification.md.jinja"
 
 
