@@ -49,8 +49,8 @@ class Result:
                               # derivatives, ULPs of max(|ref|, |dy| * sum|terms|) (conditioned)
     unit: str = "ulp"         # "ulp", or "eps*sum|terms|" for parameter gradients
     order: int | None = None  # the derivative of the spec's function the kernel computes (0: f,
-                              # 1: f', 2: f''...; of a gated or rowwise one, of its gate or score
-                              # from order 2 on); None for parameter gradients
+                              # 1: f', 2: f''...; in a gated or rowwise one's derivative
+                              # activations, of its gate or score); None for parameter gradients
     of: str = ""              # the spec activation a derived order's kernels belong to
 
     @property
