@@ -403,7 +403,9 @@ def asymptotic_expansion(expr: sp.Expr, act: Activation, sign: int, terms: int =
     if e.has(sp.Piecewise, sp.Max, sp.Min, sp.Heaviside, sp.sign):
         return None
     parts: list = []
-    for order in (terms + 2, terms + 4, terms + 8):     # until a term beyond the kept ones shows
+    orders = [terms + 2, terms + 4, terms + 8]
+    while orders:                                       # until a term beyond the kept ones shows
+        order = orders.pop(0)
         try:
             series = sp.series(e.xreplace({X: sign / t}), t, 0, order).removeO()
         except (NotImplementedError, ValueError, TypeError, AttributeError, RecursionError, KeyError,
@@ -414,6 +416,12 @@ def asymptotic_expansion(expr: sp.Expr, act: Activation, sign: int, terms: int =
         parts = sorted(sp.Add.make_args(sp.expand(series)), key=lambda a: _order(a, t))
         if len(parts) > terms:
             break
+        if not orders:
+            # orders counted from the leading power: a k-th derivative starts far down (squareplus's
+            # f''' is -3b/2 x^-4 + 15b^2/4 x^-6 + ...: five terms need t^14), once
+            lead = math.ceil(_order(parts[0], t))
+            if lead + 2 * terms + 2 > order:
+                orders.append(lead + 2 * terms + 2)
     if len(parts) <= min(terms, 1):
         return None
     if len(parts) <= terms:

@@ -13,15 +13,27 @@ from .derive import differentiate
 from .errors import DerivationError
 from .ir import DTYPES, X
 from .orders import DERIVED, is_derived, order_label
+from .rewrite import stabilize
 from .spec import parse_table
 
 
 def derivative_expr(act: Activation, k: int):
-    """d^k f / dx^k of the activation's expression (the gate's, the score's)."""
-    expr = act.expr
+    """d^k f / dx^k of the activation's expression (the gate's, the score's), differentiated
+    from its stable rewrite, as f' is (rewrite.stable_source): log(1 + exp(x)) is softplus(x)
+    first, so that f'' is sigmoid(x) sigmoid(-x), not exp(x)/(exp(x) + 1) - exp(2x)/(exp(x) + 1)^2
+    (inf/inf from x = 355 on, which no rewrite of the sum recovers)."""
+    expr = _expanded_polynomials(stabilize(act.expr)[0]) if k else act.expr
     for _ in range(k):
         expr = differentiate(expr, X)
     return expr
+
+
+def _expanded_polynomials(expr):
+    """Polynomials in x expanded: the derivative of a polynomial in Horner form (tanhshrink's
+    Pade branch, x^3 P(x^2)/Q(x^2) with P and Q nested six deep) is a product rule at every
+    level, whose third derivative is over differentiate's size limit (about 9,000 operations by
+    its estimate); expanded, the third derivative has 850."""
+    return expr.replace(lambda e: e.is_Add and e.has(X) and e.is_polynomial(X), sp.expand)
 
 
 def derived_activation(parent: Activation, k: int) -> Activation:

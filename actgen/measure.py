@@ -136,15 +136,37 @@ def evaluate_form_wide(form: Form, xs: np.ndarray, params: dict, dtype: str) -> 
 
 def term_scale(form_expr: sp.Expr, xs: np.ndarray, params: dict) -> np.ndarray:
     """sum |terms| of the top-level sum of an expression, in float64: the magnitude the result
-    is computed from (its rounding errors are relative to this, not to the possibly tiny sum)."""
-    terms = sp.Add.make_args(form_expr)
+    is computed from (its rounding errors are relative to this, not to the possibly tiny sum).
+    The sum is looked for through a Piecewise (the branch each x takes) and a product with one
+    such factor (|the other factors| times its terms): softplus's third derivative is
+    Piecewise((0, beta x > threshold), (beta^2 (s(-u)^2 s(u) - s(-u) s(u)^2), True)), which
+    cancels at x ~ 0 as softplus_plain's sum does, and was measured relative to the tiny value."""
+    if isinstance(form_expr, sp.Piecewise):
+        branch = _values(sp.Piecewise(*[(i, c) for i, (_, c) in enumerate(form_expr.args)]), xs, params)
+        total = np.full(xs.shape, np.nan)
+        for i, (value, _) in enumerate(form_expr.args):
+            taken = branch == i
+            if taken.any():
+                total[taken] = term_scale(value, xs[taken], params)
+        return total
+    if form_expr.is_Mul:
+        sums = [f for f in form_expr.args if (f.is_Add or isinstance(f, sp.Piecewise)) and f.has(X)]
+        if len(sums) == 1:
+            rest = form_expr.func(*[f for f in form_expr.args if f is not sums[0]])
+            scale = term_scale(sums[0], xs, params)
+            with np.errstate(all="ignore"):             # (0 * inf is NaN: no scale there)
+                return np.abs(_values(rest, xs, params)) * scale
     total = np.zeros(xs.shape)
-    for term in terms:
-        f = numpy_function(Form((), term), list(params))
-        with np.errstate(all="ignore"):
-            v = np.broadcast_to(np.asarray(f(xs.astype(np.float64), *params.values()), float), xs.shape)
-        total = total + np.abs(v)
+    for term in sp.Add.make_args(form_expr):
+        total = total + np.abs(_values(term, xs, params))
     return total
+
+
+def _values(expr: sp.Expr, xs: np.ndarray, params: dict) -> np.ndarray:
+    """expr at xs in float64 (the kernel model's functions), broadcast to xs's shape."""
+    f = numpy_function(Form((), expr), list(params))
+    with np.errstate(all="ignore"):
+        return np.broadcast_to(np.asarray(f(xs.astype(np.float64), *params.values()), float), xs.shape)
 
 
 def conditioned_distance(got: np.ndarray, ref: np.ndarray, scale: np.ndarray | None) -> np.ndarray:

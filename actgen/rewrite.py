@@ -16,6 +16,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .derive import differentiate
+from .errors import DerivationError
 from .functions import confine, erfc, sigmoid, softplus
 from .ir import X, Form, Kernel, dyadic
 from .measure import evaluate_form
@@ -361,7 +362,14 @@ def stable_source(kernel: Kernel, forward: sp.Expr) -> tuple[sp.Expr, list[str]]
     if kernel.kind == "forward":
         return stable_forward, rules
     var = sp.Symbol(kernel.param, real=True) if kernel.param else sp.Symbol("x", real=True)
-    return differentiate(stable_forward, var), rules
+    try:
+        return differentiate(stable_forward, var), rules
+    except DerivationError:
+        # the stable forward's derivative is over the size limit where the exact one is not
+        # (the rewrite put a sum of fractions over one denominator: tanhshrink's f'' is 320
+        # operations as rewritten, its derivative over 2,000; the exact third derivative has
+        # 850): the exact derivative, rewritten
+        return stabilize(kernel.exact)
 
 
 #: inputs at which a select branch is tried outside its own interval (confine_branches): where

@@ -48,6 +48,10 @@ class Result:
     error: float = 0.0        # what the budget applies to: max_ulp for forward kernels; for
                               # derivatives, ULPs of max(|ref|, |dy| * sum|terms|) (conditioned)
     unit: str = "ulp"         # "ulp", or "eps*sum|terms|" for parameter gradients
+    order: int | None = None  # the derivative of the spec's function the kernel computes (0: f,
+                              # 1: f', 2: f''...; in a gated or rowwise one's derivative
+                              # activations, of its gate or score); None for parameter gradients
+    of: str = ""              # the spec activation a derived order's kernels belong to
 
     @property
     def passed(self) -> bool:
@@ -261,8 +265,8 @@ def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES
         sweep = make_sweep(act, dtype, quick=quick)
         for backend in backends:
             loaded = load(act.name, spec=spec, backend=backend)
-            results.extend(check(loaded, sweep))
-            results.extend(check_param_box(loaded, act, dtype, quick=quick))
+            results.extend(_orders(check(loaded, sweep) + check_param_box(loaded, act, dtype, quick=quick),
+                                   act.name, 0))
     if orders > 1:
         table, path = spec_table(act.name, spec)
         for k in verified_orders(act.kind, orders):
@@ -272,7 +276,19 @@ def verify(act: Activation, *, spec=None, backends=("c", "numpy"), dtypes=DTYPES
             for dtype in dtypes:
                 sweep = make_sweep(derived, dtype, quick=quick)
                 for backend in backends:
-                    results.extend(check(load_table(name, derived_spec, path, backend), sweep))
+                    results.extend(_orders(check(load_table(name, derived_spec, path, backend), sweep),
+                                           act.name, k))
+    return results
+
+
+def _orders(results: list[Result], of: str, k: int) -> list[Result]:
+    """Label the results of the order-k derivative activation of ``of`` (k = 0: ``of`` itself)
+    with the derivative each kernel computes: its forward kernels f^(k), its backward ones
+    f^(k+1) (of a gated or rowwise activation, the gate's or score's g^(k) and g^(k+1) from
+    k = 1 on; its own kernels, k = 0, are f and f' as a whole)."""
+    for r in results:
+        r.of = of
+        r.order = None if r.kind == "param_grad" else k + (r.kind == "backward")
     return results
 
 

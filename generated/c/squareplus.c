@@ -49,7 +49,7 @@ static inline ACTGEN_INLINE double actgen_squareplus_forward_elem_f32(const doub
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 3 ULP (conditioned); rewrites: root_shift */
+/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned); rewrites: root_shift */
 static inline ACTGEN_INLINE double actgen_squareplus_backward_elem_f32(const double x, double b)
 {
     (void)x; (void)b;

@@ -40,7 +40,7 @@ static inline ACTGEN_INLINE double actgen_tanhshrink_forward_elem_f32(const doub
     return x != x ? x : actgen_r;
 }
 
-/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 3 ULP (conditioned); rewrites: together, root_shift */
+/* dx = dy * f'(x): rewritten, computed in double, measured 0 ULP (conditioned), naive 1 ULP (conditioned); rewrites: together, root_shift */
 static inline ACTGEN_INLINE double actgen_tanhshrink_backward_elem_f32(const double x)
 {
     (void)x;

@@ -31,7 +31,7 @@ def _forward_f32(x, b):
 
 
 def _backward_f32(x, b):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 3 ULP (conditioned); rewrites: root_shift"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 2 ULP (conditioned); rewrites: root_shift"""
     x = numpy.asarray(x, numpy.float64)
     b = numpy.asarray(b, numpy.float64)
     t0 = x**2

@@ -24,7 +24,7 @@ def _forward_f32(x):
 
 
 def _backward_f32(x):
-    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 3 ULP (conditioned); rewrites: together, root_shift"""
+    """dx = dy * f'(x) (float32): rewritten, computed in double, measured 0 ULP (conditioned), naive 1 ULP (conditioned); rewrites: together, root_shift"""
     x = numpy.asarray(x, numpy.float64)
     t0 = x**2
     t1 = t0*(t0 + 3003.0) + 1351350.0
