@@ -301,11 +301,13 @@ def materialize(case: Case, where: Path) -> Path:
 
 def files_under(path: Path) -> list[Path]:
     """The files under ``path``, except empty lock files (a lock is a file that flock holds; a
-    spec refused while it is lowered, e.g. for its derivative, was lowered under its lock)."""
+    spec refused while it is lowered, e.g. for its derivative, was lowered under its lock) and
+    the cache's compiled templates (jinja/: actgen's own templates, whole, whatever the spec)."""
     if not path.exists():
         return []
     return sorted(p for p in path.rglob("*")
-                  if p.is_file() and not (p.parent.name == "locks" and p.stat().st_size == 0))
+                  if p.is_file() and not (p.parent.name == "locks" and p.stat().st_size == 0)
+                  and not (p.parent.name == "jinja" and p.suffix == ".jinja"))
 
 
 def check_error(case: Case, error: BaseException, path: Path) -> None:
