@@ -515,7 +515,8 @@ def local_series(expr: sp.Expr, act: Activation, point: float, order: int = 12,
     within which the omitted terms are below 2**-70 of it at the default parameters), or None.
     Near a removable singularity (sin(x)/x at 0) or a point where the form cancels (1 - cos(x)),
     the form loses its digits where the polynomial keeps them. Only where the expression is smooth
-    at the point (no select, Abs, sign there: their series differ by side)."""
+    at the point (no select, Abs, sign there: their series differ by side); at a ``regular`` point
+    (a root of f) the branch each select takes there, numerically, in Horner form in (x - point)."""
     h = sp.Dummy("h", real=True)
     e = _to_elementary(_plain(expr))
     x0 = sp.Rational(point)
@@ -567,10 +568,10 @@ def local_series(expr: sp.Expr, act: Activation, point: float, order: int = 12,
             radius /= 2
         # in Horner form: c1 (x - x0), built as a product, would be distributed by SymPy into
         # c1 x - c1 x0, the cancellation the polynomial is there to avoid
-        coefficients = dict(((k,), c) for (k,), c in terms if k < order)
+        coefficients = {k: c for (k,), c in terms}
         horner = sp.S.Zero
         for k in range(order - 1, -1, -1):
-            horner = coefficients.get((k,), sp.S.Zero) + (X - x0) * horner if k < order - 1 else coefficients.get((k,), sp.S.Zero)
+            horner = coefficients.get(k, sp.S.Zero) + (X - x0) * horner
         return horner, radius
     return kept.xreplace({h: X - x0}), radius
 
