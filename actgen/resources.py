@@ -42,10 +42,10 @@ def _load_template(name: str) -> str:
 def environment():
     """The Jinja environment of every template (jinja2 is imported on first use).
 
-    Compiled templates are kept in the cache's jinja/ folder: compiling them is about a second of
-    every fresh process's first build (1.7 s of a 25 s build profiled under load), loading them
-    a few milliseconds. Jinja checks each entry against its template's source; an entry that
-    cannot be written (a full disk, a read-only cache) only costs the next process that second."""
+    Compiled templates are kept in the cache's jinja/ folder: compiling them is a noticeable part
+    of every fresh process's first build, loading them is not. Jinja checks each entry against
+    its template's source; an entry that cannot be written (a full disk, a read-only cache) only
+    costs the next process the compile."""
     import jinja2
 
     class CompiledTemplates(jinja2.FileSystemBytecodeCache):
